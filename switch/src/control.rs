@@ -1,0 +1,309 @@
+//! The control protocol between switchd and its clients (swctl, nsutil, switchyard-cni).
+//!
+//! A Unix stream socket (mode 0600). Each request is one line of JSON, answered by one
+//! line of JSON: `{"result": ...}` on success, `{"error": "..."}` on failure. A client
+//! may send several requests on one connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::fdb::{FdbCounters, FdbEntry};
+use crate::forward::PortCounters;
+use crate::port::{PortId, PortMode};
+use crate::wire::{MacAddr, VlanId};
+
+/// Where switchd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchd.sock";
+/// Environment variable that overrides [`DEFAULT_SOCKET`] for every client.
+pub const SOCKET_ENV: &str = "SWITCHYARD_SOCKET";
+
+/// A request to switchd.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Is switchd there, and what is it? Answer: [`Status`].
+    Status,
+    /// Create a TAP port inside a network namespace, or report the one already there
+    /// for (namespace, ifname). Answer: [`Attached`].
+    Attach(AttachRequest),
+    /// Remove the port of (namespace, ifname), destroying its TAP. Answer: [`Detached`].
+    Detach { netns: PathBuf, ifname: String },
+    /// Remove a port by id or name. Answer: [`PortInfo`].
+    PortDel { port: String },
+    /// Answer: `Vec<PortInfo>`.
+    PortList,
+    /// Change a port's VLAN mode. Answer: [`PortInfo`].
+    PortSet { port: String, mode: PortMode },
+    /// Answer: `Vec<FdbRecord>`.
+    FdbShow {
+        #[serde(default)]
+        vlan: Option<VlanId>,
+        #[serde(default)]
+        port: Option<String>,
+    },
+    /// Add (or replace) a static entry. Answer: [`FdbRecord`].
+    FdbAdd { mac: MacAddr, vlan: VlanId, port: String },
+    /// Remove an entry, static or learned. Answer: [`FdbRecord`].
+    FdbDel { mac: MacAddr, vlan: VlanId },
+    /// Remove learned entries (and static ones if asked). Answer: [`Flushed`].
+    FdbFlush {
+        #[serde(default)]
+        vlan: Option<VlanId>,
+        #[serde(default)]
+        port: Option<String>,
+        #[serde(default)]
+        include_static: bool,
+    },
+    /// Answer: [`Stats`].
+    Stats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// The namespace, as a path switchd can open (`/run/netns/red`, `/proc/PID/ns/net`).
+    pub netns: PathBuf,
+    /// Name of the interface inside the namespace.
+    pub ifname: String,
+    pub mode: PortMode,
+    /// A short human name for the namespace (`red`), used in port names.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub ports: usize,
+    pub state_dir: PathBuf,
+}
+
+/// A port as switchd reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub id: PortId,
+    /// `label/ifname`, e.g. `red/eth0`.
+    pub name: String,
+    pub netns: PathBuf,
+    pub ifname: String,
+    /// Interface index inside the namespace.
+    pub ifindex: u32,
+    #[serde(flatten)]
+    pub mode: PortMode,
+    /// `up`, or why the port is not forwarding.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attached {
+    pub port: PortInfo,
+    /// False when the port already existed.
+    pub created: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detached {
+    /// The port removed, or `None` when nothing was attached there.
+    pub port: Option<PortInfo>,
+}
+
+/// An FDB entry with its port's name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FdbRecord {
+    #[serde(flatten)]
+    pub entry: FdbEntry,
+    pub port_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Flushed {
+    pub removed: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub id: PortId,
+    pub name: String,
+    #[serde(flatten)]
+    pub counters: PortCounters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FdbStats {
+    pub entries: usize,
+    pub max_entries: usize,
+    pub max_per_port: usize,
+    pub aging_secs: u64,
+    #[serde(flatten)]
+    pub counters: FdbCounters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    pub fdb: FdbStats,
+}
+
+/// The envelope of every answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    Result(T),
+    Error(String),
+}
+
+/// Talking to switchd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("switchd is not running at {path} ({source}); start it with `switchd`, or point to it with --socket or {SOCKET_ENV}")]
+    NotRunning {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the connection to switchd at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("switchd sent an answer this client does not understand ({0}); are swctl and switchd the same version?")]
+    Protocol(#[source] serde_json::Error),
+    /// switchd refused the request; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A blocking connection to switchd's control socket.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the socket at `path`.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let io_err = |source| ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // switchd answers from its event loop; a minute covers the slowest attach.
+        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(io_err)?;
+        let writer = stream.try_clone().map_err(io_err)?;
+        Ok(Client {
+            path: path.to_path_buf(),
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `request` and decodes the answer as `T`.
+    pub fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
+        let io_err = |source| ClientError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_string(request).map_err(ClientError::Protocol)?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).map_err(io_err)?;
+        let mut answer = String::new();
+        let read = self.reader.read_line(&mut answer).map_err(io_err)?;
+        if read == 0 {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "switchd closed the connection",
+            )));
+        }
+        match serde_json::from_str(&answer).map_err(ClientError::Protocol)? {
+            Reply::Result(value) => Ok(value),
+            Reply::Error(message) => Err(ClientError::Refused(message)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_stable_wire_form() {
+        let request = Request::FdbAdd {
+            mac: "02:42:0a:00:00:01".parse().unwrap(),
+            vlan: VlanId::new(10).unwrap(),
+            port: "red/eth0".into(),
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            json,
+            r#"{"cmd":"fdb_add","mac":"02:42:0a:00:00:01","vlan":10,"port":"red/eth0"}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
+        let flush: Request = serde_json::from_str(r#"{"cmd":"fdb_flush"}"#).unwrap();
+        assert_eq!(
+            flush,
+            Request::FdbFlush {
+                vlan: None,
+                port: None,
+                include_static: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_requests_do_not_decode() {
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"launch_missiles"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"fdb_del","mac":"x","vlan":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"fdb_del","mac":"02:00:00:00:00:01","vlan":0}"#).is_err());
+    }
+
+    #[test]
+    fn replies_wrap_results_and_errors() {
+        let ok: Reply<Flushed> = serde_json::from_str(r#"{"result":{"removed":3}}"#).unwrap();
+        assert!(matches!(ok, Reply::Result(Flushed { removed: 3 })));
+        let err: Reply<Flushed> = serde_json::from_str(r#"{"error":"no such port: 9"}"#).unwrap();
+        assert!(matches!(err, Reply::Error(m) if m == "no such port: 9"));
+    }
+
+    #[test]
+    fn port_info_flattens_mode() {
+        let info = PortInfo {
+            id: PortId(1),
+            name: "red/eth0".into(),
+            netns: "/run/netns/red".into(),
+            ifname: "eth0".into(),
+            ifindex: 7,
+            mode: PortMode::Access {
+                vlan: VlanId::new(10).unwrap(),
+            },
+            state: "up".into(),
+        };
+        let value = serde_json::to_value(&info).unwrap();
+        assert_eq!(value["mode"], "access");
+        assert_eq!(value["vlan"], 10);
+        assert_eq!(serde_json::from_value::<PortInfo>(value).unwrap(), info);
+    }
+
+    #[test]
+    fn connect_to_nothing_says_switchd_is_not_running() {
+        let err = Client::connect(Path::new("/nonexistent/switchyard.sock"))
+            .err()
+            .expect("connect must fail");
+        let text = err.to_string();
+        assert!(text.starts_with("switchd is not running at /nonexistent/switchyard.sock"), "{text}");
+    }
+}

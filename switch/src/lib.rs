@@ -1,0 +1,33 @@
+//! # switchyard
+//!
+//! A userspace virtual switch for containers. This crate is its forwarding core and the
+//! vocabulary the rest of switchyard shares; the `switchd` binary in this package wraps it
+//! in I/O.
+//!
+//! How the pieces fit:
+//!
+//! * [`wire`] — zero-copy views of frames (Ethernet, 802.1Q, `virtio_net_hdr`) and
+//!   [`wire::PacketBuf`], a frame with headroom so tags can be pushed in place.
+//! * [`fdb`] — the MAC learning table, with its contract (bounds, aging, fair eviction).
+//! * [`forward`] — [`forward::Switch`], the pure core: `process(now, in_port, frame)` returns
+//!   a [`forward::Decision`]; `execute` carries one out through a caller-supplied `send`.
+//! * [`port`] — port ids and VLAN modes (access, trunk).
+//! * [`sim`] — a deterministic simulator of hosts and switches over in-memory links with a
+//!   virtual clock, for testing the core without root.
+//! * [`control`] — the JSON protocol of switchd's control socket and a blocking client,
+//!   shared by `swctl`, `nsutil` and `switchyard-cni`.
+//!
+//! The core never performs I/O and never reads a clock: time is an argument ([`time::Time`]).
+
+pub mod control;
+pub mod fdb;
+pub mod forward;
+pub mod port;
+pub mod sim;
+pub mod time;
+pub mod wire;
+
+pub use fdb::{FdbConfig, MacTable};
+pub use forward::{Decision, DropReason, Egress, Switch};
+pub use port::{PortId, PortMode};
+pub use time::Time;

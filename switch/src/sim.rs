@@ -1,0 +1,211 @@
+//! A deterministic simulator of hosts and switches, for testing the core without root.
+//!
+//! Every switch is a real [`Switch`]; its ports lead to in-memory hosts (which keep what
+//! they receive in an inbox) or, through links, to ports of other switches. Frames travel
+//! through the same [`Switch::process`] and [`Switch::execute`] that switchd uses. The
+//! clock is virtual and only moves when [`Network::advance`] is called, so aging tests
+//! take no wall time and every run is identical.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::fdb::FdbConfig;
+use crate::forward::{Decision, Switch};
+use crate::port::{PortId, PortMode};
+use crate::time::Time;
+use crate::wire::{emit_header, EtherType, MacAddr, PacketBuf, Tci, VlanId, HEADER_LEN};
+
+/// Index of a switch in a [`Network`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SwitchId(pub usize);
+
+/// Index of a host in a [`Network`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostId(pub usize);
+
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    Host(HostId),
+    Switch(SwitchId, PortId),
+}
+
+struct Host {
+    at: (SwitchId, PortId),
+    inbox: Vec<Vec<u8>>,
+}
+
+/// A set of simulated switches, hosts and links with a virtual clock.
+pub struct Network {
+    now: Time,
+    switches: Vec<Switch>,
+    next_port: Vec<u32>,
+    peers: HashMap<(SwitchId, PortId), Peer>,
+    hosts: Vec<Host>,
+    /// Deliveries a single `send` may cause before the simulator declares a loop.
+    pub hop_budget: usize,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network::new()
+    }
+}
+
+impl Network {
+    pub fn new() -> Network {
+        Network {
+            now: Time::ZERO,
+            switches: Vec::new(),
+            next_port: Vec::new(),
+            peers: HashMap::new(),
+            hosts: Vec::new(),
+            hop_budget: 10_000,
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn add_switch(&mut self, fdb: FdbConfig) -> SwitchId {
+        self.switches.push(Switch::new(fdb));
+        self.next_port.push(1);
+        SwitchId(self.switches.len() - 1)
+    }
+
+    pub fn switch(&self, id: SwitchId) -> &Switch {
+        &self.switches[id.0]
+    }
+
+    pub fn switch_mut(&mut self, id: SwitchId) -> &mut Switch {
+        &mut self.switches[id.0]
+    }
+
+    /// Adds a port to switch `sw`, with nothing plugged in yet.
+    pub fn add_port(&mut self, sw: SwitchId, mode: PortMode) -> PortId {
+        let id = PortId(self.next_port[sw.0]);
+        self.next_port[sw.0] += 1;
+        self.switches[sw.0].set_port(id, mode);
+        id
+    }
+
+    /// Adds a port to `sw` with a new host behind it.
+    pub fn add_host(&mut self, sw: SwitchId, mode: PortMode) -> HostId {
+        let port = self.add_port(sw, mode);
+        self.hosts.push(Host {
+            at: (sw, port),
+            inbox: Vec::new(),
+        });
+        let host = HostId(self.hosts.len() - 1);
+        self.peers.insert((sw, port), Peer::Host(host));
+        host
+    }
+
+    /// Where host `host` is plugged in.
+    pub fn host_port(&self, host: HostId) -> (SwitchId, PortId) {
+        self.hosts[host.0].at
+    }
+
+    /// Moves `host` to a new port on `sw` (a VM migrating, a cable moved).
+    pub fn move_host(&mut self, host: HostId, sw: SwitchId, mode: PortMode) {
+        let old = self.hosts[host.0].at;
+        self.peers.remove(&old);
+        let port = self.add_port(sw, mode);
+        self.hosts[host.0].at = (sw, port);
+        self.peers.insert((sw, port), Peer::Host(host));
+    }
+
+    /// Cables port `a` of switch `sa` to port `b` of switch `sb`.
+    pub fn link(&mut self, (sa, a): (SwitchId, PortId), (sb, b): (SwitchId, PortId)) {
+        self.peers.insert((sa, a), Peer::Switch(sb, b));
+        self.peers.insert((sb, b), Peer::Switch(sa, a));
+    }
+
+    /// Moves the clock forward and lets every switch age its table.
+    pub fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+        for switch in &mut self.switches {
+            switch.handle_timeout(self.now);
+        }
+    }
+
+    /// Frames `host` has received since the last call, oldest first.
+    pub fn take_inbox(&mut self, host: HostId) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.hosts[host.0].inbox)
+    }
+
+    /// `host` transmits `frame`; everything it causes is delivered before this returns.
+    /// Returns the decision of the first switch, for tests that want to see it.
+    ///
+    /// # Panics
+    /// If the frame is still bouncing after `hop_budget` deliveries: a forwarding loop.
+    pub fn send(&mut self, host: HostId, frame: &[u8]) -> Decision {
+        let (sw, port) = self.hosts[host.0].at;
+        let mut queue = VecDeque::from([(sw, port, frame.to_vec())]);
+        let mut first = None;
+        let mut deliveries = 0;
+        while let Some((sw, in_port, frame)) = queue.pop_front() {
+            let switch = &mut self.switches[sw.0];
+            let decision = switch.process(self.now, in_port, &frame);
+            first.get_or_insert(decision);
+            let mut packet = PacketBuf::from_wire(&frame, false);
+            let peers = &self.peers;
+            let hosts = &mut self.hosts;
+            switch.execute(decision, &mut packet, |out, wire| {
+                deliveries += 1;
+                match peers.get(&(sw, out)) {
+                    Some(Peer::Host(h)) => hosts[h.0].inbox.push(wire.to_vec()),
+                    Some(Peer::Switch(next_sw, next_port)) => {
+                        queue.push_back((*next_sw, *next_port, wire.to_vec()))
+                    }
+                    None => return false,
+                }
+                true
+            });
+            assert!(
+                deliveries <= self.hop_budget,
+                "frame still in flight after {deliveries} deliveries: a forwarding loop"
+            );
+        }
+        first.unwrap_or(Decision::Drop(crate::forward::DropReason::UnknownPort))
+    }
+}
+
+/// Builds an Ethernet frame, tagged for `vlan` when given, padded to the 60-byte minimum.
+pub fn frame(dst: MacAddr, src: MacAddr, vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; HEADER_LEN];
+    match vlan {
+        None => emit_header(&mut out, dst, src, EtherType(0x88b5)),
+        Some(vid) => {
+            emit_header(&mut out, dst, src, EtherType::VLAN);
+            out.extend_from_slice(&Tci::new(0, false, vid).0.to_be_bytes());
+            out.extend_from_slice(&0x88b5u16.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out.resize(out.len().max(60), 0);
+    out
+}
+
+/// The VLAN id a frame is tagged with, if any.
+pub fn tag_of(frame: &[u8]) -> Option<u16> {
+    crate::wire::EthernetFrame::new_checked(frame)
+        .ok()
+        .and_then(|f| f.tci())
+        .map(|t| t.vid())
+}
+
+/// Shorthand for an access port mode.
+pub fn access(vlan: u16) -> PortMode {
+    PortMode::Access {
+        vlan: VlanId::new(vlan).expect("test VLAN id in 1..=4094"),
+    }
+}
+
+/// Shorthand for a trunk port mode: `allowed` like `"10,20"`.
+pub fn trunk(allowed: &str, native: Option<u16>) -> PortMode {
+    PortMode::Trunk {
+        allowed: allowed.parse().expect("test VLAN list"),
+        native: native.map(|v| VlanId::new(v).expect("test VLAN id in 1..=4094")),
+    }
+}
