@@ -1,1 +1,207 @@
-fn main() {}
+//! switchd: the switchyard switch process.
+//!
+//! Reads Ethernet frames from TAP devices living in container network namespaces, runs
+//! them through the forwarding core (`switchyard::Switch`), and writes them out again.
+//! Runs in the foreground and logs to stderr; controlled over a Unix socket (see
+//! `switchyard::control`). Layers, from the outside in:
+//!
+//! * `main` — flags, the optional TOML config file, logging.
+//! * `daemon` — the `mio` event loop: TAPs, control connections, signals, FDB aging.
+//! * `ctl` — control requests, each saved to the state directory before it is answered.
+//! * `state` — the state directory: ports and static FDB entries, written atomically.
+//! * `tap` — persistent TAP devices with vnet headers and offloads, in other namespaces.
+//! * `sys` — the TUN ioctls: the only `unsafe` code.
+
+mod ctl;
+mod daemon;
+mod state;
+mod sys;
+mod tap;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Deserialize;
+use switchyard::control::DEFAULT_SOCKET;
+use switchyard::fdb::FdbConfig;
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
+
+/// The switchyard switch daemon: MAC learning, VLANs and TAP ports for containers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML file with any of: socket, state_dir, log, [fdb] aging_secs, max_entries,
+    /// max_per_port. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Control socket path [default: /run/switchyard/switchd.sock]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Where ports and static FDB entries are kept [default: /var/lib/switchyard]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Seconds before an idle learned MAC is forgotten [default: 300]
+    #[arg(long, value_name = "SECS")]
+    fdb_aging: Option<u64>,
+    /// MAC table size, static entries included [default: 131072]
+    #[arg(long, value_name = "N")]
+    fdb_max_entries: Option<usize>,
+    /// Learned MACs per port [default: 65536]
+    #[arg(long, value_name = "N")]
+    fdb_max_per_port: Option<usize>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info]
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// The config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    socket: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    log: Option<String>,
+    #[serde(default)]
+    fdb: FileFdbConfig,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileFdbConfig {
+    aging_secs: Option<u64>,
+    max_entries: Option<usize>,
+    max_per_port: Option<usize>,
+}
+
+/// Flags over file over defaults.
+#[derive(Debug, PartialEq)]
+struct Config {
+    socket: PathBuf,
+    state_dir: PathBuf,
+    log: String,
+    fdb: FdbConfig,
+}
+
+impl Config {
+    fn resolve(args: Args) -> Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_config_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = FdbConfig::default();
+        let fdb = FdbConfig {
+            aging: args
+                .fdb_aging
+                .or(file.fdb.aging_secs)
+                .map_or(defaults.aging, Duration::from_secs),
+            max_entries: args.fdb_max_entries.or(file.fdb.max_entries).unwrap_or(defaults.max_entries),
+            max_per_port: args.fdb_max_per_port.or(file.fdb.max_per_port).unwrap_or(defaults.max_per_port),
+        };
+        if fdb.aging.is_zero() {
+            anyhow::bail!("FDB aging must be at least 1 second");
+        }
+        if fdb.max_entries == 0 || fdb.max_per_port == 0 {
+            anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
+        }
+        Ok(Config {
+            socket: args.socket.or(file.socket).unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            state_dir: args.state_dir.or(file.state_dir).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+            fdb,
+        })
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("switchd: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let config = Config::resolve(Args::parse())?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("invalid log filter {:?}", config.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    // Before any thread exists, so that every thread has them blocked.
+    let signals = daemon::signal_fd()?;
+    let store = state::StateStore::open(&config.state_dir)?;
+    let mut switchd = daemon::Daemon::new(
+        daemon::Options {
+            socket: config.socket.clone(),
+            fdb: config.fdb,
+        },
+        store,
+        signals,
+    )?;
+    tracing::info!(
+        socket = %config.socket.display(),
+        state_dir = %config.state_dir.display(),
+        ports = switchd.ports.len(),
+        "switchd ready"
+    );
+    let outcome = switchd.run();
+    switchd.shutdown();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("switchd").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let config = Config::resolve(args(&[])).unwrap();
+        assert_eq!(config.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(config.fdb, FdbConfig::default());
+        assert!(config.fdb.max_entries >= 64 * 1024);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let path = std::env::temp_dir().join(format!("switchd-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "socket = \"/tmp/a.sock\"\nstate_dir = \"/tmp/st\"\n[fdb]\naging_secs = 60\nmax_entries = 1000\n",
+        )
+        .unwrap();
+        let config = Config::resolve(args(&["--config", path.to_str().unwrap(), "--socket", "/tmp/b.sock"])).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.socket, PathBuf::from("/tmp/b.sock"));
+        assert_eq!(config.state_dir, PathBuf::from("/tmp/st"));
+        assert_eq!(config.fdb.aging, Duration::from_secs(60));
+        assert_eq!(config.fdb.max_entries, 1000);
+        assert_eq!(config.fdb.max_per_port, FdbConfig::default().max_per_port);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let path = std::env::temp_dir().join(format!("switchd-config-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, "sockett = \"/tmp/a.sock\"\n").unwrap();
+        let err = Config::resolve(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(format!("{err:#}").contains("is invalid"), "{err:#}");
+        assert!(Config::resolve(args(&["--fdb-aging", "0"])).is_err());
+        assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
+    }
+}

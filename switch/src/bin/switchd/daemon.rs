@@ -1,0 +1,483 @@
+//! The event loop: TAP ports, the control socket and signals on one `mio` poll.
+//!
+//! One thread does everything, so the forwarding core needs no locks. A readable TAP is
+//! drained in batches; ports that still have frames after their batch go to the back of
+//! a ready queue, so one busy port cannot starve the others. With nothing to do the loop
+//! sleeps in `epoll_wait` until a frame, a request, a signal, or the next FDB expiry.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mio::net::{UnixListener, UnixStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use switchyard::fdb::FdbConfig;
+use switchyard::wire::{PacketBuf, VNET_HDR_LEN};
+use switchyard::{PortId, Switch, Time};
+
+use crate::ctl;
+use crate::state::{SavedPort, SavedState, StateStore};
+use crate::tap::Tap;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CONN: usize = 16;
+/// Ports use tokens from here up: `PORT_TOKENS + port id`.
+const PORT_TOKENS: usize = 1 << 32;
+
+/// Frames read from one port before the loop looks at the others.
+const BATCH: usize = 64;
+/// A TCP super-frame is at most 64 KiB plus link headers; room for that and the vnet header.
+const MAX_WIRE_LEN: usize = 65536 + 1024;
+/// Requests longer than this are refused and the connection closed.
+const MAX_REQUEST: usize = 1 << 20;
+
+/// A port: what is saved about it, and its TAP while it has one.
+pub struct PortEntry {
+    pub saved: SavedPort,
+    pub tap: Option<Tap>,
+    /// Why the port is not forwarding, when it is not.
+    pub problem: Option<String>,
+}
+
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+pub struct Options {
+    pub socket: PathBuf,
+    pub fdb: FdbConfig,
+}
+
+pub struct Daemon {
+    poll: Poll,
+    pub switch: Switch,
+    pub ports: BTreeMap<PortId, PortEntry>,
+    pub store: StateStore,
+    pub next_port_id: u32,
+    listener: UnixListener,
+    socket: PathBuf,
+    conns: HashMap<Token, Conn>,
+    next_conn: usize,
+    signals: SignalFd,
+    pub started: Instant,
+    packet: PacketBuf,
+    ready: VecDeque<PortId>,
+    ready_set: HashSet<PortId>,
+}
+
+fn port_token(id: PortId) -> Token {
+    Token(PORT_TOKENS + id.0 as usize)
+}
+
+impl Daemon {
+    /// Binds the control socket, restores saved ports, and gets ready to run.
+    /// `signals` must already be blocked in every thread.
+    pub fn new(options: Options, store: StateStore, signals: SignalFd) -> Result<Daemon> {
+        let poll = Poll::new().context("cannot create the event loop (epoll)")?;
+        let mut listener = bind_control_socket(&options.socket)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("cannot watch the control socket")?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&signals.as_fd())),
+                SIGNALS,
+                Interest::READABLE,
+            )
+            .context("cannot watch signals")?;
+        let saved = store.load()?;
+        let mut daemon = Daemon {
+            poll,
+            switch: Switch::new(options.fdb),
+            ports: BTreeMap::new(),
+            store,
+            next_port_id: saved.next_port_id,
+            listener,
+            socket: options.socket,
+            conns: HashMap::new(),
+            next_conn: FIRST_CONN,
+            signals,
+            started: Instant::now(),
+            packet: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
+            ready: VecDeque::new(),
+            ready_set: HashSet::new(),
+        };
+        daemon.restore(saved);
+        Ok(daemon)
+    }
+
+    pub fn now(&self) -> Time {
+        Time::from_duration(self.started.elapsed())
+    }
+
+    /// Reattaches every saved port and reinstalls static FDB entries.
+    fn restore(&mut self, saved: SavedState) {
+        for port in saved.ports {
+            let id = port.id;
+            let name = port_name(&port);
+            self.switch.set_port(id, port.mode.clone());
+            let (tap, problem) = match reopen(&port) {
+                Ok(tap) => {
+                    tracing::info!(port = %id, %name, ifindex = port.ifindex, "reattached TAP");
+                    (Some(tap), None)
+                }
+                Err(err) => {
+                    tracing::warn!(port = %id, %name, "cannot reattach TAP: {err:#}");
+                    (None, Some(format!("{err:#}")))
+                }
+            };
+            self.ports.insert(
+                id,
+                PortEntry {
+                    saved: port,
+                    tap: None,
+                    problem,
+                },
+            );
+            match tap {
+                Some(tap) => {
+                    if let Err(err) = self.install_tap(id, tap) {
+                        self.mark_down(id, format!("{err:#}"));
+                    }
+                }
+                None => {
+                    let _ = self.switch.set_port_up(id, false);
+                }
+            }
+        }
+        for entry in saved.static_fdb {
+            if self.ports.contains_key(&entry.port) {
+                if let Err(err) = self.switch.fdb_mut().add_static(entry.vlan, entry.mac, entry.port) {
+                    tracing::warn!("cannot restore static FDB entry {} vlan {}: {err}", entry.mac, entry.vlan);
+                }
+            }
+        }
+    }
+
+    /// Starts watching `tap` as port `id` and marks the port up.
+    pub fn install_tap(&mut self, id: PortId, tap: Tap) -> Result<()> {
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&tap.raw_fd()), port_token(id), Interest::READABLE)
+            .with_context(|| format!("cannot watch TAP {}", tap.name()))?;
+        let entry = self.ports.get_mut(&id).context("port vanished")?;
+        entry.tap = Some(tap);
+        entry.problem = None;
+        let _ = self.switch.set_port_up(id, true);
+        // Frames may have queued before we registered; edge-triggered epoll would not say so.
+        self.mark_ready(id);
+        Ok(())
+    }
+
+    /// Stops watching port `id`'s TAP and hands it back (it stays in the namespace).
+    pub fn uninstall_tap(&mut self, id: PortId) -> Option<Tap> {
+        let tap = self.ports.get_mut(&id)?.tap.take()?;
+        let _ = self.poll.registry().deregister(&mut SourceFd(&tap.raw_fd()));
+        self.ready_set.remove(&id);
+        Some(tap)
+    }
+
+    fn mark_ready(&mut self, id: PortId) {
+        if self.ready_set.insert(id) {
+            self.ready.push_back(id);
+        }
+    }
+
+    /// The port stops forwarding until it is reattached, and says why.
+    fn mark_down(&mut self, id: PortId, problem: String) {
+        drop(self.uninstall_tap(id));
+        let _ = self.switch.set_port_up(id, false);
+        if let Some(entry) = self.ports.get_mut(&id) {
+            entry.problem = Some(problem);
+        }
+    }
+
+    pub fn saved_state(&self) -> SavedState {
+        let mut static_fdb: Vec<_> = self
+            .switch
+            .fdb()
+            .entries(self.now())
+            .filter(|e| e.is_static)
+            .map(|e| crate::state::SavedFdbEntry {
+                vlan: e.vlan,
+                mac: e.mac,
+                port: e.port,
+            })
+            .collect();
+        static_fdb.sort_by_key(|e| (e.vlan, e.mac));
+        SavedState {
+            next_port_id: self.next_port_id,
+            ports: self.ports.values().map(|p| p.saved.clone()).collect(),
+            static_fdb,
+            ..SavedState::default()
+        }
+    }
+
+    pub fn save(&self) -> Result<()> {
+        self.store.save(&self.saved_state())
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub fn run(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = if self.ready.is_empty() {
+                self.switch
+                    .next_timeout()
+                    .map(|at| at.since(self.now()) + Duration::from_millis(1))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err).context("event loop failed");
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => {
+                        if let Some(signal) = self.take_signal() {
+                            tracing::info!("received {signal}, shutting down");
+                            return Ok(());
+                        }
+                    }
+                    Token(t) if t >= PORT_TOKENS => self.mark_ready(PortId((t - PORT_TOKENS) as u32)),
+                    token => self.serve_conn(token),
+                }
+            }
+            self.serve_ready_ports();
+            let now = self.now();
+            if self.switch.next_timeout().is_some_and(|at| at <= now) {
+                let aged = self.switch.handle_timeout(now);
+                tracing::debug!(aged, "aged FDB entries");
+            }
+        }
+    }
+
+    fn take_signal(&mut self) -> Option<Signal> {
+        match self.signals.read_signal() {
+            Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
+            _ => None,
+        }
+    }
+
+    /// Gives every ready port one batch, in turn.
+    fn serve_ready_ports(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some(id) = self.ready.pop_front() else { break };
+            match self.drain(id) {
+                Ok(true) => self.ready.push_back(id),
+                Ok(false) => {
+                    self.ready_set.remove(&id);
+                }
+                Err(err) => {
+                    self.ready_set.remove(&id);
+                    let name = self.ports.get(&id).map(|p| port_name(&p.saved)).unwrap_or_default();
+                    tracing::warn!(port = %id, %name, "TAP failed, port is down: {err}");
+                    self.mark_down(id, format!("TAP read failed: {err} (was the namespace deleted?)"));
+                }
+            }
+        }
+    }
+
+    /// Forwards up to one batch of frames from port `id`. Ok(true) if more may be waiting.
+    fn drain(&mut self, id: PortId) -> io::Result<bool> {
+        let now = self.now();
+        for _ in 0..BATCH {
+            let Some(tap) = self.ports.get(&id).and_then(|p| p.tap.as_ref()) else {
+                return Ok(false);
+            };
+            let len = match tap.read(self.packet.read_space()) {
+                Ok(len) => len,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            if len < VNET_HDR_LEN {
+                continue;
+            }
+            self.packet.set_len(len);
+            let decision = self.switch.process(now, id, self.packet.frame());
+            let ports = &self.ports;
+            self.switch.execute(decision, &mut self.packet, |out, wire| {
+                ports
+                    .get(&out)
+                    .and_then(|p| p.tap.as_ref())
+                    .is_some_and(|tap| tap.write(wire).is_ok())
+            });
+        }
+        Ok(true)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let token = Token(self.next_conn);
+                    self.next_conn = if self.next_conn + 1 >= PORT_TOKENS {
+                        FIRST_CONN
+                    } else {
+                        self.next_conn + 1
+                    };
+                    if let Err(err) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
+                        tracing::warn!("cannot watch a control connection: {err}");
+                        continue;
+                    }
+                    self.conns.insert(
+                        token,
+                        Conn {
+                            stream,
+                            inbuf: Vec::new(),
+                            outbuf: Vec::new(),
+                        },
+                    );
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) => {
+                    tracing::warn!("accept on the control socket failed: {err}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads requests from a connection, answers each complete line, flushes answers.
+    fn serve_conn(&mut self, token: Token) {
+        let Some(mut conn) = self.conns.remove(&token) else { return };
+        let mut open = true;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(n) => conn.inbuf.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        while let Some(end) = conn.inbuf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = conn.inbuf.drain(..=end).collect();
+            let answer = ctl::handle_line(self, &line[..line.len() - 1]);
+            conn.outbuf.extend_from_slice(answer.as_bytes());
+            conn.outbuf.push(b'\n');
+        }
+        if conn.inbuf.len() > MAX_REQUEST {
+            let answer = ctl::error_line("request too long (over 1 MiB); closing the connection");
+            conn.outbuf.extend_from_slice(answer.as_bytes());
+            conn.outbuf.push(b'\n');
+            open = false;
+        }
+        while !conn.outbuf.is_empty() {
+            match conn.stream.write(&conn.outbuf) {
+                Ok(n) => {
+                    conn.outbuf.drain(..n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    open = false;
+                    conn.outbuf.clear();
+                }
+            }
+        }
+        if open || !conn.outbuf.is_empty() {
+            let interest = if conn.outbuf.is_empty() {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if self.poll.registry().reregister(&mut conn.stream, token, interest).is_ok() {
+                self.conns.insert(token, conn);
+                return;
+            }
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+    }
+
+    /// Releases every TAP (they stay, persistent, in their namespaces) and the socket.
+    pub fn shutdown(mut self) {
+        let ids: Vec<PortId> = self.ports.keys().copied().collect();
+        for id in ids {
+            drop(self.uninstall_tap(id));
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// `label/ifname`, the name users see.
+pub fn port_name(port: &SavedPort) -> String {
+    format!("{}/{}", port.label, port.ifname)
+}
+
+/// The identity (device, inode) of a namespace file.
+pub fn netns_identity(file: &File) -> io::Result<(u64, u64)> {
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+fn reopen(port: &SavedPort) -> Result<Tap> {
+    let netns = File::open(&port.netns)
+        .with_context(|| format!("namespace {} is gone", port.netns.display()))?;
+    let identity = netns_identity(&netns)?;
+    if identity != (port.netns_dev, port.netns_ino) {
+        anyhow::bail!(
+            "{} now names a different namespace than the one attached",
+            port.netns.display()
+        );
+    }
+    Ok(Tap::reopen_in(&netns, port.ifindex)?)
+}
+
+/// Binds the control socket with mode 0600, replacing a stale socket file but never a
+/// live daemon's.
+fn bind_control_socket(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another switchd is already listening on {}; stop it or pass a different --socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    // Create the socket with no group/other permissions from the start: no window in
+    // which another user could connect.
+    let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old_mask);
+    bound.with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+/// Blocks SIGTERM and SIGINT (in this thread and every thread spawned later) and returns a
+/// descriptor that reports them, so the event loop handles signals like any other event.
+pub fn signal_fd() -> Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block().context("cannot block signals")?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("cannot create signalfd")
+}

@@ -1,0 +1,220 @@
+//! What switchd keeps in its state directory so that a restart finds every port again.
+//!
+//! `state.json` holds the ports (which namespace, which interface index, which VLAN mode)
+//! and the static FDB entries. It is replaced atomically: written to a temporary file,
+//! synced, renamed over the old one, and the directory synced, so a crash at any point
+//! leaves either the old state or the new one, never a torn file. `lock` is held with
+//! `flock` for switchd's lifetime so two daemons never share a state directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use switchyard::wire::{MacAddr, VlanId};
+use switchyard::{PortId, PortMode};
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+const VERSION: u32 = 1;
+
+/// A port as remembered across restarts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedPort {
+    pub id: PortId,
+    /// Short name of the namespace, shown in port names (`red` in `red/eth0`).
+    pub label: String,
+    pub netns: PathBuf,
+    /// Identity of the namespace (device and inode of its nsfs file), so a path that
+    /// now names a different namespace is noticed.
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    /// The interface name at attach time; the TAP is found again by `ifindex`.
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mode: PortMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedFdbEntry {
+    pub vlan: VlanId,
+    pub mac: MacAddr,
+    pub port: PortId,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    pub version: u32,
+    pub next_port_id: u32,
+    pub ports: Vec<SavedPort>,
+    pub static_fdb: Vec<SavedFdbEntry>,
+}
+
+impl Default for SavedState {
+    fn default() -> Self {
+        SavedState {
+            version: VERSION,
+            next_port_id: 1,
+            ports: Vec::new(),
+            static_fdb: Vec::new(),
+        }
+    }
+}
+
+/// The state directory, locked for this process.
+pub struct StateStore {
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl StateStore {
+    /// Creates (mode 0700) and locks `dir`.
+    pub fn open(dir: &Path) -> Result<StateStore> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
+                "another switchd is using the state directory {}; stop it or pass a different --state-dir",
+                dir.display()
+            ),
+            Err((_, err)) => return Err(err).with_context(|| format!("cannot lock {}", lock_path.display())),
+        };
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The saved state, or an empty one if there is none yet.
+    pub fn load(&self) -> Result<SavedState> {
+        let path = self.dir.join(STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(SavedState::default()),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let state: SavedState = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "state file {} is corrupt; move it aside to start with no ports",
+                path.display()
+            )
+        })?;
+        if state.version != VERSION {
+            bail!(
+                "state file {} has version {}, this switchd understands {VERSION}",
+                path.display(),
+                state.version
+            );
+        }
+        Ok(state)
+    }
+
+    /// Replaces the saved state atomically.
+    pub fn save(&self, state: &SavedState) -> Result<()> {
+        let path = self.dir.join(STATE_FILE);
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let text = serde_json::to_vec_pretty(state).context("cannot encode state")?;
+        let write = || -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("switchd-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn sample() -> SavedState {
+        SavedState {
+            version: VERSION,
+            next_port_id: 3,
+            ports: vec![SavedPort {
+                id: PortId(2),
+                label: "red".into(),
+                netns: "/run/netns/red".into(),
+                netns_dev: 4,
+                netns_ino: 4026532000,
+                ifname: "eth0".into(),
+                ifindex: 5,
+                mode: PortMode::Access {
+                    vlan: VlanId::new(10).unwrap(),
+                },
+            }],
+            static_fdb: vec![SavedFdbEntry {
+                vlan: VlanId::new(10).unwrap(),
+                mac: "02:42:0a:00:00:09".parse().unwrap(),
+                port: PortId(2),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_starts_empty() {
+        let dir = temp_dir("roundtrip");
+        let store = StateStore::open(&dir).unwrap();
+        assert_eq!(store.load().unwrap(), SavedState::default());
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().unwrap(), sample());
+        assert!(!dir.join("state.json.tmp").exists());
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_daemon_cannot_take_the_directory() {
+        let dir = temp_dir("lock");
+        let first = StateStore::open(&dir).unwrap();
+        let err = StateStore::open(&dir).err().expect("second open must fail").to_string();
+        assert!(err.contains("another switchd is using the state directory"), "{err}");
+        drop(first);
+        StateStore::open(&dir).expect("free again once the first is gone");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_not_ignored() {
+        let dir = temp_dir("corrupt");
+        let store = StateStore::open(&dir).unwrap();
+        fs::write(dir.join(STATE_FILE), b"{\"version\": 1, \"ports\": [").unwrap();
+        let err = format!("{:#}", store.load().unwrap_err());
+        assert!(err.contains("is corrupt"), "{err}");
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,56 @@
+//! Every `unsafe` block of switchd lives here: the TUN/TAP ioctls, which neither nix nor
+//! any well-kept crate wraps with `IFF_VNET_HDR` and offload support.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `TUNSETIFF`: creates the TAP `name` (or attaches to an existing one of that name) with
+/// `flags` (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`...). Returns the name the kernel used.
+pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Result<String> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} must be 1 to {} bytes", libc::IFNAMSIZ - 1),
+        ));
+    }
+    // SAFETY: ifreq is a plain C struct (arrays and a union of integers and arrays) for
+    // which all-zero bytes are a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: `fd` is an open /dev/net/tun descriptor for the duration of the call;
+    // TUNSETIFF reads and writes exactly one `struct ifreq`, which `ifr` is, and the
+    // kernel does not keep the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr as *mut libc::ifreq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel NUL-terminates ifr_name (IFNAMSIZ bytes, name at most IFNAMSIZ-1).
+    let used = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
+    Ok(used.to_string_lossy().into_owned())
+}
+
+/// `TUNSETPERSIST`: whether the TAP outlives the last descriptor attached to it.
+pub fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value; `fd` is an attached tun descriptor.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(persist)) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `TUNSETOFFLOAD`: the offloads the reader (switchd) accepts: with TSO the kernel hands
+/// over TCP super-frames of up to 64 KiB instead of segmenting them first.
+pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is an attached tun descriptor.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! TAP ports: a persistent TAP device living in a container's network namespace, opened
+//! with a `virtio_net_hdr` before every frame and TCP/UDP segmentation offloads on.
+//!
+//! switchd creates the TAP *inside* the target namespace (from a short-lived thread that
+//! has entered it), so it gets its final name there and never has to be moved. The file
+//! descriptor keeps working from switchd's own namespace. Because the TAP is persistent,
+//! it survives switchd stopping; a restarted switchd finds it again by its interface index.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::sched::{setns, CloneFlags};
+
+use crate::sys;
+
+/// What went wrong with a TAP; each message names the interface and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("cannot enter the network namespace: {0}")]
+    EnterNetns(#[source] nix::Error),
+    #[error("interface {0} already exists in that namespace; pick another name with --ifname")]
+    NameTaken(String),
+    #[error("cannot open /dev/net/tun ({0}); is the tun module loaded and are you root?")]
+    OpenTun(#[source] io::Error),
+    #[error("cannot create TAP {name}: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot enable offloads on TAP {name}: {source}")]
+    Offload {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot make TAP {name} persistent: {source}")]
+    Persist {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no interface with index {0} in that namespace (was it deleted?)")]
+    NoSuchIfindex(u32),
+    #[error("cannot look up interfaces in the namespace: {0}")]
+    Lookup(#[source] nix::Error),
+}
+
+const TAP_FLAGS: libc::c_int = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+const OFFLOADS: libc::c_uint =
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+/// UDP segmentation offload; kernels before 6.2 refuse it, and then we go without.
+const OFFLOADS_USO: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+
+/// An open, persistent TAP device.
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    name: String,
+    ifindex: u32,
+}
+
+impl Tap {
+    /// Creates the persistent TAP `ifname` inside the namespace `netns`.
+    pub fn create_in(netns: &File, ifname: &str) -> Result<Tap, TapError> {
+        in_netns(netns, || {
+            if nix::net::if_::if_nametoindex(ifname).is_ok() {
+                return Err(TapError::NameTaken(ifname.to_string()));
+            }
+            let tap = Tap::open(ifname)?;
+            if let Err(source) = sys::tun_set_persist(tap.fd.as_fd(), true) {
+                // Not persistent yet: closing the descriptor removes the device.
+                return Err(TapError::Persist {
+                    name: ifname.to_string(),
+                    source,
+                });
+            }
+            Ok(tap)
+        })
+    }
+
+    /// Attaches to the persistent TAP with interface index `ifindex` inside `netns`,
+    /// whatever it is called now.
+    pub fn reopen_in(netns: &File, ifindex: u32) -> Result<Tap, TapError> {
+        in_netns(netns, || {
+            let interfaces = nix::net::if_::if_nameindex().map_err(TapError::Lookup)?;
+            let name = interfaces
+                .iter()
+                .find(|i| i.index() == ifindex)
+                .map(|i| i.name().to_string_lossy().into_owned())
+                .ok_or(TapError::NoSuchIfindex(ifindex))?;
+            Tap::open(&name)
+        })
+    }
+
+    /// Opens /dev/net/tun in the calling thread's namespace and attaches it to `name`.
+    fn open(name: &str) -> Result<Tap, TapError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(TapError::OpenTun)?;
+        let fd = OwnedFd::from(file);
+        let name = sys::tun_set_iff(fd.as_fd(), name, TAP_FLAGS).map_err(|source| TapError::Create {
+            name: name.to_string(),
+            source,
+        })?;
+        let offload_err = |source| TapError::Offload {
+            name: name.clone(),
+            source,
+        };
+        if sys::tun_set_offload(fd.as_fd(), OFFLOADS | OFFLOADS_USO).is_err() {
+            sys::tun_set_offload(fd.as_fd(), OFFLOADS).map_err(offload_err)?;
+        }
+        let ifindex = nix::net::if_::if_nametoindex(name.as_str()).map_err(TapError::Lookup)?;
+        Ok(Tap { fd, name, ifindex })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads one wire image (vnet header + frame). `WouldBlock` when there is none.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
+    }
+
+    /// Writes one wire image (vnet header + frame).
+    pub fn write(&self, wire: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(&self.fd, wire).map_err(io::Error::from)
+    }
+
+    /// Removes the device: clears persistence, then closes the last descriptor.
+    pub fn destroy(self) -> io::Result<()> {
+        sys::tun_set_persist(self.fd.as_fd(), false)
+    }
+}
+
+/// Runs `f` on a thread that has entered the network namespace `netns`. The calling
+/// thread's namespace never changes; the helper thread ends with `f`.
+fn in_netns<T: Send>(
+    netns: &File,
+    f: impl FnOnce() -> Result<T, TapError> + Send,
+) -> Result<T, TapError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(TapError::EnterNetns)?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
