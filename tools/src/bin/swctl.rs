@@ -1,1 +1,1139 @@
-fn main() {}
+//! `swctl`, the control CLI of switchyard's switch daemon `switchd`.
+//!
+//! Each invocation connects to switchd's control socket, sends one request of the JSON
+//! protocol in [`switchyard::control`], and prints the answer: aligned tables or one line
+//! for people, the reply itself as pretty JSON with `--json`. Errors are one line on
+//! stderr (`swctl: ...`) and exit code 1.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchyard::control::{
+    Client, FdbRecord, FdbStats, Flushed, PortInfo, PortStats, Request, Stats, Status,
+    DEFAULT_SOCKET, SOCKET_ENV,
+};
+use switchyard::port::{PortId, PortMode};
+use switchyard::wire::{MacAddr, VlanId, VlanSet};
+
+// ---------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------
+
+/// Control switchd, switchyard's userspace virtual switch.
+#[derive(Debug, Parser)]
+#[command(name = "swctl", version)]
+struct Cli {
+    /// switchd's control socket.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH",
+        env = SOCKET_ENV,
+        default_value = DEFAULT_SOCKET
+    )]
+    socket: PathBuf,
+
+    /// Print switchd's reply as JSON.
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show whether switchd is running, and its version, pid and uptime.
+    Status,
+    /// List, reconfigure or remove ports.
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// Show and edit the forwarding database (the MAC table).
+    #[command(subcommand)]
+    Fdb(FdbCommand),
+    /// Show traffic counters per port and FDB counters.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+enum PortCommand {
+    /// List ports.
+    Ls,
+    /// Make a port an access port of one VLAN, or a trunk.
+    Set(PortSetArgs),
+    /// Remove a port and its TAP.
+    Del {
+        /// Port id, or name such as red/eth0.
+        port: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PortSetArgs {
+    /// Port id, or name such as red/eth0.
+    port: String,
+
+    #[command(flatten)]
+    mode: ModeArgs,
+
+    /// Carry this VLAN untagged on the trunk.
+    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
+    native: Option<VlanId>,
+}
+
+/// Exactly one of `--vlan` and `--trunk`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ModeArgs {
+    /// Access port: untagged frames of VLAN N.
+    #[arg(long, value_name = "N")]
+    vlan: Option<VlanId>,
+
+    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39.
+    #[arg(long, value_name = "LIST")]
+    trunk: Option<VlanSet>,
+}
+
+#[derive(Debug, Subcommand)]
+enum FdbCommand {
+    /// Show entries, sorted by VLAN then MAC.
+    Show {
+        /// Only entries of this VLAN.
+        #[arg(long, value_name = "N")]
+        vlan: Option<VlanId>,
+        /// Only entries on this port (id or name).
+        #[arg(long, value_name = "PORT")]
+        port: Option<String>,
+    },
+    /// Add (or replace) a static entry.
+    Add {
+        mac: MacAddr,
+        #[arg(long, value_name = "N")]
+        vlan: VlanId,
+        /// Port id or name.
+        #[arg(long, value_name = "PORT")]
+        port: String,
+    },
+    /// Remove an entry, static or learned.
+    Del {
+        mac: MacAddr,
+        #[arg(long, value_name = "N")]
+        vlan: VlanId,
+    },
+    /// Remove learned entries, optionally only of one VLAN or port.
+    Flush {
+        #[arg(long, value_name = "N")]
+        vlan: Option<VlanId>,
+        /// Port id or name.
+        #[arg(long, value_name = "PORT")]
+        port: Option<String>,
+        /// Remove static entries too.
+        #[arg(long = "static")]
+        include_static: bool,
+    },
+}
+
+impl PortSetArgs {
+    fn port_mode(&self) -> PortMode {
+        match (&self.mode.vlan, &self.mode.trunk) {
+            (Some(vlan), _) => PortMode::Access { vlan: *vlan },
+            (None, Some(allowed)) => PortMode::Trunk {
+                allowed: allowed.clone(),
+                native: self.native,
+            },
+            (None, None) => unreachable!("clap requires one of --vlan and --trunk"),
+        }
+    }
+}
+
+impl Command {
+    /// The request this command sends to switchd.
+    fn to_request(&self) -> Request {
+        match self {
+            Command::Status => Request::Status,
+            Command::Stats => Request::Stats,
+            Command::Port(PortCommand::Ls) => Request::PortList,
+            Command::Port(PortCommand::Set(args)) => Request::PortSet {
+                port: args.port.clone(),
+                mode: args.port_mode(),
+            },
+            Command::Port(PortCommand::Del { port }) => Request::PortDel { port: port.clone() },
+            Command::Fdb(FdbCommand::Show { vlan, port }) => Request::FdbShow {
+                vlan: *vlan,
+                port: port.clone(),
+            },
+            Command::Fdb(FdbCommand::Add { mac, vlan, port }) => Request::FdbAdd {
+                mac: *mac,
+                vlan: *vlan,
+                port: port.clone(),
+            },
+            Command::Fdb(FdbCommand::Del { mac, vlan }) => Request::FdbDel {
+                mac: *mac,
+                vlan: *vlan,
+            },
+            Command::Fdb(FdbCommand::Flush {
+                vlan,
+                port,
+                include_static,
+            }) => Request::FdbFlush {
+                vlan: *vlan,
+                port: port.clone(),
+                include_static: *include_static,
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running a command
+// ---------------------------------------------------------------------------------------
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(output) => print_output(&output),
+        Err(err) => {
+            eprintln!("swctl: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Talks to switchd and returns everything to print; nothing is printed on failure.
+fn run(cli: &Cli) -> Result<String> {
+    let mut client = Client::connect(&cli.socket)?;
+    let request = cli.command.to_request();
+    let json = cli.json;
+    match &cli.command {
+        Command::Status => call(&mut client, &request, json, format_status),
+        Command::Stats => call(&mut client, &request, json, format_stats),
+        Command::Port(PortCommand::Ls) => {
+            call(&mut client, &request, json, |ports: &Vec<PortInfo>| {
+                format_ports(ports)
+            })
+        }
+        Command::Port(PortCommand::Set(_)) => call(&mut client, &request, json, format_port_set),
+        Command::Port(PortCommand::Del { .. }) => {
+            call(&mut client, &request, json, format_port_removed)
+        }
+        Command::Fdb(FdbCommand::Show { .. }) => {
+            call(&mut client, &request, json, |records: &Vec<FdbRecord>| {
+                format_fdb(records)
+            })
+        }
+        Command::Fdb(FdbCommand::Add { .. }) => call(&mut client, &request, json, format_fdb_added),
+        Command::Fdb(FdbCommand::Del { .. }) => {
+            call(&mut client, &request, json, format_fdb_removed)
+        }
+        Command::Fdb(FdbCommand::Flush { .. }) => call(&mut client, &request, json, format_flushed),
+    }
+}
+
+/// Sends `request`, then renders the reply as JSON or with `human`.
+fn call<T: DeserializeOwned + Serialize>(
+    client: &mut Client,
+    request: &Request,
+    json: bool,
+    human: impl Fn(&T) -> String,
+) -> Result<String> {
+    let reply: T = client.call(request)?;
+    if json {
+        Ok(format_json(&reply)?)
+    } else {
+        Ok(human(&reply))
+    }
+}
+
+fn print_output(output: &str) -> ExitCode {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        // `swctl fdb show | head`: the reader has seen what it wanted.
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("swctl: cannot write to stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error's message on one line, whatever switchd put in it.
+fn one_line(err: &anyhow::Error) -> String {
+    let text = err.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------
+
+fn format_json<T: Serialize>(reply: &T) -> serde_json::Result<String> {
+    let mut text = serde_json::to_string_pretty(reply)?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn format_status(status: &Status) -> String {
+    format_fields(&[
+        ("version", status.version.clone()),
+        ("pid", status.pid.to_string()),
+        ("uptime", format_duration(status.uptime_secs)),
+        ("ports", status.ports.to_string()),
+        ("state dir", status.state_dir.display().to_string()),
+    ])
+}
+
+fn format_ports(ports: &[PortInfo]) -> String {
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("NAME", Align::Left),
+        ("NETNS", Align::Left),
+        ("IFNAME", Align::Left),
+        ("MODE", Align::Left),
+        ("VLANS", Align::Left),
+        ("STATE", Align::Left),
+    ]);
+    let mut ports: Vec<&PortInfo> = ports.iter().collect();
+    ports.sort_by_key(|port| port.id);
+    for port in ports {
+        table.push(vec![
+            port.id.to_string(),
+            port.name.clone(),
+            port.netns.display().to_string(),
+            port.ifname.clone(),
+            mode_name(&port.mode).to_string(),
+            mode_vlans(&port.mode),
+            port.state.clone(),
+        ]);
+    }
+    table.render()
+}
+
+fn mode_name(mode: &PortMode) -> &'static str {
+    match mode {
+        PortMode::Access { .. } => "access",
+        PortMode::Trunk { .. } => "trunk",
+    }
+}
+
+/// The VLANS column: `10` for access, `10,20` or `10,20 native 30` for a trunk.
+fn mode_vlans(mode: &PortMode) -> String {
+    match mode {
+        PortMode::Access { vlan } => vlan.to_string(),
+        PortMode::Trunk { allowed, native } => {
+            let allowed = if allowed.is_empty() {
+                "-".to_string()
+            } else {
+                allowed.to_string()
+            };
+            match native {
+                Some(native) => format!("{allowed} native {native}"),
+                None => allowed,
+            }
+        }
+    }
+}
+
+fn format_fdb(records: &[FdbRecord]) -> String {
+    let mut table = Table::new(&[
+        ("VLAN", Align::Right),
+        ("MAC", Align::Left),
+        ("PORT", Align::Left),
+        ("TYPE", Align::Left),
+        ("AGE", Align::Right),
+    ]);
+    let mut records: Vec<&FdbRecord> = records.iter().collect();
+    records.sort_by_key(|record| (record.entry.vlan, record.entry.mac));
+    for record in records {
+        let entry = &record.entry;
+        let age = if entry.is_static {
+            "-".to_string()
+        } else {
+            format_duration(entry.age_secs)
+        };
+        table.push(vec![
+            entry.vlan.to_string(),
+            entry.mac.to_string(),
+            port_name_or_id(entry.port, &record.port_name),
+            entry_kind(record).to_string(),
+            age,
+        ]);
+    }
+    table.render()
+}
+
+fn entry_kind(record: &FdbRecord) -> &'static str {
+    if record.entry.is_static {
+        "static"
+    } else {
+        "learned"
+    }
+}
+
+fn format_stats(stats: &Stats) -> String {
+    let mut ports: Vec<&PortStats> = stats.ports.iter().collect();
+    ports.sort_by_key(|port| port.id);
+    let mut out = port_counters_table(&ports);
+    let drop_lines: Vec<String> = ports.iter().filter_map(|port| drops_line(port)).collect();
+    if !drop_lines.is_empty() {
+        out.push('\n');
+        for line in drop_lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    out.push_str(&fdb_stats_line(&stats.fdb));
+    out.push('\n');
+    out
+}
+
+fn port_counters_table(ports: &[&PortStats]) -> String {
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("NAME", Align::Left),
+        ("RX_PKTS", Align::Right),
+        ("RX_BYTES", Align::Right),
+        ("TX_PKTS", Align::Right),
+        ("TX_BYTES", Align::Right),
+        ("DROPS", Align::Right),
+    ]);
+    for port in ports {
+        let counters = &port.counters;
+        let drops: u64 = counters.drops.values().sum();
+        table.push(vec![
+            port.id.to_string(),
+            port.name.clone(),
+            counters.rx_packets.to_string(),
+            counters.rx_bytes.to_string(),
+            counters.tx_packets.to_string(),
+            counters.tx_bytes.to_string(),
+            drops.to_string(),
+        ]);
+    }
+    table.render()
+}
+
+/// `drops on port 1 (red/eth0): tagged_on_access 2, no_egress 1`, or `None` without drops.
+fn drops_line(port: &PortStats) -> Option<String> {
+    let reasons: Vec<String> = port
+        .counters
+        .drops
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(reason, count)| format!("{} {count}", reason.as_str()))
+        .collect();
+    if reasons.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "drops on {}: {}",
+        port_label(port.id, &port.name),
+        reasons.join(", ")
+    ))
+}
+
+fn fdb_stats_line(fdb: &FdbStats) -> String {
+    let counters = &fdb.counters;
+    format!(
+        "fdb: {}/{} entries (at most {} learned per port, aging {}s); \
+         learned {}, moved {}, aged {}, evicted {}, refused {}",
+        fdb.entries,
+        fdb.max_entries,
+        fdb.max_per_port,
+        fdb.aging_secs,
+        counters.learned,
+        counters.moved,
+        counters.aged,
+        counters.evicted,
+        counters.refused,
+    )
+}
+
+fn format_port_set(port: &PortInfo) -> String {
+    format!("{}: {}\n", port_label(port.id, &port.name), port.mode)
+}
+
+fn format_port_removed(port: &PortInfo) -> String {
+    format!("removed {}\n", port_label(port.id, &port.name))
+}
+
+fn format_fdb_added(record: &FdbRecord) -> String {
+    format!("added {}\n", describe_entry(record))
+}
+
+fn format_fdb_removed(record: &FdbRecord) -> String {
+    format!("removed {}\n", describe_entry(record))
+}
+
+/// `static entry 02:42:0a:00:00:01 vlan 10 on port 3 (red/eth0)`.
+fn describe_entry(record: &FdbRecord) -> String {
+    let entry = &record.entry;
+    format!(
+        "{} entry {} vlan {} on {}",
+        entry_kind(record),
+        entry.mac,
+        entry.vlan,
+        port_label(entry.port, &record.port_name)
+    )
+}
+
+fn format_flushed(flushed: &Flushed) -> String {
+    let noun = if flushed.removed == 1 {
+        "entry"
+    } else {
+        "entries"
+    };
+    format!("removed {} {noun}\n", flushed.removed)
+}
+
+/// `port 3 (red/eth0)`, or `port 3` for a port without a name.
+fn port_label(id: PortId, name: &str) -> String {
+    if name.is_empty() {
+        format!("port {id}")
+    } else {
+        format!("port {id} ({name})")
+    }
+}
+
+fn port_name_or_id(id: PortId, name: &str) -> String {
+    if name.is_empty() {
+        id.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// A compact duration with its two largest units: `42s`, `4m05s`, `3h07m`, `2d04h`.
+fn format_duration(secs: u64) -> String {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    match secs {
+        s if s < MINUTE => format!("{s}s"),
+        s if s < HOUR => format!("{}m{:02}s", s / MINUTE, s % MINUTE),
+        s if s < DAY => format!("{}h{:02}m", s / HOUR, s % HOUR / MINUTE),
+        s => format!("{}d{:02}h", s / DAY, s % DAY / HOUR),
+    }
+}
+
+/// `key  value` lines with the values aligned.
+fn format_fields(fields: &[(&str, String)]) -> String {
+    let width = fields
+        .iter()
+        .map(|(key, _)| key.chars().count())
+        .max()
+        .unwrap_or(0);
+    fields
+        .iter()
+        .map(|(key, value)| format!("{}\n", pad(key, width, Align::Left) + "  " + value))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A table of text cells, printed with a header row and columns two spaces apart.
+struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: Vec<String>) {
+        debug_assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "row width differs from header"
+        );
+        self.rows.push(row);
+    }
+
+    /// The header and every row, each line ending in a newline and without trailing blanks.
+    fn render(&self) -> String {
+        let header: Vec<&str> = self.columns.iter().map(|(title, _)| *title).collect();
+        let widths = self.column_widths();
+        let mut out = self.render_line(&header, &widths);
+        for row in &self.rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            out.push_str(&self.render_line(&cells, &widths));
+        }
+        out
+    }
+
+    fn column_widths(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(i, (title, _))| {
+                let widest_cell = self.rows.iter().map(|row| row[i].chars().count()).max();
+                widest_cell.unwrap_or(0).max(title.chars().count())
+            })
+            .collect()
+    }
+
+    fn render_line(&self, cells: &[&str], widths: &[usize]) -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .zip(&self.columns)
+            .map(|((cell, width), (_, align))| pad(cell, *width, *align))
+            .collect();
+        let mut line = padded.join("  ").trim_end().to_string();
+        line.push('\n');
+        line
+    }
+}
+
+fn pad(text: &str, width: usize, align: Align) -> String {
+    match align {
+        Align::Left => format!("{text:<width$}"),
+        Align::Right => format!("{text:>width$}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+    use switchyard::fdb::{FdbCounters, FdbEntry};
+    use switchyard::forward::PortCounters;
+    use switchyard::DropReason;
+
+    use super::*;
+
+    fn vlan(id: u16) -> VlanId {
+        VlanId::new(id).unwrap()
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("swctl").chain(args.iter().copied()))
+            .unwrap_or_else(|err| panic!("{args:?} did not parse: {err}"))
+    }
+
+    fn parse_error(args: &[&str]) -> ErrorKind {
+        match Cli::try_parse_from(std::iter::once("swctl").chain(args.iter().copied())) {
+            Ok(cli) => panic!("{args:?} parsed as {cli:?}"),
+            Err(err) => err.kind(),
+        }
+    }
+
+    fn strings(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(ToString::to_string).collect()
+    }
+
+    fn request(args: &[&str]) -> Request {
+        parse(args).command.to_request()
+    }
+
+    // --- arguments ---------------------------------------------------------------------
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn socket_and_json_are_accepted_before_the_subcommand() {
+        let cli = parse(&["--socket", "/tmp/a.sock", "--json", "port", "ls"]);
+        assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
+        assert!(cli.json);
+        assert!(matches!(cli.command, Command::Port(PortCommand::Ls)));
+    }
+
+    #[test]
+    fn socket_and_json_are_accepted_after_the_subcommand() {
+        let cli = parse(&["port", "ls", "--socket", "/tmp/b.sock", "--json"]);
+        assert_eq!(cli.socket, PathBuf::from("/tmp/b.sock"));
+        assert!(cli.json);
+        let cli = parse(&["fdb", "--socket=/tmp/c.sock", "show"]);
+        assert_eq!(cli.socket, PathBuf::from("/tmp/c.sock"));
+        assert!(!cli.json);
+    }
+
+    #[test]
+    fn socket_defaults_to_the_daemon_path_and_reads_the_environment() {
+        let command = Cli::command();
+        let socket = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "socket")
+            .expect("a --socket argument");
+        assert_eq!(socket.get_env(), Some(std::ffi::OsStr::new(SOCKET_ENV)));
+        assert_eq!(socket.get_default_values(), [DEFAULT_SOCKET]);
+    }
+
+    #[test]
+    fn simple_commands_map_to_their_requests() {
+        assert_eq!(request(&["status"]), Request::Status);
+        assert_eq!(request(&["stats"]), Request::Stats);
+        assert_eq!(request(&["port", "ls"]), Request::PortList);
+        assert_eq!(
+            request(&["port", "del", "red/eth0"]),
+            Request::PortDel {
+                port: "red/eth0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn port_set_builds_access_and_trunk_modes() {
+        assert_eq!(
+            request(&["port", "set", "3", "--vlan", "10"]),
+            Request::PortSet {
+                port: "3".into(),
+                mode: PortMode::Access { vlan: vlan(10) },
+            }
+        );
+        assert_eq!(
+            request(&["port", "set", "red/eth0", "--trunk", "10,20-22", "--native", "30"]),
+            Request::PortSet {
+                port: "red/eth0".into(),
+                mode: PortMode::Trunk {
+                    allowed: "10,20,21,22".parse().unwrap(),
+                    native: Some(vlan(30)),
+                },
+            }
+        );
+        assert_eq!(
+            request(&["port", "set", "red/eth0", "--trunk", "5"]),
+            Request::PortSet {
+                port: "red/eth0".into(),
+                mode: PortMode::Trunk {
+                    allowed: "5".parse().unwrap(),
+                    native: None,
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn port_set_needs_exactly_one_mode() {
+        assert_eq!(
+            parse_error(&["port", "set", "1", "--vlan", "10", "--trunk", "20"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse_error(&["port", "set", "1"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        // --native only makes sense on a trunk.
+        assert_eq!(
+            parse_error(&["port", "set", "1", "--vlan", "10", "--native", "20"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse_error(&["port", "set", "1", "--native", "20"]),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn vlans_and_macs_are_validated_by_their_parsers() {
+        assert_eq!(
+            parse_error(&["port", "set", "1", "--vlan", "4095"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse_error(&["port", "set", "1", "--trunk", "20-10"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse_error(&["fdb", "add", "02:42:0a:00:00", "--vlan", "1", "--port", "1"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse_error(&["fdb", "show", "--vlan", "0"]),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn fdb_commands_map_to_their_requests() {
+        let mac: MacAddr = "02:42:0a:00:00:01".parse().unwrap();
+        assert_eq!(
+            request(&["fdb", "show"]),
+            Request::FdbShow {
+                vlan: None,
+                port: None
+            }
+        );
+        assert_eq!(
+            request(&["fdb", "show", "--vlan", "10", "--port", "red/eth0"]),
+            Request::FdbShow {
+                vlan: Some(vlan(10)),
+                port: Some("red/eth0".into())
+            }
+        );
+        assert_eq!(
+            request(&[
+                "fdb",
+                "add",
+                "02:42:0A:00:00:01",
+                "--vlan",
+                "10",
+                "--port",
+                "2"
+            ]),
+            Request::FdbAdd {
+                mac,
+                vlan: vlan(10),
+                port: "2".into()
+            }
+        );
+        assert_eq!(
+            request(&["fdb", "del", "02-42-0a-00-00-01", "--vlan", "10"]),
+            Request::FdbDel {
+                mac,
+                vlan: vlan(10)
+            }
+        );
+        assert_eq!(
+            request(&["fdb", "flush"]),
+            Request::FdbFlush {
+                vlan: None,
+                port: None,
+                include_static: false
+            }
+        );
+        assert_eq!(
+            request(&[
+                "fdb",
+                "flush",
+                "--static",
+                "--vlan",
+                "10",
+                "--port",
+                "blue/eth1"
+            ]),
+            Request::FdbFlush {
+                vlan: Some(vlan(10)),
+                port: Some("blue/eth1".into()),
+                include_static: true
+            }
+        );
+    }
+
+    #[test]
+    fn fdb_add_and_del_need_vlan_and_port() {
+        let mac = "02:42:0a:00:00:01";
+        assert_eq!(
+            parse_error(&["fdb", "add", mac, "--vlan", "10"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_error(&["fdb", "del", mac]),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    // --- tables ------------------------------------------------------------------------
+
+    #[test]
+    fn table_aligns_columns_and_trims_line_ends() {
+        let mut table = Table::new(&[
+            ("ID", Align::Right),
+            ("NAME", Align::Left),
+            ("N", Align::Right),
+        ]);
+        table.push(strings(&["7", "a", "1000"]));
+        table.push(strings(&["12", "longer-name", "5"]));
+        assert_eq!(
+            table.render(),
+            "ID  NAME            N\n \
+             7  a            1000\n\
+             12  longer-name     5\n"
+        );
+    }
+
+    #[test]
+    fn table_left_aligned_last_column_has_no_trailing_blanks() {
+        let mut table = Table::new(&[("A", Align::Left), ("STATE", Align::Left)]);
+        table.push(strings(&["x", "up"]));
+        assert_eq!(table.render(), "A  STATE\nx  up\n");
+    }
+
+    #[test]
+    fn empty_table_is_just_its_header() {
+        let table = Table::new(&[("ID", Align::Right), ("NAME", Align::Left)]);
+        assert_eq!(table.render(), "ID  NAME\n");
+        assert_eq!(
+            format_ports(&[]),
+            "ID  NAME  NETNS  IFNAME  MODE  VLANS  STATE\n"
+        );
+        assert_eq!(format_fdb(&[]), "VLAN  MAC  PORT  TYPE  AGE\n");
+    }
+
+    #[test]
+    fn durations_keep_two_units() {
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(59), "59s");
+        assert_eq!(format_duration(65), "1m05s");
+        assert_eq!(format_duration(3600 + 7 * 60 + 9), "1h07m");
+        assert_eq!(format_duration(2 * 86400 + 4 * 3600 + 5), "2d04h");
+    }
+
+    // --- replies -----------------------------------------------------------------------
+
+    fn red_access() -> PortInfo {
+        PortInfo {
+            id: PortId(1),
+            name: "red/eth0".into(),
+            netns: "/run/netns/red".into(),
+            ifname: "eth0".into(),
+            ifindex: 7,
+            mode: PortMode::Access { vlan: vlan(10) },
+            state: "up".into(),
+        }
+    }
+
+    fn blue_trunk() -> PortInfo {
+        PortInfo {
+            id: PortId(3),
+            name: "blue/eth1".into(),
+            netns: "/proc/4242/ns/net".into(),
+            ifname: "eth1".into(),
+            ifindex: 9,
+            mode: PortMode::Trunk {
+                allowed: "10,20".parse().unwrap(),
+                native: Some(vlan(30)),
+            },
+            state: "down: no carrier".into(),
+        }
+    }
+
+    #[test]
+    fn port_list_is_a_table_sorted_by_id() {
+        assert_eq!(
+            format_ports(&[blue_trunk(), red_access()]),
+            "\
+ID  NAME       NETNS              IFNAME  MODE    VLANS            STATE
+ 1  red/eth0   /run/netns/red     eth0    access  10               up
+ 3  blue/eth1  /proc/4242/ns/net  eth1    trunk   10,20 native 30  down: no carrier
+"
+        );
+    }
+
+    #[test]
+    fn trunk_without_vlans_shows_a_dash() {
+        let mode = PortMode::Trunk {
+            allowed: VlanSet::new(),
+            native: None,
+        };
+        assert_eq!(mode_vlans(&mode), "-");
+    }
+
+    fn record(
+        vlan_id: u16,
+        mac: &str,
+        port: u32,
+        name: &str,
+        is_static: bool,
+        age_secs: u64,
+    ) -> FdbRecord {
+        FdbRecord {
+            entry: FdbEntry {
+                vlan: vlan(vlan_id),
+                mac: mac.parse().unwrap(),
+                port: PortId(port),
+                is_static,
+                age_secs,
+            },
+            port_name: name.into(),
+        }
+    }
+
+    #[test]
+    fn fdb_is_sorted_by_vlan_then_mac() {
+        let records = [
+            record(20, "02:00:00:00:00:01", 3, "blue/eth1", false, 75),
+            record(10, "02:00:00:00:00:0b", 1, "red/eth0", false, 4),
+            record(10, "02:00:00:00:00:0a", 3, "blue/eth1", true, 0),
+            record(100, "02:00:00:00:00:02", 5, "", false, 7300),
+        ];
+        assert_eq!(
+            format_fdb(&records),
+            "\
+VLAN  MAC                PORT       TYPE       AGE
+  10  02:00:00:00:00:0a  blue/eth1  static       -
+  10  02:00:00:00:00:0b  red/eth0   learned     4s
+  20  02:00:00:00:00:01  blue/eth1  learned  1m15s
+ 100  02:00:00:00:00:02  5          learned  2h01m
+"
+        );
+    }
+
+    fn port_stats(id: u32, name: &str, drops: &[(DropReason, u64)]) -> PortStats {
+        PortStats {
+            id: PortId(id),
+            name: name.into(),
+            counters: PortCounters {
+                rx_packets: u64::from(id) * 10,
+                rx_bytes: u64::from(id) * 1500,
+                tx_packets: u64::from(id) * 9,
+                tx_bytes: u64::from(id) * 1400,
+                drops: drops.iter().copied().collect::<BTreeMap<_, _>>(),
+            },
+        }
+    }
+
+    fn fdb_stats() -> FdbStats {
+        FdbStats {
+            entries: 12,
+            max_entries: 131072,
+            max_per_port: 65536,
+            aging_secs: 300,
+            counters: FdbCounters {
+                learned: 40,
+                moved: 1,
+                aged: 20,
+                evicted: 0,
+                refused: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn stats_show_ports_then_drop_reasons_then_fdb() {
+        let stats = Stats {
+            ports: vec![
+                port_stats(
+                    3,
+                    "blue/eth1",
+                    &[(DropReason::TaggedOnAccess, 2), (DropReason::NoEgress, 1)],
+                ),
+                port_stats(1, "red/eth0", &[]),
+            ],
+            fdb: fdb_stats(),
+        };
+        assert_eq!(
+            format_stats(&stats),
+            "\
+ID  NAME       RX_PKTS  RX_BYTES  TX_PKTS  TX_BYTES  DROPS
+ 1  red/eth0        10      1500        9      1400      0
+ 3  blue/eth1       30      4500       27      4200      3
+
+drops on port 3 (blue/eth1): tagged_on_access 2, no_egress 1
+
+fdb: 12/131072 entries (at most 65536 learned per port, aging 300s); learned 40, moved 1, aged 20, evicted 0, refused 2
+"
+        );
+    }
+
+    #[test]
+    fn stats_without_ports_or_drops_skip_the_drop_section() {
+        let stats = Stats {
+            ports: vec![],
+            fdb: fdb_stats(),
+        };
+        let text = format_stats(&stats);
+        assert!(
+            text.starts_with(
+                "ID  NAME  RX_PKTS  RX_BYTES  TX_PKTS  TX_BYTES  DROPS\n\nfdb: 12/131072"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("drops on"));
+    }
+
+    #[test]
+    fn status_is_aligned_fields() {
+        let status = Status {
+            version: "0.1.0".into(),
+            pid: 4242,
+            uptime_secs: 3725,
+            ports: 2,
+            state_dir: "/var/lib/switchyard".into(),
+        };
+        assert_eq!(
+            format_status(&status),
+            "\
+version    0.1.0
+pid        4242
+uptime     1h02m
+ports      2
+state dir  /var/lib/switchyard
+"
+        );
+    }
+
+    #[test]
+    fn write_commands_print_one_line() {
+        assert_eq!(
+            format_port_set(&blue_trunk()),
+            "port 3 (blue/eth1): trunk 10,20 native 30\n"
+        );
+        assert_eq!(
+            format_port_set(&red_access()),
+            "port 1 (red/eth0): access vlan 10\n"
+        );
+        assert_eq!(
+            format_port_removed(&red_access()),
+            "removed port 1 (red/eth0)\n"
+        );
+        let added = record(10, "02:42:0a:00:00:01", 3, "blue/eth1", true, 0);
+        assert_eq!(
+            format_fdb_added(&added),
+            "added static entry 02:42:0a:00:00:01 vlan 10 on port 3 (blue/eth1)\n"
+        );
+        let removed = record(20, "02:42:0a:00:00:02", 1, "red/eth0", false, 12);
+        assert_eq!(
+            format_fdb_removed(&removed),
+            "removed learned entry 02:42:0a:00:00:02 vlan 20 on port 1 (red/eth0)\n"
+        );
+        assert_eq!(
+            format_flushed(&Flushed { removed: 4 }),
+            "removed 4 entries\n"
+        );
+        assert_eq!(format_flushed(&Flushed { removed: 1 }), "removed 1 entry\n");
+        assert_eq!(
+            format_flushed(&Flushed { removed: 0 }),
+            "removed 0 entries\n"
+        );
+    }
+
+    #[test]
+    fn json_is_the_reply_pretty_printed() {
+        let text = format_json(&Flushed { removed: 4 }).unwrap();
+        assert_eq!(text, "{\n  \"removed\": 4\n}\n");
+        let ports = vec![red_access()];
+        let text = format_json(&ports).unwrap();
+        let back: Vec<PortInfo> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ports);
+    }
+
+    #[test]
+    fn errors_print_on_one_line() {
+        let err = anyhow::anyhow!("no such port: 9\n  try `swctl port ls`\n");
+        assert_eq!(one_line(&err), "no such port: 9 try `swctl port ls`");
+    }
+}
