@@ -1,0 +1,40 @@
+# switchyard: the two commands a user needs are `make demo` and `make test`.
+# Both install what is missing (apt-get) and build first. Run as root: they create
+# network namespaces and TAP devices (and remove them again).
+
+CARGO ?= cargo
+
+.PHONY: all build build-debug deps demo test lint unit bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+build-debug:
+	$(CARGO) build --workspace --bins
+
+demo: deps build
+	@scripts/demo.sh
+
+# Every test: unit tests, the simulator, and the root integration tests in namespaces
+# (marked #[ignore] so a plain `cargo test` without root skips them).
+test: deps lint build-debug
+	$(CARGO) test --workspace -- --include-ignored
+
+# Only the tests that need no root.
+unit:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: deps build
+	$(CARGO) run --release -p bench --
+
+clean:
+	$(CARGO) clean

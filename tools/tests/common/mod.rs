@@ -1,0 +1,272 @@
+//! Fixtures for root integration tests: network namespaces and switchd instances that
+//! remove themselves when dropped, even when the test fails, and run the built binaries
+//! the way a user does.
+//!
+//! Names are unique per process and call, so tests can run in parallel with each other
+//! and with other runs on the same machine. Fixtures use `ip` to set things up; the
+//! product never does.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A short name unique to this process and call, e.g. `syt4242n3`.
+pub fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("syt{}{}{n}", std::process::id(), tag)
+}
+
+/// Path of a workspace binary. Tests run from `target/<profile>/deps/`; the binaries
+/// are in `target/<profile>/` (built by `make test` before the tests run).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `make test`, which builds every binary first",
+        path.display()
+    );
+    path
+}
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root (namespaces, TAP devices); run it with `make test` as root"
+    );
+}
+
+/// Runs a command, returning its output (never panics on a non-zero exit).
+pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+    Command::new(program.as_ref())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {:?}: {err}", program.as_ref()))
+}
+
+/// Runs a command and insists it succeeds.
+pub fn run_ok(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
+    let out = run(program.as_ref(), args);
+    assert!(
+        out.status.success(),
+        "{:?} {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        program.as_ref(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A named network namespace (under /run/netns), deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        require_root();
+        let name = unique(tag);
+        run_ok("ip", &["netns", "add", &name]);
+        Netns { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run_ok("ip", &full)
+    }
+
+    /// Whether `addr` answers one ping within `secs` seconds.
+    pub fn ping(&self, addr: &str, secs: u32) -> bool {
+        let deadline = secs.to_string();
+        self.exec(&["ping", "-c", "1", "-w", &deadline, "-q", addr])
+            .status
+            .success()
+    }
+
+    /// Names of the interfaces in the namespace.
+    pub fn links(&self) -> Vec<String> {
+        let out = self.exec_ok(&["ip", "-o", "link", "show"]);
+        out.lines()
+            .filter_map(|line| line.split(": ").nth(1))
+            .map(|name| name.split('@').next().unwrap_or(name).to_string())
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A switchd with its own socket and state directory, stopped and removed on drop.
+pub struct Switchd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Switchd {
+    pub fn start() -> Switchd {
+        require_root();
+        let dir = std::env::temp_dir().join(unique("sw"));
+        std::fs::create_dir_all(&dir).expect("test directory");
+        let mut switchd = Switchd {
+            socket: dir.join("switchd.sock"),
+            dir,
+            child: None,
+        };
+        switchd.launch();
+        switchd
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("switchd.log"))
+            .expect("log file");
+        let child = Command::new(bin("switchd"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--log")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start switchd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(Instant::now() < deadline, "switchd did not come up; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("switchd.log")).unwrap_or_default()
+    }
+
+    /// Stops switchd with SIGTERM and waits for it; returns its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        child.wait().ok()
+    }
+
+    /// Stops switchd and starts it again on the same socket and state directory.
+    pub fn restart(&mut self) {
+        let status = self.stop().expect("switchd was running");
+        assert!(status.success(), "switchd exited with {status} on SIGTERM");
+        self.launch();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn tool(&self, tool: &str, args: &[&str]) -> Output {
+        let mut full = vec!["--socket", self.socket.to_str().expect("utf-8 path")];
+        full.extend_from_slice(args);
+        run(bin(tool), &full)
+    }
+
+    pub fn swctl(&self, args: &[&str]) -> Output {
+        self.tool("swctl", args)
+    }
+
+    pub fn nsutil(&self, args: &[&str]) -> Output {
+        self.tool("nsutil", args)
+    }
+
+    /// Runs nsutil and insists it succeeds; returns stdout.
+    pub fn nsutil_ok(&self, args: &[&str]) -> String {
+        let out = self.nsutil(args);
+        assert!(
+            out.status.success(),
+            "nsutil {args:?} failed:\n{}\nswitchd log:\n{}",
+            stderr(&out),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `swctl --json ARGS`, parsed.
+    pub fn swctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.swctl(&full);
+        assert!(out.status.success(), "swctl {args:?} failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("swctl --json prints JSON")
+    }
+}
+
+impl Drop for Switchd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An `iperf3 -s -1` in `server`, then a client in `client` for `secs` seconds.
+/// Returns the received bits per second.
+pub fn iperf3(client: &Netns, server: &Netns, addr: &str, secs: u32, extra: &[&str]) -> f64 {
+    let mut daemon = Command::new("ip")
+        .args(["netns", "exec", &server.name, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 server");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let duration = secs.to_string();
+    let mut args = vec!["iperf3", "-c", addr, "-t", &duration, "-J"];
+    args.extend_from_slice(extra);
+    let out = loop {
+        let out = client.exec(&args);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(out.status.success(), "iperf3 failed: {}", String::from_utf8_lossy(&out.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second in iperf3 report")
+}
