@@ -1,1 +1,164 @@
-fn main() {}
+//! `bench`: measures switchyard against the kernel's own data paths with iperf3, in one run,
+//! so that the figures compare as ratios on a noisy machine.
+//!
+//! Every scenario builds its topology in namespaces it creates (unique names) and removes
+//! them when it ends, even on failure. Results are printed as a table and written to
+//! `bench/results/<timestamp>.json`.
+//!
+//! Scenarios:
+//! * `veth` — a veth pair between the two namespaces, nothing in between (the limit).
+//! * `bridge` — a Linux bridge in a third namespace, veth pairs to it.
+//! * `switchyard` — switchd with TAP ports, attached by nsutil.
+
+mod topo;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+use topo::{Iperf, Topology};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark switchyard against the Linux bridge with iperf3")]
+struct Args {
+    /// Scenarios to run, in order [default: veth, bridge, switchyard]
+    #[arg(value_parser = ["veth", "bridge", "switchyard"])]
+    scenarios: Vec<String>,
+    /// Seconds per iperf3 run.
+    #[arg(long, default_value_t = 5)]
+    duration: u32,
+    /// Parallel TCP streams per run (also runs a single stream when above 1).
+    #[arg(long, default_value_t = 4)]
+    streams: u32,
+    /// Where the workspace binaries are (switchd, nsutil).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Directory for the JSON results.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[derive(Serialize, Debug)]
+struct Measurement {
+    scenario: String,
+    test: String,
+    gbit_per_sec: f64,
+    retransmits: u64,
+    /// switchd CPU time per GB forwarded (user + system), when switchd is in the path.
+    switchd_cpu_sec_per_gb: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    timestamp: u64,
+    machine: Machine,
+    duration_secs: u32,
+    measurements: Vec<Measurement>,
+}
+
+#[derive(Serialize, Debug)]
+struct Machine {
+    kernel: String,
+    cpus: usize,
+    cpu_model: String,
+}
+
+fn machine() -> Machine {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_default();
+    Machine {
+        kernel,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model,
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("bench needs root: it creates network namespaces and TAP devices");
+    }
+    if args.scenarios.is_empty() {
+        args.scenarios = ["veth", "bridge", "switchyard"].map(String::from).to_vec();
+    }
+    let mut tests = vec![("tcp", 1)];
+    if args.streams > 1 {
+        tests.push(("tcp-parallel", args.streams));
+    }
+
+    let mut measurements = Vec::new();
+    println!("{:<12} {:<14} {:>10} {:>8} {:>14}", "SCENARIO", "TEST", "GBIT/S", "RETR", "CPU S/GB");
+    for scenario in &args.scenarios {
+        let topo = Topology::build(scenario, &args.bin_dir)
+            .with_context(|| format!("cannot set up scenario {scenario}"))?;
+        for (test, streams) in &tests {
+            let run = Iperf {
+                duration: args.duration,
+                streams: *streams,
+            };
+            let cpu_before = topo.switchd_cpu();
+            let result = topo.iperf(&run)?;
+            let switchd_cpu_sec_per_gb = match (cpu_before, topo.switchd_cpu()) {
+                (Some(before), Some(after)) if result.bytes > 0 => {
+                    Some((after - before).as_secs_f64() / (result.bytes as f64 / 1e9))
+                }
+                _ => None,
+            };
+            let m = Measurement {
+                scenario: scenario.clone(),
+                test: format!("{test}{}", if *streams > 1 { format!(" -P {streams}") } else { String::new() }),
+                gbit_per_sec: result.bits_per_second / 1e9,
+                retransmits: result.retransmits,
+                switchd_cpu_sec_per_gb,
+            };
+            println!(
+                "{:<12} {:<14} {:>10.2} {:>8} {:>14}",
+                m.scenario,
+                m.test,
+                m.gbit_per_sec,
+                m.retransmits,
+                m.switchd_cpu_sec_per_gb.map_or("-".to_string(), |c| format!("{c:.3}"))
+            );
+            measurements.push(m);
+        }
+        drop(topo);
+    }
+    print_ratios(&measurements);
+
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let report = Report {
+        timestamp,
+        machine: machine(),
+        duration_secs: args.duration,
+        measurements,
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join(format!("{timestamp}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("\nresults: {}", path.display());
+    Ok(())
+}
+
+/// Each scenario's throughput relative to the Linux bridge in the same test, same run.
+fn print_ratios(measurements: &[Measurement]) {
+    let bridge: Vec<&Measurement> = measurements.iter().filter(|m| m.scenario == "bridge").collect();
+    if bridge.is_empty() {
+        return;
+    }
+    println!("\nrelative to the Linux bridge (same run):");
+    for m in measurements.iter().filter(|m| m.scenario != "bridge") {
+        if let Some(base) = bridge.iter().find(|b| b.test == m.test) {
+            println!("  {:<12} {:<14} {:.2}x", m.scenario, m.test, m.gbit_per_sec / base.gbit_per_sec);
+        }
+    }
+}
