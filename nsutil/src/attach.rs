@@ -1,0 +1,723 @@
+//! Attaching a network namespace to switchd, and detaching it: the workflow shared by
+//! `nsutil attach` and the CNI plugin.
+//!
+//! switchd creates the TAP inside the namespace under its final name; this side then
+//! configures it there (MAC, MTU, up, address, default route) over rtnetlink. If any
+//! step after switchd created the port fails, the port is detached again, so a failed
+//! attach leaves nothing behind.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use switchyard::control::{
+    AttachRequest, Attached, Client, ClientError, Detached, PortInfo, Request,
+};
+use switchyard::port::PortMode;
+use switchyard::wire::MacAddr;
+
+use crate::netns::{Netns, NetnsError, NetnsId, NetnsRef};
+use crate::rtnl::{validate_ifname, InvalidIfname, Rtnl, RtnlError};
+
+/// The interface name a container gets unless told otherwise.
+pub const DEFAULT_IFNAME: &str = "eth0";
+/// The MTU unless told otherwise.
+pub const DEFAULT_MTU: u32 = 1500;
+/// The smallest MTU accepted (the IPv4 minimum).
+pub const MIN_MTU: u32 = 68;
+/// The largest MTU accepted.
+pub const MAX_MTU: u32 = 65535;
+/// The smallest MTU IPv6 works with.
+pub const MIN_IPV6_MTU: u32 = 1280;
+
+/// What to attach, and how to configure the interface.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttachOptions {
+    pub netns: NetnsRef,
+    /// The interface name inside the namespace.
+    pub ifname: String,
+    /// The interface's address with its prefix, such as `10.0.0.1/24`.
+    pub addr: Option<IpNet>,
+    /// Installed as the default route; must lie inside `addr`'s subnet.
+    pub gateway: Option<IpAddr>,
+    pub mode: PortMode,
+    /// `None`: [`default_mac`].
+    pub mac: Option<MacAddr>,
+    pub mtu: u32,
+}
+
+impl AttachOptions {
+    /// Options with the defaults: `eth0`, no address, access port on VLAN 1, MTU 1500.
+    pub fn new(netns: NetnsRef) -> AttachOptions {
+        AttachOptions {
+            netns,
+            ifname: DEFAULT_IFNAME.to_string(),
+            addr: None,
+            gateway: None,
+            mode: PortMode::default(),
+            mac: None,
+            mtu: DEFAULT_MTU,
+        }
+    }
+
+    /// Checks the options on their own, before anything is touched.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        validate_ifname(&self.ifname)?;
+        if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
+            return Err(OptionsError::Mtu { mtu: self.mtu });
+        }
+        if let Some(mac) = self.mac {
+            if !mac.is_valid_source() {
+                return Err(OptionsError::Mac { mac });
+            }
+        }
+        if let Some(addr) = self.addr {
+            validate_host_address(addr)?;
+            if addr.addr().is_ipv6() && self.mtu < MIN_IPV6_MTU {
+                return Err(OptionsError::Ipv6Mtu { mtu: self.mtu });
+            }
+        }
+        if let Some(gateway) = self.gateway {
+            let Some(addr) = self.addr else {
+                return Err(OptionsError::GatewayWithoutAddress { gateway });
+            };
+            if gateway.is_ipv4() != addr.addr().is_ipv4() {
+                return Err(OptionsError::GatewayFamily { gateway, addr });
+            }
+            if gateway == addr.addr() {
+                return Err(OptionsError::GatewayIsAddress { gateway });
+            }
+            if !addr.contains(&gateway) {
+                return Err(OptionsError::GatewayOutsideSubnet {
+                    gateway,
+                    addr,
+                    subnet: addr.trunc(),
+                });
+            }
+            if let IpNet::V4(net) = addr {
+                if net.prefix_len() < 31
+                    && (IpAddr::V4(net.network()) == gateway
+                        || IpAddr::V4(net.broadcast()) == gateway)
+                {
+                    return Err(OptionsError::GatewayNotHost {
+                        gateway,
+                        subnet: addr.trunc(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_host_address(addr: IpNet) -> Result<(), OptionsError> {
+    let ip = addr.addr();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(OptionsError::NotHostAddress {
+            addr,
+            why: "it is unspecified, multicast or loopback",
+        });
+    }
+    if let IpNet::V4(net) = addr {
+        if net.prefix_len() < 31 {
+            if net.addr() == net.network() {
+                return Err(OptionsError::NotHostAddress {
+                    addr,
+                    why: "it is the network address of its subnet",
+                });
+            }
+            if net.addr() == net.broadcast() {
+                return Err(OptionsError::NotHostAddress {
+                    addr,
+                    why: "it is the broadcast address of its subnet",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An attach option is wrong on its own; nothing was touched.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    #[error(transparent)]
+    Ifname(#[from] InvalidIfname),
+
+    #[error("invalid MTU {mtu}: give a value from {MIN_MTU} to {MAX_MTU}")]
+    Mtu { mtu: u32 },
+
+    #[error("MTU {mtu} is too small for IPv6, which needs at least {MIN_IPV6_MTU}")]
+    Ipv6Mtu { mtu: u32 },
+
+    #[error("MAC address {mac} cannot be an interface's address (multicast or all zero); give a unicast address such as 02:42:0a:00:00:01")]
+    Mac { mac: MacAddr },
+
+    #[error("address {addr} cannot be an interface's address: {why}")]
+    NotHostAddress { addr: IpNet, why: &'static str },
+
+    #[error(
+        "gateway {gateway} needs an address on the interface: give the address (--ip CIDR) too"
+    )]
+    GatewayWithoutAddress { gateway: IpAddr },
+
+    #[error("gateway {gateway} and address {addr} are of different IP versions")]
+    GatewayFamily { gateway: IpAddr, addr: IpNet },
+
+    #[error("gateway {gateway} is the interface's own address; the gateway is another host on the subnet")]
+    GatewayIsAddress { gateway: IpAddr },
+
+    #[error("gateway {gateway} is outside {subnet}, the subnet of {addr}; give a gateway inside it, or a wider prefix")]
+    GatewayOutsideSubnet {
+        gateway: IpAddr,
+        addr: IpNet,
+        subnet: IpNet,
+    },
+
+    #[error(
+        "gateway {gateway} is the network or broadcast address of {subnet}; give a host address"
+    )]
+    GatewayNotHost { gateway: IpAddr, subnet: IpNet },
+}
+
+/// Attaching or detaching failed. Every message says what failed and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+
+    /// switchd is unreachable, or refused.
+    #[error("cannot {action} {port}: {source}")]
+    Switchd {
+        action: &'static str,
+        port: String,
+        #[source]
+        source: ClientError,
+    },
+
+    /// switchd created the port, then configuring it in the namespace failed. The port
+    /// has been detached again.
+    #[error("configuring {port} in its namespace failed: {source}")]
+    Configure {
+        port: String,
+        #[source]
+        source: RtnlError,
+    },
+
+    /// The port was already attached, and reading its state failed.
+    #[error("{port} is attached, but reading its state failed: {source}")]
+    Inspect {
+        port: String,
+        #[source]
+        source: RtnlError,
+    },
+
+    /// Configuring failed, and so did removing the port again.
+    #[error("{source}; removing the half-made port failed too ({rollback}); remove it with `nsutil detach {netns} --ifname {ifname}`")]
+    RollbackFailed {
+        #[source]
+        source: Box<AttachError>,
+        rollback: ClientError,
+        netns: String,
+        ifname: String,
+    },
+}
+
+/// What an attach assigned (or, when the port already existed, what is there now).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Attachment {
+    /// The namespace's label (`red`, `pid:123`, or its path).
+    pub netns: String,
+    pub netns_path: PathBuf,
+    pub ifname: String,
+    /// False when (namespace, ifname) was attached already and nothing was changed.
+    pub created: bool,
+    pub port: PortInfo,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    /// The addresses on the interface (link-local ones left out).
+    pub addresses: Vec<IpNet>,
+    pub gateway: Option<IpAddr>,
+}
+
+impl fmt::Display for Attachment {
+    /// `attached red/eth0: port 3, access vlan 10, mac 02:42:0a:00:00:01, 10.0.0.1/24 via 10.0.0.254`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = format!("{}/{}", self.netns, self.ifname);
+        if self.created {
+            write!(f, "attached {name}: ")?;
+        } else {
+            write!(f, "{name} already attached: ")?;
+        }
+        write!(
+            f,
+            "port {}, {}, mac {}",
+            self.port.id, self.port.mode, self.mac
+        )?;
+        if !self.addresses.is_empty() {
+            let addresses: Vec<String> = self.addresses.iter().map(IpNet::to_string).collect();
+            write!(f, ", {}", addresses.join(" "))?;
+        }
+        if let Some(gateway) = self.gateway {
+            write!(f, " via {gateway}")?;
+        }
+        if self.mtu != DEFAULT_MTU {
+            write!(f, ", mtu {}", self.mtu)?;
+        }
+        Ok(())
+    }
+}
+
+/// The MAC an interface gets unless one is given: Docker's `02:42:a.b.c.d` for an IPv4
+/// address, otherwise [`derived_mac`].
+pub fn default_mac(addr: Option<IpNet>, netns: NetnsId, ifname: &str) -> MacAddr {
+    match addr {
+        Some(IpNet::V4(net)) => MacAddr::from_ipv4(net.addr()),
+        _ => derived_mac(netns, ifname),
+    }
+}
+
+/// A locally administered unicast MAC (first octet `02`) from a hash of (namespace,
+/// interface name): the same for the same interface as long as the namespace lives.
+pub fn derived_mac(netns: NetnsId, ifname: &str) -> MacAddr {
+    // FNV-1a, 64 bits: tiny, and stable across Rust releases (unlike std's hashers).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in netns
+        .to_bytes()
+        .iter()
+        .chain([0u8].iter())
+        .chain(ifname.as_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let h = hash.to_be_bytes();
+    MacAddr([0x02, h[0], h[1], h[2], h[3], h[4]])
+}
+
+fn port_name(netns: &NetnsRef, ifname: &str) -> String {
+    format!("{netns}/{ifname}")
+}
+
+/// Attaches the namespace to switchd through the control socket at `socket`, and
+/// configures the interface. See the module documentation for the steps.
+pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, AttachError> {
+    options.validate()?;
+    let netns = Netns::open(&options.netns)?;
+    let port = port_name(&options.netns, &options.ifname);
+    let switchd_err = |source| AttachError::Switchd {
+        action: "attach",
+        port: port.clone(),
+        source,
+    };
+    let mut client = Client::connect(socket).map_err(switchd_err)?;
+    let label = match &options.netns {
+        NetnsRef::Path(_) => None,
+        other => Some(other.label()),
+    };
+    let request = Request::Attach(AttachRequest {
+        netns: options.netns.path(),
+        ifname: options.ifname.clone(),
+        mode: options.mode.clone(),
+        label,
+    });
+    let attached: Attached = client.call(&request).map_err(switchd_err)?;
+    if !attached.created {
+        return inspect(&netns, options, attached.port);
+    }
+    let mac = options
+        .mac
+        .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
+    match netns.run(|| configure(options, &port, mac)) {
+        Ok(()) => Ok(Attachment {
+            netns: options.netns.label(),
+            netns_path: options.netns.path(),
+            ifname: options.ifname.clone(),
+            created: true,
+            port: attached.port,
+            mac,
+            mtu: options.mtu,
+            addresses: options.addr.into_iter().collect(),
+            gateway: options.gateway,
+        }),
+        Err(err) => match roll_back(&mut client, socket, options) {
+            Ok(()) => Err(err),
+            Err(rollback) => Err(AttachError::RollbackFailed {
+                source: Box::new(err),
+                rollback,
+                netns: options.netns.label(),
+                ifname: options.ifname.clone(),
+            }),
+        },
+    }
+}
+
+/// Runs inside the namespace: the configuration steps after switchd made the TAP.
+fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<(), AttachError> {
+    let fail = |source| AttachError::Configure {
+        port: port.to_string(),
+        source,
+    };
+    let mut rtnl = Rtnl::open().map_err(fail)?;
+    let link = rtnl.link(&options.ifname).map_err(fail)?;
+    rtnl.set_mac(&link, mac).map_err(fail)?;
+    rtnl.set_mtu(&link, options.mtu).map_err(fail)?;
+    let lo = rtnl.link("lo").map_err(fail)?;
+    rtnl.set_up(&lo).map_err(fail)?;
+    rtnl.set_up(&link).map_err(fail)?;
+    if let Some(addr) = options.addr {
+        rtnl.add_address(&link, addr).map_err(fail)?;
+    }
+    if let Some(gateway) = options.gateway {
+        rtnl.add_default_route(&link, gateway).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Reports an existing port as it is, changing nothing.
+fn inspect(
+    netns: &Netns,
+    options: &AttachOptions,
+    port: PortInfo,
+) -> Result<Attachment, AttachError> {
+    let name = port_name(&options.netns, &options.ifname);
+    let fail = |source| AttachError::Inspect {
+        port: name.clone(),
+        source,
+    };
+    let (link, addresses, gateway) = netns.run(|| {
+        let mut rtnl = Rtnl::open().map_err(fail)?;
+        let link = rtnl.link(&options.ifname).map_err(fail)?;
+        let addresses = rtnl.addresses(&link).map_err(fail)?;
+        let gateway = rtnl
+            .routes(&link)
+            .map_err(fail)?
+            .into_iter()
+            .filter(|route| route.is_default())
+            .find_map(|route| route.gateway);
+        Ok::<_, AttachError>((link, addresses, gateway))
+    })?;
+    Ok(Attachment {
+        netns: options.netns.label(),
+        netns_path: options.netns.path(),
+        ifname: options.ifname.clone(),
+        created: false,
+        port,
+        mac: link
+            .mac
+            .unwrap_or_else(|| default_mac(None, netns.id(), &options.ifname)),
+        mtu: link.mtu,
+        addresses: addresses
+            .into_iter()
+            .filter(|addr| !is_link_local(addr))
+            .collect(),
+        gateway,
+    })
+}
+
+fn is_link_local(addr: &IpNet) -> bool {
+    match addr {
+        IpNet::V4(net) => net.addr().is_link_local(),
+        IpNet::V6(net) => net.addr().segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Detaches the port just created, on the same connection, or a new one if that broke.
+fn roll_back(
+    client: &mut Client,
+    socket: &Path,
+    options: &AttachOptions,
+) -> Result<(), ClientError> {
+    let request = Request::Detach {
+        netns: options.netns.path(),
+        ifname: options.ifname.clone(),
+    };
+    match client.call::<Detached>(&request) {
+        Ok(_) => Ok(()),
+        Err(ClientError::Io { .. }) => Client::connect(socket)?
+            .call::<Detached>(&request)
+            .map(drop),
+        Err(err) => Err(err),
+    }
+}
+
+/// Detaches (namespace, ifname) from switchd; its TAP disappears. `Ok(None)` when
+/// nothing was attached there, which is not an error. The namespace need not exist any
+/// more.
+pub fn detach(
+    socket: &Path,
+    netns: &NetnsRef,
+    ifname: &str,
+) -> Result<Option<PortInfo>, AttachError> {
+    validate_ifname(ifname).map_err(OptionsError::from)?;
+    let port = port_name(netns, ifname);
+    let switchd_err = |source| AttachError::Switchd {
+        action: "detach",
+        port: port.clone(),
+        source,
+    };
+    let mut client = Client::connect(socket).map_err(switchd_err)?;
+    let detached: Detached = client
+        .call(&Request::Detach {
+            netns: netns.path(),
+            ifname: ifname.to_string(),
+        })
+        .map_err(switchd_err)?;
+    Ok(detached.port)
+}
+
+/// Every port switchd has.
+pub fn ports(socket: &Path) -> Result<Vec<PortInfo>, ClientError> {
+    Client::connect(socket)?.call(&Request::PortList)
+}
+
+/// Whether `port` lives in the namespace `id` (compared by identity, so any path to the
+/// namespace matches).
+pub fn port_is_in(port: &PortInfo, id: NetnsId) -> bool {
+    NetnsId::of(&port.netns).is_ok_and(|port_id| port_id == id)
+}
+
+/// Detaches every port switchd has in the namespace, as before deleting it. Returns the
+/// ports removed.
+pub fn detach_all(socket: &Path, netns: &Netns) -> Result<Vec<PortInfo>, AttachError> {
+    let all = format!("{}/*", netns.reference());
+    let switchd_err = |port: &str, action| {
+        let port = port.to_string();
+        move |source| AttachError::Switchd {
+            action,
+            port,
+            source,
+        }
+    };
+    let mut client = Client::connect(socket).map_err(switchd_err(&all, "detach"))?;
+    let ports: Vec<PortInfo> = client
+        .call(&Request::PortList)
+        .map_err(switchd_err(&all, "list the ports of"))?;
+    let mut removed = Vec::new();
+    for port in ports
+        .into_iter()
+        .filter(|port| port_is_in(port, netns.id()))
+    {
+        let name = port_name(netns.reference(), &port.ifname);
+        let detached: Detached = client
+            .call(&Request::Detach {
+                netns: port.netns.clone(),
+                ifname: port.ifname.clone(),
+            })
+            .map_err(switchd_err(&name, "detach"))?;
+        removed.extend(detached.port);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard::wire::VlanId;
+
+    fn options() -> AttachOptions {
+        let mut options = AttachOptions::new(NetnsRef::parse("red").unwrap());
+        options.addr = Some("10.0.0.1/24".parse().unwrap());
+        options.gateway = Some("10.0.0.254".parse().unwrap());
+        options
+    }
+
+    #[test]
+    fn defaults() {
+        let options = AttachOptions::new(NetnsRef::parse("red").unwrap());
+        assert_eq!(options.ifname, "eth0");
+        assert_eq!(options.mtu, 1500);
+        assert_eq!(
+            options.mode,
+            PortMode::Access {
+                vlan: VlanId::DEFAULT
+            }
+        );
+        assert!(options.validate().is_ok());
+        assert!(self::options().validate().is_ok());
+    }
+
+    #[test]
+    fn gateway_must_be_a_host_in_the_subnet() {
+        let mut outside = options();
+        outside.gateway = Some("10.0.1.1".parse().unwrap());
+        let err = outside.validate().unwrap_err();
+        assert!(matches!(err, OptionsError::GatewayOutsideSubnet { .. }));
+        assert_eq!(
+            err.to_string(),
+            "gateway 10.0.1.1 is outside 10.0.0.0/24, the subnet of 10.0.0.1/24; give a gateway inside it, or a wider prefix"
+        );
+        let mut itself = options();
+        itself.gateway = Some("10.0.0.1".parse().unwrap());
+        assert!(matches!(
+            itself.validate(),
+            Err(OptionsError::GatewayIsAddress { .. })
+        ));
+        let mut family = options();
+        family.gateway = Some("fd00::1".parse().unwrap());
+        assert!(matches!(
+            family.validate(),
+            Err(OptionsError::GatewayFamily { .. })
+        ));
+        let mut broadcast = options();
+        broadcast.gateway = Some("10.0.0.255".parse().unwrap());
+        assert!(matches!(
+            broadcast.validate(),
+            Err(OptionsError::GatewayNotHost { .. })
+        ));
+        let mut alone = options();
+        alone.addr = None;
+        assert!(matches!(
+            alone.validate(),
+            Err(OptionsError::GatewayWithoutAddress { .. })
+        ));
+        let mut v6 = options();
+        v6.addr = Some("fd00::2/64".parse().unwrap());
+        v6.gateway = Some("fd00::1".parse().unwrap());
+        assert!(v6.validate().is_ok());
+        let mut p2p = options();
+        p2p.addr = Some("10.0.0.0/31".parse().unwrap());
+        p2p.gateway = Some("10.0.0.1".parse().unwrap());
+        assert!(p2p.validate().is_ok());
+    }
+
+    #[test]
+    fn addresses_must_be_host_addresses() {
+        for bad in [
+            "10.0.0.0/24",
+            "10.0.0.255/24",
+            "0.0.0.0/0",
+            "224.0.0.1/24",
+            "127.0.0.1/8",
+            "::/64",
+            "ff02::1/64",
+        ] {
+            let mut options = options();
+            options.addr = Some(bad.parse().unwrap());
+            options.gateway = None;
+            assert!(
+                matches!(options.validate(), Err(OptionsError::NotHostAddress { .. })),
+                "{bad} accepted"
+            );
+        }
+        let mut host = options();
+        host.addr = Some("10.0.0.7/32".parse().unwrap());
+        host.gateway = None;
+        assert!(host.validate().is_ok());
+    }
+
+    #[test]
+    fn mtu_ifname_and_mac_are_checked() {
+        for (mtu, ok) in [
+            (67, false),
+            (68, true),
+            (1500, true),
+            (65535, true),
+            (65536, false),
+        ] {
+            let mut options = options();
+            options.mtu = mtu;
+            assert_eq!(options.validate().is_ok(), ok, "mtu {mtu}");
+        }
+        let mut v6 = options();
+        v6.addr = Some("fd00::2/64".parse().unwrap());
+        v6.gateway = None;
+        v6.mtu = 1279;
+        assert!(matches!(v6.validate(), Err(OptionsError::Ipv6Mtu { .. })));
+        for bad in ["", "sixteen-bytes-xx", "a/b", "a b"] {
+            let mut options = options();
+            options.ifname = bad.into();
+            assert!(
+                matches!(options.validate(), Err(OptionsError::Ifname(_))),
+                "{bad:?}"
+            );
+        }
+        let mut mac = options();
+        mac.mac = Some("01:00:5e:00:00:01".parse().unwrap());
+        assert!(matches!(mac.validate(), Err(OptionsError::Mac { .. })));
+        mac.mac = Some(MacAddr::ZERO);
+        assert!(matches!(mac.validate(), Err(OptionsError::Mac { .. })));
+    }
+
+    #[test]
+    fn default_mac_is_docker_style_for_ipv4() {
+        let id = NetnsId {
+            dev: 4,
+            ino: 4026532290,
+        };
+        let mac = default_mac(Some("10.0.0.1/24".parse().unwrap()), id, "eth0");
+        assert_eq!(mac.to_string(), "02:42:0a:00:00:01");
+    }
+
+    #[test]
+    fn derived_mac_is_stable_local_unicast() {
+        let id = NetnsId {
+            dev: 4,
+            ino: 4026532290,
+        };
+        let mac = default_mac(Some("fd00::2/64".parse().unwrap()), id, "eth0");
+        assert_eq!(mac, derived_mac(id, "eth0"));
+        assert_eq!(mac, default_mac(None, id, "eth0"));
+        assert_eq!(mac.octets()[0], 0x02);
+        assert!(mac.is_valid_source());
+        // A fixed value: the derivation must not change between releases.
+        assert_eq!(mac.to_string(), "02:f3:0d:77:11:02");
+        let other_ns = derived_mac(
+            NetnsId {
+                dev: 4,
+                ino: 4026532291,
+            },
+            "eth0",
+        );
+        let other_if = derived_mac(id, "eth1");
+        assert_ne!(mac, other_ns);
+        assert_ne!(mac, other_if);
+        assert_ne!(other_ns, other_if);
+    }
+
+    #[test]
+    fn human_line() {
+        let port = PortInfo {
+            id: switchyard::PortId(3),
+            name: "red/eth0".into(),
+            netns: "/run/netns/red".into(),
+            ifname: "eth0".into(),
+            ifindex: 2,
+            mode: PortMode::Access {
+                vlan: VlanId::new(10).unwrap(),
+            },
+            state: "up".into(),
+        };
+        let mut attachment = Attachment {
+            netns: "red".into(),
+            netns_path: "/run/netns/red".into(),
+            ifname: "eth0".into(),
+            created: true,
+            port,
+            mac: "02:42:0a:00:00:01".parse().unwrap(),
+            mtu: 1500,
+            addresses: vec!["10.0.0.1/24".parse().unwrap()],
+            gateway: Some("10.0.0.254".parse().unwrap()),
+        };
+        assert_eq!(
+            attachment.to_string(),
+            "attached red/eth0: port 3, access vlan 10, mac 02:42:0a:00:00:01, 10.0.0.1/24 via 10.0.0.254"
+        );
+        attachment.created = false;
+        attachment.gateway = None;
+        attachment.mtu = 9000;
+        assert_eq!(
+            attachment.to_string(),
+            "red/eth0 already attached: port 3, access vlan 10, mac 02:42:0a:00:00:01, 10.0.0.1/24, mtu 9000"
+        );
+        let json = serde_json::to_value(&attachment).unwrap();
+        assert_eq!(json["port"]["id"], 3);
+        assert_eq!(json["port"]["vlan"], 10);
+        assert_eq!(json["addresses"][0], "10.0.0.1/24");
+        assert_eq!(json["created"], false);
+    }
+}

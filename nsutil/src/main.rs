@@ -1,0 +1,329 @@
+//! `nsutil`: create network namespaces and wire them to switchd.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use ipnet::IpNet;
+use nsutil::attach::{self, AttachError, AttachOptions, DEFAULT_IFNAME, DEFAULT_MTU};
+use nsutil::netns::{self, Netns, NetnsError, NetnsRef};
+use serde::Serialize;
+use switchyard::control::{ClientError, PortInfo, DEFAULT_SOCKET, SOCKET_ENV};
+use switchyard::port::PortMode;
+use switchyard::wire::{MacAddr, VlanId, VlanSet};
+
+/// Create network namespaces and attach them to switchd.
+#[derive(Parser, Debug)]
+#[command(name = "nsutil", version)]
+struct Cli {
+    /// switchd's control socket.
+    #[arg(long, global = true, value_name = "PATH", env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a named network namespace under /run/netns (like `ip netns add`).
+    Create {
+        /// The namespace's name.
+        name: String,
+    },
+    /// Detach the namespace's ports from switchd, then delete the namespace.
+    Delete {
+        /// The namespace's name.
+        name: String,
+    },
+    /// Give a namespace a switchd port: a TAP inside it, configured and up.
+    Attach(AttachArgs),
+    /// Remove a namespace's switchd port; its interface disappears.
+    Detach {
+        /// A name (red), an absolute path (/proc/PID/ns/net) or pid:PID.
+        netns: NetnsRef,
+        /// The interface inside the namespace.
+        #[arg(long, default_value = DEFAULT_IFNAME)]
+        ifname: String,
+    },
+    /// List the namespaces under /run/netns and the switchd ports in each.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("port").required(true).args(["ip", "trunk"])))]
+struct AttachArgs {
+    /// A name (red), an absolute path (/proc/PID/ns/net) or pid:PID.
+    netns: NetnsRef,
+
+    /// Access port with this address and prefix, e.g. 10.0.0.1/24.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    ip: Option<IpNet>,
+
+    /// Default gateway (inside the --ip subnet).
+    #[arg(long, value_name = "IP", requires = "ip")]
+    gw: Option<IpAddr>,
+
+    /// Trunk port carrying these VLANs tagged, e.g. 10,20,30-39.
+    #[arg(long, value_name = "LIST")]
+    trunk: Option<VlanSet>,
+
+    /// The access VLAN (default 1), or with --trunk the native (untagged) VLAN.
+    #[arg(long, value_name = "N")]
+    vlan: Option<VlanId>,
+
+    /// MAC address (default: 02:42 + the IPv4 address, or one derived from the
+    /// namespace and interface name).
+    #[arg(long)]
+    mac: Option<MacAddr>,
+
+    /// The interface name inside the namespace.
+    #[arg(long, default_value = DEFAULT_IFNAME)]
+    ifname: String,
+
+    /// The interface's MTU, 68 to 65535.
+    #[arg(long, default_value_t = DEFAULT_MTU)]
+    mtu: u32,
+
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    if !text.contains('/') {
+        return Err(format!(
+            "{text} has no prefix length; write the address as CIDR, such as 10.0.0.1/24"
+        ));
+    }
+    text.parse::<IpNet>()
+        .map_err(|_| format!("{text} is not an address in CIDR notation, such as 10.0.0.1/24"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            // --help, --version
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let text = err.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("nsutil: {text}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("nsutil: {}", describe(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, leaving out causes whose text the message already has.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Create { name } => {
+            let created = netns::create(&name)?;
+            println!(
+                "created network namespace {created} ({})",
+                created.path().display()
+            );
+        }
+        Command::Delete { name } => delete(&cli.socket, &name)?,
+        Command::Attach(args) => attach_cmd(&cli.socket, args)?,
+        Command::Detach { netns, ifname } => match attach::detach(&cli.socket, &netns, &ifname)? {
+            Some(port) => println!("detached {netns}/{ifname}: port {}", port.id),
+            None => println!("{netns}/{ifname} was not attached; nothing to do"),
+        },
+        Command::Ls { json } => ls(&cli.socket, json)?,
+    }
+    Ok(())
+}
+
+fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
+    let mode = match args.trunk {
+        Some(allowed) => PortMode::Trunk {
+            allowed,
+            native: args.vlan,
+        },
+        None => PortMode::Access {
+            vlan: args.vlan.unwrap_or(VlanId::DEFAULT),
+        },
+    };
+    let options = AttachOptions {
+        netns: args.netns,
+        ifname: args.ifname,
+        addr: args.ip,
+        gateway: args.gw,
+        mode,
+        mac: args.mac,
+        mtu: args.mtu,
+    };
+    let attachment = attach::attach(socket, &options)?;
+    if args.json {
+        print_json(&attachment)?;
+    } else {
+        println!("{attachment}");
+    }
+    Ok(())
+}
+
+fn delete(socket: &Path, name: &str) -> Result<()> {
+    let reference = NetnsRef::named(name)?;
+    match Netns::open(&reference) {
+        Ok(netns) => match attach::detach_all(socket, &netns) {
+            Ok(ports) => {
+                for port in ports {
+                    println!("detached {reference}/{}: port {}", port.ifname, port.id);
+                }
+            }
+            Err(AttachError::Switchd {
+                source: ClientError::NotRunning { path, .. },
+                ..
+            }) => eprintln!(
+                "nsutil: switchd is not running at {}; deleting {name} without detaching its ports",
+                path.display()
+            ),
+            Err(err) => eprintln!("nsutil: {err}; deleting {name} anyway"),
+        },
+        // A placeholder left by a failed create holds no ports; delete removes it.
+        Err(NetnsError::NotNetns { .. }) => {}
+        Err(err) => return Err(err.into()),
+    }
+    netns::delete(name)?;
+    println!("deleted network namespace {name}");
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct NamespaceEntry {
+    name: String,
+    path: PathBuf,
+    /// `None` when switchd could not be asked.
+    ports: Option<Vec<PortInfo>>,
+}
+
+fn ls(socket: &Path, json: bool) -> Result<()> {
+    let names = netns::list()?;
+    let ports = match attach::ports(socket) {
+        Ok(ports) => Some(ports),
+        Err(ClientError::NotRunning { path, .. }) => {
+            eprintln!(
+                "nsutil: switchd is not running at {}; the namespaces' ports are unknown",
+                path.display()
+            );
+            None
+        }
+        Err(err) => {
+            eprintln!(
+                "nsutil: cannot list switchd's ports ({err}); the namespaces' ports are unknown"
+            );
+            None
+        }
+    };
+    let entries: Vec<NamespaceEntry> = names
+        .into_iter()
+        .map(|name| {
+            let reference = NetnsRef::Named(name.clone());
+            let id = Netns::open(&reference).ok().map(|netns| netns.id());
+            let mine = ports.as_ref().map(|ports| {
+                ports
+                    .iter()
+                    .filter(|port| {
+                        port.netns == reference.path()
+                            || id.is_some_and(|id| attach::port_is_in(port, id))
+                    })
+                    .cloned()
+                    .collect()
+            });
+            NamespaceEntry {
+                name,
+                path: reference.path(),
+                ports: mine,
+            }
+        })
+        .collect();
+    if json {
+        return print_json(&entries);
+    }
+    let mut out = std::io::stdout().lock();
+    if ports.is_none() {
+        for entry in &entries {
+            writeln!(out, "{}", entry.name)?;
+        }
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "NAMESPACE".to_string(),
+        "IFNAME".to_string(),
+        "PORT".to_string(),
+        "MODE".to_string(),
+    ]];
+    for entry in &entries {
+        match entry.ports.as_deref() {
+            Some(ports) if !ports.is_empty() => {
+                for port in ports {
+                    rows.push([
+                        entry.name.clone(),
+                        port.ifname.clone(),
+                        port.id.to_string(),
+                        port.mode.to_string(),
+                    ]);
+                }
+            }
+            _ => rows.push([entry.name.clone(), "-".into(), "-".into(), "-".into()]),
+        }
+    }
+    if rows.len() == 1 {
+        return Ok(());
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode the answer as JSON")?;
+    println!("{text}");
+    Ok(())
+}
