@@ -9,7 +9,7 @@
 //! * [`rtnl`] — a small synchronous rtnetlink client ([`rtnl::Rtnl`]): look up links, set
 //!   MAC, MTU, up/down and names, add addresses and default routes idempotently, list
 //!   addresses and routes. It talks to the namespace of the thread that opened it.
-//! * [`attach`] — the attach/detach workflow: validate, ask switchd for a TAP inside the
+//! * [`mod@attach`] — the attach/detach workflow: validate, ask switchd for a TAP inside the
 //!   namespace, configure it there, and roll back if any step fails.
 //!
 //! Nothing here runs external commands.
@@ -17,6 +17,10 @@
 pub mod attach;
 pub mod netns;
 pub mod rtnl;
+
+/// The CIDR type in this crate's API (`AttachOptions::addr`, `Rtnl::add_address`), so
+/// callers need not depend on a matching version themselves.
+pub use ipnet;
 
 pub use attach::{attach, detach, AttachError, AttachOptions, Attachment};
 pub use netns::{Netns, NetnsError, NetnsId, NetnsRef};
