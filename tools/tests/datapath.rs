@@ -164,7 +164,7 @@ fn bad_attaches_fail_cleanly_and_leave_nothing() {
     assert!(stderr(&out).contains("switchd is not running"), "{}", stderr(&out));
 
     // Interface name taken by something else.
-    ns.exec_ok(&["ip", "link", "add", "eth0", "type", "dummy"]);
+    ns.exec_ok(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer"]);
     let out = switchd.nsutil(&["attach", &ns.name, "--ip", "10.74.0.1/24"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("eth0"), "{}", stderr(&out));
