@@ -74,7 +74,10 @@ fn machine() -> Machine {
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_default();
     Machine {
         kernel,
@@ -97,7 +100,10 @@ fn main() -> Result<()> {
     }
 
     let mut measurements = Vec::new();
-    println!("{:<12} {:<14} {:>10} {:>8} {:>14}", "SCENARIO", "TEST", "GBIT/S", "RETR", "CPU S/GB");
+    println!(
+        "{:<12} {:<14} {:>10} {:>8} {:>14}",
+        "SCENARIO", "TEST", "GBIT/S", "RETR", "CPU S/GB"
+    );
     for scenario in &args.scenarios {
         let topo = Topology::build(scenario, &args.bin_dir)
             .with_context(|| format!("cannot set up scenario {scenario}"))?;
@@ -116,7 +122,14 @@ fn main() -> Result<()> {
             };
             let m = Measurement {
                 scenario: scenario.clone(),
-                test: format!("{test}{}", if *streams > 1 { format!(" -P {streams}") } else { String::new() }),
+                test: format!(
+                    "{test}{}",
+                    if *streams > 1 {
+                        format!(" -P {streams}")
+                    } else {
+                        String::new()
+                    }
+                ),
                 gbit_per_sec: result.bits_per_second / 1e9,
                 retransmits: result.retransmits,
                 switchd_cpu_sec_per_gb,
@@ -127,7 +140,8 @@ fn main() -> Result<()> {
                 m.test,
                 m.gbit_per_sec,
                 m.retransmits,
-                m.switchd_cpu_sec_per_gb.map_or("-".to_string(), |c| format!("{c:.3}"))
+                m.switchd_cpu_sec_per_gb
+                    .map_or("-".to_string(), |c| format!("{c:.3}"))
             );
             measurements.push(m);
         }
@@ -135,30 +149,43 @@ fn main() -> Result<()> {
     }
     print_ratios(&measurements);
 
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     let report = Report {
         timestamp,
         machine: machine(),
         duration_secs: args.duration,
         measurements,
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let path = args.out.join(format!("{timestamp}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!("\nresults: {}", path.display());
     Ok(())
 }
 
 /// Each scenario's throughput relative to the Linux bridge in the same test, same run.
 fn print_ratios(measurements: &[Measurement]) {
-    let bridge: Vec<&Measurement> = measurements.iter().filter(|m| m.scenario == "bridge").collect();
+    let bridge: Vec<&Measurement> = measurements
+        .iter()
+        .filter(|m| m.scenario == "bridge")
+        .collect();
     if bridge.is_empty() {
         return;
     }
     println!("\nrelative to the Linux bridge (same run):");
     for m in measurements.iter().filter(|m| m.scenario != "bridge") {
         if let Some(base) = bridge.iter().find(|b| b.test == m.test) {
-            println!("  {:<12} {:<14} {:.2}x", m.scenario, m.test, m.gbit_per_sec / base.gbit_per_sec);
+            println!(
+                "  {:<12} {:<14} {:.2}x",
+                m.scenario,
+                m.test,
+                m.gbit_per_sec / base.gbit_per_sec
+            );
         }
     }
 }

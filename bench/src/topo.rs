@@ -21,7 +21,11 @@ fn sh(args: &[&str]) -> Result<String> {
         .output()
         .with_context(|| format!("cannot run {}", args[0]))?;
     if !out.status.success() {
-        bail!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -73,7 +77,10 @@ impl Topology {
         let server = topo.add_ns("s")?;
         match scenario {
             "veth" => {
-                sh(&["ip", "link", "add", "eth0", "netns", &client, "type", "veth", "peer", "name", "eth0", "netns", &server])?;
+                sh(&[
+                    "ip", "link", "add", "eth0", "netns", &client, "type", "veth", "peer", "name",
+                    "eth0", "netns", &server,
+                ])?;
                 topo.address_both()?;
             }
             "bridge" => {
@@ -81,7 +88,10 @@ impl Topology {
                 sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"])?;
                 sh(&["ip", "-n", &br, "link", "set", "br0", "up"])?;
                 for (ns, port) in [(&client, "pc"), (&server, "ps")] {
-                    sh(&["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", &br])?;
+                    sh(&[
+                        "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name",
+                        port, "netns", &br,
+                    ])?;
                     sh(&["ip", "-n", &br, "link", "set", port, "master", "br0"])?;
                     sh(&["ip", "-n", &br, "link", "set", port, "up"])?;
                 }
@@ -101,7 +111,12 @@ impl Topology {
                     .arg("warn")
                     .stdin(Stdio::null())
                     .spawn()
-                    .with_context(|| format!("cannot start {}/switchd (run `make build`)", bin_dir.display()))?;
+                    .with_context(|| {
+                        format!(
+                            "cannot start {}/switchd (run `make build`)",
+                            bin_dir.display()
+                        )
+                    })?;
                 topo.switchd = Some(child);
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -121,7 +136,11 @@ impl Topology {
         }
         // Wait for the path to carry traffic (bridge ports start in learning/forwarding).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while sh(&["ip", "netns", "exec", &client, "ping", "-c", "1", "-W", "1", SERVER_IP]).is_err() {
+        while sh(&[
+            "ip", "netns", "exec", &client, "ping", "-c", "1", "-W", "1", SERVER_IP,
+        ])
+        .is_err()
+        {
             if Instant::now() > deadline {
                 bail!("{scenario}: client cannot reach the server");
             }
@@ -163,13 +182,18 @@ impl Topology {
         std::thread::sleep(Duration::from_millis(300));
         let duration = run.duration.to_string();
         let streams = run.streams.to_string();
-        let out = sh(&["ip", "netns", "exec", &client, "iperf3", "-c", SERVER_IP, "-t", &duration, "-P", &streams, "-J"]);
+        let out = sh(&[
+            "ip", "netns", "exec", &client, "iperf3", "-c", SERVER_IP, "-t", &duration, "-P",
+            &streams, "-J",
+        ]);
         let _ = daemon.kill();
         let _ = daemon.wait();
         let report: serde_json::Value = serde_json::from_str(&out?).context("iperf3 -J output")?;
         let end = &report["end"];
         Ok(IperfResult {
-            bits_per_second: end["sum_received"]["bits_per_second"].as_f64().context("iperf3 report")?,
+            bits_per_second: end["sum_received"]["bits_per_second"]
+                .as_f64()
+                .context("iperf3 report")?,
             bytes: end["sum_received"]["bytes"].as_u64().unwrap_or(0),
             retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
         })
@@ -192,7 +216,10 @@ impl Drop for Topology {
             let _ = child.wait();
         }
         for ns in self.namespaces.drain(..).rev() {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(Stdio::null())
+                .status();
         }
         if let Some(work) = self.work.take() {
             let _ = std::fs::remove_dir_all(work);

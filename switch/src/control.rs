@@ -47,7 +47,11 @@ pub enum Request {
         port: Option<String>,
     },
     /// Add (or replace) a static entry. Answer: [`FdbRecord`].
-    FdbAdd { mac: MacAddr, vlan: VlanId, port: String },
+    FdbAdd {
+        mac: MacAddr,
+        vlan: VlanId,
+        port: String,
+    },
     /// Remove an entry, static or learned. Answer: [`FdbRecord`].
     FdbDel { mac: MacAddr, vlan: VlanId },
     /// Remove learned entries (and static ones if asked). Answer: [`Flushed`].
@@ -199,7 +203,9 @@ impl Client {
             source,
         };
         // switchd answers from its event loop; a minute covers the slowest attach.
-        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(io_err)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(io_err)?;
         let writer = stream.try_clone().map_err(io_err)?;
         Ok(Client {
             path: path.to_path_buf(),
@@ -267,8 +273,13 @@ mod tests {
     #[test]
     fn bad_requests_do_not_decode() {
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"launch_missiles"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"fdb_del","mac":"x","vlan":1}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"fdb_del","mac":"02:00:00:00:00:01","vlan":0}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"cmd":"fdb_del","mac":"x","vlan":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Request>(
+            r#"{"cmd":"fdb_del","mac":"02:00:00:00:00:01","vlan":0}"#
+        )
+        .is_err());
     }
 
     #[test]
@@ -304,6 +315,9 @@ mod tests {
             .err()
             .expect("connect must fail");
         let text = err.to_string();
-        assert!(text.starts_with("switchd is not running at /nonexistent/switchyard.sock"), "{text}");
+        assert!(
+            text.starts_with("switchd is not running at /nonexistent/switchyard.sock"),
+            "{text}"
+        );
     }
 }

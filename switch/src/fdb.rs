@@ -534,10 +534,16 @@ mod tests {
     #[test]
     fn learns_and_looks_up_per_vlan() {
         let mut fdb = MacTable::new(FdbConfig::default());
-        assert_eq!(fdb.learn(secs(0), vlan(10), mac(1), PortId(1)), Learned::New);
+        assert_eq!(
+            fdb.learn(secs(0), vlan(10), mac(1), PortId(1)),
+            Learned::New
+        );
         assert_eq!(fdb.lookup(secs(1), vlan(10), mac(1)), Some(PortId(1)));
         assert_eq!(fdb.lookup(secs(1), vlan(20), mac(1)), None);
-        assert_eq!(fdb.learn(secs(2), vlan(20), mac(1), PortId(2)), Learned::New);
+        assert_eq!(
+            fdb.learn(secs(2), vlan(20), mac(1), PortId(2)),
+            Learned::New
+        );
         assert_eq!(fdb.lookup(secs(2), vlan(10), mac(1)), Some(PortId(1)));
         assert_eq!(fdb.lookup(secs(2), vlan(20), mac(1)), Some(PortId(2)));
         assert_eq!(fdb.counters().learned, 2);
@@ -546,10 +552,19 @@ mod tests {
     #[test]
     fn never_learns_group_or_zero_sources() {
         let mut fdb = MacTable::new(FdbConfig::default());
-        assert_eq!(fdb.learn(secs(0), vlan(1), MacAddr::BROADCAST, PortId(1)), Learned::Refused);
+        assert_eq!(
+            fdb.learn(secs(0), vlan(1), MacAddr::BROADCAST, PortId(1)),
+            Learned::Refused
+        );
         let mcast = MacAddr([0x01, 0, 0x5e, 0, 0, 1]);
-        assert_eq!(fdb.learn(secs(0), vlan(1), mcast, PortId(1)), Learned::Refused);
-        assert_eq!(fdb.learn(secs(0), vlan(1), MacAddr::ZERO, PortId(1)), Learned::Refused);
+        assert_eq!(
+            fdb.learn(secs(0), vlan(1), mcast, PortId(1)),
+            Learned::Refused
+        );
+        assert_eq!(
+            fdb.learn(secs(0), vlan(1), MacAddr::ZERO, PortId(1)),
+            Learned::Refused
+        );
         assert!(fdb.is_empty());
         assert!(fdb.add_static(vlan(1), mcast, PortId(1)).is_err());
     }
@@ -563,7 +578,10 @@ mod tests {
             Learned::Moved { from: PortId(1) }
         );
         assert_eq!(fdb.lookup(secs(1), vlan(1), mac(1)), Some(PortId(2)));
-        assert_eq!((fdb.dynamic_len(PortId(1)), fdb.dynamic_len(PortId(2))), (0, 1));
+        assert_eq!(
+            (fdb.dynamic_len(PortId(1)), fdb.dynamic_len(PortId(2))),
+            (0, 1)
+        );
         assert_eq!(fdb.counters().moved, 1);
     }
 
@@ -573,9 +591,16 @@ mod tests {
         fdb.learn(secs(0), vlan(1), mac(1), PortId(1));
         fdb.learn(secs(0), vlan(1), mac(2), PortId(1));
         assert_eq!(fdb.next_expiry(), Some(secs(300)));
-        assert_eq!(fdb.learn(secs(200), vlan(1), mac(2), PortId(1)), Learned::Refreshed);
+        assert_eq!(
+            fdb.learn(secs(200), vlan(1), mac(2), PortId(1)),
+            Learned::Refreshed
+        );
         assert_eq!(fdb.lookup(secs(299), vlan(1), mac(1)), Some(PortId(1)));
-        assert_eq!(fdb.lookup(secs(300), vlan(1), mac(1)), None, "lookup hides aged entries");
+        assert_eq!(
+            fdb.lookup(secs(300), vlan(1), mac(1)),
+            None,
+            "lookup hides aged entries"
+        );
         assert_eq!(fdb.expire(secs(300)), 1);
         assert_eq!(fdb.len(), 1);
         assert_eq!(fdb.next_expiry(), Some(secs(500)));
@@ -590,7 +615,10 @@ mod tests {
         let mut fdb = MacTable::new(FdbConfig::default());
         fdb.learn(secs(0), vlan(1), mac(1), PortId(1));
         fdb.add_static(vlan(1), mac(1), PortId(9)).unwrap();
-        assert_eq!(fdb.learn(secs(1), vlan(1), mac(1), PortId(2)), Learned::Static);
+        assert_eq!(
+            fdb.learn(secs(1), vlan(1), mac(1), PortId(2)),
+            Learned::Static
+        );
         assert_eq!(fdb.lookup(secs(10_000), vlan(1), mac(1)), Some(PortId(9)));
         assert_eq!(fdb.expire(secs(10_000)), 0);
         assert_eq!(fdb.next_expiry(), None);
@@ -611,7 +639,11 @@ mod tests {
         fdb.learn(secs(3), vlan(1), mac(100), PortId(2));
         fdb.learn(secs(4), vlan(1), mac(3), PortId(1));
         assert_eq!(fdb.dynamic_len(PortId(1)), 3);
-        assert_eq!(fdb.lookup(secs(4), vlan(1), mac(0)), None, "oldest of port 1 evicted");
+        assert_eq!(
+            fdb.lookup(secs(4), vlan(1), mac(0)),
+            None,
+            "oldest of port 1 evicted"
+        );
         assert_eq!(fdb.lookup(secs(4), vlan(1), mac(100)), Some(PortId(2)));
         assert_eq!(fdb.counters().evicted, 1);
     }
@@ -650,9 +682,15 @@ mod tests {
         let mut fdb = table(2, 10);
         fdb.add_static(vlan(1), mac(1), PortId(1)).unwrap();
         fdb.add_static(vlan(1), mac(2), PortId(1)).unwrap();
-        assert_eq!(fdb.learn(secs(0), vlan(1), mac(3), PortId(2)), Learned::Refused);
+        assert_eq!(
+            fdb.learn(secs(0), vlan(1), mac(3), PortId(2)),
+            Learned::Refused
+        );
         assert_eq!(fdb.counters().refused, 1);
-        assert_eq!(fdb.add_static(vlan(1), mac(3), PortId(1)), Err(FdbError::Full(2)));
+        assert_eq!(
+            fdb.add_static(vlan(1), mac(3), PortId(1)),
+            Err(FdbError::Full(2))
+        );
         fdb.add_static(vlan(1), mac(2), PortId(3)).unwrap();
         assert_eq!(fdb.lookup(secs(0), vlan(1), mac(2)), Some(PortId(3)));
     }

@@ -95,7 +95,10 @@ pub enum Decision {
     /// Known unicast: one copy.
     Output(Egress),
     /// Broadcast, multicast or unknown unicast: every up port of `vlan` but `except`.
-    Flood { vlan: VlanId, except: PortId },
+    Flood {
+        vlan: VlanId,
+        except: PortId,
+    },
     Drop(DropReason),
 }
 
@@ -247,7 +250,10 @@ impl Switch {
         for (id, port) in self.ports.iter().filter(|(_, p)| p.up) {
             for vlan in port.mode.vlans() {
                 if let Some(tag) = port.mode.egress_tag(vlan) {
-                    self.members.entry(vlan).or_default().push(Egress { port: *id, tag });
+                    self.members
+                        .entry(vlan)
+                        .or_default()
+                        .push(Egress { port: *id, tag });
                 }
             }
         }
@@ -316,7 +322,10 @@ impl Switch {
     }
 
     /// The VLAN a frame arriving on a port of `mode` belongs to, or why it is refused.
-    fn classify<T: AsRef<[u8]>>(mode: &PortMode, eth: &EthernetFrame<T>) -> Result<VlanId, DropReason> {
+    fn classify<T: AsRef<[u8]>>(
+        mode: &PortMode,
+        eth: &EthernetFrame<T>,
+    ) -> Result<VlanId, DropReason> {
         let tag_vid = eth.tci().map(|tci| tci.vid());
         match (mode, tag_vid) {
             // No tag, or a priority tag (VLAN id 0): the port's untagged VLAN.

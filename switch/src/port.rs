@@ -96,7 +96,10 @@ impl fmt::Display for PortMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PortMode::Access { vlan } => write!(f, "access vlan {vlan}"),
-            PortMode::Trunk { allowed, native: None } => write!(f, "trunk {allowed}"),
+            PortMode::Trunk {
+                allowed,
+                native: None,
+            } => write!(f, "trunk {allowed}"),
             PortMode::Trunk {
                 allowed,
                 native: Some(native),

@@ -40,7 +40,10 @@ impl Add<Duration> for Time {
     type Output = Time;
 
     fn add(self, rhs: Duration) -> Time {
-        Time(self.0.saturating_add(u64::try_from(rhs.as_millis()).unwrap_or(u64::MAX)))
+        Time(
+            self.0
+                .saturating_add(u64::try_from(rhs.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -54,6 +57,9 @@ mod tests {
         assert_eq!(t + Duration::from_millis(250), Time::from_millis(5250));
         assert_eq!(Time::from_secs(1).since(t), Duration::ZERO);
         assert_eq!(t.since(Time::from_secs(1)), Duration::from_secs(4));
-        assert_eq!(Time::from_millis(u64::MAX) + Duration::from_secs(1), Time::from_millis(u64::MAX));
+        assert_eq!(
+            Time::from_millis(u64::MAX) + Duration::from_secs(1),
+            Time::from_millis(u64::MAX)
+        );
     }
 }

@@ -63,7 +63,11 @@ fn vlans_are_isolated_even_for_broadcast_and_known_macs() {
     // Blue host 1 addresses red host 0's MAC, which is known, but only in VLAN 10.
     net.send(blue[1], &frame(mac(1), mac(4), None, b""));
     assert_eq!(inboxes(&mut net, &red), vec![0, 0]);
-    assert_eq!(inboxes(&mut net, &blue), vec![1, 0], "unknown in VLAN 20: flooded there only");
+    assert_eq!(
+        inboxes(&mut net, &blue),
+        vec![1, 0],
+        "unknown in VLAN 20: flooded there only"
+    );
 }
 
 #[test]
@@ -146,7 +150,10 @@ fn bad_sources_reserved_groups_and_runts_are_not_forwarded() {
         net.send(a, &frame(mac(2), MacAddr::BROADCAST, None, b"")),
         Decision::Drop(DropReason::InvalidSource)
     );
-    assert_eq!(net.send(a, &[0u8; 13]), Decision::Drop(DropReason::Malformed));
+    assert_eq!(
+        net.send(a, &[0u8; 13]),
+        Decision::Drop(DropReason::Malformed)
+    );
     assert_eq!(
         net.send(a, &frame(MacAddr::BROADCAST, mac(1), None, b"")[..16]),
         Decision::Flood {
@@ -156,7 +163,11 @@ fn bad_sources_reserved_groups_and_runts_are_not_forwarded() {
         "a runt with a whole header is still a frame"
     );
     assert_eq!(net.take_inbox(b).len(), 1);
-    assert_eq!(net.switch(sw).fdb().len(), 1, "only the valid source was learned");
+    assert_eq!(
+        net.switch(sw).fdb().len(),
+        1,
+        "only the valid source was learned"
+    );
 }
 
 #[test]
@@ -188,12 +199,20 @@ fn entries_age_out_on_the_virtual_clock() {
 
     net.advance(Duration::from_secs(29));
     net.send(hosts[0], &frame(mac(1), mac(0), None, b""));
-    assert_eq!(inboxes(&mut net, &hosts), vec![0, 1, 0], "still known at 29 s");
+    assert_eq!(
+        inboxes(&mut net, &hosts),
+        vec![0, 1, 0],
+        "still known at 29 s"
+    );
 
     net.advance(Duration::from_secs(1));
     assert_eq!(net.switch(sw).fdb().counters().aged, 1);
     net.send(hosts[2], &frame(mac(1), mac(2), None, b""));
-    assert_eq!(inboxes(&mut net, &hosts), vec![1, 1, 0], "aged out at 30 s: flooded");
+    assert_eq!(
+        inboxes(&mut net, &hosts),
+        vec![1, 1, 0],
+        "aged out at 30 s: flooded"
+    );
 }
 
 #[test]
@@ -242,7 +261,10 @@ fn a_mac_flood_on_one_port_does_not_push_out_other_ports() {
     }
     net.send(other, &frame(mac(1), mac(2), None, b""));
     assert_eq!(net.take_inbox(honest).len(), 1);
-    assert!(net.take_inbox(attacker).is_empty(), "honest entry survived: no flood");
+    assert!(
+        net.take_inbox(attacker).is_empty(),
+        "honest entry survived: no flood"
+    );
 }
 
 #[test]
@@ -266,10 +288,20 @@ fn two_switches_joined_by_a_trunk_carry_both_vlans_apart() {
     let got = net.take_inbox(red1);
     assert_eq!(got.len(), 1);
     assert_eq!(tag_of(&got[0]), None, "tag popped at the far edge");
-    assert_eq!(net.switch(s2).fdb().lookup(net.now(), switchyard::wire::VlanId::new(10).unwrap(), mac(1)), Some(up2));
+    assert_eq!(
+        net.switch(s2).fdb().lookup(
+            net.now(),
+            switchyard::wire::VlanId::new(10).unwrap(),
+            mac(1)
+        ),
+        Some(up2)
+    );
 
     net.send(blue2, &frame(mac(1), mac(4), None, b"not you"));
-    assert!(net.take_inbox(red1).is_empty(), "mac(1) in VLAN 20 is unknown; red never sees it");
+    assert!(
+        net.take_inbox(red1).is_empty(),
+        "mac(1) in VLAN 20 is unknown; red never sees it"
+    );
     assert!(net.take_inbox(blue1).len() == 1);
 }
 
@@ -287,7 +319,10 @@ fn counters_add_up() {
     let (_, pb) = net.host_port(b);
     let (_, pc) = net.host_port(c);
     let ca = net.switch(sw).counters(pa).unwrap();
-    assert_eq!((ca.rx_packets, ca.rx_bytes, ca.tx_packets), (2, 2 * f.len() as u64, 0));
+    assert_eq!(
+        (ca.rx_packets, ca.rx_bytes, ca.tx_packets),
+        (2, 2 * f.len() as u64, 0)
+    );
     for p in [pb, pc] {
         let cp = net.switch(sw).counters(p).unwrap();
         assert_eq!((cp.tx_packets, cp.tx_bytes), (2, 2 * f.len() as u64));

@@ -200,13 +200,19 @@ mod tests {
         for len in 0..HEADER_LEN {
             assert!(matches!(
                 EthernetFrame::new_checked(&UNTAGGED[..len]),
-                Err(WireError::Truncated { layer: "ethernet", .. })
+                Err(WireError::Truncated {
+                    layer: "ethernet",
+                    ..
+                })
             ));
         }
         for len in HEADER_LEN..HEADER_LEN + VLAN_TAG_LEN {
             assert!(matches!(
                 EthernetFrame::new_checked(&TAGGED[..len]),
-                Err(WireError::Truncated { layer: "802.1Q tag", .. })
+                Err(WireError::Truncated {
+                    layer: "802.1Q tag",
+                    ..
+                })
             ));
         }
         assert!(EthernetFrame::new_checked(&TAGGED[..18]).is_ok());

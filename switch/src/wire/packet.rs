@@ -118,11 +118,15 @@ impl PacketBuf {
             (false, None) => {}
             (true, Some(vlan)) => {
                 let tci_at = tag_at + 2;
-                let tci = Tci(u16::from_be_bytes([self.data[tci_at], self.data[tci_at + 1]]));
+                let tci = Tci(u16::from_be_bytes([
+                    self.data[tci_at],
+                    self.data[tci_at + 1],
+                ]));
                 self.data[tci_at..tci_at + 2].copy_from_slice(&tci.with_vlan(vlan).0.to_be_bytes());
             }
             (true, None) => {
-                self.data.copy_within(self.start..tag_at, self.start + VLAN_TAG_LEN);
+                self.data
+                    .copy_within(self.start..tag_at, self.start + VLAN_TAG_LEN);
                 self.start += VLAN_TAG_LEN;
                 if let Some(mut hdr) = self.vnet_hdr_mut() {
                     hdr.shift_offsets(-(VLAN_TAG_LEN as i16));
@@ -132,7 +136,8 @@ impl PacketBuf {
                 if self.start < VLAN_TAG_LEN {
                     return Err(WireError::NoHeadroom);
                 }
-                self.data.copy_within(self.start..tag_at, self.start - VLAN_TAG_LEN);
+                self.data
+                    .copy_within(self.start..tag_at, self.start - VLAN_TAG_LEN);
                 self.start -= VLAN_TAG_LEN;
                 let tag_at = tag_at - VLAN_TAG_LEN;
                 self.data[tag_at..tag_at + 2].copy_from_slice(&EtherType::VLAN.0.to_be_bytes());
@@ -185,7 +190,10 @@ mod tests {
         assert_eq!(&buf.frame()[16..], &UNTAGGED[12..]);
         let view = EthernetFrame::new_checked(buf.frame()).unwrap();
         assert_eq!(view.tci().and_then(|t| t.vlan()), Some(vlan(10)));
-        assert_eq!(view.src(), EthernetFrame::new_checked(&UNTAGGED[..]).unwrap().src());
+        assert_eq!(
+            view.src(),
+            EthernetFrame::new_checked(&UNTAGGED[..]).unwrap().src()
+        );
 
         buf.set_vlan_tag(None).unwrap();
         assert_eq!(buf.frame(), &UNTAGGED[..]);
@@ -207,7 +215,10 @@ mod tests {
         let mut buf = PacketBuf::from_wire(&with_vnet(&UNTAGGED), true);
         buf.set_vlan_tag(Some(vlan(7))).unwrap();
         let hdr = buf.vnet_hdr().unwrap();
-        assert_eq!((hdr.csum_start(), hdr.hdr_len(), hdr.gso_size()), (38, 58, 1448));
+        assert_eq!(
+            (hdr.csum_start(), hdr.hdr_len(), hdr.gso_size()),
+            (38, 58, 1448)
+        );
         assert_eq!(&buf.frame()[12..16], &[0x81, 0x00, 0x00, 0x07]);
         buf.set_vlan_tag(None).unwrap();
         assert_eq!(buf.wire(), &with_vnet(&UNTAGGED)[..]);
@@ -228,7 +239,11 @@ mod tests {
         tagged_stub.extend_from_slice(&[0x81, 0x00, 0x00]);
         let mut buf = PacketBuf::from_wire(&tagged_stub, false);
         assert!(buf.set_vlan_tag(None).is_err());
-        assert_eq!(buf.frame(), &tagged_stub[..], "a refused edit changes nothing");
+        assert_eq!(
+            buf.frame(),
+            &tagged_stub[..],
+            "a refused edit changes nothing"
+        );
         let mut buf = PacketBuf::from_wire(&[0u8; 5], true);
         assert_eq!(buf.frame(), &[] as &[u8]);
         assert!(buf.set_vlan_tag(None).is_err());

@@ -115,7 +115,10 @@ impl VlanSet {
     }
 
     pub fn len(&self) -> usize {
-        self.bits.iter().map(|word| word.count_ones() as usize).sum()
+        self.bits
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum()
     }
 
     /// Members in ascending order.
@@ -168,7 +171,9 @@ impl fmt::Debug for VlanSet {
 
 /// A VLAN list such as `10,20,30-39` is malformed or names an id outside 1..=4094.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid VLAN list {0:?}: expected ids from 1 to 4094 separated by commas, ranges as 30-39")]
+#[error(
+    "invalid VLAN list {0:?}: expected ids from 1 to 4094 separated by commas, ranges as 30-39"
+)]
 pub struct ParseVlanSetError(pub String);
 
 impl FromStr for VlanSet {
@@ -203,7 +208,9 @@ impl Serialize for VlanSet {
 
 impl<'de> Deserialize<'de> for VlanSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Vec::<VlanId>::deserialize(deserializer)?.into_iter().collect())
+        Ok(Vec::<VlanId>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
     }
 }
 
@@ -286,7 +293,10 @@ mod tests {
         assert!(tci.drop_eligible());
         assert_eq!(tci.vid(), 100);
         let moved = tci.with_vlan(VlanId::new(200).unwrap());
-        assert_eq!((moved.priority(), moved.drop_eligible(), moved.vid()), (5, true, 200));
+        assert_eq!(
+            (moved.priority(), moved.drop_eligible(), moved.vid()),
+            (5, true, 200)
+        );
         assert_eq!(Tci(0x0fff).vlan(), None);
         assert_eq!(Tci(0x0000).vlan(), None);
     }

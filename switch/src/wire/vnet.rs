@@ -169,7 +169,12 @@ mod tests {
         assert!(hdr.needs_csum() && hdr.is_gso());
         assert_eq!(hdr.gso_type(), GSO_TCPV4 | GSO_ECN);
         assert_eq!(
-            (hdr.hdr_len(), hdr.gso_size(), hdr.csum_start(), hdr.csum_offset()),
+            (
+                hdr.hdr_len(),
+                hdr.gso_size(),
+                hdr.csum_start(),
+                hdr.csum_offset()
+            ),
             (66, 1448, 34, 16)
         );
     }
@@ -179,7 +184,10 @@ mod tests {
         let mut raw = tso_header();
         let mut hdr = VnetHdr::new_checked(&mut raw[..]).unwrap();
         hdr.shift_offsets(4);
-        assert_eq!((hdr.csum_start(), hdr.hdr_len(), hdr.gso_size()), (38, 70, 1448));
+        assert_eq!(
+            (hdr.csum_start(), hdr.hdr_len(), hdr.gso_size()),
+            (38, 70, 1448)
+        );
         hdr.shift_offsets(-4);
         assert_eq!((hdr.csum_start(), hdr.hdr_len()), (34, 66));
     }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod vlan_host;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -171,7 +173,11 @@ impl Switchd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            assert!(Instant::now() < deadline, "switchd did not come up; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "switchd did not come up; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -230,7 +236,11 @@ impl Switchd {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
         let out = self.swctl(&full);
-        assert!(out.status.success(), "swctl {args:?} failed: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "swctl {args:?} failed: {}",
+            stderr(&out)
+        );
         serde_json::from_slice(&out.stdout).expect("swctl --json prints JSON")
     }
 }
@@ -264,7 +274,11 @@ pub fn iperf3(client: &Netns, server: &Netns, addr: &str, secs: u32, extra: &[&s
     };
     let _ = daemon.kill();
     let _ = daemon.wait();
-    assert!(out.status.success(), "iperf3 failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "iperf3 failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
     report["end"]["sum_received"]["bits_per_second"]
         .as_f64()

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::Serialize;
 use switchyard::control::{
-    AttachRequest, Attached, Detached, FdbRecord, FdbStats, Flushed, PortInfo, PortStats, Reply, Request,
-    Stats, Status,
+    AttachRequest, Attached, Detached, FdbRecord, FdbStats, Flushed, PortInfo, PortStats, Reply,
+    Request, Stats, Status,
 };
 use switchyard::fdb::FlushFilter;
 use switchyard::wire::{MacAddr, VlanId};
@@ -34,7 +34,11 @@ pub fn handle_line(daemon: &mut Daemon, line: &[u8]) -> String {
         Request::Attach(req) => reply(attach(daemon, req)),
         Request::Detach { netns, ifname } => reply(detach(daemon, &netns, &ifname)),
         Request::PortDel { port } => reply(port_del(daemon, &port)),
-        Request::PortList => reply(Ok(daemon.ports.keys().map(|id| port_info(daemon, *id)).collect::<Vec<_>>())),
+        Request::PortList => reply(Ok(daemon
+            .ports
+            .keys()
+            .map(|id| port_info(daemon, *id))
+            .collect::<Vec<_>>())),
         Request::PortSet { port, mode } => reply(port_set(daemon, &port, mode)),
         Request::FdbShow { vlan, port } => reply(fdb_show(daemon, vlan, port.as_deref())),
         Request::FdbAdd { mac, vlan, port } => reply(fdb_add(daemon, mac, vlan, &port)),
@@ -53,7 +57,8 @@ fn reply<T: Serialize>(outcome: Outcome<T>) -> String {
         Ok(value) => Reply::Result(value),
         Err(message) => Reply::Error(message),
     };
-    serde_json::to_string(&envelope).unwrap_or_else(|err| error_line(&format!("cannot encode the answer: {err}")))
+    serde_json::to_string(&envelope)
+        .unwrap_or_else(|err| error_line(&format!("cannot encode the answer: {err}")))
 }
 
 pub fn error_line(message: &str) -> String {
@@ -101,11 +106,20 @@ fn namespace_is_gone(port: &SavedPort) -> bool {
 
 /// A port by id (`3`), name (`red/eth0`), or interface name when only one port has it.
 fn resolve_port(daemon: &Daemon, text: &str) -> Outcome<PortId> {
-    let not_found = || format!("no such port {text:?}: give a port id or name as `swctl port ls` lists them");
+    let not_found =
+        || format!("no such port {text:?}: give a port id or name as `swctl port ls` lists them");
     if let Ok(id) = text.parse::<u32>() {
-        return daemon.ports.contains_key(&PortId(id)).then_some(PortId(id)).ok_or_else(not_found);
+        return daemon
+            .ports
+            .contains_key(&PortId(id))
+            .then_some(PortId(id))
+            .ok_or_else(not_found);
     }
-    if let Some((id, _)) = daemon.ports.iter().find(|(_, p)| port_name(&p.saved) == text) {
+    if let Some((id, _)) = daemon
+        .ports
+        .iter()
+        .find(|(_, p)| port_name(&p.saved) == text)
+    {
         return Ok(*id);
     }
     let by_ifname: Vec<PortId> = daemon
@@ -117,7 +131,9 @@ fn resolve_port(daemon: &Daemon, text: &str) -> Outcome<PortId> {
     match by_ifname.as_slice() {
         [id] => Ok(*id),
         [] => Err(not_found()),
-        _ => Err(format!("{text:?} names several ports; use the port id or the full name")),
+        _ => Err(format!(
+            "{text:?} names several ports; use the port id or the full name"
+        )),
     }
 }
 
@@ -126,7 +142,9 @@ fn validate_ifname(ifname: &str) -> Outcome<()> {
         && ifname.len() < libc::IFNAMSIZ
         && ifname != "."
         && ifname != ".."
-        && !ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        && !ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
     if ok {
         Ok(())
     } else {
@@ -138,7 +156,10 @@ fn validate_ifname(ifname: &str) -> Outcome<()> {
 
 fn validate_mode(mode: &PortMode) -> Outcome<()> {
     match mode {
-        PortMode::Trunk { allowed, native: None } if allowed.is_empty() => {
+        PortMode::Trunk {
+            allowed,
+            native: None,
+        } if allowed.is_empty() => {
             Err("a trunk port must allow at least one VLAN or have a native VLAN".to_string())
         }
         _ => Ok(()),
@@ -151,7 +172,10 @@ fn default_label(netns: &Path) -> String {
     if let Some(name) = text.strip_prefix("/run/netns/") {
         return name.to_string();
     }
-    if let Some(pid) = text.strip_prefix("/proc/").and_then(|rest| rest.strip_suffix("/ns/net")) {
+    if let Some(pid) = text
+        .strip_prefix("/proc/")
+        .and_then(|rest| rest.strip_suffix("/ns/net"))
+    {
         return format!("pid:{pid}");
     }
     text.into_owned()
@@ -159,12 +183,19 @@ fn default_label(netns: &Path) -> String {
 
 fn open_netns(netns: &Path) -> Outcome<(File, (u64, u64))> {
     if !netns.is_absolute() {
-        return Err(format!("namespace path {} must be absolute", netns.display()));
+        return Err(format!(
+            "namespace path {} must be absolute",
+            netns.display()
+        ));
     }
     let file = File::open(netns).map_err(|err| {
-        format!("cannot open network namespace {}: {err}; does it exist?", netns.display())
+        format!(
+            "cannot open network namespace {}: {err}; does it exist?",
+            netns.display()
+        )
     })?;
-    let identity = netns_identity(&file).map_err(|err| format!("cannot stat {}: {err}", netns.display()))?;
+    let identity =
+        netns_identity(&file).map_err(|err| format!("cannot stat {}: {err}", netns.display()))?;
     Ok((file, identity))
 }
 
@@ -172,7 +203,9 @@ fn find_endpoint(daemon: &Daemon, identity: (u64, u64), ifname: &str) -> Option<
     daemon
         .ports
         .iter()
-        .find(|(_, p)| (p.saved.netns_dev, p.saved.netns_ino) == identity && p.saved.ifname == ifname)
+        .find(|(_, p)| {
+            (p.saved.netns_dev, p.saved.netns_ino) == identity && p.saved.ifname == ifname
+        })
         .map(|(id, _)| *id)
 }
 
@@ -200,7 +233,10 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
     let id = PortId(daemon.next_port_id);
     let saved = SavedPort {
         id,
-        label: req.label.clone().unwrap_or_else(|| default_label(&req.netns)),
+        label: req
+            .label
+            .clone()
+            .unwrap_or_else(|| default_label(&req.netns)),
         netns: req.netns.clone(),
         netns_dev: identity.0,
         netns_ino: identity.1,
@@ -218,7 +254,9 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
         },
     );
     daemon.switch.set_port(id, req.mode);
-    let installed = daemon.install_tap(id, tap).map_err(|err| format!("{err:#}"));
+    let installed = daemon
+        .install_tap(id, tap)
+        .map_err(|err| format!("{err:#}"));
     if let Err(err) = installed.and_then(|()| daemon.save().map_err(|err| format!("{err:#}"))) {
         remove_port(daemon, id);
         return Err(format!("attach failed and was rolled back: {err}"));
@@ -232,7 +270,10 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
 
 /// Forgets port `id` and destroys its TAP. Returns what it was.
 fn remove_port(daemon: &mut Daemon, id: PortId) -> Option<PortInfo> {
-    let info = daemon.ports.contains_key(&id).then(|| port_info(daemon, id))?;
+    let info = daemon
+        .ports
+        .contains_key(&id)
+        .then(|| port_info(daemon, id))?;
     if let Some(tap) = daemon.uninstall_tap(id) {
         let name = tap.name().to_string();
         if let Err(err) = tap.destroy() {
@@ -246,9 +287,12 @@ fn remove_port(daemon: &mut Daemon, id: PortId) -> Option<PortInfo> {
 
 fn remove_and_save(daemon: &mut Daemon, id: PortId) -> Outcome<PortInfo> {
     let info = remove_port(daemon, id).ok_or_else(|| format!("no such port {id}"))?;
-    daemon
-        .save()
-        .map_err(|err| format!("port {} removed, but the state could not be saved: {err:#}", info.name))?;
+    daemon.save().map_err(|err| {
+        format!(
+            "port {} removed, but the state could not be saved: {err:#}",
+            info.name
+        )
+    })?;
     tracing::info!(port = %id, name = %info.name, "detached");
     Ok(info)
 }
@@ -307,7 +351,11 @@ fn fdb_show(daemon: &Daemon, vlan: Option<VlanId>, port: Option<&str>) -> Outcom
         .filter(|e| vlan.is_none_or(|v| e.vlan == v))
         .filter(|e| port.is_none_or(|p| e.port == p))
         .map(|entry| FdbRecord {
-            port_name: daemon.ports.get(&entry.port).map(|p| port_name(&p.saved)).unwrap_or_default(),
+            port_name: daemon
+                .ports
+                .get(&entry.port)
+                .map(|p| port_name(&p.saved))
+                .unwrap_or_default(),
             entry,
         })
         .collect();
@@ -324,12 +372,23 @@ fn fdb_add(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId, port: &str) -> Outco
         ));
     }
     let now = daemon.now();
-    let previous = daemon.switch.fdb().entries(now).find(|e| e.vlan == vlan && e.mac == mac);
-    daemon.switch.fdb_mut().add_static(vlan, mac, id).map_err(|err| err.to_string())?;
+    let previous = daemon
+        .switch
+        .fdb()
+        .entries(now)
+        .find(|e| e.vlan == vlan && e.mac == mac);
+    daemon
+        .switch
+        .fdb_mut()
+        .add_static(vlan, mac, id)
+        .map_err(|err| err.to_string())?;
     if let Err(err) = daemon.save() {
         daemon.switch.fdb_mut().remove(vlan, mac);
         if let Some(prev) = previous.filter(|p| p.is_static) {
-            let _ = daemon.switch.fdb_mut().add_static(prev.vlan, prev.mac, prev.port);
+            let _ = daemon
+                .switch
+                .fdb_mut()
+                .add_static(prev.vlan, prev.mac, prev.port);
         }
         return Err(format!("cannot save the entry, not added: {err:#}"));
     }
@@ -361,12 +420,21 @@ fn fdb_del(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId) -> Outcome<FdbRecord
         }
     }
     Ok(FdbRecord {
-        port_name: daemon.ports.get(&entry.port).map(|p| port_name(&p.saved)).unwrap_or_default(),
+        port_name: daemon
+            .ports
+            .get(&entry.port)
+            .map(|p| port_name(&p.saved))
+            .unwrap_or_default(),
         entry,
     })
 }
 
-fn fdb_flush(daemon: &mut Daemon, vlan: Option<VlanId>, port: Option<&str>, include_static: bool) -> Outcome<Flushed> {
+fn fdb_flush(
+    daemon: &mut Daemon,
+    vlan: Option<VlanId>,
+    port: Option<&str>,
+    include_static: bool,
+) -> Outcome<Flushed> {
     let port = port.map(|p| resolve_port(daemon, p)).transpose()?;
     let removed = daemon.switch.fdb_mut().flush(FlushFilter {
         port,
@@ -374,9 +442,9 @@ fn fdb_flush(daemon: &mut Daemon, vlan: Option<VlanId>, port: Option<&str>, incl
         include_static,
     });
     if include_static {
-        daemon
-            .save()
-            .map_err(|err| format!("flushed {removed} entries, but the state could not be saved: {err:#}"))?;
+        daemon.save().map_err(|err| {
+            format!("flushed {removed} entries, but the state could not be saved: {err:#}")
+        })?;
     }
     Ok(Flushed { removed })
 }

@@ -158,8 +158,16 @@ impl Daemon {
         }
         for entry in saved.static_fdb {
             if self.ports.contains_key(&entry.port) {
-                if let Err(err) = self.switch.fdb_mut().add_static(entry.vlan, entry.mac, entry.port) {
-                    tracing::warn!("cannot restore static FDB entry {} vlan {}: {err}", entry.mac, entry.vlan);
+                if let Err(err) = self
+                    .switch
+                    .fdb_mut()
+                    .add_static(entry.vlan, entry.mac, entry.port)
+                {
+                    tracing::warn!(
+                        "cannot restore static FDB entry {} vlan {}: {err}",
+                        entry.mac,
+                        entry.vlan
+                    );
                 }
             }
         }
@@ -169,7 +177,11 @@ impl Daemon {
     pub fn install_tap(&mut self, id: PortId, tap: Tap) -> Result<()> {
         self.poll
             .registry()
-            .register(&mut SourceFd(&tap.raw_fd()), port_token(id), Interest::READABLE)
+            .register(
+                &mut SourceFd(&tap.raw_fd()),
+                port_token(id),
+                Interest::READABLE,
+            )
             .with_context(|| format!("cannot watch TAP {}", tap.name()))?;
         let entry = self.ports.get_mut(&id).context("port vanished")?;
         entry.tap = Some(tap);
@@ -183,7 +195,10 @@ impl Daemon {
     /// Stops watching port `id`'s TAP and hands it back (it stays in the namespace).
     pub fn uninstall_tap(&mut self, id: PortId) -> Option<Tap> {
         let tap = self.ports.get_mut(&id)?.tap.take()?;
-        let _ = self.poll.registry().deregister(&mut SourceFd(&tap.raw_fd()));
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&tap.raw_fd()));
         self.ready_set.remove(&id);
         Some(tap)
     }
@@ -254,7 +269,9 @@ impl Daemon {
                             return Ok(());
                         }
                     }
-                    Token(t) if t >= PORT_TOKENS => self.mark_ready(PortId((t - PORT_TOKENS) as u32)),
+                    Token(t) if t >= PORT_TOKENS => {
+                        self.mark_ready(PortId((t - PORT_TOKENS) as u32))
+                    }
                     token => self.serve_conn(token),
                 }
             }
@@ -277,7 +294,9 @@ impl Daemon {
     /// Gives every ready port one batch, in turn.
     fn serve_ready_ports(&mut self) {
         for _ in 0..self.ready.len() {
-            let Some(id) = self.ready.pop_front() else { break };
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
             match self.drain(id) {
                 Ok(true) => self.ready.push_back(id),
                 Ok(false) => {
@@ -285,9 +304,16 @@ impl Daemon {
                 }
                 Err(err) => {
                     self.ready_set.remove(&id);
-                    let name = self.ports.get(&id).map(|p| port_name(&p.saved)).unwrap_or_default();
+                    let name = self
+                        .ports
+                        .get(&id)
+                        .map(|p| port_name(&p.saved))
+                        .unwrap_or_default();
                     tracing::warn!(port = %id, %name, "TAP failed, port is down: {err}");
-                    self.mark_down(id, format!("TAP read failed: {err} (was the namespace deleted?)"));
+                    self.mark_down(
+                        id,
+                        format!("TAP read failed: {err} (was the namespace deleted?)"),
+                    );
                 }
             }
         }
@@ -312,12 +338,13 @@ impl Daemon {
             self.packet.set_len(len);
             let decision = self.switch.process(now, id, self.packet.frame());
             let ports = &self.ports;
-            self.switch.execute(decision, &mut self.packet, |out, wire| {
-                ports
-                    .get(&out)
-                    .and_then(|p| p.tap.as_ref())
-                    .is_some_and(|tap| tap.write(wire).is_ok())
-            });
+            self.switch
+                .execute(decision, &mut self.packet, |out, wire| {
+                    ports
+                        .get(&out)
+                        .and_then(|p| p.tap.as_ref())
+                        .is_some_and(|tap| tap.write(wire).is_ok())
+                });
         }
         Ok(true)
     }
@@ -332,7 +359,11 @@ impl Daemon {
                     } else {
                         self.next_conn + 1
                     };
-                    if let Err(err) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
+                    if let Err(err) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
                         tracing::warn!("cannot watch a control connection: {err}");
                         continue;
                     }
@@ -356,7 +387,9 @@ impl Daemon {
 
     /// Reads requests from a connection, answers each complete line, flushes answers.
     fn serve_conn(&mut self, token: Token) {
-        let Some(mut conn) = self.conns.remove(&token) else { return };
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
         let mut open = true;
         let mut chunk = [0u8; 4096];
         loop {
@@ -405,7 +438,12 @@ impl Daemon {
             } else {
                 Interest::READABLE | Interest::WRITABLE
             };
-            if self.poll.registry().reregister(&mut conn.stream, token, interest).is_ok() {
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+                .is_ok()
+            {
                 self.conns.insert(token, conn);
                 return;
             }
@@ -479,5 +517,6 @@ pub fn signal_fd() -> Result<SignalFd> {
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
     mask.thread_block().context("cannot block signals")?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("cannot create signalfd")
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("cannot create signalfd")
 }

@@ -98,8 +98,14 @@ impl Config {
                 .fdb_aging
                 .or(file.fdb.aging_secs)
                 .map_or(defaults.aging, Duration::from_secs),
-            max_entries: args.fdb_max_entries.or(file.fdb.max_entries).unwrap_or(defaults.max_entries),
-            max_per_port: args.fdb_max_per_port.or(file.fdb.max_per_port).unwrap_or(defaults.max_per_port),
+            max_entries: args
+                .fdb_max_entries
+                .or(file.fdb.max_entries)
+                .unwrap_or(defaults.max_entries),
+            max_per_port: args
+                .fdb_max_per_port
+                .or(file.fdb.max_per_port)
+                .unwrap_or(defaults.max_per_port),
         };
         if fdb.aging.is_zero() {
             anyhow::bail!("FDB aging must be at least 1 second");
@@ -108,8 +114,14 @@ impl Config {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
         }
         Ok(Config {
-            socket: args.socket.or(file.socket).unwrap_or_else(|| DEFAULT_SOCKET.into()),
-            state_dir: args.state_dir.or(file.state_dir).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            socket: args
+                .socket
+                .or(file.socket)
+                .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            state_dir: args
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
             fdb,
         })
@@ -117,7 +129,8 @@ impl Config {
 }
 
 fn read_config_file(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
 }
 
@@ -185,7 +198,13 @@ mod tests {
             "socket = \"/tmp/a.sock\"\nstate_dir = \"/tmp/st\"\n[fdb]\naging_secs = 60\nmax_entries = 1000\n",
         )
         .unwrap();
-        let config = Config::resolve(args(&["--config", path.to_str().unwrap(), "--socket", "/tmp/b.sock"])).unwrap();
+        let config = Config::resolve(args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--socket",
+            "/tmp/b.sock",
+        ]))
+        .unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(config.socket, PathBuf::from("/tmp/b.sock"));
         assert_eq!(config.state_dir, PathBuf::from("/tmp/st"));
@@ -196,7 +215,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
-        let path = std::env::temp_dir().join(format!("switchd-config-bad-{}.toml", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("switchd-config-bad-{}.toml", std::process::id()));
         std::fs::write(&path, "sockett = \"/tmp/a.sock\"\n").unwrap();
         let err = Config::resolve(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         std::fs::remove_file(&path).unwrap();

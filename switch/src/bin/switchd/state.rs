@@ -110,7 +110,9 @@ impl StateStore {
         let path = self.dir.join(STATE_FILE);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(SavedState::default()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SavedState::default())
+            }
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         };
         let state: SavedState = serde_json::from_str(&text).with_context(|| {
@@ -200,8 +202,14 @@ mod tests {
     fn a_second_daemon_cannot_take_the_directory() {
         let dir = temp_dir("lock");
         let first = StateStore::open(&dir).unwrap();
-        let err = StateStore::open(&dir).err().expect("second open must fail").to_string();
-        assert!(err.contains("another switchd is using the state directory"), "{err}");
+        let err = StateStore::open(&dir)
+            .err()
+            .expect("second open must fail")
+            .to_string();
+        assert!(
+            err.contains("another switchd is using the state directory"),
+            "{err}"
+        );
         drop(first);
         StateStore::open(&dir).expect("free again once the first is gone");
         fs::remove_dir_all(&dir).unwrap();

@@ -12,7 +12,10 @@ pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Re
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} must be 1 to {} bytes", libc::IFNAMSIZ - 1),
+            format!(
+                "interface name {name:?} must be 1 to {} bytes",
+                libc::IFNAMSIZ - 1
+            ),
         ));
     }
     // SAFETY: ifreq is a plain C struct (arrays and a union of integers and arrays) for
@@ -25,7 +28,13 @@ pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Re
     // SAFETY: `fd` is an open /dev/net/tun descriptor for the duration of the call;
     // TUNSETIFF reads and writes exactly one `struct ifreq`, which `ifr` is, and the
     // kernel does not keep the pointer.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr as *mut libc::ifreq) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETIFF,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -37,7 +46,13 @@ pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Re
 /// `TUNSETPERSIST`: whether the TAP outlives the last descriptor attached to it.
 pub fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value; `fd` is an attached tun descriptor.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(persist)) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETPERSIST,
+            libc::c_ulong::from(persist),
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -48,7 +63,13 @@ pub fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
 /// over TCP super-frames of up to 64 KiB instead of segmenting them first.
 pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is an attached tun descriptor.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(flags),
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

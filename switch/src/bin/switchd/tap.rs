@@ -104,10 +104,11 @@ impl Tap {
             .open("/dev/net/tun")
             .map_err(TapError::OpenTun)?;
         let fd = OwnedFd::from(file);
-        let name = sys::tun_set_iff(fd.as_fd(), name, TAP_FLAGS).map_err(|source| TapError::Create {
-            name: name.to_string(),
-            source,
-        })?;
+        let name =
+            sys::tun_set_iff(fd.as_fd(), name, TAP_FLAGS).map_err(|source| TapError::Create {
+                name: name.to_string(),
+                source,
+            })?;
         let offload_err = |source| TapError::Offload {
             name: name.clone(),
             source,
