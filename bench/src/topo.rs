@@ -179,7 +179,24 @@ impl Topology {
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start iperf3 (is it installed? `make deps`)")?;
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &server,
+            "ss",
+            "-Hltn",
+            "sport = :5201",
+        ])?
+        .trim()
+        .is_empty()
+        {
+            if Instant::now() > deadline {
+                bail!("iperf3 server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let duration = run.duration.to_string();
         let streams = run.streams.to_string();
         let out = sh(&[

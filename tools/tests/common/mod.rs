@@ -252,6 +252,20 @@ impl Drop for Switchd {
     }
 }
 
+/// Waits until something in `ns` listens on TCP `port` (at most 10 s).
+pub fn wait_for_listener(ns: &Netns, port: u16) {
+    let filter = format!("sport = :{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns.exec_ok(&["ss", "-Hltn", &filter]).trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} in {}",
+            ns.name
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// An `iperf3 -s -1` in `server`, then a client in `client` for `secs` seconds.
 /// Returns the received bits per second.
 pub fn iperf3(client: &Netns, server: &Netns, addr: &str, secs: u32, extra: &[&str]) -> f64 {
@@ -261,17 +275,11 @@ pub fn iperf3(client: &Netns, server: &Netns, addr: &str, secs: u32, extra: &[&s
         .stderr(Stdio::null())
         .spawn()
         .expect("start iperf3 server");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    wait_for_listener(server, 5201);
     let duration = secs.to_string();
     let mut args = vec!["iperf3", "-c", addr, "-t", &duration, "-J"];
     args.extend_from_slice(extra);
-    let out = loop {
-        let out = client.exec(&args);
-        if out.status.success() || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let out = client.exec(&args);
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert!(
@@ -282,5 +290,5 @@ pub fn iperf3(client: &Netns, server: &Netns, addr: &str, secs: u32, extra: &[&s
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
     report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .expect("bits_per_second in iperf3 report")
+        .unwrap_or_else(|| panic!("no bits_per_second in the iperf3 report:\n{report:#}"))
 }
