@@ -101,7 +101,7 @@ fn main() -> Result<()> {
 
     let mut measurements = Vec::new();
     println!(
-        "{:<12} {:<14} {:>10} {:>8} {:>14}",
+        "{:<12} {:<18} {:>8} {:>8} {:>10}",
         "SCENARIO", "TEST", "GBIT/S", "RETR", "CPU S/GB"
     );
     for scenario in &args.scenarios {
@@ -135,7 +135,7 @@ fn main() -> Result<()> {
                 switchd_cpu_sec_per_gb,
             };
             println!(
-                "{:<12} {:<14} {:>10.2} {:>8} {:>14}",
+                "{:<12} {:<18} {:>8.2} {:>8} {:>10}",
                 m.scenario,
                 m.test,
                 m.gbit_per_sec,
@@ -181,7 +181,7 @@ fn print_ratios(measurements: &[Measurement]) {
     for m in measurements.iter().filter(|m| m.scenario != "bridge") {
         if let Some(base) = bridge.iter().find(|b| b.test == m.test) {
             println!(
-                "  {:<12} {:<14} {:.2}x",
+                "  {:<12} {:<18} {:.2}x",
                 m.scenario,
                 m.test,
                 m.gbit_per_sec / base.gbit_per_sec
