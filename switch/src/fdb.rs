@@ -383,23 +383,33 @@ impl MacTable {
             .min()
     }
 
+    /// The live entry for (`vlan`, `mac`), if there is one.
+    pub fn get(&self, now: Time, vlan: VlanId, mac: MacAddr) -> Option<FdbEntry> {
+        let slot = &self.slots[*self.index.get(&key(vlan, mac))? as usize];
+        (!self.is_expired(slot, now)).then(|| self.entry_of(slot, now))
+    }
+
+    fn entry_of(&self, slot: &Slot, now: Time) -> FdbEntry {
+        FdbEntry {
+            vlan: slot.vlan,
+            mac: slot.mac,
+            port: slot.port,
+            is_static: slot.is_static,
+            age_secs: if slot.is_static {
+                0
+            } else {
+                now.since(slot.last_seen).as_secs()
+            },
+        }
+    }
+
     /// All live entries, in no particular order.
     pub fn entries(&self, now: Time) -> impl Iterator<Item = FdbEntry> + '_ {
         self.index
             .values()
             .map(|&i| &self.slots[i as usize])
             .filter(move |slot| !self.is_expired(slot, now))
-            .map(move |slot| FdbEntry {
-                vlan: slot.vlan,
-                mac: slot.mac,
-                port: slot.port,
-                is_static: slot.is_static,
-                age_secs: if slot.is_static {
-                    0
-                } else {
-                    now.since(slot.last_seen).as_secs()
-                },
-            })
+            .map(move |slot| self.entry_of(slot, now))
     }
 
     /// The port with the most dynamic entries (lowest id on ties), if any has one.
@@ -626,6 +636,10 @@ mod tests {
         let only = fdb.entries(secs(10_000)).collect::<Vec<_>>();
         assert_eq!(only.len(), 1);
         assert!(only[0].is_static);
+        assert_eq!(
+            fdb.get(secs(10_000), vlan(1), mac(1)),
+            Some(only[0].clone())
+        );
         assert_eq!(fdb.remove(vlan(1), mac(1)), Some(PortId(9)));
         assert!(fdb.is_empty());
     }

@@ -395,8 +395,7 @@ fn fdb_add(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId, port: &str) -> Outco
     let entry = daemon
         .switch
         .fdb()
-        .entries(now)
-        .find(|e| e.vlan == vlan && e.mac == mac)
+        .get(now, vlan, mac)
         .ok_or("the entry vanished")?;
     Ok(FdbRecord {
         port_name: port_name(&daemon.ports[&id].saved),
@@ -409,8 +408,7 @@ fn fdb_del(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId) -> Outcome<FdbRecord
     let entry = daemon
         .switch
         .fdb()
-        .entries(now)
-        .find(|e| e.vlan == vlan && e.mac == mac)
+        .get(now, vlan, mac)
         .ok_or_else(|| format!("no FDB entry for {mac} in VLAN {vlan}"))?;
     daemon.switch.fdb_mut().remove(vlan, mac);
     if entry.is_static {

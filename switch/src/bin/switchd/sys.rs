@@ -45,31 +45,24 @@ pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Re
 
 /// `TUNSETPERSIST`: whether the TAP outlives the last descriptor attached to it.
 pub fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
-    // SAFETY: TUNSETPERSIST takes its argument by value; `fd` is an attached tun descriptor.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::TUNSETPERSIST,
-            libc::c_ulong::from(persist),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    tun_ioctl_by_value(fd, libc::TUNSETPERSIST, libc::c_ulong::from(persist))
 }
 
 /// `TUNSETOFFLOAD`: the offloads the reader (switchd) accepts: with TSO the kernel hands
 /// over TCP super-frames of up to 64 KiB instead of segmenting them first.
 pub fn tun_set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
-    // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is an attached tun descriptor.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::TUNSETOFFLOAD,
-            libc::c_ulong::from(flags),
-        )
-    };
+    tun_ioctl_by_value(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(flags))
+}
+
+/// A TUN ioctl whose argument is an integer passed by value (not a pointer).
+fn tun_ioctl_by_value(
+    fd: BorrowedFd<'_>,
+    request: libc::Ioctl,
+    value: libc::c_ulong,
+) -> io::Result<()> {
+    // SAFETY: only called with TUNSETPERSIST and TUNSETOFFLOAD, which take their argument
+    // by value and touch no user memory; `fd` is an open tun descriptor for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, value) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
