@@ -1,0 +1,19 @@
+//! # switchyard-encap
+//!
+//! The pure half of switchyard's VXLAN overlay (RFC 7348): everything that turns an
+//! Ethernet frame into what goes on the underlay and back, with no sockets and no clock.
+//!
+//! * [`vxlan`] — the 8-byte VXLAN header as a zero-copy view, and [`Vni`].
+//! * [`checksum`] — the Internet checksum, incremental and pseudo-header forms.
+//! * [`segment`] — TCP and UDP segmentation of the super-frames a TAP hands over with
+//!   offloads on, with every checksum completed, laid out for one `sendmsg` with
+//!   `UDP_SEGMENT` or for one datagram per segment.
+//!
+//! switchyard's forwarding core decides *where* a frame goes (which VTEP, which VNI);
+//! this crate decides *what bytes* go there.
+
+pub mod checksum;
+pub mod segment;
+pub mod vxlan;
+
+pub use vxlan::{Vni, VxlanHeader};

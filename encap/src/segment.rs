@@ -1,0 +1,1 @@
+//! TCP/UDP segmentation of GSO super-frames. (Being written.)
