@@ -1,23 +1,36 @@
 //! The forwarding core: a pure function of (time, in-port, frame) to a [`Decision`].
 //!
-//! [`Switch::process`] classifies the frame into a VLAN by the ingress port's mode, learns
-//! its source address, and decides: one egress port for known unicast, a flood of the
-//! VLAN for broadcast, multicast and unknown unicast, or a drop with a reason. It never
-//! touches a file descriptor or a clock; the layer around it performs the decision (see
-//! [`Switch::egresses`]) and reports what it sent back through [`Switch::record_tx`].
+//! [`Switch::process`] takes a frame from a local port (a TAP): it classifies the frame
+//! into a VLAN by the port's mode, learns its source address, and decides: one egress
+//! port for known unicast, a flood of the VLAN for broadcast, multicast and unknown
+//! unicast, or a drop with a reason. [`Switch::process_vxlan`] does the same for a VXLAN
+//! datagram from the underlay: it checks that the sender is a configured peer, maps the
+//! VNI to a VLAN, and forwards the inner frame as if it came in on that peer's tunnel port.
+//!
+//! Remote VTEPs are ports too (*tunnel ports*), so the MAC table learns (VLAN, MAC) →
+//! the VTEP a MAC sits behind, and flooding replicates to every peer of the VLAN's VNI
+//! (head-end replication). A frame that came from a tunnel port is never sent back out
+//! of a tunnel port: each VTEP replicates to all peers itself (split horizon).
+//!
+//! The core never touches a file descriptor or a clock. [`Switch::execute`] carries a
+//! decision out through a caller-supplied `send`, tagging or untagging per egress port;
+//! for tunnel egress, [`Switch::vxlan_target`] says where and with which VNI.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
+use switchyard_encap::vxlan::{VxlanHeader, HEADER_LEN as VXLAN_HEADER_LEN};
+use switchyard_encap::Vni;
 
 use crate::fdb::{FdbConfig, FlushFilter, MacTable};
 use crate::port::{PortId, PortMode};
 use crate::time::Time;
-use crate::wire::{EthernetFrame, PacketBuf, VlanId};
+use crate::wire::{EthernetFrame, MacAddr, PacketBuf, VlanId, VlanSet};
 
 /// Why a frame was not forwarded. Counted per ingress port (per egress port for the
-/// transmit-side reasons), never returned as an error.
+/// transmit-side reasons, and switch-wide when there is no port), never returned as an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
@@ -43,10 +56,27 @@ pub enum DropReason {
     UnknownPort,
     /// Sending on the egress port failed.
     TxError,
+    /// VXLAN from an address that is not a configured peer (RFC 7348 §7): never learned
+    /// from, never delivered.
+    UnknownVtep,
+    /// A VXLAN datagram too short for its header, or without the I flag.
+    BadVxlanHeader,
+    /// A VXLAN datagram for a VNI no VLAN is mapped to.
+    UnmappedVni,
+    /// The frame inside a VXLAN datagram is shorter than an Ethernet header.
+    TruncatedInner,
+    /// The frame inside a VXLAN datagram carries its own 802.1Q tag (RFC 7348 §6.1).
+    InnerTagged,
+    /// A frame from one tunnel port was headed for another: each VTEP replicates itself.
+    SplitHorizon,
+    /// After encapsulation the frame would exceed the underlay MTU.
+    TooBig,
+    /// A TAP handed over an offload (GSO) frame switchd cannot segment.
+    BadOffload,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::InvalidSource,
         DropReason::ReservedMulticast,
@@ -58,6 +88,14 @@ impl DropReason {
         DropReason::NoEgress,
         DropReason::UnknownPort,
         DropReason::TxError,
+        DropReason::UnknownVtep,
+        DropReason::BadVxlanHeader,
+        DropReason::UnmappedVni,
+        DropReason::TruncatedInner,
+        DropReason::InnerTagged,
+        DropReason::SplitHorizon,
+        DropReason::TooBig,
+        DropReason::BadOffload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +111,14 @@ impl DropReason {
             DropReason::NoEgress => "no_egress",
             DropReason::UnknownPort => "unknown_port",
             DropReason::TxError => "tx_error",
+            DropReason::UnknownVtep => "unknown_vtep",
+            DropReason::BadVxlanHeader => "bad_vxlan_header",
+            DropReason::UnmappedVni => "unmapped_vni",
+            DropReason::TruncatedInner => "truncated_inner",
+            DropReason::InnerTagged => "inner_tagged",
+            DropReason::SplitHorizon => "split_horizon",
+            DropReason::TooBig => "too_big",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 
@@ -85,6 +131,8 @@ impl DropReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Egress {
     pub port: PortId,
+    /// The VLAN the frame belongs to (for a tunnel port: which VNI to use).
+    pub vlan: VlanId,
     /// `None`: send untagged; `Some(vlan)`: send with an 802.1Q tag for `vlan`.
     pub tag: Option<VlanId>,
 }
@@ -94,7 +142,8 @@ pub struct Egress {
 pub enum Decision {
     /// Known unicast: one copy.
     Output(Egress),
-    /// Broadcast, multicast or unknown unicast: every up port of `vlan` but `except`.
+    /// Broadcast, multicast or unknown unicast: every up port of `vlan` but `except`
+    /// (and, when `except` is a tunnel port, but every tunnel port).
     Flood {
         vlan: VlanId,
         except: PortId,
@@ -138,10 +187,26 @@ impl Counters {
     }
 }
 
+/// What is behind a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    /// A local attachment (a TAP): VLANs by its [`PortMode`].
+    Local,
+    /// A remote VTEP at `remote`: carries every VLAN that has a VNI, untagged inside VXLAN.
+    Tunnel { remote: SocketAddr },
+}
+
 struct Port {
+    kind: PortKind,
     mode: PortMode,
     up: bool,
     counters: Counters,
+}
+
+impl Port {
+    fn is_tunnel(&self) -> bool {
+        matches!(self.kind, PortKind::Tunnel { .. })
+    }
 }
 
 /// A request to the core named a port it does not have.
@@ -149,13 +214,38 @@ struct Port {
 #[error("no such port: {0}")]
 pub struct NoSuchPort(pub PortId);
 
-/// The switch: ports with their VLAN modes, the MAC table, and counters.
+/// An overlay change the core refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OverlayError {
+    #[error("VNI {vni} is already mapped to VLAN {vlan}; unmap it first")]
+    VniTaken { vni: Vni, vlan: VlanId },
+    #[error("{0} is already a peer")]
+    PeerExists(IpAddr),
+    #[error("{0} is not a peer")]
+    NoSuchPeer(IpAddr),
+    #[error("port {0} is already in use")]
+    PortInUse(PortId),
+}
+
+/// The VLAN ↔ VNI map and the peers. Pure policy: the sockets live in switchd.
+#[derive(Default)]
+struct Overlay {
+    vni_of: BTreeMap<VlanId, Vni>,
+    vlan_of: HashMap<Vni, VlanId>,
+    peers: HashMap<IpAddr, PortId>,
+    accept_inner_tagged: bool,
+}
+
+/// The switch: ports with their VLAN modes, the MAC table, the overlay, and counters.
 pub struct Switch {
     ports: BTreeMap<PortId, Port>,
     /// Up ports of each VLAN with their egress tagging, ascending by port id.
     /// Rebuilt whenever a port is added, removed, reconfigured or changes state.
     members: HashMap<VlanId, Vec<Egress>>,
     fdb: MacTable,
+    overlay: Overlay,
+    /// Drops that belong to no port (VXLAN from strangers).
+    unattributed: Counters,
 }
 
 impl Switch {
@@ -164,6 +254,8 @@ impl Switch {
             ports: BTreeMap::new(),
             members: HashMap::new(),
             fdb: MacTable::new(fdb),
+            overlay: Overlay::default(),
+            unattributed: Counters::default(),
         }
     }
 
@@ -175,7 +267,7 @@ impl Switch {
         &mut self.fdb
     }
 
-    /// Adds a port, up, or reconfigures an existing one (keeping its counters).
+    /// Adds a local port, up, or reconfigures an existing one (keeping its counters).
     /// Reconfiguring flushes what the port learned, since it may no longer carry those VLANs.
     pub fn set_port(&mut self, id: PortId, mode: PortMode) {
         match self.ports.get_mut(&id) {
@@ -187,6 +279,7 @@ impl Switch {
                 self.ports.insert(
                     id,
                     Port {
+                        kind: PortKind::Local,
                         mode,
                         up: true,
                         counters: Counters::default(),
@@ -197,9 +290,13 @@ impl Switch {
         self.rebuild_members();
     }
 
-    /// Removes a port and every FDB entry, static or learned, that points at it.
+    /// Removes a port (local or tunnel) and every FDB entry, static or learned, that
+    /// points at it.
     pub fn remove_port(&mut self, id: PortId) -> Result<(), NoSuchPort> {
-        self.ports.remove(&id).ok_or(NoSuchPort(id))?;
+        let port = self.ports.remove(&id).ok_or(NoSuchPort(id))?;
+        if let PortKind::Tunnel { remote } = port.kind {
+            self.overlay.peers.remove(&remote.ip());
+        }
         self.fdb.flush(FlushFilter {
             port: Some(id),
             include_static: true,
@@ -226,6 +323,10 @@ impl Switch {
         self.ports.get(&id).map(|p| &p.mode)
     }
 
+    pub fn port_kind(&self, id: PortId) -> Option<PortKind> {
+        self.ports.get(&id).map(|p| p.kind)
+    }
+
     pub fn is_port_up(&self, id: PortId) -> bool {
         self.ports.get(&id).is_some_and(|p| p.up)
     }
@@ -237,6 +338,125 @@ impl Switch {
     pub fn counters(&self, id: PortId) -> Option<PortCounters> {
         self.ports.get(&id).map(|p| p.counters.snapshot())
     }
+
+    /// Drops that belong to no port, such as VXLAN from an address that is not a peer.
+    pub fn unattributed_drops(&self) -> BTreeMap<DropReason, u64> {
+        self.unattributed.snapshot().drops
+    }
+
+    // ---- overlay ----
+
+    /// Carries `vlan` over the overlay as `vni` (replacing an earlier VNI of that VLAN).
+    pub fn map_vni(&mut self, vlan: VlanId, vni: Vni) -> Result<(), OverlayError> {
+        if let Some(&other) = self.overlay.vlan_of.get(&vni) {
+            if other != vlan {
+                return Err(OverlayError::VniTaken { vni, vlan: other });
+            }
+        }
+        if let Some(old) = self.overlay.vni_of.insert(vlan, vni) {
+            self.overlay.vlan_of.remove(&old);
+        }
+        self.overlay.vlan_of.insert(vni, vlan);
+        self.retune_tunnels();
+        Ok(())
+    }
+
+    /// Stops carrying `vlan` over the overlay. Returns the VNI it had.
+    pub fn unmap_vlan(&mut self, vlan: VlanId) -> Option<Vni> {
+        let vni = self.overlay.vni_of.remove(&vlan)?;
+        self.overlay.vlan_of.remove(&vni);
+        self.retune_tunnels();
+        Some(vni)
+    }
+
+    /// The VLAN ↔ VNI map, by VLAN.
+    pub fn vni_map(&self) -> impl Iterator<Item = (VlanId, Vni)> + '_ {
+        self.overlay.vni_of.iter().map(|(vlan, vni)| (*vlan, *vni))
+    }
+
+    pub fn vni_of(&self, vlan: VlanId) -> Option<Vni> {
+        self.overlay.vni_of.get(&vlan).copied()
+    }
+
+    /// Whether inner frames carrying an 802.1Q tag are accepted (default: dropped).
+    pub fn set_accept_inner_tagged(&mut self, accept: bool) {
+        self.overlay.accept_inner_tagged = accept;
+    }
+
+    /// Adds the remote VTEP at `remote` as tunnel port `id`.
+    pub fn add_peer(&mut self, id: PortId, remote: SocketAddr) -> Result<(), OverlayError> {
+        if self.overlay.peers.contains_key(&remote.ip()) {
+            return Err(OverlayError::PeerExists(remote.ip()));
+        }
+        if self.ports.contains_key(&id) {
+            return Err(OverlayError::PortInUse(id));
+        }
+        self.ports.insert(
+            id,
+            Port {
+                kind: PortKind::Tunnel { remote },
+                mode: self.tunnel_mode(),
+                up: true,
+                counters: Counters::default(),
+            },
+        );
+        self.overlay.peers.insert(remote.ip(), id);
+        self.rebuild_members();
+        Ok(())
+    }
+
+    /// Removes the peer at `addr` and what was learned behind it. Returns its port.
+    pub fn remove_peer(&mut self, addr: IpAddr) -> Result<PortId, OverlayError> {
+        let id = *self
+            .overlay
+            .peers
+            .get(&addr)
+            .ok_or(OverlayError::NoSuchPeer(addr))?;
+        let _ = self.remove_port(id);
+        Ok(id)
+    }
+
+    /// The tunnel port of the peer at `addr`.
+    pub fn peer_port(&self, addr: IpAddr) -> Option<PortId> {
+        self.overlay.peers.get(&addr).copied()
+    }
+
+    /// Where a copy for `egress` goes on the underlay, and with which VNI, when
+    /// `egress.port` is a tunnel port.
+    #[inline]
+    pub fn vxlan_target(&self, egress: &Egress) -> Option<(SocketAddr, Vni)> {
+        match self.ports.get(&egress.port)?.kind {
+            PortKind::Tunnel { remote } => Some((remote, self.vni_of(egress.vlan)?)),
+            PortKind::Local => None,
+        }
+    }
+
+    fn tunnel_mode(&self) -> PortMode {
+        PortMode::Trunk {
+            allowed: self.overlay.vni_of.keys().copied().collect::<VlanSet>(),
+            native: None,
+        }
+    }
+
+    /// Gives every tunnel port the VLANs that currently have a VNI.
+    fn retune_tunnels(&mut self) {
+        let mode = self.tunnel_mode();
+        let tunnels: Vec<PortId> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| p.is_tunnel())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in tunnels {
+            if let Some(port) = self.ports.get_mut(&id) {
+                port.mode = mode.clone();
+            }
+            self.flush_learned(id);
+        }
+        self.rebuild_members();
+    }
+
+    // ---- forwarding ----
 
     fn flush_learned(&mut self, id: PortId) {
         self.fdb.flush(FlushFilter {
@@ -250,24 +470,29 @@ impl Switch {
         for (id, port) in self.ports.iter().filter(|(_, p)| p.up) {
             for vlan in port.mode.vlans() {
                 if let Some(tag) = port.mode.egress_tag(vlan) {
-                    self.members
-                        .entry(vlan)
-                        .or_default()
-                        .push(Egress { port: *id, tag });
+                    // Inside VXLAN a frame travels untagged; the VNI says its VLAN.
+                    let tag = if port.is_tunnel() { None } else { tag };
+                    self.members.entry(vlan).or_default().push(Egress {
+                        port: *id,
+                        vlan,
+                        tag,
+                    });
                 }
             }
         }
     }
 
     fn count_drop(&mut self, port: PortId, reason: DropReason) -> Decision {
-        if let Some(port) = self.ports.get_mut(&port) {
-            port.counters.drops[reason.index()] += 1;
+        match self.ports.get_mut(&port) {
+            Some(port) => port.counters.drops[reason.index()] += 1,
+            None => self.unattributed.drops[reason.index()] += 1,
         }
         Decision::Drop(reason)
     }
 
-    /// Decides what to do with `frame`, which arrived on `in_port` at `now`, learning its
-    /// source address on the way. Counts the frame as received and any drop by reason.
+    /// Decides what to do with `frame`, which arrived on local port `in_port` at `now`,
+    /// learning its source address on the way. Counts the frame as received and any drop
+    /// by reason.
     pub fn process(&mut self, now: Time, in_port: PortId, frame: &[u8]) -> Decision {
         let Some(port) = self.ports.get_mut(&in_port) else {
             return Decision::Drop(DropReason::UnknownPort);
@@ -284,7 +509,46 @@ impl Switch {
             Ok(vlan) => vlan,
             Err(reason) => return self.count_drop(in_port, reason),
         };
-        let (src, dst) = (eth.src(), eth.dst());
+        self.forward(now, in_port, vlan, eth.src(), eth.dst())
+    }
+
+    /// Decides what to do with a VXLAN `datagram` (header and inner frame) that arrived
+    /// from the underlay address `src`. The inner frame is `datagram[8..]`.
+    pub fn process_vxlan(&mut self, now: Time, src: IpAddr, datagram: &[u8]) -> Decision {
+        let Some(&in_port) = self.overlay.peers.get(&src) else {
+            self.unattributed.drops[DropReason::UnknownVtep.index()] += 1;
+            return Decision::Drop(DropReason::UnknownVtep);
+        };
+        let port = self
+            .ports
+            .get_mut(&in_port)
+            .expect("every peer has a tunnel port");
+        port.counters.rx_packets += 1;
+        port.counters.rx_bytes += datagram.len().saturating_sub(VXLAN_HEADER_LEN) as u64;
+        let Ok(header) = VxlanHeader::new_checked(datagram) else {
+            return self.count_drop(in_port, DropReason::BadVxlanHeader);
+        };
+        let Some(&vlan) = self.overlay.vlan_of.get(&header.vni()) else {
+            return self.count_drop(in_port, DropReason::UnmappedVni);
+        };
+        let Ok(eth) = EthernetFrame::new_checked(header.inner()) else {
+            return self.count_drop(in_port, DropReason::TruncatedInner);
+        };
+        if eth.tci().is_some() && !self.overlay.accept_inner_tagged {
+            return self.count_drop(in_port, DropReason::InnerTagged);
+        }
+        self.forward(now, in_port, vlan, eth.src(), eth.dst())
+    }
+
+    /// Learning and the forwarding decision, once the frame's VLAN is known.
+    fn forward(
+        &mut self,
+        now: Time,
+        in_port: PortId,
+        vlan: VlanId,
+        src: MacAddr,
+        dst: MacAddr,
+    ) -> Decision {
         if !src.is_valid_source() {
             return self.count_drop(in_port, DropReason::InvalidSource);
         }
@@ -295,11 +559,19 @@ impl Switch {
         if dst.is_multicast() {
             return self.flood(vlan, in_port);
         }
+        let from_tunnel = self.ports.get(&in_port).is_some_and(Port::is_tunnel);
         match self.fdb.lookup(now, vlan, dst) {
             Some(out) if out == in_port => self.count_drop(in_port, DropReason::SameSegment),
             Some(out) => match self.ports.get(&out) {
+                Some(port) if port.up && from_tunnel && port.is_tunnel() => {
+                    self.count_drop(in_port, DropReason::SplitHorizon)
+                }
                 Some(port) if port.up => match port.mode.egress_tag(vlan) {
-                    Some(tag) => Decision::Output(Egress { port: out, tag }),
+                    Some(tag) => Decision::Output(Egress {
+                        port: out,
+                        vlan,
+                        tag: if port.is_tunnel() { None } else { tag },
+                    }),
                     // A static entry can point at a port outside the VLAN.
                     None => self.count_drop(in_port, DropReason::NoEgress),
                 },
@@ -309,12 +581,20 @@ impl Switch {
         }
     }
 
+    /// Whether a flood from `from` may use `egress` (not back out of its port, and not
+    /// from one tunnel port to another).
+    fn floods_to(&self, from_tunnel: bool, from: PortId, egress: &Egress) -> bool {
+        egress.port != from
+            && !(from_tunnel && self.ports.get(&egress.port).is_some_and(Port::is_tunnel))
+    }
+
     fn flood(&mut self, vlan: VlanId, except: PortId) -> Decision {
-        let has_other_member = self
+        let from_tunnel = self.ports.get(&except).is_some_and(Port::is_tunnel);
+        let has_target = self
             .members
             .get(&vlan)
-            .is_some_and(|m| m.iter().any(|e| e.port != except));
-        if has_other_member {
+            .is_some_and(|m| m.iter().any(|e| self.floods_to(from_tunnel, except, e)));
+        if has_target {
             Decision::Flood { vlan, except }
         } else {
             self.count_drop(except, DropReason::NoEgress)
@@ -342,51 +622,37 @@ impl Switch {
         }
     }
 
-    /// Every copy a decision asks for, in ascending port order. Empty for a drop.
-    pub fn egresses(&self, decision: Decision) -> impl Iterator<Item = Egress> + '_ {
-        let (single, flood) = match decision {
-            Decision::Output(egress) => (Some(egress), None),
-            Decision::Flood { vlan, except } => (None, Some((vlan, except))),
-            Decision::Drop(_) => (None, None),
-        };
-        let flooded = flood.into_iter().flat_map(move |(vlan, except)| {
-            self.members
-                .get(&vlan)
-                .map(|m| m.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .filter(move |e| e.port != except)
-                .copied()
-        });
-        single.into_iter().chain(flooded)
-    }
-
     /// Carries out `decision` for `packet`: for every egress, tags or untags the packet as
-    /// that port needs and hands its wire image to `send`, counting what was sent and
-    /// what failed. `send` returns false when the port could not take the frame.
+    /// that port needs and hands it to `send`, counting what was sent and what failed.
+    /// `send` returns false when the port could not take the frame. For a tunnel egress
+    /// the packet is untagged; [`Switch::vxlan_target`] says where it goes.
     pub fn execute(
         &mut self,
         decision: Decision,
         packet: &mut PacketBuf,
-        mut send: impl FnMut(PortId, &[u8]) -> bool,
+        mut send: impl FnMut(&Switch, &Egress, &PacketBuf) -> Result<(), DropReason>,
     ) {
         let mut one = |switch: &mut Switch, egress: Egress| {
             if packet.set_vlan_tag(egress.tag).is_err() {
                 switch.count_drop(egress.port, DropReason::Malformed);
-            } else if send(egress.port, packet.wire()) {
-                switch.record_tx(egress.port, packet.frame().len());
-            } else {
-                switch.count_drop(egress.port, DropReason::TxError);
+                return;
+            }
+            match send(switch, &egress, packet) {
+                Ok(()) => switch.record_tx(egress.port, packet.frame().len()),
+                Err(reason) => {
+                    switch.count_drop(egress.port, reason);
+                }
             }
         };
         match decision {
             Decision::Output(egress) => one(self, egress),
             Decision::Flood { vlan, except } => {
+                let from_tunnel = self.ports.get(&except).is_some_and(Port::is_tunnel);
                 // Index rather than iterate: `one` needs the switch mutably for counters.
                 let count = self.members.get(&vlan).map_or(0, Vec::len);
                 for i in 0..count {
                     let egress = self.members[&vlan][i];
-                    if egress.port != except {
+                    if self.floods_to(from_tunnel, except, &egress) {
                         one(self, egress);
                     }
                 }

@@ -5,12 +5,20 @@
 //! through the same [`Switch::process`] and [`Switch::execute`] that switchd uses. The
 //! clock is virtual and only moves when [`Network::advance`] is called, so aging tests
 //! take no wall time and every run is identical.
+//!
+//! Switches can also be VTEPs on an in-memory underlay: give each an address with
+//! [`Network::set_vtep`] and make them peers with [`Network::add_peer`]. Frames to a
+//! tunnel port are encapsulated with the real VXLAN codec and arrive at the peer through
+//! [`Switch::process_vxlan`], exactly as switchd hands over what its UDP socket reads.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use switchyard_encap::vxlan::{self, IANA_PORT};
+
 use crate::fdb::FdbConfig;
-use crate::forward::{Decision, Switch};
+use crate::forward::{Decision, DropReason, Switch};
 use crate::port::{PortId, PortMode};
 use crate::time::Time;
 use crate::wire::{emit_header, EtherType, MacAddr, PacketBuf, Tci, VlanId, HEADER_LEN};
@@ -34,6 +42,14 @@ struct Host {
     inbox: Vec<Vec<u8>>,
 }
 
+/// A frame on its way into a switch.
+enum Arrival {
+    /// On a local port.
+    Port(SwitchId, PortId, Vec<u8>),
+    /// A VXLAN datagram from underlay address `src`.
+    Vxlan(SwitchId, IpAddr, Vec<u8>),
+}
+
 /// A set of simulated switches, hosts and links with a virtual clock.
 pub struct Network {
     now: Time,
@@ -41,6 +57,8 @@ pub struct Network {
     next_port: Vec<u32>,
     peers: HashMap<(SwitchId, PortId), Peer>,
     hosts: Vec<Host>,
+    vteps: HashMap<IpAddr, SwitchId>,
+    vtep_of: HashMap<SwitchId, IpAddr>,
     /// Deliveries a single `send` may cause before the simulator declares a loop.
     pub hop_budget: usize,
 }
@@ -59,6 +77,8 @@ impl Network {
             next_port: Vec::new(),
             peers: HashMap::new(),
             hosts: Vec::new(),
+            vteps: HashMap::new(),
+            vtep_of: HashMap::new(),
             hop_budget: 10_000,
         }
     }
@@ -121,6 +141,29 @@ impl Network {
         self.peers.insert((sb, b), Peer::Switch(sa, a));
     }
 
+    /// Gives switch `sw` the underlay address `addr`.
+    pub fn set_vtep(&mut self, sw: SwitchId, addr: IpAddr) {
+        self.vteps.insert(addr, sw);
+        self.vtep_of.insert(sw, addr);
+    }
+
+    /// Makes the VTEP at `remote` a peer of switch `sw` (one direction; call twice for a
+    /// pair). Returns the tunnel port.
+    pub fn add_peer(&mut self, sw: SwitchId, remote: IpAddr) -> PortId {
+        let id = PortId(self.next_port[sw.0]);
+        self.next_port[sw.0] += 1;
+        self.switches[sw.0]
+            .add_peer(id, SocketAddr::new(remote, IANA_PORT))
+            .expect("a new peer");
+        id
+    }
+
+    /// Delivers a VXLAN datagram to switch `sw` as if from underlay address `src`
+    /// (which need not be a VTEP of this network: a stranger).
+    pub fn inject_vxlan(&mut self, sw: SwitchId, src: IpAddr, datagram: &[u8]) -> Decision {
+        self.run(Arrival::Vxlan(sw, src, datagram.to_vec()))
+    }
+
     /// Moves the clock forward and lets every switch age its table.
     pub fn advance(&mut self, by: Duration) {
         self.now = self.now + by;
@@ -141,33 +184,58 @@ impl Network {
     /// If the frame is still bouncing after `hop_budget` deliveries: a forwarding loop.
     pub fn send(&mut self, host: HostId, frame: &[u8]) -> Decision {
         let (sw, port) = self.hosts[host.0].at;
-        let mut queue = VecDeque::from([(sw, port, frame.to_vec())]);
+        self.run(Arrival::Port(sw, port, frame.to_vec()))
+    }
+
+    fn run(&mut self, first_arrival: Arrival) -> Decision {
+        let mut queue = VecDeque::from([first_arrival]);
         let mut first = None;
         let mut deliveries = 0;
-        while let Some((sw, in_port, frame)) = queue.pop_front() {
-            let switch = &mut self.switches[sw.0];
-            let decision = switch.process(self.now, in_port, &frame);
-            first.get_or_insert(decision);
-            let mut packet = PacketBuf::from_wire(&frame, false);
-            let peers = &self.peers;
-            let hosts = &mut self.hosts;
-            switch.execute(decision, &mut packet, |out, wire| {
-                deliveries += 1;
-                match peers.get(&(sw, out)) {
-                    Some(Peer::Host(h)) => hosts[h.0].inbox.push(wire.to_vec()),
-                    Some(Peer::Switch(next_sw, next_port)) => {
-                        queue.push_back((*next_sw, *next_port, wire.to_vec()))
-                    }
-                    None => return false,
+        while let Some(arrival) = queue.pop_front() {
+            let (sw, decision, mut packet) = match arrival {
+                Arrival::Port(sw, in_port, frame) => {
+                    let decision = self.switches[sw.0].process(self.now, in_port, &frame);
+                    (sw, decision, PacketBuf::from_wire(&frame, false))
                 }
-                true
+                Arrival::Vxlan(sw, src, datagram) => {
+                    let decision = self.switches[sw.0].process_vxlan(self.now, src, &datagram);
+                    let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
+                    (sw, decision, PacketBuf::from_wire(inner, false))
+                }
+            };
+            first.get_or_insert(decision);
+            let (peers, hosts, vteps) = (&self.peers, &mut self.hosts, &self.vteps);
+            let my_addr = self.vtep_of.get(&sw).copied();
+            self.switches[sw.0].execute(decision, &mut packet, |switch, egress, packet| {
+                deliveries += 1;
+                if let Some((remote, vni)) = switch.vxlan_target(egress) {
+                    let (Some(src), Some(next)) = (my_addr, vteps.get(&remote.ip())) else {
+                        return Err(DropReason::TxError);
+                    };
+                    let mut header = [0u8; vxlan::HEADER_LEN];
+                    vxlan::emit(&mut header, vni);
+                    queue.push_back(Arrival::Vxlan(
+                        *next,
+                        src,
+                        [&header[..], packet.frame()].concat(),
+                    ));
+                    return Ok(());
+                }
+                match peers.get(&(sw, egress.port)) {
+                    Some(Peer::Host(h)) => hosts[h.0].inbox.push(packet.wire().to_vec()),
+                    Some(Peer::Switch(next_sw, next_port)) => {
+                        queue.push_back(Arrival::Port(*next_sw, *next_port, packet.wire().to_vec()))
+                    }
+                    None => return Err(DropReason::TxError),
+                }
+                Ok(())
             });
             assert!(
                 deliveries <= self.hop_budget,
                 "frame still in flight after {deliveries} deliveries: a forwarding loop"
             );
         }
-        first.unwrap_or(Decision::Drop(crate::forward::DropReason::UnknownPort))
+        first.unwrap_or(Decision::Drop(DropReason::UnknownPort))
     }
 }
 

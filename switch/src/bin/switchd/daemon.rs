@@ -21,7 +21,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use switchyard::fdb::FdbConfig;
 use switchyard::wire::{PacketBuf, VNET_HDR_LEN};
-use switchyard::{PortId, Switch, Time};
+use switchyard::{DropReason, PortId, Switch, Time};
 
 use crate::ctl;
 use crate::state::{SavedPort, SavedState, StateStore};
@@ -339,11 +339,12 @@ impl Daemon {
             let decision = self.switch.process(now, id, self.packet.frame());
             let ports = &self.ports;
             self.switch
-                .execute(decision, &mut self.packet, |out, wire| {
-                    ports
-                        .get(&out)
-                        .and_then(|p| p.tap.as_ref())
-                        .is_some_and(|tap| tap.write(wire).is_ok())
+                .execute(decision, &mut self.packet, |_, egress, packet| match ports
+                    .get(&egress.port)
+                    .and_then(|p| p.tap.as_ref())
+                {
+                    Some(tap) if tap.write(packet.wire()).is_ok() => Ok(()),
+                    _ => Err(DropReason::TxError),
                 });
         }
         Ok(true)
