@@ -5,6 +5,8 @@
 //!
 //! * [`vxlan`] — the 8-byte VXLAN header as a zero-copy view, and [`Vni`].
 //! * [`checksum`] — the Internet checksum, incremental and pseudo-header forms.
+//! * [`flow`] — the inner-flow hash that picks the outer UDP source port.
+//! * [`icmp`] — "fragmentation needed" answers for frames too big for the overlay.
 //! * [`segment`] — TCP and UDP segmentation of the super-frames a TAP hands over with
 //!   offloads on, with every checksum completed, laid out for one `sendmsg` with
 //!   `UDP_SEGMENT` or for one datagram per segment.
@@ -13,6 +15,8 @@
 //! this crate decides *what bytes* go there.
 
 pub mod checksum;
+pub mod flow;
+pub mod icmp;
 pub mod segment;
 pub mod vxlan;
 

@@ -4,7 +4,9 @@
 //! line of JSON: `{"result": ...}` on success, `{"error": "..."}` on failure. A client
 //! may send several requests on one connection.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,9 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::fdb::{FdbCounters, FdbEntry};
-use crate::forward::PortCounters;
+use crate::forward::{DropReason, PortCounters};
 use crate::port::{PortId, PortMode};
 use crate::wire::{MacAddr, VlanId};
+use switchyard_encap::Vni;
 
 /// Where switchd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchd.sock";
@@ -50,7 +53,10 @@ pub enum Request {
     FdbAdd {
         mac: MacAddr,
         vlan: VlanId,
-        port: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vtep: Option<IpAddr>,
     },
     /// Remove an entry, static or learned. Answer: [`FdbRecord`].
     FdbDel { mac: MacAddr, vlan: VlanId },
@@ -65,6 +71,18 @@ pub enum Request {
     },
     /// Answer: [`Stats`].
     Stats,
+    /// The overlay: VTEP address, VLAN ↔ VNI map, peers, drops. Answer: [`VxlanInfo`].
+    VxlanShow,
+    /// Carry `vlan` over the overlay as `vni`. Answer: [`VxlanInfo`].
+    VxlanMap { vlan: VlanId, vni: Vni },
+    /// Stop carrying `vlan` over the overlay. Answer: [`VxlanInfo`].
+    VxlanUnmap { vlan: VlanId },
+    /// Add a remote VTEP, `IP` or `IP:PORT` (default: our VXLAN port). Answer: [`PeerInfo`].
+    PeerAdd { addr: String },
+    /// Remove a remote VTEP and what was learned behind it. Answer: [`PeerInfo`].
+    PeerDel { addr: String },
+    /// Answer: `Vec<PeerInfo>`.
+    PeerList,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,12 +135,15 @@ pub struct Detached {
     pub port: Option<PortInfo>,
 }
 
-/// An FDB entry with its port's name.
+/// An FDB entry with its port's name, and the VTEP for remote MACs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FdbRecord {
     #[serde(flatten)]
     pub entry: FdbEntry,
     pub port_name: String,
+    /// The underlay address of the VTEP the MAC sits behind, for remote entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,8 +171,44 @@ pub struct FdbStats {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Local ports, then VTEP peers (named `vtep:ADDR`).
     pub ports: Vec<PortStats>,
     pub fdb: FdbStats,
+    /// Drops that belong to no port, such as VXLAN from addresses that are not peers.
+    #[serde(default)]
+    pub unattributed_drops: BTreeMap<DropReason, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VniMapping {
+    pub vlan: VlanId,
+    pub vni: Vni,
+}
+
+/// A remote VTEP.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub port: PortId,
+    /// The path MTU the kernel reported towards the peer when it was added.
+    pub path_mtu: u32,
+    /// The largest inner IP packet that fits, encapsulated (path MTU less 50, or 70 on IPv6).
+    pub inner_mtu: u32,
+    #[serde(flatten)]
+    pub counters: PortCounters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VxlanInfo {
+    /// The local VTEP address and UDP port.
+    pub local: SocketAddr,
+    pub map: Vec<VniMapping>,
+    pub peers: Vec<PeerInfo>,
+    /// Drops of VXLAN from addresses that are not peers.
+    pub unattributed_drops: BTreeMap<DropReason, u64>,
+    /// "Fragmentation needed" answers sent to containers for frames too big to encapsulate.
+    pub icmp_frag_needed_sent: u64,
+    pub accept_inner_tagged: bool,
 }
 
 /// The envelope of every answer.
@@ -251,7 +308,8 @@ mod tests {
         let request = Request::FdbAdd {
             mac: "02:42:0a:00:00:01".parse().unwrap(),
             vlan: VlanId::new(10).unwrap(),
-            port: "red/eth0".into(),
+            port: Some("red/eth0".into()),
+            vtep: None,
         };
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(

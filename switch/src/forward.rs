@@ -383,6 +383,10 @@ impl Switch {
         self.overlay.accept_inner_tagged = accept;
     }
 
+    pub fn accepts_inner_tagged(&self) -> bool {
+        self.overlay.accept_inner_tagged
+    }
+
     /// Adds the remote VTEP at `remote` as tunnel port `id`.
     pub fn add_peer(&mut self, id: PortId, remote: SocketAddr) -> Result<(), OverlayError> {
         if self.overlay.peers.contains_key(&remote.ip()) {

@@ -72,6 +72,11 @@ impl PacketBuf {
         }
     }
 
+    /// The wire image, writable (to replace a header in place).
+    pub fn wire_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
     /// The Ethernet frame, without the vnet header. Empty if the wire image is shorter
     /// than a vnet header.
     pub fn frame(&self) -> &[u8] {

@@ -6,6 +6,7 @@
 //! stderr (`swctl: ...`) and exit code 1.
 
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,11 +15,12 @@ use clap::{Args, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::control::{
-    Client, FdbRecord, FdbStats, Flushed, PortInfo, PortStats, Request, Stats, Status,
-    DEFAULT_SOCKET, SOCKET_ENV,
+    Client, FdbRecord, FdbStats, Flushed, PeerInfo, PortInfo, PortStats, Request, Stats, Status,
+    VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
 };
 use switchyard::port::{PortId, PortMode};
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
+use switchyard_encap::Vni;
 
 // ---------------------------------------------------------------------------------------
 // Command line
@@ -59,6 +61,40 @@ enum Command {
     Fdb(FdbCommand),
     /// Show traffic counters per port and FDB counters.
     Stats,
+    /// Show and configure the VXLAN overlay (switchd started with --vtep).
+    #[command(subcommand)]
+    Vxlan(VxlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum VxlanCommand {
+    /// Show the VTEP address, the VLAN ↔ VNI map, the peers and overlay drops.
+    Show,
+    /// Carry a VLAN over the overlay as a VNI.
+    Map {
+        #[arg(long, value_name = "N")]
+        vlan: VlanId,
+        #[arg(long, value_name = "VNI")]
+        vni: Vni,
+    },
+    /// Stop carrying a VLAN over the overlay.
+    Unmap {
+        #[arg(long, value_name = "N")]
+        vlan: VlanId,
+    },
+    /// Add, remove or list remote VTEPs.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PeerCommand {
+    /// Add a remote VTEP: IP or IP:PORT (default: this VTEP's port).
+    Add { addr: String },
+    /// Remove a remote VTEP and the MACs learned behind it.
+    Del { addr: String },
+    /// List remote VTEPs with their path MTU and counters.
+    Ls,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,14 +147,13 @@ enum FdbCommand {
         #[arg(long, value_name = "PORT")]
         port: Option<String>,
     },
-    /// Add (or replace) a static entry.
+    /// Add (or replace) a static entry, on a local port or behind a VTEP.
     Add {
         mac: MacAddr,
         #[arg(long, value_name = "N")]
         vlan: VlanId,
-        /// Port id or name.
-        #[arg(long, value_name = "PORT")]
-        port: String,
+        #[command(flatten)]
+        target: FdbTarget,
     },
     /// Remove an entry, static or learned.
     Del {
@@ -137,6 +172,18 @@ enum FdbCommand {
         #[arg(long = "static")]
         include_static: bool,
     },
+}
+
+/// Exactly one of `--port` and `--vtep`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct FdbTarget {
+    /// Port id or name.
+    #[arg(long, value_name = "PORT")]
+    port: Option<String>,
+    /// The underlay address of a VXLAN peer the MAC sits behind.
+    #[arg(long, value_name = "IP")]
+    vtep: Option<IpAddr>,
 }
 
 impl PortSetArgs {
@@ -168,10 +215,11 @@ impl Command {
                 vlan: *vlan,
                 port: port.clone(),
             },
-            Command::Fdb(FdbCommand::Add { mac, vlan, port }) => Request::FdbAdd {
+            Command::Fdb(FdbCommand::Add { mac, vlan, target }) => Request::FdbAdd {
                 mac: *mac,
                 vlan: *vlan,
-                port: port.clone(),
+                port: target.port.clone(),
+                vtep: target.vtep,
             },
             Command::Fdb(FdbCommand::Del { mac, vlan }) => Request::FdbDel {
                 mac: *mac,
@@ -186,6 +234,19 @@ impl Command {
                 port: port.clone(),
                 include_static: *include_static,
             },
+            Command::Vxlan(VxlanCommand::Show) => Request::VxlanShow,
+            Command::Vxlan(VxlanCommand::Map { vlan, vni }) => Request::VxlanMap {
+                vlan: *vlan,
+                vni: *vni,
+            },
+            Command::Vxlan(VxlanCommand::Unmap { vlan }) => Request::VxlanUnmap { vlan: *vlan },
+            Command::Vxlan(VxlanCommand::Peer(PeerCommand::Add { addr })) => {
+                Request::PeerAdd { addr: addr.clone() }
+            }
+            Command::Vxlan(VxlanCommand::Peer(PeerCommand::Del { addr })) => {
+                Request::PeerDel { addr: addr.clone() }
+            }
+            Command::Vxlan(VxlanCommand::Peer(PeerCommand::Ls)) => Request::PeerList,
         }
     }
 }
@@ -232,6 +293,24 @@ fn run(cli: &Cli) -> Result<String> {
             call(&mut client, &request, json, format_fdb_removed)
         }
         Command::Fdb(FdbCommand::Flush { .. }) => call(&mut client, &request, json, format_flushed),
+        Command::Vxlan(
+            VxlanCommand::Show | VxlanCommand::Map { .. } | VxlanCommand::Unmap { .. },
+        ) => call(&mut client, &request, json, format_vxlan),
+        Command::Vxlan(VxlanCommand::Peer(PeerCommand::Ls)) => {
+            call(&mut client, &request, json, |peers: &Vec<PeerInfo>| {
+                format_peers(peers)
+            })
+        }
+        Command::Vxlan(VxlanCommand::Peer(PeerCommand::Add { .. })) => {
+            call(&mut client, &request, json, |peer: &PeerInfo| {
+                format_peer_line("added", peer)
+            })
+        }
+        Command::Vxlan(VxlanCommand::Peer(PeerCommand::Del { .. })) => {
+            call(&mut client, &request, json, |peer: &PeerInfo| {
+                format_peer_line("removed", peer)
+            })
+        }
     }
 }
 
@@ -470,6 +549,83 @@ fn format_port_set(port: &PortInfo) -> String {
 
 fn format_port_removed(port: &PortInfo) -> String {
     format!("removed {}\n", port_label(port.id, &port.name))
+}
+
+/// `swctl vxlan show`: the VTEP, the map, the peers, overlay drops.
+fn format_vxlan(info: &VxlanInfo) -> String {
+    let map = if info.map.is_empty() {
+        "none (map one with `swctl vxlan map --vlan N --vni V`)".to_string()
+    } else {
+        info.map
+            .iter()
+            .map(|m| format!("vlan {} = vni {}", m.vlan, m.vni))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let drops = if info.unattributed_drops.is_empty() {
+        "none".to_string()
+    } else {
+        info.unattributed_drops
+            .iter()
+            .map(|(reason, n)| format!("{} {n}", reason.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = format_fields(&[
+        ("vtep", info.local.to_string()),
+        ("map", map),
+        ("peers", info.peers.len().to_string()),
+        ("strangers", drops),
+        (
+            "icmp frag-needed sent",
+            info.icmp_frag_needed_sent.to_string(),
+        ),
+        (
+            "inner 802.1Q tags",
+            if info.accept_inner_tagged {
+                "accepted"
+            } else {
+                "dropped"
+            }
+            .to_string(),
+        ),
+    ]);
+    if !info.peers.is_empty() {
+        out.push('\n');
+        out.push_str(&format_peers(&info.peers));
+    }
+    out
+}
+
+fn format_peers(peers: &[PeerInfo]) -> String {
+    let mut table = Table::new(&[
+        ("PEER", Align::Left),
+        ("PORT", Align::Right),
+        ("PATH_MTU", Align::Right),
+        ("INNER_MTU", Align::Right),
+        ("RX_PKTS", Align::Right),
+        ("TX_PKTS", Align::Right),
+        ("DROPS", Align::Right),
+    ]);
+    for peer in peers {
+        table.push(vec![
+            peer.addr.to_string(),
+            peer.port.to_string(),
+            peer.path_mtu.to_string(),
+            peer.inner_mtu.to_string(),
+            peer.counters.rx_packets.to_string(),
+            peer.counters.tx_packets.to_string(),
+            peer.counters.drops.values().sum::<u64>().to_string(),
+        ]);
+    }
+    table.render()
+}
+
+fn format_peer_line(verb: &str, peer: &PeerInfo) -> String {
+    format!(
+        "{verb} peer {} (port {}, path MTU {}, inner MTU {})\n",
+        peer.addr, peer.port, peer.path_mtu, peer.inner_mtu
+    )
 }
 
 fn format_fdb_added(record: &FdbRecord) -> String {
@@ -807,7 +963,25 @@ mod tests {
             Request::FdbAdd {
                 mac,
                 vlan: vlan(10),
-                port: "2".into()
+                port: Some("2".into()),
+                vtep: None,
+            }
+        );
+        assert_eq!(
+            request(&[
+                "fdb",
+                "add",
+                "02:42:0a:00:00:01",
+                "--vlan",
+                "10",
+                "--vtep",
+                "192.0.2.2"
+            ]),
+            Request::FdbAdd {
+                mac,
+                vlan: vlan(10),
+                port: None,
+                vtep: Some("192.0.2.2".parse().unwrap()),
             }
         );
         assert_eq!(
@@ -969,6 +1143,7 @@ ID  NAME       NETNS              IFNAME  MODE    VLANS            STATE
                 age_secs,
             },
             port_name: name.into(),
+            vtep: None,
         }
     }
 
@@ -1023,8 +1198,50 @@ VLAN  MAC                PORT       TYPE       AGE
     }
 
     #[test]
+    fn vxlan_commands_map_to_their_requests() {
+        assert_eq!(
+            request(&["vxlan", "map", "--vlan", "10", "--vni", "42"]),
+            Request::VxlanMap {
+                vlan: vlan(10),
+                vni: Vni::new(42).unwrap()
+            }
+        );
+        assert_eq!(
+            request(&["vxlan", "unmap", "--vlan", "10"]),
+            Request::VxlanUnmap { vlan: vlan(10) }
+        );
+        assert_eq!(
+            request(&["vxlan", "peer", "add", "192.0.2.2"]),
+            Request::PeerAdd {
+                addr: "192.0.2.2".into()
+            }
+        );
+        assert_eq!(request(&["vxlan", "peer", "ls"]), Request::PeerList);
+        assert_eq!(request(&["vxlan", "show"]), Request::VxlanShow);
+        assert_eq!(
+            parse_error(&["vxlan", "map", "--vlan", "10", "--vni", "16777216"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse_error(&[
+                "fdb",
+                "add",
+                "02:42:0a:00:00:01",
+                "--vlan",
+                "10",
+                "--port",
+                "1",
+                "--vtep",
+                "192.0.2.2"
+            ]),
+            ErrorKind::ArgumentConflict
+        );
+    }
+
+    #[test]
     fn stats_show_ports_then_drop_reasons_then_fdb() {
         let stats = Stats {
+            unattributed_drops: Default::default(),
             ports: vec![
                 port_stats(
                     3,
@@ -1052,6 +1269,7 @@ fdb: 12/131072 entries (at most 65536 learned per port, aging 300s); learned 40,
     #[test]
     fn stats_without_ports_or_drops_skip_the_drop_section() {
         let stats = Stats {
+            unattributed_drops: Default::default(),
             ports: vec![],
             fdb: fdb_stats(),
         };

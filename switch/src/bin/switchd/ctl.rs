@@ -5,18 +5,20 @@
 //! after a restart never disagree.
 
 use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use serde::Serialize;
 use switchyard::control::{
-    AttachRequest, Attached, Detached, FdbRecord, FdbStats, Flushed, PortInfo, PortStats, Reply,
-    Request, Stats, Status,
+    AttachRequest, Attached, Detached, FdbRecord, FdbStats, Flushed, PeerInfo, PortInfo, PortStats,
+    Reply, Request, Stats, Status, VniMapping, VxlanInfo,
 };
-use switchyard::fdb::FlushFilter;
+use switchyard::fdb::{FdbEntry, FlushFilter};
 use switchyard::wire::{MacAddr, VlanId};
 use switchyard::{PortId, PortMode};
+use switchyard_encap::Vni;
 
-use crate::daemon::{netns_identity, port_name, Daemon, PortEntry};
+use crate::daemon::{netns_identity, port_name, Daemon, Peer, PortEntry};
 use crate::state::SavedPort;
 use crate::tap::Tap;
 
@@ -41,7 +43,12 @@ pub fn handle_line(daemon: &mut Daemon, line: &[u8]) -> String {
             .collect::<Vec<_>>())),
         Request::PortSet { port, mode } => reply(port_set(daemon, &port, mode)),
         Request::FdbShow { vlan, port } => reply(fdb_show(daemon, vlan, port.as_deref())),
-        Request::FdbAdd { mac, vlan, port } => reply(fdb_add(daemon, mac, vlan, &port)),
+        Request::FdbAdd {
+            mac,
+            vlan,
+            port,
+            vtep,
+        } => reply(fdb_add(daemon, mac, vlan, port.as_deref(), vtep)),
         Request::FdbDel { mac, vlan } => reply(fdb_del(daemon, mac, vlan)),
         Request::FdbFlush {
             vlan,
@@ -49,6 +56,12 @@ pub fn handle_line(daemon: &mut Daemon, line: &[u8]) -> String {
             include_static,
         } => reply(fdb_flush(daemon, vlan, port.as_deref(), include_static)),
         Request::Stats => reply(Ok(stats(daemon))),
+        Request::VxlanShow => reply(vxlan_info(daemon)),
+        Request::VxlanMap { vlan, vni } => reply(vxlan_map(daemon, vlan, vni)),
+        Request::VxlanUnmap { vlan } => reply(vxlan_unmap(daemon, vlan)),
+        Request::PeerAdd { addr } => reply(peer_add(daemon, &addr)),
+        Request::PeerDel { addr } => reply(peer_del(daemon, &addr)),
+        Request::PeerList => reply(vxlan_info(daemon).map(|info| info.peers)),
     }
 }
 
@@ -343,40 +356,54 @@ fn set_mode(daemon: &mut Daemon, id: PortId, mode: PortMode) {
 }
 
 fn fdb_show(daemon: &Daemon, vlan: Option<VlanId>, port: Option<&str>) -> Outcome<Vec<FdbRecord>> {
-    let port = port.map(|p| resolve_port(daemon, p)).transpose()?;
+    let port = port.map(|p| resolve_any_port(daemon, p)).transpose()?;
     let mut records: Vec<FdbRecord> = daemon
         .switch
         .fdb()
         .entries(daemon.now())
         .filter(|e| vlan.is_none_or(|v| e.vlan == v))
         .filter(|e| port.is_none_or(|p| e.port == p))
-        .map(|entry| FdbRecord {
-            port_name: daemon
-                .ports
-                .get(&entry.port)
-                .map(|p| port_name(&p.saved))
-                .unwrap_or_default(),
-            entry,
-        })
+        .map(|entry| fdb_record(daemon, entry))
         .collect();
     records.sort_by_key(|r| (r.entry.vlan, r.entry.mac));
     Ok(records)
 }
 
-fn fdb_add(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId, port: &str) -> Outcome<FdbRecord> {
-    let id = resolve_port(daemon, port)?;
-    let mode = &daemon.ports[&id].saved.mode;
-    if !mode.is_member(vlan) {
-        return Err(format!(
-            "port {port} ({mode}) does not carry VLAN {vlan}; frames for {mac} could never leave through it"
-        ));
-    }
+fn fdb_add(
+    daemon: &mut Daemon,
+    mac: MacAddr,
+    vlan: VlanId,
+    port: Option<&str>,
+    vtep: Option<IpAddr>,
+) -> Outcome<FdbRecord> {
+    let id = match (port, vtep) {
+        (Some(port), None) => {
+            let id = resolve_port(daemon, port)?;
+            let mode = &daemon.ports[&id].saved.mode;
+            if !mode.is_member(vlan) {
+                return Err(format!(
+                    "port {port} ({mode}) does not carry VLAN {vlan}; frames for {mac} could never leave through it"
+                ));
+            }
+            id
+        }
+        (None, Some(addr)) => {
+            let id = daemon.switch.peer_port(addr).ok_or_else(|| {
+                format!(
+                    "{addr} is not a VXLAN peer; add it first with `swctl vxlan peer add {addr}`"
+                )
+            })?;
+            if daemon.switch.vni_of(vlan).is_none() {
+                return Err(format!(
+                    "VLAN {vlan} has no VNI, so nothing of it reaches {addr}; map it first with `swctl vxlan map --vlan {vlan} --vni N`"
+                ));
+            }
+            id
+        }
+        _ => return Err("give exactly one of a port or a VTEP for the entry".to_string()),
+    };
     let now = daemon.now();
-    let previous = daemon
-        .switch
-        .fdb()
-        .entries(now)
-        .find(|e| e.vlan == vlan && e.mac == mac);
+    let previous = daemon.switch.fdb().get(now, vlan, mac);
     daemon
         .switch
         .fdb_mut()
@@ -397,10 +424,43 @@ fn fdb_add(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId, port: &str) -> Outco
         .fdb()
         .get(now, vlan, mac)
         .ok_or("the entry vanished")?;
-    Ok(FdbRecord {
-        port_name: port_name(&daemon.ports[&id].saved),
+    Ok(fdb_record(daemon, entry))
+}
+
+/// An FDB entry with the name of its port and, for remote MACs, the VTEP.
+fn fdb_record(daemon: &Daemon, entry: FdbEntry) -> FdbRecord {
+    let vtep = daemon.peers.get(&entry.port).map(|p| p.addr.ip());
+    FdbRecord {
+        port_name: any_port_name(daemon, entry.port),
+        vtep,
         entry,
-    })
+    }
+}
+
+/// The name of a local port (`red/eth0`) or of a peer's tunnel port (`vtep:192.0.2.2`).
+fn any_port_name(daemon: &Daemon, id: PortId) -> String {
+    match (daemon.ports.get(&id), daemon.peers.get(&id)) {
+        (Some(port), _) => port_name(&port.saved),
+        (None, Some(peer)) => peer_name(peer),
+        (None, None) => id.to_string(),
+    }
+}
+
+fn peer_name(peer: &Peer) -> String {
+    format!("vtep:{}", peer.addr.ip())
+}
+
+/// A local port as `resolve_port` finds it, or a peer as `vtep:ADDR` or `ADDR`.
+fn resolve_any_port(daemon: &Daemon, text: &str) -> Outcome<PortId> {
+    let addr = text.strip_prefix("vtep:").unwrap_or(text);
+    if let Some(id) = addr
+        .parse::<IpAddr>()
+        .ok()
+        .and_then(|ip| daemon.switch.peer_port(ip))
+    {
+        return Ok(id);
+    }
+    resolve_port(daemon, text)
 }
 
 fn fdb_del(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId) -> Outcome<FdbRecord> {
@@ -417,14 +477,7 @@ fn fdb_del(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId) -> Outcome<FdbRecord
             return Err(format!("cannot save, entry kept: {err:#}"));
         }
     }
-    Ok(FdbRecord {
-        port_name: daemon
-            .ports
-            .get(&entry.port)
-            .map(|p| port_name(&p.saved))
-            .unwrap_or_default(),
-        entry,
-    })
+    Ok(fdb_record(daemon, entry))
 }
 
 fn fdb_flush(
@@ -433,7 +486,7 @@ fn fdb_flush(
     port: Option<&str>,
     include_static: bool,
 ) -> Outcome<Flushed> {
-    let port = port.map(|p| resolve_port(daemon, p)).transpose()?;
+    let port = port.map(|p| resolve_any_port(daemon, p)).transpose()?;
     let removed = daemon.switch.fdb_mut().flush(FlushFilter {
         port,
         vlan,
@@ -450,15 +503,17 @@ fn fdb_flush(
 fn stats(daemon: &Daemon) -> Stats {
     let fdb = daemon.switch.fdb();
     let config = fdb.config();
+    let port_stats = |id: PortId| PortStats {
+        id,
+        name: any_port_name(daemon, id),
+        counters: daemon.switch.counters(id).unwrap_or_default(),
+    };
     Stats {
         ports: daemon
             .ports
-            .iter()
-            .map(|(id, entry)| PortStats {
-                id: *id,
-                name: port_name(&entry.saved),
-                counters: daemon.switch.counters(*id).unwrap_or_default(),
-            })
+            .keys()
+            .chain(daemon.peers.keys())
+            .map(|id| port_stats(*id))
             .collect(),
         fdb: FdbStats {
             entries: fdb.entries(daemon.now()).count(),
@@ -467,12 +522,168 @@ fn stats(daemon: &Daemon) -> Stats {
             aging_secs: config.aging.as_secs(),
             counters: fdb.counters(),
         },
+        unattributed_drops: daemon.switch.unattributed_drops(),
     }
+}
+
+fn vtep_of(daemon: &Daemon) -> Outcome<&crate::vtep::Vtep> {
+    daemon.vtep.as_ref().ok_or_else(|| {
+        "switchd was started without --vtep, so it has no VXLAN overlay; restart it with --vtep ADDR[:PORT]".to_string()
+    })
+}
+
+fn vxlan_info(daemon: &Daemon) -> Outcome<VxlanInfo> {
+    let vtep = vtep_of(daemon)?;
+    let peers = daemon
+        .peers
+        .values()
+        .map(|peer| peer_info(daemon, vtep, peer))
+        .collect();
+    Ok(VxlanInfo {
+        local: vtep.local(),
+        map: daemon
+            .switch
+            .vni_map()
+            .map(|(vlan, vni)| VniMapping { vlan, vni })
+            .collect(),
+        peers,
+        unattributed_drops: daemon.switch.unattributed_drops(),
+        icmp_frag_needed_sent: vtep.icmp_sent,
+        accept_inner_tagged: daemon.switch.accepts_inner_tagged(),
+    })
+}
+
+fn peer_info(daemon: &Daemon, vtep: &crate::vtep::Vtep, peer: &Peer) -> PeerInfo {
+    let inner_frame = vtep.max_inner_frame(peer.addr.ip());
+    PeerInfo {
+        addr: peer.addr,
+        port: peer.id,
+        path_mtu: vtep.path_mtu(peer.addr.ip()),
+        inner_mtu: inner_frame.saturating_sub(14) as u32,
+        counters: daemon.switch.counters(peer.id).unwrap_or_default(),
+    }
+}
+
+fn vxlan_map(daemon: &mut Daemon, vlan: VlanId, vni: Vni) -> Outcome<VxlanInfo> {
+    vtep_of(daemon)?;
+    let old = daemon.switch.vni_of(vlan);
+    daemon
+        .switch
+        .map_vni(vlan, vni)
+        .map_err(|err| err.to_string())?;
+    if let Err(err) = daemon.save() {
+        match old {
+            Some(old) => {
+                let _ = daemon.switch.map_vni(vlan, old);
+            }
+            None => {
+                daemon.switch.unmap_vlan(vlan);
+            }
+        }
+        return Err(format!("cannot save the mapping, left unchanged: {err:#}"));
+    }
+    tracing::info!(%vlan, %vni, "VLAN mapped to VNI");
+    vxlan_info(daemon)
+}
+
+fn vxlan_unmap(daemon: &mut Daemon, vlan: VlanId) -> Outcome<VxlanInfo> {
+    vtep_of(daemon)?;
+    let vni = daemon
+        .switch
+        .unmap_vlan(vlan)
+        .ok_or_else(|| format!("VLAN {vlan} has no VNI"))?;
+    if let Err(err) = daemon.save() {
+        let _ = daemon.switch.map_vni(vlan, vni);
+        return Err(format!("cannot save, mapping kept: {err:#}"));
+    }
+    tracing::info!(%vlan, %vni, "VLAN unmapped");
+    vxlan_info(daemon)
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`; the port defaults to our own VXLAN port.
+fn parse_peer(text: &str, default_port: u16) -> Outcome<SocketAddr> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("invalid VTEP address {text:?}: expected IP or IP:PORT, such as 192.0.2.2 or [2001:db8::2]:4789"))
+}
+
+fn peer_add(daemon: &mut Daemon, text: &str) -> Outcome<PeerInfo> {
+    let local = vtep_of(daemon)?.local();
+    let addr = parse_peer(text, local.port())?;
+    if addr.is_ipv4() != local.is_ipv4() {
+        return Err(format!(
+            "{addr} and this VTEP ({local}) are not the same IP version"
+        ));
+    }
+    if addr.ip() == local.ip() || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(format!(
+            "{} cannot be a peer: it must be another host's unicast address",
+            addr.ip()
+        ));
+    }
+    let id = PortId(daemon.next_port_id);
+    let peer = daemon
+        .add_peer(id, addr)
+        .map_err(|err| format!("{err:#}"))?;
+    daemon.next_port_id += 1;
+    if let Err(err) = daemon.save() {
+        let _ = daemon.remove_peer(addr.ip());
+        return Err(format!("cannot save the peer, not added: {err:#}"));
+    }
+    let vtep = vtep_of(daemon)?;
+    Ok(peer_info(daemon, vtep, &peer))
+}
+
+fn peer_del(daemon: &mut Daemon, text: &str) -> Outcome<PeerInfo> {
+    let local = vtep_of(daemon)?.local();
+    let addr = parse_peer(text, local.port())?;
+    let vtep = vtep_of(daemon)?;
+    let id = daemon
+        .switch
+        .peer_port(addr.ip())
+        .ok_or_else(|| format!("{} is not a peer", addr.ip()))?;
+    let info = peer_info(daemon, vtep, &daemon.peers[&id]);
+    daemon
+        .remove_peer(addr.ip())
+        .map_err(|err| format!("{err:#}"))?;
+    daemon
+        .save()
+        .map_err(|err| format!("peer removed, but the state could not be saved: {err:#}"))?;
+    tracing::info!(addr = %info.addr, "VXLAN peer removed");
+    Ok(info)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_parse_with_a_default_port() {
+        assert_eq!(
+            parse_peer("192.0.2.2", 4789),
+            Ok("192.0.2.2:4789".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer("192.0.2.2:8472", 4789),
+            Ok("192.0.2.2:8472".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer("2001:db8::2", 4789),
+            Ok("[2001:db8::2]:4789".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer("[2001:db8::2]:99", 4789),
+            Ok("[2001:db8::2]:99".parse().unwrap())
+        );
+        assert!(parse_peer("host.example", 4789).is_err());
+        assert!(parse_peer("192.0.2.300", 4789).is_err());
+    }
 
     #[test]
     fn labels_come_from_the_path() {

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,16 +20,20 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use switchyard::control::VniMapping;
 use switchyard::fdb::FdbConfig;
+use switchyard::forward::Egress;
 use switchyard::wire::{PacketBuf, VNET_HDR_LEN};
-use switchyard::{DropReason, PortId, Switch, Time};
+use switchyard::{Decision, DropReason, PortId, Switch, Time};
 
 use crate::ctl;
-use crate::state::{SavedPort, SavedState, StateStore};
+use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
 use crate::tap::Tap;
+use crate::vtep::{SendFailure, Vtep};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const VXLAN: Token = Token(2);
 const FIRST_CONN: usize = 16;
 /// Ports use tokens from here up: `PORT_TOKENS + port id`.
 const PORT_TOKENS: usize = 1 << 32;
@@ -57,12 +62,30 @@ struct Conn {
 pub struct Options {
     pub socket: PathBuf,
     pub fdb: FdbConfig,
+    pub vtep: Option<VtepOptions>,
+}
+
+/// How this switchd takes part in the VXLAN overlay.
+#[derive(Debug, PartialEq)]
+pub struct VtepOptions {
+    pub local: SocketAddr,
+    pub udp_checksums: bool,
+    pub accept_inner_tagged: bool,
+}
+
+/// A remote VTEP: its address and its tunnel port in the core.
+#[derive(Clone, Copy)]
+pub struct Peer {
+    pub id: PortId,
+    pub addr: SocketAddr,
 }
 
 pub struct Daemon {
     poll: Poll,
     pub switch: Switch,
     pub ports: BTreeMap<PortId, PortEntry>,
+    pub peers: BTreeMap<PortId, Peer>,
+    pub vtep: Option<Vtep>,
     pub store: StateStore,
     pub next_port_id: u32,
     listener: UnixListener,
@@ -74,6 +97,7 @@ pub struct Daemon {
     packet: PacketBuf,
     ready: VecDeque<PortId>,
     ready_set: HashSet<PortId>,
+    vxlan_ready: bool,
 }
 
 fn port_token(id: PortId) -> Token {
@@ -97,10 +121,29 @@ impl Daemon {
             )
             .context("cannot watch signals")?;
         let saved = store.load()?;
+        let mut switch = Switch::new(options.fdb);
+        let vtep = match &options.vtep {
+            Some(vtep_options) => {
+                let mut vtep = Vtep::bind(vtep_options.local, vtep_options.udp_checksums)?;
+                poll.registry()
+                    .register(vtep.rx_socket(), VXLAN, Interest::READABLE)
+                    .context("cannot watch the VXLAN socket")?;
+                switch.set_accept_inner_tagged(vtep_options.accept_inner_tagged);
+                Some(vtep)
+            }
+            None if !saved.overlay.is_empty() => anyhow::bail!(
+                "the state directory has a VXLAN configuration ({} VNI mappings, {} peers) but switchd was started without --vtep; pass --vtep ADDR",
+                saved.overlay.map.len(),
+                saved.overlay.peers.len()
+            ),
+            None => None,
+        };
         let mut daemon = Daemon {
             poll,
-            switch: Switch::new(options.fdb),
+            switch,
             ports: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            vtep,
             store,
             next_port_id: saved.next_port_id,
             listener,
@@ -112,6 +155,7 @@ impl Daemon {
             packet: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
             ready: VecDeque::new(),
             ready_set: HashSet::new(),
+            vxlan_ready: false,
         };
         daemon.restore(saved);
         Ok(daemon)
@@ -156,8 +200,22 @@ impl Daemon {
                 }
             }
         }
+        for mapping in &saved.overlay.map {
+            if let Err(err) = self.switch.map_vni(mapping.vlan, mapping.vni) {
+                tracing::warn!(
+                    "cannot restore VLAN {} ↔ VNI {}: {err}",
+                    mapping.vlan,
+                    mapping.vni
+                );
+            }
+        }
+        for peer in &saved.overlay.peers {
+            if let Err(err) = self.add_peer(peer.id, peer.addr) {
+                tracing::warn!("cannot restore VXLAN peer {}: {err:#}", peer.addr);
+            }
+        }
         for entry in saved.static_fdb {
-            if self.ports.contains_key(&entry.port) {
+            if self.ports.contains_key(&entry.port) || self.peers.contains_key(&entry.port) {
                 if let Err(err) = self
                     .switch
                     .fdb_mut()
@@ -171,6 +229,29 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Adds the remote VTEP at `addr` as tunnel port `id` and learns the path MTU to it.
+    pub fn add_peer(&mut self, id: PortId, addr: SocketAddr) -> Result<Peer> {
+        let vtep = self
+            .vtep
+            .as_mut()
+            .context("switchd was started without --vtep, so it has no VXLAN overlay; restart it with --vtep ADDR")?;
+        self.switch.add_peer(id, addr)?;
+        let mtu = vtep.learn_path_mtu(addr);
+        tracing::info!(%addr, port = %id, path_mtu = mtu, "VXLAN peer added");
+        let peer = Peer { id, addr };
+        self.peers.insert(id, peer);
+        Ok(peer)
+    }
+
+    /// Removes the remote VTEP at `addr` and everything learned behind it.
+    pub fn remove_peer(&mut self, addr: IpAddr) -> Result<Peer> {
+        let id = self.switch.remove_peer(addr)?;
+        if let Some(vtep) = self.vtep.as_mut() {
+            vtep.forget_peer(addr);
+        }
+        self.peers.remove(&id).context("peer vanished")
     }
 
     /// Starts watching `tap` as port `id` and marks the port up.
@@ -235,6 +316,21 @@ impl Daemon {
             next_port_id: self.next_port_id,
             ports: self.ports.values().map(|p| p.saved.clone()).collect(),
             static_fdb,
+            overlay: SavedOverlay {
+                map: self
+                    .switch
+                    .vni_map()
+                    .map(|(vlan, vni)| VniMapping { vlan, vni })
+                    .collect(),
+                peers: self
+                    .peers
+                    .values()
+                    .map(|p| SavedPeer {
+                        id: p.id,
+                        addr: p.addr,
+                    })
+                    .collect(),
+            },
             ..SavedState::default()
         }
     }
@@ -247,7 +343,7 @@ impl Daemon {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = if self.ready.is_empty() {
+            let timeout = if self.ready.is_empty() && !self.vxlan_ready {
                 self.switch
                     .next_timeout()
                     .map(|at| at.since(self.now()) + Duration::from_millis(1))
@@ -263,6 +359,7 @@ impl Daemon {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    VXLAN => self.vxlan_ready = true,
                     SIGNALS => {
                         if let Some(signal) = self.take_signal() {
                             tracing::info!("received {signal}, shutting down");
@@ -291,8 +388,17 @@ impl Daemon {
         }
     }
 
-    /// Gives every ready port one batch, in turn.
+    /// Gives every ready port, and the VXLAN socket, one batch, in turn.
     fn serve_ready_ports(&mut self) {
+        if self.vxlan_ready {
+            self.vxlan_ready = match self.drain_vxlan() {
+                Ok(more) => more,
+                Err(err) => {
+                    tracing::warn!("reading the VXLAN socket failed: {err}");
+                    false
+                }
+            };
+        }
         for _ in 0..self.ready.len() {
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -337,14 +443,37 @@ impl Daemon {
             }
             self.packet.set_len(len);
             let decision = self.switch.process(now, id, self.packet.frame());
-            let ports = &self.ports;
+            let (ports, vtep) = (&self.ports, &mut self.vtep);
             self.switch
-                .execute(decision, &mut self.packet, |_, egress, packet| match ports
-                    .get(&egress.port)
-                    .and_then(|p| p.tap.as_ref())
-                {
-                    Some(tap) if tap.write(packet.wire()).is_ok() => Ok(()),
-                    _ => Err(DropReason::TxError),
+                .execute(decision, &mut self.packet, |switch, egress, packet| {
+                    transmit(ports, vtep, switch, id, egress, packet)
+                });
+        }
+        Ok(true)
+    }
+
+    /// Forwards up to one batch of VXLAN datagrams. Ok(true) if more may be waiting.
+    fn drain_vxlan(&mut self) -> io::Result<bool> {
+        let now = self.now();
+        for _ in 0..BATCH {
+            let Some(vtep) = self.vtep.as_ref() else {
+                return Ok(false);
+            };
+            let Some((from, datagram)) = vtep.recv(&mut self.packet)? else {
+                return Ok(false);
+            };
+            let decision = self
+                .switch
+                .process_vxlan(now, from.ip(), &self.packet.wire()[datagram]);
+            if let Decision::Drop(_) = decision {
+                continue;
+            }
+            Vtep::strip_header(&mut self.packet);
+            let in_port = self.switch.peer_port(from.ip()).unwrap_or(PortId(0));
+            let (ports, vtep) = (&self.ports, &mut self.vtep);
+            self.switch
+                .execute(decision, &mut self.packet, |switch, egress, packet| {
+                    transmit(ports, vtep, switch, in_port, egress, packet)
                 });
         }
         Ok(true)
@@ -459,6 +588,53 @@ impl Daemon {
             drop(self.uninstall_tap(id));
         }
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Sends one copy of a frame that came in on `in_port`: to a TAP, or encapsulated to a
+/// VTEP. A frame too big for the overlay is answered, when it should be, with ICMP
+/// "fragmentation needed" back through `in_port`.
+fn transmit(
+    ports: &BTreeMap<PortId, PortEntry>,
+    vtep: &mut Option<Vtep>,
+    switch: &Switch,
+    in_port: PortId,
+    egress: &Egress,
+    packet: &PacketBuf,
+) -> Result<(), DropReason> {
+    let Some((remote, vni)) = switch.vxlan_target(egress) else {
+        return match ports.get(&egress.port).and_then(|p| p.tap.as_ref()) {
+            Some(tap) if tap.write(packet.wire()).is_ok() => Ok(()),
+            _ => Err(DropReason::TxError),
+        };
+    };
+    let vtep = vtep.as_mut().ok_or(DropReason::TxError)?;
+    match vtep.send(remote, vni, packet) {
+        Ok(()) => Ok(()),
+        Err(SendFailure::TooBig { icmp }) => {
+            if let Some(icmp) = icmp {
+                let tag = switch
+                    .port_mode(in_port)
+                    .and_then(|m| m.egress_tag(egress.vlan));
+                let tap = ports.get(&in_port).and_then(|p| p.tap.as_ref());
+                if let (Some(tag), Some(tap)) = (tag, tap) {
+                    let mut reply =
+                        PacketBuf::from_wire(&[&[0u8; VNET_HDR_LEN][..], &icmp].concat(), true);
+                    if reply.set_vlan_tag(tag).is_ok() && tap.write(reply.wire()).is_ok() {
+                        vtep.icmp_sent += 1;
+                    }
+                }
+            }
+            Err(DropReason::TooBig)
+        }
+        Err(SendFailure::Offload(err)) => {
+            tracing::debug!("cannot segment a frame for VXLAN: {err}");
+            Err(DropReason::BadOffload)
+        }
+        Err(SendFailure::Io(err)) => {
+            tracing::debug!(%remote, "VXLAN send failed: {err}");
+            Err(DropReason::TxError)
+        }
     }
 }
 

@@ -17,8 +17,10 @@ mod daemon;
 mod state;
 mod sys;
 mod tap;
+mod vtep;
 
 use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ use clap::Parser;
 use serde::Deserialize;
 use switchyard::control::DEFAULT_SOCKET;
 use switchyard::fdb::FdbConfig;
+use switchyard_encap::vxlan;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 
@@ -35,7 +38,7 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 #[command(version, about)]
 struct Args {
     /// TOML file with any of: socket, state_dir, log, [fdb] aging_secs, max_entries,
-    /// max_per_port. Flags override it.
+    /// max_per_port, [vxlan] vtep, udp_checksum, accept_inner_tagged. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket path [default: /run/switchyard/switchd.sock]
@@ -56,6 +59,41 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// Be a VXLAN tunnel endpoint on this underlay address: IP or IP:PORT
+    /// (port 4789 by default; 8472 is the Linux legacy port)
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    vtep: Option<String>,
+    /// Outer UDP checksums on IPv4 (always on for IPv6) [default: on]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    vxlan_udp_checksum: Option<bool>,
+    /// Accept decapsulated frames that carry their own 802.1Q tag (RFC 7348 §6.1
+    /// says to drop them, which is the default)
+    #[arg(long)]
+    vxlan_accept_inner_tagged: bool,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got {text:?}")),
+    }
+}
+
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to the IANA VXLAN port.
+fn parse_vtep(text: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip: IpAddr = text
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .with_context(|| format!("invalid --vtep {text:?}: expected IP or IP:PORT, such as 192.0.2.1 or 192.0.2.1:8472"))?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        anyhow::bail!("invalid --vtep {text:?}: the VTEP needs this host's own unicast address");
+    }
+    Ok(SocketAddr::new(ip, vxlan::IANA_PORT))
 }
 
 /// The config file.
@@ -67,6 +105,16 @@ struct FileConfig {
     log: Option<String>,
     #[serde(default)]
     fdb: FileFdbConfig,
+    #[serde(default)]
+    vxlan: FileVxlanConfig,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileVxlanConfig {
+    vtep: Option<String>,
+    udp_checksum: Option<bool>,
+    accept_inner_tagged: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -84,6 +132,7 @@ struct Config {
     state_dir: PathBuf,
     log: String,
     fdb: FdbConfig,
+    vtep: Option<daemon::VtepOptions>,
 }
 
 impl Config {
@@ -113,7 +162,20 @@ impl Config {
         if fdb.max_entries == 0 || fdb.max_per_port == 0 {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
         }
+        let vtep = match args.vtep.or(file.vxlan.vtep) {
+            Some(text) => Some(daemon::VtepOptions {
+                local: parse_vtep(&text)?,
+                udp_checksums: args
+                    .vxlan_udp_checksum
+                    .or(file.vxlan.udp_checksum)
+                    .unwrap_or(true),
+                accept_inner_tagged: args.vxlan_accept_inner_tagged
+                    || file.vxlan.accept_inner_tagged.unwrap_or(false),
+            }),
+            None => None,
+        };
         Ok(Config {
+            vtep,
             socket: args
                 .socket
                 .or(file.socket)
@@ -158,6 +220,7 @@ fn run() -> Result<()> {
         daemon::Options {
             socket: config.socket.clone(),
             fdb: config.fdb,
+            vtep: config.vtep,
         },
         store,
         signals,
@@ -211,6 +274,34 @@ mod tests {
         assert_eq!(config.fdb.aging, Duration::from_secs(60));
         assert_eq!(config.fdb.max_entries, 1000);
         assert_eq!(config.fdb.max_per_port, FdbConfig::default().max_per_port);
+    }
+
+    #[test]
+    fn vtep_addresses_take_a_default_port() {
+        let parsed = |text: &str| parse_vtep(text).map_err(|e| e.to_string());
+        assert_eq!(
+            parsed("192.0.2.1").unwrap(),
+            "192.0.2.1:4789".parse().unwrap()
+        );
+        assert_eq!(
+            parsed("192.0.2.1:8472").unwrap(),
+            "192.0.2.1:8472".parse().unwrap()
+        );
+        assert_eq!(
+            parsed("2001:db8::1").unwrap(),
+            "[2001:db8::1]:4789".parse().unwrap()
+        );
+        assert!(parsed("0.0.0.0").is_err());
+        assert!(parsed("vtep.example").is_err());
+        let config = Config::resolve(args(&[
+            "--vtep",
+            "192.0.2.1",
+            "--vxlan-udp-checksum",
+            "off",
+        ]))
+        .unwrap();
+        let vtep = config.vtep.unwrap();
+        assert!(!vtep.udp_checksums && !vtep.accept_inner_tagged);
     }
 
     #[test]

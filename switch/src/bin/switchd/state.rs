@@ -8,12 +8,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use switchyard::control::VniMapping;
 use switchyard::wire::{MacAddr, VlanId};
 use switchyard::{PortId, PortMode};
 
@@ -45,12 +47,35 @@ pub struct SavedFdbEntry {
     pub port: PortId,
 }
 
+/// The overlay's configuration: which VLANs travel as which VNI, and the peers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedOverlay {
+    pub map: Vec<VniMapping>,
+    pub peers: Vec<SavedPeer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedPeer {
+    /// The tunnel port the peer is in the forwarding core.
+    pub id: PortId,
+    pub addr: SocketAddr,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedState {
     pub version: u32,
     pub next_port_id: u32,
     pub ports: Vec<SavedPort>,
+    /// Static entries, pointing at local ports or at peers' tunnel ports.
     pub static_fdb: Vec<SavedFdbEntry>,
+    #[serde(default, skip_serializing_if = "SavedOverlay::is_empty")]
+    pub overlay: SavedOverlay,
+}
+
+impl SavedOverlay {
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty() && self.peers.is_empty()
+    }
 }
 
 impl Default for SavedState {
@@ -60,6 +85,7 @@ impl Default for SavedState {
             next_port_id: 1,
             ports: Vec::new(),
             static_fdb: Vec::new(),
+            overlay: SavedOverlay::default(),
         }
     }
 }
@@ -183,6 +209,16 @@ mod tests {
                 mac: "02:42:0a:00:00:09".parse().unwrap(),
                 port: PortId(2),
             }],
+            overlay: SavedOverlay {
+                map: vec![VniMapping {
+                    vlan: VlanId::new(10).unwrap(),
+                    vni: switchyard_encap::Vni::new(42).unwrap(),
+                }],
+                peers: vec![SavedPeer {
+                    id: PortId(7),
+                    addr: "192.0.2.2:4789".parse().unwrap(),
+                }],
+            },
         }
     }
 
@@ -194,6 +230,20 @@ mod tests {
         store.save(&sample()).unwrap();
         assert_eq!(store.load().unwrap(), sample());
         assert!(!dir.join("state.json.tmp").exists());
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_without_an_overlay_still_loads() {
+        let dir = temp_dir("v1");
+        let store = StateStore::open(&dir).unwrap();
+        fs::write(
+            dir.join(STATE_FILE),
+            br#"{"version":1,"next_port_id":1,"ports":[],"static_fdb":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(store.load().unwrap().overlay, SavedOverlay::default());
         drop(store);
         fs::remove_dir_all(&dir).unwrap();
     }

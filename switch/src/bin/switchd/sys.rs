@@ -68,3 +68,48 @@ fn tun_ioctl_by_value(
     }
     Ok(())
 }
+
+/// The path MTU the kernel knows for a *connected* IPv6 socket (`IPV6_MTU`; nix wraps
+/// only the IPv4 `IP_MTU`).
+pub fn ipv6_path_mtu(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `mtu`, a live c_int, and updates
+    // `len`; `fd` is an open socket for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(mtu).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative MTU"))
+}
+
+/// `SO_NO_CHECK` from asm-generic/socket.h (libc exports it for no Linux target).
+const SO_NO_CHECK: libc::c_int = 11;
+
+/// `SO_NO_CHECK`: send IPv4 UDP datagrams with a zero (absent) checksum.
+pub fn set_udp_no_check(fd: BorrowedFd<'_>, no_check: bool) -> io::Result<()> {
+    let value = libc::c_int::from(no_check);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `value`, a live c_int;
+    // `fd` is an open socket for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NO_CHECK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The VTEP: switchd's end of the VXLAN overlay on the underlay network.
+//!
+//! One UDP socket bound to the VTEP address and port (4789 by default) receives. Sending
+//! goes through a small pool of UDP sockets bound to the same address with ports the
+//! kernel picks from its ephemeral range: the inner flow's hash picks the socket, so the
+//! outer source port is a stable function of the flow, as RFC 7348 §5 recommends for
+//! ECMP in the underlay. The kernel builds the outer IP and UDP headers and checksums.
+//!
+//! Frames a TAP handed over with offloads (TCP/UDP super-frames, partial checksums) are
+//! segmented to their MSS and checksummed in userspace before they are encapsulated
+//! (`switchyard_encap::segment`): the far end may be a kernel VXLAN device that expects
+//! real packets.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{Context, Result};
+use nix::sys::socket::{sendmsg, sockopt, MsgFlags, SockaddrStorage};
+use switchyard::wire::PacketBuf;
+use switchyard_encap::flow::{flow_hash, pick};
+use switchyard_encap::segment::{segment, GsoKind, Offload, SegmentError};
+use switchyard_encap::vxlan::{self, Vni};
+
+use crate::sys;
+
+/// Sockets in the sending pool: distinct outer source ports for ECMP entropy.
+const TX_POOL: usize = 16;
+/// Assumed when the kernel cannot say (no route to the peer yet).
+const DEFAULT_PATH_MTU: u32 = 1500;
+const UDP_HEADER: u32 = 8;
+const VXLAN_HEADER: u32 = vxlan::HEADER_LEN as u32;
+/// Where a datagram's VXLAN header starts in a `PacketBuf`'s read space: the 2 bytes
+/// before it plus its 8 make room for the 10-byte vnet header the TAP write needs.
+const RX_OFFSET: usize = 2;
+
+/// Why a frame did not go out on the underlay.
+#[derive(Debug)]
+pub enum SendFailure {
+    /// Encapsulated, it would exceed the path MTU. `icmp` is the "fragmentation needed"
+    /// answer for the sender, when one is due.
+    TooBig {
+        icmp: Option<Vec<u8>>,
+    },
+    /// The TAP's offload metadata did not describe the frame.
+    Offload(SegmentError),
+    Io(io::Error),
+}
+
+pub struct Vtep {
+    local: SocketAddr,
+    rx: mio::net::UdpSocket,
+    tx: Vec<UdpSocket>,
+    path_mtu: HashMap<IpAddr, u32>,
+    scratch: Vec<u8>,
+    /// "Fragmentation needed" answers sent.
+    pub icmp_sent: u64,
+}
+
+impl Vtep {
+    /// Binds the receiving socket at `local` and the sending pool on the same address.
+    /// `udp_checksums: false` sends IPv4 without outer UDP checksums (IPv6 always has them).
+    pub fn bind(local: SocketAddr, udp_checksums: bool) -> Result<Vtep> {
+        let rx = mio::net::UdpSocket::bind(local).with_context(|| {
+            format!("cannot bind the VXLAN socket to {local}; is the address configured here and the port free?")
+        })?;
+        let mut tx = Vec::with_capacity(TX_POOL);
+        for _ in 0..TX_POOL {
+            let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+                .with_context(|| format!("cannot bind a VXLAN sending socket on {}", local.ip()))?;
+            socket.set_nonblocking(true)?;
+            if local.is_ipv4() && !udp_checksums {
+                sys::set_udp_no_check(socket.as_fd(), true)
+                    .context("cannot turn off UDP checksums")?;
+            }
+            tx.push(socket);
+        }
+        Ok(Vtep {
+            local,
+            rx,
+            tx,
+            path_mtu: HashMap::new(),
+            scratch: Vec::with_capacity(128 * 1024),
+            icmp_sent: 0,
+        })
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn rx_socket(&mut self) -> &mut mio::net::UdpSocket {
+        &mut self.rx
+    }
+
+    /// Asks the kernel for the path MTU towards `peer` (a connected probe socket) and
+    /// remembers it. Returns it.
+    pub fn learn_path_mtu(&mut self, peer: SocketAddr) -> u32 {
+        let probe = || -> io::Result<u32> {
+            let socket = UdpSocket::bind(SocketAddr::new(self.local.ip(), 0))?;
+            socket.connect(peer)?;
+            if peer.is_ipv4() {
+                let mtu = nix::sys::socket::getsockopt(&socket, sockopt::IpMtu)?;
+                u32::try_from(mtu)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative MTU"))
+            } else {
+                sys::ipv6_path_mtu(socket.as_fd())
+            }
+        };
+        let mtu = probe().unwrap_or_else(|err| {
+            tracing::warn!(%peer, "cannot learn the path MTU ({err}); assuming {DEFAULT_PATH_MTU}");
+            DEFAULT_PATH_MTU
+        });
+        self.path_mtu.insert(peer.ip(), mtu);
+        mtu
+    }
+
+    pub fn path_mtu(&self, peer: IpAddr) -> u32 {
+        self.path_mtu
+            .get(&peer)
+            .copied()
+            .unwrap_or(DEFAULT_PATH_MTU)
+    }
+
+    pub fn forget_peer(&mut self, peer: IpAddr) {
+        self.path_mtu.remove(&peer);
+    }
+
+    /// The largest inner Ethernet frame that fits the path to `peer` once encapsulated:
+    /// the path MTU less the outer IP (20 or 40), UDP (8) and VXLAN (8) headers.
+    pub fn max_inner_frame(&self, peer: IpAddr) -> usize {
+        let ip_header = if peer.is_ipv4() { 20 } else { 40 };
+        self.path_mtu(peer)
+            .saturating_sub(ip_header + UDP_HEADER + VXLAN_HEADER) as usize
+    }
+
+    /// Encapsulates the (untagged) frame in `packet` as `vni` and sends it to `remote`,
+    /// segmenting and checksumming offloaded frames first.
+    pub fn send(
+        &mut self,
+        remote: SocketAddr,
+        vni: Vni,
+        packet: &PacketBuf,
+    ) -> Result<(), SendFailure> {
+        let frame = packet.frame();
+        let offload = match packet.vnet_hdr() {
+            Some(h) => Offload::from_virtio(
+                h.flags(),
+                h.gso_type(),
+                h.gso_size(),
+                h.csum_start(),
+                h.csum_offset(),
+            )
+            .map_err(SendFailure::Offload)?,
+            None => Offload::NONE,
+        };
+        let max_inner = self.max_inner_frame(remote.ip());
+        let too_big = || SendFailure::TooBig {
+            icmp: switchyard_encap::icmp::frag_needed(
+                frame,
+                (max_inner - 14).min(usize::from(u16::MAX)) as u16,
+            ),
+        };
+        let socket = &self.tx[pick(flow_hash(frame), self.tx.len())];
+        let mut header = [0u8; vxlan::HEADER_LEN];
+        vxlan::emit(&mut header, vni);
+        if offload.kind == GsoKind::None && !offload.needs_csum {
+            if frame.len() > max_inner {
+                return Err(too_big());
+            }
+            let to = SockaddrStorage::from(remote);
+            let iov = [IoSlice::new(&header), IoSlice::new(frame)];
+            sendmsg(socket.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&to))
+                .map_err(|e| SendFailure::Io(e.into()))?;
+            return Ok(());
+        }
+        let layout = match segment(
+            &offload,
+            frame,
+            vxlan::HEADER_LEN,
+            max_inner,
+            &mut self.scratch,
+        ) {
+            Ok(layout) => layout,
+            Err(SegmentError::TooBig { .. }) => return Err(too_big()),
+            Err(err) => return Err(SendFailure::Offload(err)),
+        };
+        let mut at = 0;
+        for i in 0..layout.count {
+            let len = if i + 1 == layout.count {
+                layout.last_len
+            } else {
+                layout.stride
+            };
+            let record = &mut self.scratch[at..at + len];
+            record[..vxlan::HEADER_LEN].copy_from_slice(&header);
+            socket.send_to(record, remote).map_err(SendFailure::Io)?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Reads one datagram into `packet`, laid out so that the bytes after the vnet
+    /// header position are the VXLAN header and inner frame. Returns the sender and the
+    /// datagram's range in `packet.wire()`, or `None` when nothing is waiting.
+    pub fn recv(
+        &self,
+        packet: &mut PacketBuf,
+    ) -> io::Result<Option<(SocketAddr, std::ops::Range<usize>)>> {
+        let space = packet.read_space();
+        match self.rx.recv_from(&mut space[RX_OFFSET..]) {
+            Ok((len, from)) => {
+                packet.set_len(RX_OFFSET + len);
+                Ok(Some((from, RX_OFFSET..RX_OFFSET + len)))
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Turns a datagram read by [`Vtep::recv`] into a frame for a TAP: the VXLAN header
+    /// (and the 2 bytes before it) become an all-zero vnet header (no offloads).
+    pub fn strip_header(packet: &mut PacketBuf) {
+        let vnet_and_vxlan = RX_OFFSET + vxlan::HEADER_LEN;
+        if let Some(head) = packet.wire_mut().get_mut(..vnet_and_vxlan) {
+            head.fill(0);
+        }
+    }
+}
