@@ -44,7 +44,11 @@ impl Fnv {
 pub fn flow_hash(frame: &[u8]) -> u32 {
     let mut h = Fnv::new();
     let mut ethertype_at = 12;
-    let ethertype = |at: usize| frame.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let ethertype = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     if ethertype(ethertype_at) == Some(ETHERTYPE_VLAN) {
         ethertype_at += 4;
     }
@@ -121,7 +125,10 @@ mod tests {
 
     #[test]
     fn same_flow_same_hash_whatever_the_payload() {
-        assert_eq!(flow_hash(&tcp4(40000, 5201, b"a")), flow_hash(&tcp4(40000, 5201, b"bbbb")));
+        assert_eq!(
+            flow_hash(&tcp4(40000, 5201, b"a")),
+            flow_hash(&tcp4(40000, 5201, b"bbbb"))
+        );
         assert_eq!(flow_hash(&udp6(1000)), flow_hash(&udp6(1000)));
     }
 
@@ -131,14 +138,30 @@ mod tests {
         for port in 40000..40064 {
             seen.insert(pick(flow_hash(&tcp4(port, 5201, b"")), 16));
         }
-        assert!(seen.len() >= 12, "64 flows hit only {} of 16 choices", seen.len());
+        assert!(
+            seen.len() >= 12,
+            "64 flows hit only {} of 16 choices",
+            seen.len()
+        );
         assert_ne!(flow_hash(&udp6(1000)), flow_hash(&udp6(1001)));
     }
 
     #[test]
     fn non_ip_frames_hash_their_addresses() {
-        let arp_a = [&[0xffu8; 6][..], &[2, 0, 0, 0, 0, 1], &[0x08, 0x06], &[0; 28]].concat();
-        let arp_b = [&[0xffu8; 6][..], &[2, 0, 0, 0, 0, 2], &[0x08, 0x06], &[0; 28]].concat();
+        let arp_a = [
+            &[0xffu8; 6][..],
+            &[2, 0, 0, 0, 0, 1],
+            &[0x08, 0x06],
+            &[0; 28],
+        ]
+        .concat();
+        let arp_b = [
+            &[0xffu8; 6][..],
+            &[2, 0, 0, 0, 0, 2],
+            &[0x08, 0x06],
+            &[0; 28],
+        ]
+        .concat();
         assert_ne!(flow_hash(&arp_a), flow_hash(&arp_b));
     }
 

@@ -80,13 +80,15 @@ mod tests {
             .tcp(40000, 5201, 1, 1000)
             .write(&mut out, &[7u8; 1400])
             .unwrap();
+        // etherparse sets DF; set or clear it as asked and fix the header checksum.
         if dont_fragment {
             out[ETH_HEADER + 6] |= FLAG_DF;
-            // Fix the IP header checksum after setting DF.
-            out[ETH_HEADER + 10..ETH_HEADER + 12].fill(0);
-            let sum = checksum::checksum(&out[ETH_HEADER..ETH_HEADER + 20]);
-            out[ETH_HEADER + 10..ETH_HEADER + 12].copy_from_slice(&sum.to_be_bytes());
+        } else {
+            out[ETH_HEADER + 6] &= !FLAG_DF;
         }
+        out[ETH_HEADER + 10..ETH_HEADER + 12].fill(0);
+        let sum = checksum::checksum(&out[ETH_HEADER..ETH_HEADER + 20]);
+        out[ETH_HEADER + 10..ETH_HEADER + 12].copy_from_slice(&sum.to_be_bytes());
         out
     }
 
@@ -97,12 +99,23 @@ mod tests {
         assert_eq!(&reply[0..6], &original[6..12]);
         assert_eq!(&reply[6..12], &original[0..6]);
         let parsed = SlicedPacket::from_ethernet(&reply).expect("parses");
-        let Some(NetSlice::Ipv4(ip)) = parsed.net else { panic!("not IPv4") };
+        let Some(NetSlice::Ipv4(ip)) = parsed.net else {
+            panic!("not IPv4")
+        };
         assert_eq!(ip.header().source(), [10, 0, 0, 2]);
         assert_eq!(ip.header().destination(), [10, 0, 0, 1]);
-        assert_eq!(checksum::checksum(ip.header().slice()), 0, "IP header checksum");
-        let Some(TransportSlice::Icmpv4(icmp)) = parsed.transport else { panic!("not ICMP") };
-        assert!(matches!(icmp.icmp_type(), Icmpv4Type::DestinationUnreachable(_)));
+        assert_eq!(
+            checksum::checksum(ip.header().slice()),
+            0,
+            "IP header checksum"
+        );
+        let Some(TransportSlice::Icmpv4(icmp)) = parsed.transport else {
+            panic!("not ICMP")
+        };
+        assert!(matches!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(_)
+        ));
         assert_eq!(checksum::checksum(icmp.slice()), 0, "ICMP checksum");
         assert_eq!(&icmp.slice()[6..8], &1450u16.to_be_bytes());
         assert_eq!(&icmp.slice()[8..], &original[ETH_HEADER..ETH_HEADER + 28]);
@@ -110,14 +123,22 @@ mod tests {
 
     #[test]
     fn stays_silent_when_no_answer_is_due() {
-        assert_eq!(frag_needed(&tcp_frame(false), 1450), None, "DF clear: just drop");
+        assert_eq!(
+            frag_needed(&tcp_frame(false), 1450),
+            None,
+            "DF clear: just drop"
+        );
         let mut arp = tcp_frame(true);
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(frag_needed(&arp, 1450), None);
         let mut error = tcp_frame(true);
         error[ETH_HEADER + 9] = PROTO_ICMP;
         error[ETH_HEADER + 20] = 3;
-        assert_eq!(frag_needed(&error, 1450), None, "never an error about an error");
+        assert_eq!(
+            frag_needed(&error, 1450),
+            None,
+            "never an error about an error"
+        );
         assert_eq!(frag_needed(&tcp_frame(true)[..20], 1450), None);
         assert_eq!(frag_needed(&[], 1450), None);
     }

@@ -7,6 +7,7 @@
 //! * [`checksum`] — the Internet checksum, incremental and pseudo-header forms.
 //! * [`flow`] — the inner-flow hash that picks the outer UDP source port.
 //! * [`icmp`] — "fragmentation needed" answers for frames too big for the overlay.
+//! * [`partial`] — spotting transport checksums left for an offload to finish.
 //! * [`segment`] — TCP and UDP segmentation of the super-frames a TAP hands over with
 //!   offloads on, with every checksum completed, laid out for one `sendmsg` with
 //!   `UDP_SEGMENT` or for one datagram per segment.
@@ -17,6 +18,7 @@
 pub mod checksum;
 pub mod flow;
 pub mod icmp;
+pub mod partial;
 pub mod segment;
 pub mod vxlan;
 

@@ -153,9 +153,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_headers() {
-        assert_eq!(VxlanHeader::new_checked(&[0x08u8; 7][..]).err(), Some(VxlanError::Truncated(7)));
+        assert_eq!(
+            VxlanHeader::new_checked(&[0x08u8; 7][..]).err(),
+            Some(VxlanError::Truncated(7))
+        );
         let no_flag = [0x00, 0, 0, 0, 0, 0, 42, 0];
-        assert_eq!(VxlanHeader::new_checked(&no_flag[..]).err(), Some(VxlanError::NoVniFlag));
+        assert_eq!(
+            VxlanHeader::new_checked(&no_flag[..]).err(),
+            Some(VxlanError::NoVniFlag)
+        );
     }
 
     #[test]

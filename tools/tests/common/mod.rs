@@ -136,10 +136,22 @@ pub struct Switchd {
     pub dir: PathBuf,
     pub socket: PathBuf,
     child: Option<Child>,
+    /// Runs inside this namespace (`ip netns exec`), when set.
+    netns: Option<String>,
+    extra_args: Vec<String>,
 }
 
 impl Switchd {
     pub fn start() -> Switchd {
+        Switchd::start_with(None, &[])
+    }
+
+    /// Starts switchd inside `netns` (a "host" namespace) with extra flags.
+    pub fn start_in(netns: &Netns, args: &[&str]) -> Switchd {
+        Switchd::start_with(Some(netns), args)
+    }
+
+    fn start_with(netns: Option<&Netns>, args: &[&str]) -> Switchd {
         require_root();
         let dir = std::env::temp_dir().join(unique("sw"));
         std::fs::create_dir_all(&dir).expect("test directory");
@@ -147,6 +159,8 @@ impl Switchd {
             socket: dir.join("switchd.sock"),
             dir,
             child: None,
+            netns: netns.map(|n| n.name.clone()),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         switchd.launch();
         switchd
@@ -158,7 +172,16 @@ impl Switchd {
             .append(true)
             .open(self.dir.join("switchd.log"))
             .expect("log file");
-        let child = Command::new(bin("switchd"))
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("switchd"));
+                c
+            }
+            None => Command::new(bin("switchd")),
+        };
+        let child = command
+            .args(&self.extra_args)
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")

@@ -18,8 +18,9 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{sendmsg, sockopt, MsgFlags, SockaddrStorage};
-use switchyard::wire::PacketBuf;
+use switchyard::wire::{vnet, PacketBuf};
 use switchyard_encap::flow::{flow_hash, pick};
+use switchyard_encap::partial::partial_checksum;
 use switchyard_encap::segment::{segment, GsoKind, Offload, SegmentError};
 use switchyard_encap::vxlan::{self, Vni};
 
@@ -220,11 +221,20 @@ impl Vtep {
     }
 
     /// Turns a datagram read by [`Vtep::recv`] into a frame for a TAP: the VXLAN header
-    /// (and the 2 bytes before it) become an all-zero vnet header (no offloads).
+    /// (and the 2 bytes before it) become the vnet header. It asks the receiving kernel to
+    /// complete a transport checksum the sender left partial (see
+    /// `switchyard_encap::partial`); otherwise it claims nothing and the kernel verifies.
     pub fn strip_header(packet: &mut PacketBuf) {
         let vnet_and_vxlan = RX_OFFSET + vxlan::HEADER_LEN;
         if let Some(head) = packet.wire_mut().get_mut(..vnet_and_vxlan) {
             head.fill(0);
+        }
+        if let Some((start, offset)) = partial_checksum(packet.frame()) {
+            if let Some(mut hdr) = packet.vnet_hdr_mut() {
+                hdr.set_flags(vnet::F_NEEDS_CSUM);
+                hdr.set_csum_start(start);
+                hdr.set_csum_offset(offset);
+            }
         }
     }
 }
