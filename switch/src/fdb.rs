@@ -196,12 +196,6 @@ impl MacTable {
         &self.config
     }
 
-    /// Changes the limits. Lowering a cap does not evict at once; it takes effect as
-    /// addresses are learned.
-    pub fn set_config(&mut self, config: FdbConfig) {
-        self.config = config;
-    }
-
     pub fn counters(&self) -> FdbCounters {
         self.counters
     }
@@ -243,6 +237,12 @@ impl MacTable {
         let slot = &self.slots[index as usize];
         if slot.is_static {
             return Learned::Static;
+        }
+        if self.is_expired(slot, now) {
+            // Aged out but not yet reclaimed: as good as absent.
+            self.remove(vlan, mac);
+            self.counters.aged += 1;
+            return self.learn_new(now, vlan, mac, port);
         }
         if slot.port == port {
             if now.since(slot.last_seen) >= REFRESH_GRANULARITY {
@@ -618,6 +618,23 @@ mod tests {
         assert_eq!(fdb.expire(secs(500)), 1);
         assert_eq!(fdb.counters().aged, 2);
         assert_eq!(fdb.next_expiry(), None);
+    }
+
+    #[test]
+    fn relearning_an_aged_entry_elsewhere_is_new_not_a_move() {
+        let mut fdb = MacTable::new(FdbConfig::default());
+        fdb.learn(secs(0), vlan(1), mac(1), PortId(1));
+        assert_eq!(
+            fdb.learn(secs(400), vlan(1), mac(1), PortId(2)),
+            Learned::New
+        );
+        assert_eq!(fdb.counters().moved, 0);
+        assert_eq!(fdb.counters().aged, 1);
+        assert_eq!(fdb.lookup(secs(400), vlan(1), mac(1)), Some(PortId(2)));
+        assert_eq!(
+            (fdb.dynamic_len(PortId(1)), fdb.dynamic_len(PortId(2))),
+            (0, 1)
+        );
     }
 
     #[test]

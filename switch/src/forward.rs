@@ -27,7 +27,7 @@ use switchyard_encap::Vni;
 use crate::fdb::{FdbConfig, FlushFilter, MacTable};
 use crate::port::{PortId, PortMode};
 use crate::time::Time;
-use crate::wire::{EthernetFrame, MacAddr, PacketBuf, VlanId, VlanSet};
+use crate::wire::{EtherType, EthernetFrame, MacAddr, PacketBuf, VlanId, VlanSet};
 
 /// Why a frame was not forwarded. Counted per ingress port (per egress port for the
 /// transmit-side reasons, and switch-wide when there is no port), never returned as an error.
@@ -69,6 +69,10 @@ pub enum DropReason {
     InnerTagged,
     /// A frame from one tunnel port was headed for another: each VTEP replicates itself.
     SplitHorizon,
+    /// A second 802.1Q tag sits right after the one the frame was classified by (or
+    /// after a priority tag): popping one would expose the other, the classic VLAN-hopping
+    /// trick, so such frames are never forwarded.
+    DoubleTagged,
     /// After encapsulation the frame would exceed the underlay MTU.
     TooBig,
     /// A TAP handed over an offload (GSO) frame switchd cannot segment.
@@ -76,7 +80,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::InvalidSource,
         DropReason::ReservedMulticast,
@@ -94,6 +98,7 @@ impl DropReason {
         DropReason::TruncatedInner,
         DropReason::InnerTagged,
         DropReason::SplitHorizon,
+        DropReason::DoubleTagged,
         DropReason::TooBig,
         DropReason::BadOffload,
     ];
@@ -117,6 +122,7 @@ impl DropReason {
             DropReason::TruncatedInner => "truncated_inner",
             DropReason::InnerTagged => "inner_tagged",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::DoubleTagged => "double_tagged",
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
         }
@@ -513,6 +519,9 @@ impl Switch {
             Ok(vlan) => vlan,
             Err(reason) => return self.count_drop(in_port, reason),
         };
+        if eth.tci().is_some() && eth.payload_ethertype() == EtherType::VLAN {
+            return self.count_drop(in_port, DropReason::DoubleTagged);
+        }
         self.forward(now, in_port, vlan, eth.src(), eth.dst())
     }
 
@@ -540,6 +549,9 @@ impl Switch {
         };
         if eth.tci().is_some() && !self.overlay.accept_inner_tagged {
             return self.count_drop(in_port, DropReason::InnerTagged);
+        }
+        if eth.tci().is_some() && eth.payload_ethertype() == EtherType::VLAN {
+            return self.count_drop(in_port, DropReason::DoubleTagged);
         }
         self.forward(now, in_port, vlan, eth.src(), eth.dst())
     }

@@ -347,40 +347,130 @@ fn removing_a_port_forgets_what_it_learned() {
     assert!(net.switch_mut(sw).remove_port(pa).is_err());
 }
 
+/// A frame tagged `outer` whose payload starts with another 802.1Q tag for `inner`.
+fn double_tagged(src: MacAddr, outer: u16, inner: u16) -> Vec<u8> {
+    let mut payload = vec![0x81, 0x00];
+    payload.extend_from_slice(&inner.to_be_bytes());
+    payload.extend_from_slice(&[0x88, 0xb5]);
+    payload.extend_from_slice(b"hop");
+    let mut f = frame(MacAddr::BROADCAST, src, Some(outer), &payload);
+    // frame() wrote the inner EtherType 0x88b5 after the outer tag; make it 802.1Q.
+    f[16..18].copy_from_slice(&[0x81, 0x00]);
+    f[18..20].copy_from_slice(&inner.to_be_bytes());
+    f[20..22].copy_from_slice(&[0x88, 0xb5]);
+    f
+}
+
+#[test]
+fn double_tagging_cannot_hop_vlans() {
+    let mut net = Network::new();
+    let s1 = net.add_switch(FdbConfig::default());
+    let s2 = net.add_switch(FdbConfig::default());
+    // The classic setup: the trunk's native VLAN is the attacker's access VLAN.
+    let up1 = net.add_port(s1, trunk("20,30", Some(30)));
+    let up2 = net.add_port(s2, trunk("20,30", Some(30)));
+    net.link((s1, up1), (s2, up2));
+    let attacker = net.add_host(s1, access(30));
+    let trunk_attacker = net.add_host(s1, trunk("30", None));
+    let victim = net.add_host(s2, access(20));
+
+    // A priority tag wrapped around a VLAN 20 tag, from an access port of VLAN 30.
+    let d = net.send(attacker, &double_tagged(mac(66), 0, 20));
+    assert_eq!(d, Decision::Drop(DropReason::DoubleTagged));
+    // A VLAN 30 tag (the native VLAN, popped on the way out) around a VLAN 20 tag.
+    let d = net.send(trunk_attacker, &double_tagged(mac(67), 30, 20));
+    assert_eq!(d, Decision::Drop(DropReason::DoubleTagged));
+    assert!(net.take_inbox(victim).is_empty());
+}
+
+#[test]
+fn a_flood_keeps_the_priority_on_every_trunk() {
+    let mut net = Network::new();
+    let sw = net.add_switch(FdbConfig::default());
+    let from = net.add_host(sw, trunk("10", None));
+    // The access port comes first, so the tag is popped before it is pushed again.
+    let access_host = net.add_host(sw, access(10));
+    let other_trunk = net.add_host(sw, trunk("10", None));
+    let mut f = frame(MacAddr::BROADCAST, mac(1), Some(10), b"");
+    f[14] |= 0xa0; // priority 5
+    net.send(from, &f);
+    assert_eq!(tag_of(&net.take_inbox(access_host)[0]), None);
+    let got = net.take_inbox(other_trunk);
+    assert_eq!(got[0][14] >> 5, 5, "priority lost in the flood");
+    assert_eq!(tag_of(&got[0]), Some(10));
+}
+
 mod random_traffic {
     use super::*;
     use proptest::prelude::*;
 
+    /// What a sender puts on the wire: untagged, a priority tag, its VLAN's tag, another
+    /// VLAN's tag, or a VLAN tag around a second tag.
+    #[derive(Clone, Copy, Debug)]
+    enum Tagging {
+        Untagged,
+        Priority,
+        Own,
+        Other,
+        Double,
+    }
+
+    fn tagging() -> impl Strategy<Value = Tagging> {
+        prop_oneof![
+            Just(Tagging::Untagged),
+            Just(Tagging::Priority),
+            Just(Tagging::Own),
+            Just(Tagging::Other),
+            Just(Tagging::Double),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Whatever hosts send, a frame only ever reaches hosts of its own VLAN, never
-        /// comes back to its sender, and arrives untagged at access ports.
+        /// Whatever hosts send, however they tag it, a frame only ever reaches hosts of
+        /// the sender's VLAN, never comes back to its sender, and arrives untagged at
+        /// access ports and tagged with the right VLAN at trunk ports.
         #[test]
-        fn frames_never_cross_vlans(sends in proptest::collection::vec((0usize..6, 0usize..7, any::<bool>()), 1..80)) {
+        fn frames_never_cross_vlans(sends in proptest::collection::vec((0usize..8, 0usize..9, tagging(), any::<bool>()), 1..80)) {
             let mut net = Network::new();
             let s1 = net.add_switch(FdbConfig::default());
             let s2 = net.add_switch(FdbConfig::default());
-            let up1 = net.add_port(s1, trunk("10,20", None));
-            let up2 = net.add_port(s2, trunk("10,20", None));
+            let up1 = net.add_port(s1, trunk("10,20", Some(20)));
+            let up2 = net.add_port(s2, trunk("10,20", Some(20)));
             net.link((s1, up1), (s2, up2));
-            let vlans = [10u16, 20, 10, 20, 10, 20];
+            // Hosts 0-5 on access ports; 6 and 7 on trunk ports carrying their VLAN tagged.
+            let vlans = [10u16, 20, 10, 20, 10, 20, 10, 20];
             let hosts: Vec<HostId> = vlans
                 .iter()
                 .enumerate()
-                .map(|(i, v)| net.add_host(if i < 3 { s1 } else { s2 }, access(*v)))
+                .map(|(i, v)| {
+                    let sw = if i % 2 == 0 { s1 } else { s2 };
+                    let mode = if i < 6 { access(*v) } else { trunk(&v.to_string(), None) };
+                    net.add_host(sw, mode)
+                })
                 .collect();
-            for (from, to, wait) in sends {
-                let dst = if to == 6 { MacAddr::BROADCAST } else { mac(to as u8) };
-                net.send(hosts[from], &frame(dst, mac(from as u8), None, &[from as u8]));
+            for (from, to, tagging, wait) in sends {
+                let dst = if to == 8 { MacAddr::BROADCAST } else { mac(to as u8) };
+                let own = vlans[from];
+                let other = if own == 10 { 20 } else { 10 };
+                let f = match tagging {
+                    Tagging::Untagged => frame(dst, mac(from as u8), None, &[from as u8]),
+                    Tagging::Priority => frame(dst, mac(from as u8), Some(0), &[from as u8]),
+                    Tagging::Own => frame(dst, mac(from as u8), Some(own), &[from as u8]),
+                    Tagging::Other => frame(dst, mac(from as u8), Some(other), &[from as u8]),
+                    Tagging::Double => double_tagged(mac(from as u8), own, other),
+                };
+                net.send(hosts[from], &f);
                 if wait {
                     net.advance(Duration::from_secs(100));
                 }
                 for (i, h) in hosts.iter().enumerate() {
                     for got in net.take_inbox(*h) {
-                        prop_assert_eq!(tag_of(&got), None);
-                        let sender = got[14] as usize;
+                        let tag = tag_of(&got);
+                        let sender = got[if tag.is_some() { 18 } else { 14 }] as usize;
                         prop_assert_ne!(sender, i, "a host got its own frame back");
                         prop_assert_eq!(vlans[sender], vlans[i], "frame crossed VLANs");
+                        prop_assert_eq!(tag, (i >= 6).then_some(vlans[i]), "wrong tagging at host {}", i);
                     }
                 }
             }

@@ -20,6 +20,9 @@ pub struct PacketBuf {
     start: usize,
     end: usize,
     has_vnet_hdr: bool,
+    /// Priority and drop-eligible bits of the last tag popped, so that a tag pushed
+    /// again (a flood reaching an access port, then a trunk) keeps them.
+    popped_priority: u16,
 }
 
 impl PacketBuf {
@@ -30,6 +33,7 @@ impl PacketBuf {
             start: HEADROOM,
             end: HEADROOM,
             has_vnet_hdr,
+            popped_priority: 0,
         }
     }
 
@@ -47,6 +51,7 @@ impl PacketBuf {
     pub fn read_space(&mut self) -> &mut [u8] {
         self.start = HEADROOM;
         self.end = HEADROOM;
+        self.popped_priority = 0;
         &mut self.data[HEADROOM..]
     }
 
@@ -98,7 +103,8 @@ impl PacketBuf {
     }
 
     /// Makes the frame carry `want` as its 802.1Q tag, or no tag at all for `None`:
-    /// pushes, pops or rewrites the tag (keeping its priority bits), and moves the vnet
+    /// pushes, pops or rewrites the tag (keeping its priority bits, also across a pop
+    /// and a later push), and moves the vnet
     /// header's offsets by the 4 bytes the tag adds or removes. Only the headers in front
     /// of the tag move; the payload stays where it is.
     pub fn set_vlan_tag(&mut self, want: Option<VlanId>) -> Result<(), WireError> {
@@ -130,6 +136,8 @@ impl PacketBuf {
                 self.data[tci_at..tci_at + 2].copy_from_slice(&tci.with_vlan(vlan).0.to_be_bytes());
             }
             (true, None) => {
+                let tci = u16::from_be_bytes([self.data[tag_at + 2], self.data[tag_at + 3]]);
+                self.popped_priority = tci & 0xf000;
                 self.data
                     .copy_within(self.start..tag_at, self.start + VLAN_TAG_LEN);
                 self.start += VLAN_TAG_LEN;
@@ -146,7 +154,7 @@ impl PacketBuf {
                 self.start -= VLAN_TAG_LEN;
                 let tag_at = tag_at - VLAN_TAG_LEN;
                 self.data[tag_at..tag_at + 2].copy_from_slice(&EtherType::VLAN.0.to_be_bytes());
-                let tci = Tci::new(0, false, vlan.get());
+                let tci = Tci(self.popped_priority | vlan.get());
                 self.data[tag_at + 2..tag_at + 4].copy_from_slice(&tci.0.to_be_bytes());
                 if let Some(mut hdr) = self.vnet_hdr_mut() {
                     hdr.shift_offsets(VLAN_TAG_LEN as i16);
@@ -213,6 +221,26 @@ mod tests {
         buf.set_vlan_tag(Some(vlan(20))).unwrap();
         assert_eq!(&buf.frame()[12..16], &[0x81, 0x00, 0xa0, 0x14]);
         assert_eq!(buf.frame().len(), tagged.len());
+    }
+
+    #[test]
+    fn priority_survives_a_pop_and_a_push() {
+        let mut tagged = UNTAGGED[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0xb0, 0x0a]); // priority 5, DEI, vid 10
+        tagged.extend_from_slice(&UNTAGGED[12..]);
+        let mut buf = PacketBuf::from_wire(&tagged, false);
+        buf.set_vlan_tag(None).unwrap();
+        buf.set_vlan_tag(Some(vlan(20))).unwrap();
+        assert_eq!(&buf.frame()[12..16], &[0x81, 0x00, 0xb0, 0x14]);
+        buf.read_space();
+        buf.set_len(0);
+        let mut fresh = PacketBuf::from_wire(&UNTAGGED, false);
+        fresh.set_vlan_tag(Some(vlan(20))).unwrap();
+        assert_eq!(
+            &fresh.frame()[12..16],
+            &[0x81, 0x00, 0x00, 0x14],
+            "an untagged frame gets priority 0"
+        );
     }
 
     #[test]
