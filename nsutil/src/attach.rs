@@ -2,9 +2,18 @@
 //! `nsutil attach` and the CNI plugin.
 //!
 //! switchd creates the TAP inside the namespace under its final name; this side then
-//! configures it there (MAC, MTU, up, address, default route) over rtnetlink. If any
-//! step after switchd created the port fails, the port is detached again, so a failed
-//! attach leaves nothing behind.
+//! configures it there (MAC, MTU, up, address, default route) over rtnetlink.
+//!
+//! * If any step after switchd created the port fails, the port is removed again by its
+//!   id, so a failed attach leaves nothing behind. If that removal fails too, the error
+//!   says how to remove the port by hand.
+//! * If switchd's answer to the attach is lost (the connection broke or timed out), it
+//!   may or may not have made the port; a port that is still down, as switchd makes
+//!   it, is detached again on a fresh connection.
+//! * If (namespace, ifname) is attached already, nothing is created. A port in another
+//!   VLAN mode, or with another address, is an error and is left alone. A port that an
+//!   earlier, interrupted attach left unconfigured (no address, or down when no address
+//!   is asked for) is configured now; a configured one is reported as it is.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -15,11 +24,11 @@ use serde::Serialize;
 use switchyard::control::{
     AttachRequest, Attached, Client, ClientError, Detached, PortInfo, Request,
 };
-use switchyard::port::PortMode;
+use switchyard::port::{PortId, PortMode};
 use switchyard::wire::MacAddr;
 
 use crate::netns::{Netns, NetnsError, NetnsId, NetnsRef};
-use crate::rtnl::{validate_ifname, InvalidIfname, Rtnl, RtnlError};
+use crate::rtnl::{validate_ifname, InvalidIfname, Link, Rtnl, RtnlError};
 
 /// The interface name a container gets unless told otherwise.
 pub const DEFAULT_IFNAME: &str = "eth0";
@@ -200,7 +209,7 @@ pub enum AttachError {
     },
 
     /// switchd created the port, then configuring it in the namespace failed. The port
-    /// has been detached again.
+    /// has been removed again.
     #[error("configuring {port} in its namespace failed: {source}")]
     Configure {
         port: String,
@@ -216,15 +225,77 @@ pub enum AttachError {
         source: RtnlError,
     },
 
-    /// Configuring failed, and so did removing the port again.
-    #[error("{source}; removing the half-made port failed too ({rollback}); remove it with `nsutil detach {netns} --ifname {ifname}`")]
+    /// The port is attached already in another VLAN mode; nothing was changed.
+    #[error("{port} is already attached as {existing}; change it with `swctl port set {switchd_name} {}` or `{detach}` first", swctl_mode_args(.requested))]
+    ModeMismatch {
+        port: String,
+        /// The port's name as switchd knows it.
+        switchd_name: String,
+        existing: PortMode,
+        requested: PortMode,
+        /// The command that detaches the port.
+        detach: String,
+    },
+
+    /// The port is attached already with other addresses; nothing was changed.
+    #[error("{port} is already attached with {}; detach first to change its address to {requested}: `{detach}`", join(.existing))]
+    AddressMismatch {
+        port: String,
+        existing: Vec<IpNet>,
+        requested: IpNet,
+        /// The command that detaches the port.
+        detach: String,
+    },
+
+    /// An earlier attach was interrupted before it configured the port, and configuring
+    /// it now failed. The port is left as it was (it was not made by this attach).
+    #[error("{source}; {port} was left unconfigured by an earlier, interrupted attach and stays so: remove it with `{detach}`, or fix the cause and attach again")]
+    Complete {
+        port: String,
+        #[source]
+        source: Box<AttachError>,
+        /// The command that detaches the port.
+        detach: String,
+    },
+
+    /// Attaching failed after switchd made the port, and so did removing the port again.
+    #[error("{source}; removing the half-made port {port} failed too ({rollback}); remove it with `swctl port del {port}`")]
     RollbackFailed {
         #[source]
         source: Box<AttachError>,
         rollback: ClientError,
-        netns: String,
-        ifname: String,
+        /// The port left behind.
+        port: PortId,
     },
+}
+
+/// The `swctl port set` flags that give a port `mode`.
+fn swctl_mode_args(mode: &PortMode) -> String {
+    match mode {
+        PortMode::Access { vlan } => format!("--vlan {vlan}"),
+        PortMode::Trunk {
+            allowed,
+            native: None,
+        } => format!("--trunk {allowed}"),
+        PortMode::Trunk {
+            allowed,
+            native: Some(native),
+        } => format!("--trunk {allowed} --native {native}"),
+    }
+}
+
+fn join(addresses: &[IpNet]) -> String {
+    let text: Vec<String> = addresses.iter().map(IpNet::to_string).collect();
+    text.join(" ")
+}
+
+/// The `nsutil detach` command for (namespace, ifname).
+fn detach_command(netns: &NetnsRef, ifname: &str) -> String {
+    if ifname == DEFAULT_IFNAME {
+        format!("nsutil detach {netns}")
+    } else {
+        format!("nsutil detach {netns} --ifname {ifname}")
+    }
 }
 
 /// What an attach assigned (or, when the port already existed, what is there now).
@@ -234,8 +305,13 @@ pub struct Attachment {
     pub netns: String,
     pub netns_path: PathBuf,
     pub ifname: String,
-    /// False when (namespace, ifname) was attached already and nothing was changed.
+    /// True when this attach made the port; false when (namespace, ifname) was attached
+    /// already.
     pub created: bool,
+    /// True when the port was attached already but left unconfigured by an earlier,
+    /// interrupted attach, and this attach configured it. When both this and `created`
+    /// are false, nothing was changed.
+    pub completed: bool,
     pub port: PortInfo,
     pub mac: MacAddr,
     pub mtu: u32,
@@ -250,6 +326,11 @@ impl fmt::Display for Attachment {
         let name = format!("{}/{}", self.netns, self.ifname);
         if self.created {
             write!(f, "attached {name}: ")?;
+        } else if self.completed {
+            write!(
+                f,
+                "attached {name} (completed an earlier, interrupted attach): "
+            )?;
         } else {
             write!(f, "{name} already attached: ")?;
         }
@@ -304,7 +385,8 @@ fn port_name(netns: &NetnsRef, ifname: &str) -> String {
 }
 
 /// Attaches the namespace to switchd through the control socket at `socket`, and
-/// configures the interface. See the module documentation for the steps.
+/// configures the interface. See the module documentation for the steps, and for what
+/// happens when (namespace, ifname) is attached already.
 pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, AttachError> {
     options.validate()?;
     let netns = Netns::open(&options.netns)?;
@@ -325,38 +407,45 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         mode: options.mode.clone(),
         label,
     });
-    let attached: Attached = client.call(&request).map_err(switchd_err)?;
+    let attached: Attached = match client.call(&request) {
+        Ok(attached) => attached,
+        Err(source @ (ClientError::Io { .. } | ClientError::Protocol(_))) => {
+            // switchd may have made the port before the answer was lost.
+            remove_unanswered(socket, &netns, options);
+            return Err(switchd_err(source));
+        }
+        Err(source) => return Err(switchd_err(source)),
+    };
     if !attached.created {
-        return inspect(&netns, options, attached.port);
+        return resume(&netns, options, attached.port);
     }
     let mac = options
         .mac
         .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
     match netns.run(|| configure(options, &port, mac)) {
-        Ok(()) => Ok(Attachment {
-            netns: options.netns.label(),
-            netns_path: options.netns.path(),
-            ifname: options.ifname.clone(),
-            created: true,
-            port: attached.port,
-            mac,
-            mtu: options.mtu,
-            addresses: options.addr.into_iter().collect(),
-            gateway: options.gateway,
-        }),
-        Err(err) => match roll_back(&mut client, socket, options) {
-            Ok(()) => Err(err),
-            Err(rollback) => Err(AttachError::RollbackFailed {
-                source: Box::new(err),
-                rollback,
-                netns: options.netns.label(),
-                ifname: options.ifname.clone(),
-            }),
-        },
+        Ok(()) => Ok(configured(options, attached.port, mac, true)),
+        Err(err) => Err(roll_back(&mut client, socket, attached.port.id, err)),
     }
 }
 
-/// Runs inside the namespace: the configuration steps after switchd made the TAP.
+/// The report of a port this call configured (whether it made the port or completed it).
+fn configured(options: &AttachOptions, port: PortInfo, mac: MacAddr, created: bool) -> Attachment {
+    Attachment {
+        netns: options.netns.label(),
+        netns_path: options.netns.path(),
+        ifname: options.ifname.clone(),
+        created,
+        completed: !created,
+        port,
+        mac,
+        mtu: options.mtu,
+        addresses: options.addr.into_iter().collect(),
+        gateway: options.gateway,
+    }
+}
+
+/// Runs inside the namespace: the configuration steps after switchd made the TAP. Each
+/// step is idempotent, so this also completes a port an interrupted attach left behind.
 fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<(), AttachError> {
     let fail = |source| AttachError::Configure {
         port: port.to_string(),
@@ -378,44 +467,103 @@ fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<(), At
     Ok(())
 }
 
-/// Reports an existing port as it is, changing nothing.
-fn inspect(
+/// An interface as it is now.
+struct LinkState {
+    link: Link,
+    /// Without link-local addresses.
+    addresses: Vec<IpNet>,
+    gateway: Option<IpAddr>,
+}
+
+/// Reads the interface's state; runs inside the namespace.
+fn read_state(ifname: &str) -> Result<LinkState, RtnlError> {
+    let mut rtnl = Rtnl::open()?;
+    let link = rtnl.link(ifname)?;
+    let addresses = rtnl
+        .addresses(&link)?
+        .into_iter()
+        .filter(|addr| !is_link_local(addr))
+        .collect();
+    let gateway = rtnl
+        .routes(&link)?
+        .into_iter()
+        .filter(|route| route.is_default())
+        .find_map(|route| route.gateway);
+    Ok(LinkState {
+        link,
+        addresses,
+        gateway,
+    })
+}
+
+/// switchd reported (namespace, ifname) attached already. A port in another mode or with
+/// another address is an error and left alone; one an interrupted attach left
+/// unconfigured is configured now; otherwise it is reported as it is.
+fn resume(
     netns: &Netns,
     options: &AttachOptions,
     port: PortInfo,
 ) -> Result<Attachment, AttachError> {
     let name = port_name(&options.netns, &options.ifname);
-    let fail = |source| AttachError::Inspect {
-        port: name.clone(),
-        source,
-    };
-    let (link, addresses, gateway) = netns.run(|| {
-        let mut rtnl = Rtnl::open().map_err(fail)?;
-        let link = rtnl.link(&options.ifname).map_err(fail)?;
-        let addresses = rtnl.addresses(&link).map_err(fail)?;
-        let gateway = rtnl
-            .routes(&link)
-            .map_err(fail)?
-            .into_iter()
-            .filter(|route| route.is_default())
-            .find_map(|route| route.gateway);
-        Ok::<_, AttachError>((link, addresses, gateway))
+    let detach = detach_command(&options.netns, &options.ifname);
+    if port.mode != options.mode {
+        return Err(AttachError::ModeMismatch {
+            port: name,
+            switchd_name: port.name,
+            existing: port.mode,
+            requested: options.mode.clone(),
+            detach,
+        });
+    }
+    let state = netns.run(|| {
+        read_state(&options.ifname).map_err(|source| AttachError::Inspect {
+            port: name.clone(),
+            source,
+        })
     })?;
+    // configure() brings the link up before it adds the address, so an attach that
+    // stopped anywhere before its address (or, without one, before `up`) shows here.
+    let unconfigured = match options.addr {
+        Some(_) => state.addresses.is_empty(),
+        None => !state.link.up,
+    };
+    if unconfigured {
+        let mac = options
+            .mac
+            .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
+        return match netns.run(|| configure(options, &name, mac)) {
+            Ok(()) => Ok(configured(options, port, mac, false)),
+            Err(source) => Err(AttachError::Complete {
+                port: name,
+                source: Box::new(source),
+                detach,
+            }),
+        };
+    }
+    if let Some(addr) = options.addr {
+        if !state.addresses.contains(&addr) {
+            return Err(AttachError::AddressMismatch {
+                port: name,
+                existing: state.addresses,
+                requested: addr,
+                detach,
+            });
+        }
+    }
     Ok(Attachment {
         netns: options.netns.label(),
         netns_path: options.netns.path(),
         ifname: options.ifname.clone(),
         created: false,
+        completed: false,
         port,
-        mac: link
+        mac: state
+            .link
             .mac
             .unwrap_or_else(|| default_mac(None, netns.id(), &options.ifname)),
-        mtu: link.mtu,
-        addresses: addresses
-            .into_iter()
-            .filter(|addr| !is_link_local(addr))
-            .collect(),
-        gateway,
+        mtu: state.link.mtu,
+        addresses: state.addresses,
+        gateway: state.gateway,
     })
 }
 
@@ -426,23 +574,53 @@ fn is_link_local(addr: &IpNet) -> bool {
     }
 }
 
-/// Detaches the port just created, on the same connection, or a new one if that broke.
-fn roll_back(
-    client: &mut Client,
-    socket: &Path,
-    options: &AttachOptions,
-) -> Result<(), ClientError> {
+/// Removes port `id`, which this attach made, after `err`; returns the error to report.
+/// Removal goes by id, not by (namespace, ifname), so it removes exactly that port or
+/// fails, however the namespace path resolves now. It uses the same connection, or a
+/// new one if that broke.
+fn roll_back(client: &mut Client, socket: &Path, id: PortId, err: AttachError) -> AttachError {
+    let request = Request::PortDel {
+        port: id.to_string(),
+    };
+    let removed = match client.call::<PortInfo>(&request) {
+        Err(ClientError::Io { .. }) => {
+            Client::connect(socket).and_then(|mut client| client.call::<PortInfo>(&request))
+        }
+        other => other,
+    };
+    match removed {
+        Ok(_) => err,
+        Err(rollback) => AttachError::RollbackFailed {
+            source: Box::new(err),
+            rollback,
+            port: id,
+        },
+    }
+}
+
+/// Best effort, after switchd's answer to an attach was lost: detaches (namespace,
+/// ifname) on a new connection, unless its interface is up. switchd makes TAPs down, so
+/// an interface that is up was configured before this attach, and stays.
+fn remove_unanswered(socket: &Path, netns: &Netns, options: &AttachOptions) {
+    let up = netns.run(|| {
+        let inspect = |source| AttachError::Inspect {
+            port: port_name(&options.netns, &options.ifname),
+            source,
+        };
+        match Rtnl::open().map_err(inspect)?.link(&options.ifname) {
+            Ok(link) => Ok(link.up),
+            Err(RtnlError::NoSuchLink { .. }) => Ok(false),
+            Err(err) => Err(inspect(err)),
+        }
+    });
+    if matches!(up, Ok(true)) {
+        return;
+    }
     let request = Request::Detach {
         netns: options.netns.path(),
         ifname: options.ifname.clone(),
     };
-    match client.call::<Detached>(&request) {
-        Ok(_) => Ok(()),
-        Err(ClientError::Io { .. }) => Client::connect(socket)?
-            .call::<Detached>(&request)
-            .map(drop),
-        Err(err) => Err(err),
-    }
+    let _ = Client::connect(socket).and_then(|mut client| client.call::<Detached>(&request));
 }
 
 /// Detaches (namespace, ifname) from switchd; its TAP disappears. `Ok(None)` when
@@ -697,6 +875,7 @@ mod tests {
             netns_path: "/run/netns/red".into(),
             ifname: "eth0".into(),
             created: true,
+            completed: false,
             port,
             mac: "02:42:0a:00:00:01".parse().unwrap(),
             mtu: 1500,
@@ -708,6 +887,12 @@ mod tests {
             "attached red/eth0: port 3, access vlan 10, mac 02:42:0a:00:00:01, 10.0.0.1/24 via 10.0.0.254"
         );
         attachment.created = false;
+        attachment.completed = true;
+        assert_eq!(
+            attachment.to_string(),
+            "attached red/eth0 (completed an earlier, interrupted attach): port 3, access vlan 10, mac 02:42:0a:00:00:01, 10.0.0.1/24 via 10.0.0.254"
+        );
+        attachment.completed = false;
         attachment.gateway = None;
         attachment.mtu = 9000;
         assert_eq!(
@@ -719,5 +904,57 @@ mod tests {
         assert_eq!(json["port"]["vlan"], 10);
         assert_eq!(json["addresses"][0], "10.0.0.1/24");
         assert_eq!(json["created"], false);
+        assert_eq!(json["completed"], false);
+    }
+
+    #[test]
+    fn conflicts_say_what_to_do() {
+        let vlan = |id| PortMode::Access {
+            vlan: VlanId::new(id).unwrap(),
+        };
+        let mode = AttachError::ModeMismatch {
+            port: "red/eth0".into(),
+            switchd_name: "red/eth0".into(),
+            existing: vlan(10),
+            requested: vlan(20),
+            detach: detach_command(&NetnsRef::parse("red").unwrap(), "eth0"),
+        };
+        assert_eq!(
+            mode.to_string(),
+            "red/eth0 is already attached as access vlan 10; change it with `swctl port set red/eth0 --vlan 20` or `nsutil detach red` first"
+        );
+        let trunk = AttachError::ModeMismatch {
+            port: "red/t0".into(),
+            switchd_name: "red/t0".into(),
+            existing: vlan(10),
+            requested: PortMode::Trunk {
+                allowed: "10,20-22".parse().unwrap(),
+                native: VlanId::new(5),
+            },
+            detach: detach_command(&NetnsRef::parse("red").unwrap(), "t0"),
+        };
+        assert_eq!(
+            trunk.to_string(),
+            "red/t0 is already attached as access vlan 10; change it with `swctl port set red/t0 --trunk 10,20-22 --native 5` or `nsutil detach red --ifname t0` first"
+        );
+        let address = AttachError::AddressMismatch {
+            port: "red/eth0".into(),
+            existing: vec!["10.0.0.1/24".parse().unwrap()],
+            requested: "10.0.0.2/24".parse().unwrap(),
+            detach: "nsutil detach red".into(),
+        };
+        assert_eq!(
+            address.to_string(),
+            "red/eth0 is already attached with 10.0.0.1/24; detach first to change its address to 10.0.0.2/24: `nsutil detach red`"
+        );
+        let rollback = AttachError::RollbackFailed {
+            source: Box::new(AttachError::Options(OptionsError::Mtu { mtu: 1 })),
+            rollback: ClientError::Refused("no such port \"7\"".into()),
+            port: switchyard::PortId(7),
+        };
+        assert_eq!(
+            rollback.to_string(),
+            "invalid MTU 1: give a value from 68 to 65535; removing the half-made port 7 failed too (no such port \"7\"); remove it with `swctl port del 7`"
+        );
     }
 }

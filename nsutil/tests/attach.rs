@@ -130,10 +130,11 @@ fn a_failed_configuration_is_rolled_back() {
         "{text}"
     );
     assert!(text.contains("via 10.9.0.254 dev v0"), "{text}");
-    assert!(matches!(
+    // Removed by id, not by (namespace, ifname).
+    assert_eq!(
         switchd.requests().last(),
-        Some(Request::Detach { .. })
-    ));
+        Some(&Request::PortDel { port: "1".into() })
+    );
     assert!(switchd.ports().is_empty());
     assert!(!link_names(&ns).contains(&"eth0".to_string()));
 }
@@ -147,22 +148,102 @@ fn a_failed_rollback_says_how_to_clean_up() {
     ns.ip(&["link", "set", "v0", "up"]);
     ns.ip(&["addr", "add", "10.9.0.1/24", "dev", "v0"]);
     ns.ip(&["route", "add", "default", "via", "10.9.0.254"]);
-    switchd.state.lock().unwrap().refuse_detach = true;
+    // switchd no longer has the port under that id (say, it was removed and another
+    // made): "nothing to remove" is a failure too, never a clean rollback.
+    switchd.state.lock().unwrap().refuse_port_del = Some("no such port \"1\"".into());
 
     let err = attach::attach(&switchd.path, &access_options(&ns)).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, AttachError::RollbackFailed { .. }), "{text}");
     assert!(
-        text.contains("removing the half-made port failed too (detach refused by the test)"),
-        "{text}"
-    );
-    assert!(
-        text.ends_with(&format!(
-            "remove it with `nsutil detach {} --ifname eth0`",
+        text.starts_with(&format!(
+            "configuring {}/eth0 in its namespace failed: cannot add a default route",
             ns.name
         )),
         "{text}"
     );
+    assert!(
+        text.contains("; removing the half-made port 1 failed too (no such port \"1\")"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("; remove it with `swctl port del 1`"),
+        "{text}"
+    );
+    // Nothing else was tried: no detach by (namespace, ifname).
+    assert!(
+        !switchd
+            .requests()
+            .iter()
+            .any(|r| matches!(r, Request::Detach { .. })),
+        "{:?}",
+        switchd.requests()
+    );
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_lost_attach_answer_removes_the_new_port() {
+    let ns = TestNs::new();
+    let switchd = FakeSwitchd::start();
+    switchd.state.lock().unwrap().drop_attach_answer = true;
+
+    let err = attach::attach(&switchd.path, &access_options(&ns)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AttachError::Switchd {
+                source: ClientError::Io { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot attach {}/eth0: lost the connection",
+            ns.name
+        )),
+        "{err}"
+    );
+    // The port switchd made before the answer was lost is detached again.
+    assert!(matches!(
+        switchd.requests().last(),
+        Some(Request::Detach { .. })
+    ));
+    assert!(switchd.ports().is_empty());
+    assert_eq!(link_names(&ns), ["lo"]);
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_lost_answer_leaves_a_configured_port_alone() {
+    let ns = TestNs::new();
+    let switchd = FakeSwitchd::start();
+    let options = access_options(&ns);
+    let attached = attach::attach(&switchd.path, &options).unwrap();
+    switchd.state.lock().unwrap().drop_attach_answer = true;
+
+    let err = attach::attach(&switchd.path, &options).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AttachError::Switchd {
+                source: ClientError::Io { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The interface is up, so the port predates this attach: it stays.
+    assert!(matches!(
+        switchd.requests().last(),
+        Some(Request::Attach(_))
+    ));
+    assert_eq!(switchd.ports(), [attached.port]);
+    assert!(ns
+        .ip(&["addr", "show", "eth0"])
+        .contains("inet 10.0.0.1/24"));
 }
 
 /// Runs `attach` expecting an error, and checks that nothing was created: no request

@@ -170,13 +170,27 @@ fn create_attach_ls_detach_delete() {
         stdout(&attach),
         format!("attached {name}/eth0: port 1, access vlan 10, mac 02:42:0a:00:00:01, 10.0.0.1/24 via 10.0.0.254\n")
     );
+    // Another VLAN (here the default, 1): refused, nothing changed.
+    assert_fails(
+        &nsutil(&["attach", &name, "--ip", "10.0.0.1/24"], &switchd.path),
+        &format!("{name}/eth0 is already attached as access vlan 10; change it with `swctl port set {name}/eth0 --vlan 1` or `nsutil detach {name}` first"),
+    );
     let again = nsutil(
-        &["attach", &name, "--ip", "10.0.0.1/24", "--json"],
+        &[
+            "attach",
+            &name,
+            "--ip",
+            "10.0.0.1/24",
+            "--vlan",
+            "10",
+            "--json",
+        ],
         &switchd.path,
     );
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(json["created"], false);
+    assert_eq!(json["completed"], false);
     assert_eq!(json["port"]["id"], 1);
     assert_eq!(json["mac"], "02:42:0a:00:00:01");
     assert_eq!(json["addresses"][0], "10.0.0.1/24");

@@ -96,6 +96,11 @@ pub mod fake_switchd {
         pub ports: Vec<PortInfo>,
         pub requests: Vec<Request>,
         pub refuse_detach: bool,
+        /// Answer port_del with this error instead of removing the port.
+        pub refuse_port_del: Option<String>,
+        /// Close the connection instead of answering an attach (after making the port,
+        /// if it is new), as when switchd's answer is lost.
+        pub drop_attach_answer: bool,
         next_id: u32,
     }
 
@@ -141,7 +146,10 @@ pub mod fake_switchd {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
             let answer = match serde_json::from_str::<Request>(&line) {
-                Ok(request) => handle(request, state),
+                Ok(request) => match handle(request, state) {
+                    Some(answer) => answer,
+                    None => return,
+                },
                 Err(err) => json!({ "error": err.to_string() }),
             };
             if writeln!(writer, "{answer}").is_err() {
@@ -168,9 +176,16 @@ pub mod fake_switchd {
         }
     }
 
-    fn handle(request: Request, state: &Mutex<State>) -> serde_json::Value {
+    /// The answer to `request`; `None` closes the connection without one.
+    fn handle(request: Request, state: &Mutex<State>) -> Option<serde_json::Value> {
         let mut state = state.lock().unwrap();
         state.requests.push(request.clone());
+        let drop = state.drop_attach_answer && matches!(request, Request::Attach(_));
+        let answer = answer(request, &mut state);
+        (!drop).then_some(answer)
+    }
+
+    fn answer(request: Request, state: &mut State) -> serde_json::Value {
         match request {
             Request::Attach(attach) => {
                 if let Some(port) = state
@@ -222,8 +237,108 @@ pub mod fake_switchd {
                 }
                 json!({ "result": Detached { port } })
             }
+            Request::PortDel { port } => {
+                if let Some(message) = &state.refuse_port_del {
+                    return json!({ "error": message });
+                }
+                let Some(index) = state.ports.iter().position(|p| p.id.to_string() == port) else {
+                    return json!({ "error": format!("no such port {port:?}") });
+                };
+                let removed = state.ports.remove(index);
+                let _ = ip_in(&removed.netns, &["link", "del", removed.ifname.as_str()]);
+                json!({ "result": removed })
+            }
             Request::PortList => json!({ "result": state.ports }),
             other => json!({ "error": format!("the fake switchd does not do {other:?}") }),
+        }
+    }
+}
+
+pub mod real_switchd {
+    //! The real switchd, built by `cargo build --workspace --bins` (as `make test`
+    //! does), with its own socket and state directory; stopped with SIGTERM and its
+    //! directory removed on drop, even when the test fails.
+
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use switchyard::control::{Client, PortInfo, Request};
+
+    /// Path of a workspace binary. Tests run from `target/<profile>/deps/`; the binaries
+    /// are in `target/<profile>/`.
+    pub fn bin(name: &str) -> PathBuf {
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile> directory");
+        let path = dir.join(name);
+        assert!(
+            path.exists(),
+            "{} is not built; run `cargo build --workspace --bins` (or `make test`) first",
+            path.display()
+        );
+        path
+    }
+
+    pub struct Switchd {
+        pub dir: PathBuf,
+        pub socket: PathBuf,
+        child: Child,
+    }
+
+    impl Switchd {
+        pub fn start() -> Switchd {
+            let dir = std::env::temp_dir().join(super::unique_name());
+            std::fs::create_dir_all(&dir).expect("test directory");
+            let log = std::fs::File::create(dir.join("switchd.log")).expect("log file");
+            let socket = dir.join("switchd.sock");
+            let child = Command::new(bin("switchd"))
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .args(["--log", "debug"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start switchd");
+            let switchd = Switchd { dir, socket, child };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::os::unix::net::UnixStream::connect(&switchd.socket).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "switchd did not come up; log:\n{}",
+                    switchd.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            switchd
+        }
+
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("switchd.log")).unwrap_or_default()
+        }
+
+        pub fn client(&self) -> Client {
+            Client::connect(&self.socket).expect("connect to switchd")
+        }
+
+        pub fn ports(&self) -> Vec<PortInfo> {
+            self.client()
+                .call(&Request::PortList)
+                .expect("list switchd's ports")
+        }
+    }
+
+    impl Drop for Switchd {
+        fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
