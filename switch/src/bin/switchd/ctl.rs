@@ -18,7 +18,8 @@ use switchyard::wire::{MacAddr, VlanId};
 use switchyard::{PortId, PortMode};
 use switchyard_encap::Vni;
 
-use crate::daemon::{netns_identity, port_name, Daemon, Peer, PortEntry};
+use crate::daemon::{port_name, Daemon, Peer, PortEntry};
+use crate::netns;
 use crate::state::SavedPort;
 use crate::tap::Tap;
 
@@ -97,7 +98,7 @@ fn port_info(daemon: &Daemon, id: PortId) -> PortInfo {
         ifname: entry.saved.ifname.clone(),
         ifindex: entry.saved.ifindex,
         mode: entry.saved.mode.clone(),
-        state: match (&entry.problem, namespace_is_gone(&entry.saved)) {
+        state: match (&entry.problem, entry.problem.is_none() && namespace_is_gone(&entry.saved)) {
             (Some(problem), _) => format!("down: {problem}"),
             (None, true) => format!(
                 "orphaned: namespace {} was deleted, but this port keeps it alive; remove the port with `nsutil detach` or `swctl port del`",
@@ -109,10 +110,11 @@ fn port_info(daemon: &Daemon, id: PortId) -> PortInfo {
 }
 
 /// Whether the namespace file of a port no longer names the namespace the port is in.
-/// (The namespace itself lives on while switchd holds the TAP, which pins it.)
+/// Only asked of ports that are up: their TAP keeps the namespace alive, so its inode
+/// cannot have been reused and comparing inodes is enough.
 fn namespace_is_gone(port: &SavedPort) -> bool {
-    match File::open(&port.netns).and_then(|f| netns_identity(&f)) {
-        Ok(identity) => identity != (port.netns_dev, port.netns_ino),
+    match netns::open(&port.netns).and_then(|f| netns::inode(&f)) {
+        Ok(inode) => inode != (port.netns_dev, port.netns_ino),
         Err(_) => true,
     }
 }
@@ -194,31 +196,25 @@ fn default_label(netns: &Path) -> String {
     text.into_owned()
 }
 
-fn open_netns(netns: &Path) -> Outcome<(File, (u64, u64))> {
-    if !netns.is_absolute() {
+/// Opens the namespace at `path` and identifies it.
+fn open_netns(path: &Path) -> Outcome<(File, netns::Identity)> {
+    if !path.is_absolute() {
         return Err(format!(
             "namespace path {} must be absolute",
-            netns.display()
+            path.display()
         ));
     }
-    let file = File::open(netns).map_err(|err| {
-        format!(
-            "cannot open network namespace {}: {err}; does it exist?",
-            netns.display()
-        )
-    })?;
-    let identity =
-        netns_identity(&file).map_err(|err| format!("cannot stat {}: {err}", netns.display()))?;
+    let file = netns::open(path)
+        .map_err(|err| format!("cannot open network namespace {}: {err}", path.display()))?;
+    let identity = netns::identity(&file).map_err(|err| format!("{}: {err}", path.display()))?;
     Ok((file, identity))
 }
 
-fn find_endpoint(daemon: &Daemon, identity: (u64, u64), ifname: &str) -> Option<PortId> {
+fn find_endpoint(daemon: &Daemon, identity: netns::Identity, ifname: &str) -> Option<PortId> {
     daemon
         .ports
         .iter()
-        .find(|(_, p)| {
-            (p.saved.netns_dev, p.saved.netns_ino) == identity && p.saved.ifname == ifname
-        })
+        .find(|(_, p)| p.saved.netns_cookie == identity.cookie && p.saved.ifname == ifname)
         .map(|(id, _)| *id)
 }
 
@@ -251,8 +247,9 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
             .clone()
             .unwrap_or_else(|| default_label(&req.netns)),
         netns: req.netns.clone(),
-        netns_dev: identity.0,
-        netns_ino: identity.1,
+        netns_dev: identity.dev,
+        netns_ino: identity.ino,
+        netns_cookie: identity.cookie,
         ifname: req.ifname.clone(),
         ifindex: tap.ifindex(),
         mode: req.mode.clone(),

@@ -6,16 +6,14 @@
 //! sleeps in `epoll_wait` until a frame, a request, a signal, or the next FDB expiry.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mio::net::{UnixListener, UnixStream};
+use mio::net::UnixListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
@@ -26,7 +24,9 @@ use switchyard::forward::Egress;
 use switchyard::wire::{PacketBuf, VNET_HDR_LEN};
 use switchyard::{Decision, DropReason, PortId, Switch, Time};
 
+use crate::conn::Conn;
 use crate::ctl;
+use crate::netns;
 use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
 use crate::tap::Tap;
 use crate::vtep::{SendFailure, Vtep};
@@ -42,8 +42,8 @@ const PORT_TOKENS: usize = 1 << 32;
 const BATCH: usize = 64;
 /// A TCP super-frame is at most 64 KiB plus link headers; room for that and the vnet header.
 const MAX_WIRE_LEN: usize = 65536 + 1024;
-/// Requests longer than this are refused and the connection closed.
-const MAX_REQUEST: usize = 1 << 20;
+/// Control connections served at once; more wait in the listen backlog.
+const MAX_CONNS: usize = 256;
 
 /// A port: what is saved about it, and its TAP while it has one.
 pub struct PortEntry {
@@ -51,12 +51,6 @@ pub struct PortEntry {
     pub tap: Option<Tap>,
     /// Why the port is not forwarding, when it is not.
     pub problem: Option<String>,
-}
-
-struct Conn {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
 }
 
 pub struct Options {
@@ -87,11 +81,18 @@ pub struct Daemon {
     pub peers: BTreeMap<PortId, Peer>,
     pub vtep: Option<Vtep>,
     pub store: StateStore,
+    /// This boot's id; namespace cookies saved under another boot mean nothing.
+    boot_id: String,
     pub next_port_id: u32,
     listener: UnixListener,
     socket: PathBuf,
     conns: HashMap<Token, Conn>,
     next_conn: usize,
+    /// Connections with work left after their turn (edge-triggered polling will not
+    /// report them again).
+    conn_backlog: VecDeque<Token>,
+    /// Accepting stopped (connection cap, or out of descriptors): try again soon.
+    accept_pending: bool,
     signals: SignalFd,
     pub started: Instant,
     packet: PacketBuf,
@@ -145,11 +146,14 @@ impl Daemon {
             peers: BTreeMap::new(),
             vtep,
             store,
+            boot_id: netns::boot_id(),
             next_port_id: saved.next_port_id,
             listener,
             socket: options.socket,
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
+            conn_backlog: VecDeque::new(),
+            accept_pending: false,
             signals,
             started: Instant::now(),
             packet: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
@@ -167,11 +171,12 @@ impl Daemon {
 
     /// Reattaches every saved port and reinstalls static FDB entries.
     fn restore(&mut self, saved: SavedState) {
+        let same_boot = !saved.boot_id.is_empty() && saved.boot_id == self.boot_id;
         for port in saved.ports {
             let id = port.id;
             let name = port_name(&port);
             self.switch.set_port(id, port.mode.clone());
-            let (tap, problem) = match reopen(&port) {
+            let (tap, problem) = match reopen(&port, same_boot) {
                 Ok(tap) => {
                     tracing::info!(port = %id, %name, ifindex = port.ifindex, "reattached TAP");
                     (Some(tap), None)
@@ -256,17 +261,18 @@ impl Daemon {
 
     /// Starts watching `tap` as port `id` and marks the port up.
     pub fn install_tap(&mut self, id: PortId, tap: Tap) -> Result<()> {
-        self.poll
-            .registry()
-            .register(
-                &mut SourceFd(&tap.raw_fd()),
-                port_token(id),
-                Interest::READABLE,
-            )
-            .with_context(|| format!("cannot watch TAP {}", tap.name()))?;
+        let (raw_fd, name) = (tap.raw_fd(), tap.name().to_string());
+        // The port owns the TAP before anything can fail, so that whoever undoes a failed
+        // install finds it there (and can destroy it, for a port being created).
         let entry = self.ports.get_mut(&id).context("port vanished")?;
         entry.tap = Some(tap);
-        entry.problem = None;
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&raw_fd), port_token(id), Interest::READABLE)
+            .with_context(|| format!("cannot watch TAP {name}"))?;
+        if let Some(entry) = self.ports.get_mut(&id) {
+            entry.problem = None;
+        }
         let _ = self.switch.set_port_up(id, true);
         // Frames may have queued before we registered; edge-triggered epoll would not say so.
         self.mark_ready(id);
@@ -313,6 +319,7 @@ impl Daemon {
             .collect();
         static_fdb.sort_by_key(|e| (e.vlan, e.mac));
         SavedState {
+            boot_id: self.boot_id.clone(),
             next_port_id: self.next_port_id,
             ports: self.ports.values().map(|p| p.saved.clone()).collect(),
             static_fdb,
@@ -343,7 +350,11 @@ impl Daemon {
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = if self.ready.is_empty() && !self.vxlan_ready {
+            let timeout = if !self.conn_backlog.is_empty() {
+                Some(Duration::ZERO)
+            } else if self.accept_pending {
+                Some(Duration::from_millis(100))
+            } else if self.ready.is_empty() && !self.vxlan_ready {
                 self.switch
                     .next_timeout()
                     .map(|at| at.since(self.now()) + Duration::from_millis(1))
@@ -373,6 +384,10 @@ impl Daemon {
                 }
             }
             self.serve_ready_ports();
+            self.serve_conn_backlog();
+            if self.accept_pending {
+                self.accept();
+            }
             let now = self.now();
             if self.switch.next_timeout().is_some_and(|at| at <= now) {
                 let aged = self.switch.handle_timeout(now);
@@ -481,6 +496,10 @@ impl Daemon {
 
     fn accept(&mut self) {
         loop {
+            if self.conns.len() >= MAX_CONNS {
+                self.accept_pending = true;
+                return;
+            }
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     let token = Token(self.next_conn);
@@ -489,96 +508,80 @@ impl Daemon {
                     } else {
                         self.next_conn + 1
                     };
-                    if let Err(err) =
+                    let registered =
                         self.poll
                             .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
+                            .register(&mut stream, token, Interest::READABLE);
+                    if let Err(err) = registered {
                         tracing::warn!("cannot watch a control connection: {err}");
                         continue;
                     }
-                    self.conns.insert(
-                        token,
-                        Conn {
-                            stream,
-                            inbuf: Vec::new(),
-                            outbuf: Vec::new(),
-                        },
-                    );
+                    self.conns.insert(token, Conn::new(stream));
+                    // It may have sent its request before we watched it.
+                    self.conn_backlog.push_back(token);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    tracing::warn!("accept on the control socket failed: {err}");
+                    // Out of descriptors or memory: the pending connection stays in the
+                    // backlog, and edge-triggered polling will not report it again.
+                    if !self.accept_pending {
+                        tracing::warn!("cannot accept control connections for now: {err}");
+                    }
+                    self.accept_pending = true;
                     return;
                 }
             }
         }
     }
 
-    /// Reads requests from a connection, answers each complete line, flushes answers.
+    /// Gives the connection `token` one turn: flush answers, read (within budget),
+    /// answer up to a batch of requests, flush again.
     fn serve_conn(&mut self, token: Token) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
-        let mut open = true;
-        let mut chunk = [0u8; 4096];
-        loop {
-            match conn.stream.read(&mut chunk) {
-                Ok(0) => {
-                    open = false;
-                    break;
-                }
-                Ok(n) => conn.inbuf.extend_from_slice(&chunk[..n]),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    open = false;
-                    break;
-                }
+        conn.flush();
+        let stopped_at_budget = conn.wants_input() && conn.fill();
+        for _ in 0..crate::conn::LINES_PER_TURN {
+            let Some(line) = conn.next_line() else { break };
+            let answer = ctl::handle_line(self, &line);
+            conn.push_answer(&answer);
+        }
+        conn.end_turn(|| ctl::error_line("request too long (over 1 MiB); closing the connection"));
+        conn.flush();
+        if conn.finished() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            if self.accept_pending {
+                self.accept();
+            }
+            return;
+        }
+        let interest = conn.interest();
+        if self
+            .poll
+            .registry()
+            .reregister(&mut conn.stream, token, interest)
+            .is_err()
+        {
+            return;
+        }
+        if conn.has_more(stopped_at_budget) {
+            self.conn_backlog.push_back(token);
+        }
+        self.conns.insert(token, conn);
+    }
+
+    /// One turn for every connection that still had work.
+    fn serve_conn_backlog(&mut self) {
+        for _ in 0..self.conn_backlog.len() {
+            if let Some(token) = self.conn_backlog.pop_front() {
+                self.serve_conn(token);
             }
         }
-        while let Some(end) = conn.inbuf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = conn.inbuf.drain(..=end).collect();
-            let answer = ctl::handle_line(self, &line[..line.len() - 1]);
-            conn.outbuf.extend_from_slice(answer.as_bytes());
-            conn.outbuf.push(b'\n');
-        }
-        if conn.inbuf.len() > MAX_REQUEST {
-            let answer = ctl::error_line("request too long (over 1 MiB); closing the connection");
-            conn.outbuf.extend_from_slice(answer.as_bytes());
-            conn.outbuf.push(b'\n');
-            open = false;
-        }
-        while !conn.outbuf.is_empty() {
-            match conn.stream.write(&conn.outbuf) {
-                Ok(n) => {
-                    conn.outbuf.drain(..n);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    open = false;
-                    conn.outbuf.clear();
-                }
-            }
-        }
-        if open || !conn.outbuf.is_empty() {
-            let interest = if conn.outbuf.is_empty() {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
-            if self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, token, interest)
-                .is_ok()
-            {
-                self.conns.insert(token, conn);
-                return;
-            }
-        }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
     }
 
     /// Releases every TAP (they stay, persistent, in their namespaces) and the socket.
@@ -643,23 +646,25 @@ pub fn port_name(port: &SavedPort) -> String {
     format!("{}/{}", port.label, port.ifname)
 }
 
-/// The identity (device, inode) of a namespace file.
-pub fn netns_identity(file: &File) -> io::Result<(u64, u64)> {
-    let meta = file.metadata()?;
-    Ok((meta.dev(), meta.ino()))
-}
-
-fn reopen(port: &SavedPort) -> Result<Tap> {
-    let netns = File::open(&port.netns)
-        .with_context(|| format!("namespace {} is gone", port.netns.display()))?;
-    let identity = netns_identity(&netns)?;
-    if identity != (port.netns_dev, port.netns_ino) {
+/// Finds a saved port's TAP again, after checking that the namespace path still names
+/// the very namespace the port was attached in (same cookie, same boot).
+fn reopen(port: &SavedPort, same_boot: bool) -> Result<Tap> {
+    let advice = "remove the port with `swctl port del` (or `nsutil detach`) and attach again";
+    if !same_boot {
         anyhow::bail!(
-            "{} now names a different namespace than the one attached",
+            "the machine rebooted since the port was attached, so its TAP is gone; {advice}"
+        );
+    }
+    let file = netns::open(&port.netns)
+        .with_context(|| format!("namespace {} is gone; {advice}", port.netns.display()))?;
+    let identity = netns::identity(&file)?;
+    if identity.cookie != port.netns_cookie {
+        anyhow::bail!(
+            "{} now names a different namespace than the one attached; {advice}",
             port.netns.display()
         );
     }
-    Ok(Tap::reopen_in(&netns, port.ifindex)?)
+    Ok(Tap::reopen_in(&file, port.ifindex)?)
 }
 
 /// Binds the control socket with mode 0600, replacing a stale socket file but never a

@@ -7,14 +7,21 @@
 //!
 //! * `main` — flags, the optional TOML config file, logging.
 //! * `daemon` — the `mio` event loop: TAPs, control connections, signals, FDB aging.
+//! * `conn` — one control connection, with bounds against misbehaving clients.
 //! * `ctl` — control requests, each saved to the state directory before it is answered.
 //! * `state` — the state directory: ports and static FDB entries, written atomically.
 //! * `tap` — persistent TAP devices with vnet headers and offloads, in other namespaces.
-//! * `sys` — the TUN ioctls: the only `unsafe` code.
+//! * `netns` — opening, identifying and entering network namespaces.
+//! * `sys` — the TUN ioctls and socket options libc/nix lack: the only `unsafe` code.
 
+#![deny(unsafe_code)]
+
+mod conn;
 mod ctl;
 mod daemon;
+mod netns;
 mod state;
+#[allow(unsafe_code)]
 mod sys;
 mod tap;
 mod vtep;
@@ -190,6 +197,19 @@ impl Config {
     }
 }
 
+/// Every TAP and control connection is a descriptor; the default soft limit (1024) is
+/// low for a switch. Raise it to the hard limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {err}");
+            }
+        }
+    }
+}
+
 fn read_config_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -215,6 +235,7 @@ fn run() -> Result<()> {
 
     // Before any thread exists, so that every thread has them blocked.
     let signals = daemon::signal_fd()?;
+    raise_fd_limit();
     let store = state::StateStore::open(&config.state_dir)?;
     let mut switchd = daemon::Daemon::new(
         daemon::Options {

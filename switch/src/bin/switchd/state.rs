@@ -34,6 +34,10 @@ pub struct SavedPort {
     /// now names a different namespace is noticed.
     pub netns_dev: u64,
     pub netns_ino: u64,
+    /// The namespace's cookie (never reused within a boot): what proves, after a
+    /// restart, that the path still names the same namespace.
+    #[serde(default)]
+    pub netns_cookie: u64,
     /// The interface name at attach time; the TAP is found again by `ifindex`.
     pub ifname: String,
     pub ifindex: u32,
@@ -64,6 +68,9 @@ pub struct SavedPeer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedState {
     pub version: u32,
+    /// The boot the namespace cookies belong to.
+    #[serde(default)]
+    pub boot_id: String,
     pub next_port_id: u32,
     pub ports: Vec<SavedPort>,
     /// Static entries, pointing at local ports or at peers' tunnel ports.
@@ -82,6 +89,7 @@ impl Default for SavedState {
     fn default() -> Self {
         SavedState {
             version: VERSION,
+            boot_id: String::new(),
             next_port_id: 1,
             ports: Vec::new(),
             static_fdb: Vec::new(),
@@ -191,6 +199,7 @@ mod tests {
     fn sample() -> SavedState {
         SavedState {
             version: VERSION,
+            boot_id: "5e2b4ac0-0000-4000-8000-000000000001".into(),
             next_port_id: 3,
             ports: vec![SavedPort {
                 id: PortId(2),
@@ -198,6 +207,7 @@ mod tests {
                 netns: "/run/netns/red".into(),
                 netns_dev: 4,
                 netns_ino: 4026532000,
+                netns_cookie: 4097,
                 ifname: "eth0".into(),
                 ifindex: 5,
                 mode: PortMode::Access {

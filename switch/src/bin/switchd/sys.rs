@@ -38,8 +38,13 @@ pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Re
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the kernel NUL-terminates ifr_name (IFNAMSIZ bytes, name at most IFNAMSIZ-1).
-    let used = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
+    let used: Vec<u8> = ifr.ifr_name.iter().map(|c| *c as u8).collect();
+    let used = CStr::from_bytes_until_nul(&used).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "kernel returned an unterminated name",
+        )
+    })?;
     Ok(used.to_string_lossy().into_owned())
 }
 
@@ -112,4 +117,29 @@ pub fn set_udp_no_check(fd: BorrowedFd<'_>, no_check: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `SO_NETNS_COOKIE` from asm-generic/socket.h (Linux 5.14+; not in libc).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace `fd` belongs to: unique among all namespaces
+/// since boot, never reused (unlike nsfs inode numbers).
+pub fn netns_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` (8) bytes into `cookie`, a live u64, and
+    // updates `len`; `fd` is an open socket for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
 }

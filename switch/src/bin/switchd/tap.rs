@@ -11,16 +11,15 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use nix::sched::{setns, CloneFlags};
-
+use crate::netns::{in_netns, EnterError};
 use crate::sys;
 
 /// What went wrong with a TAP; each message names the interface and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
-    #[error("cannot enter the network namespace: {0}")]
-    EnterNetns(#[source] nix::Error),
-    #[error("interface {0} already exists in that namespace; pick another name with --ifname")]
+    #[error(transparent)]
+    Enter(#[from] EnterError),
+    #[error("interface {0} already exists in that namespace; pick another name with --ifname (if it is a TAP left over from an earlier switchd, remove it with `ip -n NAMESPACE link del {0}`)")]
     NameTaken(String),
     #[error("cannot open /dev/net/tun ({0}); is the tun module loaded and are you root?")]
     OpenTun(#[source] io::Error),
@@ -42,7 +41,13 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
-    #[error("no interface with index {0} in that namespace (was it deleted?)")]
+    #[error("cannot reattach to TAP {name}: {source}")]
+    Reattach {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no interface with index {0} in that namespace: it was deleted inside the container; remove the port with `swctl port del` and attach again")]
     NoSuchIfindex(u32),
     #[error("cannot look up interfaces in the namespace: {0}")]
     Lookup(#[source] nix::Error),
@@ -91,7 +96,10 @@ impl Tap {
                 .find(|i| i.index() == ifindex)
                 .map(|i| i.name().to_string_lossy().into_owned())
                 .ok_or(TapError::NoSuchIfindex(ifindex))?;
-            Tap::open(&name)
+            Tap::open(&name).map_err(|err| match err {
+                TapError::Create { name, source } => TapError::Reattach { name, source },
+                other => other,
+            })
         })
     }
 
@@ -146,21 +154,4 @@ impl Tap {
     pub fn destroy(self) -> io::Result<()> {
         sys::tun_set_persist(self.fd.as_fd(), false)
     }
-}
-
-/// Runs `f` on a thread that has entered the network namespace `netns`. The calling
-/// thread's namespace never changes; the helper thread ends with `f`.
-fn in_netns<T: Send>(
-    netns: &File,
-    f: impl FnOnce() -> Result<T, TapError> + Send,
-) -> Result<T, TapError> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(TapError::EnterNetns)?;
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }
