@@ -15,6 +15,8 @@
 //! switchyard's forwarding core decides *where* a frame goes (which VTEP, which VNI);
 //! this crate decides *what bytes* go there.
 
+#![forbid(unsafe_code)]
+
 pub mod checksum;
 pub mod flow;
 pub mod icmp;

@@ -14,6 +14,8 @@
 //!
 //! Nothing here runs external commands.
 
+#![forbid(unsafe_code)]
+
 pub mod attach;
 pub mod netns;
 pub mod rtnl;

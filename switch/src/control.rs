@@ -24,6 +24,8 @@ use switchyard_encap::Vni;
 pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchd.sock";
 /// Environment variable that overrides [`DEFAULT_SOCKET`] for every client.
 pub const SOCKET_ENV: &str = "SWITCHYARD_SOCKET";
+/// How long a client waits for an answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A request to switchd.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,6 +230,12 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "no permission to use switchd's socket {path} (it is private to root); run this as root"
+    )]
+    Forbidden { path: PathBuf },
+    #[error("switchd at {path} did not answer within {secs} seconds; it may still be working (see its log)")]
+    Timeout { path: PathBuf, secs: u64 },
     #[error("lost the connection to switchd at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -251,9 +259,14 @@ pub struct Client {
 impl Client {
     /// Connects to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
-            path: path.to_path_buf(),
-            source,
+        let stream = UnixStream::connect(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::Forbidden {
+                path: path.to_path_buf(),
+            },
+            _ => ClientError::NotRunning {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let io_err = |source| ClientError::Io {
             path: path.to_path_buf(),
@@ -285,7 +298,18 @@ impl Client {
         line.push('\n');
         self.writer.write_all(line.as_bytes()).map_err(io_err)?;
         let mut answer = String::new();
-        let read = self.reader.read_line(&mut answer).map_err(io_err)?;
+        let read = self
+            .reader
+            .read_line(&mut answer)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    ClientError::Timeout {
+                        path: self.path.clone(),
+                        secs: ANSWER_TIMEOUT.as_secs(),
+                    }
+                }
+                _ => io_err(source),
+            })?;
         if read == 0 {
             return Err(io_err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,

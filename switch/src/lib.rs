@@ -19,6 +19,8 @@
 //!
 //! The core never performs I/O and never reads a clock: time is an argument ([`time::Time`]).
 
+#![forbid(unsafe_code)]
+
 pub mod control;
 pub mod fdb;
 pub mod forward;

@@ -254,7 +254,7 @@ fn bad_attaches_fail_cleanly_and_leave_nothing() {
     ]);
     let out = switchd.nsutil(&["attach", &ns.name, "--ip", "10.74.0.1/24"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("eth0"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     ns.exec_ok(&["ip", "link", "del", "eth0"]);
 
     // Fails after the port exists (the TAP refuses an MTU over 65521): rolled back.

@@ -5,6 +5,8 @@
 //! for people, the reply itself as pretty JSON with `--json`. Errors are one line on
 //! stderr (`swctl: ...`) and exit code 1.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -109,6 +109,8 @@ impl Daemon {
     /// Binds the control socket, restores saved ports, and gets ready to run.
     /// `signals` must already be blocked in every thread.
     pub fn new(options: Options, store: StateStore, signals: SignalFd) -> Result<Daemon> {
+        // State first: a corrupt state file must not leave a socket file behind.
+        let saved = store.load()?;
         let poll = Poll::new().context("cannot create the event loop (epoll)")?;
         let mut listener = bind_control_socket(&options.socket)?;
         poll.registry()
@@ -121,7 +123,6 @@ impl Daemon {
                 Interest::READABLE,
             )
             .context("cannot watch signals")?;
-        let saved = store.load()?;
         let mut switch = Switch::new(options.fdb);
         let vtep = match &options.vtep {
             Some(vtep_options) => {
@@ -220,6 +221,14 @@ impl Daemon {
             }
         }
         for entry in saved.static_fdb {
+            if !self.ports.contains_key(&entry.port) && !self.peers.contains_key(&entry.port) {
+                tracing::warn!(
+                    "static FDB entry {} vlan {} points at port {}, which no longer exists; dropped",
+                    entry.mac,
+                    entry.vlan,
+                    entry.port
+                );
+            }
             if self.ports.contains_key(&entry.port) || self.peers.contains_key(&entry.port) {
                 if let Err(err) = self
                     .switch
@@ -433,7 +442,7 @@ impl Daemon {
                     tracing::warn!(port = %id, %name, "TAP failed, port is down: {err}");
                     self.mark_down(
                         id,
-                        format!("TAP read failed: {err} (was the namespace deleted?)"),
+                        format!("TAP read failed: {err}; the interface was probably deleted inside the container: remove the port with `swctl port del {id}` and attach again"),
                     );
                 }
             }
@@ -453,6 +462,11 @@ impl Daemon {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
             };
+            if len > MAX_WIRE_LEN {
+                // The TAP reported more than fitted: the frame was cut. Never forward it.
+                self.switch.record_tx_drop(id, DropReason::Malformed);
+                continue;
+            }
             if len < VNET_HDR_LEN {
                 continue;
             }

@@ -163,8 +163,10 @@ impl Config {
                 .or(file.fdb.max_per_port)
                 .unwrap_or(defaults.max_per_port),
         };
-        if fdb.aging.is_zero() {
-            anyhow::bail!("FDB aging must be at least 1 second");
+        // Refreshes are recorded once a second, so a shorter aging time would forget
+        // busy MACs between refreshes.
+        if fdb.aging < Duration::from_secs(2) {
+            anyhow::bail!("FDB aging must be at least 2 seconds");
         }
         if fdb.max_entries == 0 || fdb.max_per_port == 0 {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
@@ -334,6 +336,8 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(format!("{err:#}").contains("is invalid"), "{err:#}");
         assert!(Config::resolve(args(&["--fdb-aging", "0"])).is_err());
+        assert!(Config::resolve(args(&["--fdb-aging", "1"])).is_err());
+        assert!(Config::resolve(args(&["--fdb-aging", "2"])).is_ok());
         assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
     }
 }

@@ -79,6 +79,41 @@ pub struct SavedState {
     pub overlay: SavedOverlay,
 }
 
+impl SavedState {
+    /// Port ids unique (local ports and peers share one id space) and below
+    /// `next_port_id`; no two ports for one (namespace, interface); no two peers at one
+    /// address.
+    fn check(&self) -> Result<()> {
+        let mut ids = std::collections::HashSet::new();
+        let port_ids = self.ports.iter().map(|p| p.id);
+        let peer_ids = self.overlay.peers.iter().map(|p| p.id);
+        for id in port_ids.chain(peer_ids) {
+            if !ids.insert(id) {
+                bail!("port id {id} is used twice");
+            }
+            if id.0 >= self.next_port_id {
+                bail!(
+                    "port id {id} is not below next_port_id {}",
+                    self.next_port_id
+                );
+            }
+        }
+        let mut endpoints = std::collections::HashSet::new();
+        for port in &self.ports {
+            if !endpoints.insert((&port.netns, &port.ifname)) {
+                bail!("{}/{} is attached twice", port.netns.display(), port.ifname);
+            }
+        }
+        let mut peers = std::collections::HashSet::new();
+        for peer in &self.overlay.peers {
+            if !peers.insert(peer.addr.ip()) {
+                bail!("peer {} is listed twice", peer.addr);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SavedOverlay {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty() && self.peers.is_empty()
@@ -162,6 +197,12 @@ impl StateStore {
                 state.version
             );
         }
+        state.check().with_context(|| {
+            format!(
+                "state file {} is inconsistent; move it aside to start with no ports",
+                path.display()
+            )
+        })?;
         Ok(state)
     }
 
@@ -179,10 +220,19 @@ impl StateStore {
                 .open(&tmp)?;
             file.write_all(&text)?;
             file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
+            fs::rename(&tmp, &path)
         };
-        write().with_context(|| format!("cannot write {}", path.display()))
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+        // The rename is the commit point: the new state is in place. Syncing the
+        // directory only makes it durable sooner, so a failure there is not a failure
+        // of the change (undoing it would leave memory and file disagreeing).
+        if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+            tracing::warn!(
+                "cannot sync the state directory {}: {err}",
+                self.dir.display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -200,7 +250,7 @@ mod tests {
         SavedState {
             version: VERSION,
             boot_id: "5e2b4ac0-0000-4000-8000-000000000001".into(),
-            next_port_id: 3,
+            next_port_id: 8,
             ports: vec![SavedPort {
                 id: PortId(2),
                 label: "red".into(),
@@ -240,6 +290,23 @@ mod tests {
         store.save(&sample()).unwrap();
         assert_eq!(store.load().unwrap(), sample());
         assert!(!dir.join("state.json.tmp").exists());
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inconsistent_state_is_refused() {
+        let dir = temp_dir("dup");
+        let store = StateStore::open(&dir).unwrap();
+        let mut state = sample();
+        state.ports.push(state.ports[0].clone());
+        store.save(&state).unwrap();
+        let err = format!("{:#}", store.load().unwrap_err());
+        assert!(err.contains("used twice"), "{err}");
+        let mut state = sample();
+        state.next_port_id = 7;
+        store.save(&state).unwrap();
+        assert!(format!("{:#}", store.load().unwrap_err()).contains("next_port_id"));
         drop(store);
         fs::remove_dir_all(&dir).unwrap();
     }
