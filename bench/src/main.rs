@@ -9,6 +9,9 @@
 //! * `veth` — a veth pair between the two namespaces, nothing in between (the limit).
 //! * `bridge` — a Linux bridge in a third namespace, veth pairs to it.
 //! * `switchyard` — switchd with TAP ports, attached by nsutil.
+//! * `kernel-vxlan` — two host namespaces joined by a veth underlay, each with a Linux
+//!   bridge and the kernel's VXLAN device (VNI 42); containers on veths, MTU 1450.
+//! * `switchyard-overlay` — the same underlay with a switchd VTEP in each host namespace.
 
 mod topo;
 
@@ -21,11 +24,20 @@ use serde::Serialize;
 
 use topo::{Iperf, Topology};
 
+/// Every scenario, in the order a full run measures them.
+const SCENARIOS: [&str; 5] = [
+    "veth",
+    "bridge",
+    "switchyard",
+    "kernel-vxlan",
+    "switchyard-overlay",
+];
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark switchyard against the Linux bridge with iperf3")]
 struct Args {
-    /// Scenarios to run, in order [default: veth, bridge, switchyard]
-    #[arg(value_parser = ["veth", "bridge", "switchyard"])]
+    /// Scenarios to run, in order [default: all]
+    #[arg(value_parser = SCENARIOS)]
     scenarios: Vec<String>,
     /// Seconds per iperf3 run.
     #[arg(long, default_value_t = 5)]
@@ -92,7 +104,7 @@ fn main() -> Result<()> {
         bail!("bench needs root: it creates network namespaces and TAP devices");
     }
     if args.scenarios.is_empty() {
-        args.scenarios = ["veth", "bridge", "switchyard"].map(String::from).to_vec();
+        args.scenarios = SCENARIOS.map(String::from).to_vec();
     }
     let mut tests = vec![("tcp", 1)];
     if args.streams > 1 {
@@ -101,7 +113,7 @@ fn main() -> Result<()> {
 
     let mut measurements = Vec::new();
     println!(
-        "{:<12} {:<18} {:>8} {:>8} {:>10}",
+        "{:<20} {:<18} {:>8} {:>8} {:>10}",
         "SCENARIO", "TEST", "GBIT/S", "RETR", "CPU S/GB"
     );
     for scenario in &args.scenarios {
@@ -135,7 +147,7 @@ fn main() -> Result<()> {
                 switchd_cpu_sec_per_gb,
             };
             println!(
-                "{:<12} {:<18} {:>8.2} {:>8} {:>10}",
+                "{:<20} {:<18} {:>8.2} {:>8} {:>10}",
                 m.scenario,
                 m.test,
                 m.gbit_per_sec,
@@ -168,20 +180,23 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Each scenario's throughput relative to the Linux bridge in the same test, same run.
+/// Each switchyard scenario's throughput relative to its kernel counterpart (the Linux
+/// bridge, the kernel's VXLAN) in the same test, same run.
 fn print_ratios(measurements: &[Measurement]) {
-    let bridge: Vec<&Measurement> = measurements
-        .iter()
-        .filter(|m| m.scenario == "bridge")
-        .collect();
-    if bridge.is_empty() {
-        return;
-    }
-    println!("\nrelative to the Linux bridge (same run):");
-    for m in measurements.iter().filter(|m| m.scenario != "bridge") {
-        if let Some(base) = bridge.iter().find(|b| b.test == m.test) {
+    println!("\nrelative to the kernel (same run):");
+    for (ours, kernel) in [
+        ("switchyard", "bridge"),
+        ("switchyard-overlay", "kernel-vxlan"),
+    ] {
+        for m in measurements.iter().filter(|m| m.scenario == ours) {
+            let Some(base) = measurements
+                .iter()
+                .find(|b| b.scenario == kernel && b.test == m.test)
+            else {
+                continue;
+            };
             println!(
-                "  {:<12} {:<18} {:.2}x",
+                "  {:<20} {:<18} {:.2}x {kernel}",
                 m.scenario,
                 m.test,
                 m.gbit_per_sec / base.gbit_per_sec

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
-use nix::sys::socket::{sendmsg, sockopt, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{sendmsg, sockopt, ControlMessage, MsgFlags, SockaddrStorage};
 use switchyard::wire::{vnet, PacketBuf};
 use switchyard_encap::flow::{flow_hash, pick};
 use switchyard_encap::partial::partial_checksum;
@@ -35,6 +35,57 @@ const VXLAN_HEADER: u32 = vxlan::HEADER_LEN as u32;
 /// Where a datagram's VXLAN header starts in a `PacketBuf`'s read space: the 2 bytes
 /// before it plus its 8 make room for the 10-byte vnet header the TAP write needs.
 const RX_OFFSET: usize = 2;
+
+/// Socket buffers for the underlay sockets: well above the default, for bursts.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Sets a socket buffer to [`SOCKET_BUFFER`], past `net.core.*mem_max` when switchd may
+/// (CAP_NET_ADMIN), else as far as the limit allows.
+fn set_buffer<F: AsFd, Force, Plain>(socket: &F, force: Force, plain: Plain)
+where
+    Force: nix::sys::socket::SetSockOpt<Val = usize>,
+    Plain: nix::sys::socket::SetSockOpt<Val = usize>,
+{
+    if nix::sys::socket::setsockopt(socket, force, &SOCKET_BUFFER).is_err() {
+        let _ = nix::sys::socket::setsockopt(socket, plain, &SOCKET_BUFFER);
+    }
+}
+
+/// Most datagrams one `UDP_SEGMENT` send may carry (the kernel's `UDP_MAX_SEGMENTS`).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes one `UDP_SEGMENT` send may carry: one IP packet's worth, less headers.
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// Sends `records` (datagrams of `stride` bytes, the last possibly shorter) to `to`
+/// with as few system calls as the kernel allows: one `sendmsg` with `UDP_SEGMENT` per
+/// batch, so the kernel (or the NIC) cuts the datagrams.
+fn send_segments(
+    socket: &UdpSocket,
+    records: &[u8],
+    stride: usize,
+    to: SocketAddr,
+) -> io::Result<()> {
+    if records.len() <= stride {
+        return socket.send_to(records, to).map(drop);
+    }
+    let addr = SockaddrStorage::from(to);
+    let per_batch = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / stride).max(1);
+    let segment_size =
+        u16::try_from(stride).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    for batch in records.chunks(per_batch * stride) {
+        let iov = [IoSlice::new(batch)];
+        let gso = [ControlMessage::UdpGsoSegments(&segment_size)];
+        let cmsgs: &[ControlMessage] = if batch.len() > stride { &gso } else { &[] };
+        sendmsg(
+            socket.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::empty(),
+            Some(&addr),
+        )?;
+    }
+    Ok(())
+}
 
 /// Why a frame did not go out on the underlay.
 #[derive(Debug)]
@@ -66,11 +117,14 @@ impl Vtep {
         let rx = mio::net::UdpSocket::bind(local).with_context(|| {
             format!("cannot bind the VXLAN socket to {local}; is the address configured here and the port free?")
         })?;
+        // Room for bursts: a TCP window of segments arrives faster than one read each.
+        set_buffer(&rx, sockopt::RcvBufForce, sockopt::RcvBuf);
         let mut tx = Vec::with_capacity(TX_POOL);
         for _ in 0..TX_POOL {
             let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0))
                 .with_context(|| format!("cannot bind a VXLAN sending socket on {}", local.ip()))?;
             socket.set_nonblocking(true)?;
+            set_buffer(&socket, sockopt::SndBufForce, sockopt::SndBuf);
             if local.is_ipv4() && !udp_checksums {
                 sys::set_udp_no_check(socket.as_fd(), true)
                     .context("cannot turn off UDP checksums")?;
@@ -187,19 +241,12 @@ impl Vtep {
             Err(SegmentError::TooBig { .. }) => return Err(too_big()),
             Err(err) => return Err(SendFailure::Offload(err)),
         };
-        let mut at = 0;
-        for i in 0..layout.count {
-            let len = if i + 1 == layout.count {
-                layout.last_len
-            } else {
-                layout.stride
-            };
-            let record = &mut self.scratch[at..at + len];
+        let total = layout.total_len();
+        for record in self.scratch[..total].chunks_mut(layout.stride) {
             record[..vxlan::HEADER_LEN].copy_from_slice(&header);
-            socket.send_to(record, remote).map_err(SendFailure::Io)?;
-            at += len;
         }
-        Ok(())
+        send_segments(socket, &self.scratch[..total], layout.stride, remote)
+            .map_err(SendFailure::Io)
     }
 
     /// Reads one datagram into `packet`, laid out so that the bytes after the vnet
