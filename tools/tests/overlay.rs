@@ -16,6 +16,18 @@ struct Underlay {
 }
 
 impl Underlay {
+    /// The same pair, addressed 2001:db8::1 and 2001:db8::2 instead.
+    fn new_ipv6() -> Underlay {
+        let net = Underlay::new();
+        for (ns, dev, addr) in [
+            (&net.h1, "u1", "2001:db8::1/64"),
+            (&net.h2, "u2", "2001:db8::2/64"),
+        ] {
+            ns.exec_ok(&["ip", "addr", "add", addr, "dev", dev, "nodad"]);
+        }
+        net
+    }
+
     fn new() -> Underlay {
         let h1 = Netns::new("h1");
         let h2 = Netns::new("h2");
@@ -109,6 +121,56 @@ fn containers_on_two_hosts_ping_and_carry_tcp() {
     );
     let human = String::from_utf8_lossy(&s1.swctl(&["fdb", "show"]).stdout).into_owned();
     assert!(human.contains("vtep:192.0.2.2"), "{human}");
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn an_ipv6_underlay_carries_the_overlay() {
+    let net = Underlay::new_ipv6();
+    let c1 = Netns::new("c1");
+    let c2 = Netns::new("c2");
+    let s1 = vtep(
+        &net.h1,
+        "[2001:db8::1]:4789",
+        &[("10", "42")],
+        &["2001:db8::2"],
+    );
+    let s2 = vtep(
+        &net.h2,
+        "2001:db8::2",
+        &[("10", "42")],
+        &["[2001:db8::1]:4789"],
+    );
+    // 70 bytes of encapsulation on IPv6: 1430 inside a 1500 underlay.
+    s1.nsutil_ok(&[
+        "attach",
+        &c1.name,
+        "--ip",
+        "10.87.0.1/24",
+        "--vlan",
+        "10",
+        "--mtu",
+        "1430",
+    ]);
+    s2.nsutil_ok(&[
+        "attach",
+        &c2.name,
+        "--ip",
+        "10.87.0.2/24",
+        "--vlan",
+        "10",
+        "--mtu",
+        "1430",
+    ]);
+    assert!(
+        c1.ping("10.87.0.2", 5),
+        "no ping over IPv6; log:\n{}",
+        s1.log()
+    );
+    assert!(iperf3(&c1, &c2, "10.87.0.2", 2, &[]) > 0.0);
+    let peers = s1.swctl_json(&["vxlan", "peer", "ls"]);
+    assert_eq!(peers[0]["addr"], "[2001:db8::2]:4789", "{peers}");
+    assert_eq!(peers[0]["inner_mtu"], 1430, "{peers}");
 }
 
 #[test]
