@@ -5,6 +5,8 @@
 //!
 //! * [`vxlan`] — the 8-byte VXLAN header as a zero-copy view, and [`Vni`].
 //! * [`checksum`] — the Internet checksum, incremental and pseudo-header forms.
+//! * [`coalesce`] — merging received TCP segments of one flow back into a super-frame
+//!   (the inverse of [`segment`], like the kernel's GRO).
 //! * [`flow`] — the inner-flow hash that picks the outer UDP source port.
 //! * [`icmp`] — "fragmentation needed" answers for frames too big for the overlay.
 //! * [`partial`] — spotting transport checksums left for an offload to finish.
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod coalesce;
 pub mod flow;
 pub mod icmp;
 pub mod partial;
