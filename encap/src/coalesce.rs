@@ -114,7 +114,8 @@ impl TcpSegment {
         })
     }
 
-    fn payload_len(&self) -> usize {
+    /// Bytes of TCP payload.
+    pub fn payload_len(&self) -> usize {
         self.end - self.payload
     }
 }

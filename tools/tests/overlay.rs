@@ -108,6 +108,19 @@ fn containers_on_two_hosts_ping_and_carry_tcp() {
     assert!(iperf3(&c1, &c2, "10.81.0.2", 2, &[]) > 0.0);
     assert!(iperf3(&c2, &c1, "10.81.0.1", 2, &[]) > 0.0);
 
+    // On receive, segments of one flow were merged back into super-frames: what h2 wrote
+    // into c2's TAP averages far more than one 1450-byte packet.
+    let stats = s2.swctl_json(&["stats"]);
+    let c2_port = stats["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str().unwrap().starts_with(&c2.name))
+        .expect("c2's port")
+        .clone();
+    let average = c2_port["tx_bytes"].as_f64().unwrap() / c2_port["tx_packets"].as_f64().unwrap();
+    assert!(average > 3000.0, "frames into c2 averaged {average:.0} bytes: no coalescing");
+
     let fdb = s1.swctl_json(&["fdb", "show", "--vlan", "10"]);
     let remote = fdb
         .as_array()

@@ -21,15 +21,18 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use switchyard::control::VniMapping;
 use switchyard::fdb::FdbConfig;
 use switchyard::forward::Egress;
-use switchyard::wire::{PacketBuf, VNET_HDR_LEN};
+use switchyard::wire::{vnet, PacketBuf, VnetHdr, VNET_HDR_LEN};
 use switchyard::{Decision, DropReason, PortId, Switch, Time};
+use switchyard_encap::coalesce::{self, TcpSegment};
+use switchyard_encap::segment::{GsoKind, Offload};
+use switchyard_encap::vxlan;
 
 use crate::conn::Conn;
 use crate::ctl;
 use crate::netns;
 use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
 use crate::tap::Tap;
-use crate::vtep::{SendFailure, Vtep};
+use crate::vtep::{Batch, SendFailure, Vtep, RX_OFFSET};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -99,6 +102,10 @@ pub struct Daemon {
     ready: VecDeque<PortId>,
     ready_set: HashSet<PortId>,
     vxlan_ready: bool,
+    /// Where VXLAN reads land (a GRO run of datagrams is up to 64 KiB).
+    vxlan_rx: Vec<u8>,
+    /// Where runs of TCP segments are merged.
+    merge_buf: Vec<u8>,
 }
 
 fn port_token(id: PortId) -> Token {
@@ -161,6 +168,8 @@ impl Daemon {
             ready: VecDeque::new(),
             ready_set: HashSet::new(),
             vxlan_ready: false,
+            vxlan_rx: vec![0; MAX_WIRE_LEN],
+            merge_buf: Vec::with_capacity(MAX_WIRE_LEN),
         };
         daemon.restore(saved);
         Ok(daemon)
@@ -481,31 +490,107 @@ impl Daemon {
         Ok(true)
     }
 
-    /// Forwards up to one batch of VXLAN datagrams. Ok(true) if more may be waiting.
+    /// Forwards up to one batch of VXLAN reads. Ok(true) if more may be waiting.
     fn drain_vxlan(&mut self) -> io::Result<bool> {
         let now = self.now();
         for _ in 0..BATCH {
             let Some(vtep) = self.vtep.as_ref() else {
                 return Ok(false);
             };
-            let Some((from, datagram)) = vtep.recv(&mut self.packet)? else {
+            let Some(batch) = vtep.recv_batch(&mut self.vxlan_rx)? else {
                 return Ok(false);
             };
-            let decision = self
-                .switch
-                .process_vxlan(now, from.ip(), &self.packet.wire()[datagram]);
-            if let Decision::Drop(_) = decision {
-                continue;
-            }
-            Vtep::strip_header(&mut self.packet);
-            let in_port = self.switch.peer_port(from.ip()).unwrap_or(PortId(0));
-            let (ports, vtep) = (&self.ports, &mut self.vtep);
-            self.switch
-                .execute(decision, &mut self.packet, |switch, egress, packet| {
-                    transmit(ports, vtep, switch, in_port, egress, packet)
-                });
+            let rx = std::mem::take(&mut self.vxlan_rx);
+            self.forward_datagrams(now, &batch, &rx[..batch.len]);
+            self.vxlan_rx = rx;
         }
         Ok(true)
+    }
+
+    /// Forwards the datagrams of one read, merging runs of consecutive TCP segments of
+    /// one flow (same VXLAN header, headers that allow it) into super-frames.
+    fn forward_datagrams(&mut self, now: Time, batch: &Batch, data: &[u8]) {
+        let datagrams: Vec<&[u8]> = data.chunks(batch.segment).collect();
+        let mut run: Vec<(&[u8], TcpSegment)> = Vec::with_capacity(datagrams.len());
+        let mut merged_payload = 0;
+        for datagram in datagrams {
+            let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
+            let segment = TcpSegment::parse(inner);
+            if let (Some(segment), Some(&(last, last_segment))) = (segment, run.last()) {
+                let same_header =
+                    datagram.get(..vxlan::HEADER_LEN) == last.get(..vxlan::HEADER_LEN);
+                let last_inner = &last[vxlan::HEADER_LEN..];
+                if same_header
+                    && coalesce::continues(
+                        last_inner,
+                        &last_segment,
+                        inner,
+                        &segment,
+                        merged_payload,
+                    )
+                {
+                    merged_payload += segment.payload_len();
+                    run.push((datagram, segment));
+                    continue;
+                }
+            }
+            self.forward_run(now, batch.from, &run);
+            run.clear();
+            match segment {
+                Some(segment) => {
+                    merged_payload = segment.payload_len();
+                    run.push((datagram, segment));
+                }
+                None => self.forward_datagram(now, batch.from, datagram),
+            }
+        }
+        self.forward_run(now, batch.from, &run);
+    }
+
+    /// Forwards a run of mergeable datagrams: one alone as it is, several as one frame.
+    fn forward_run(&mut self, now: Time, from: SocketAddr, run: &[(&[u8], TcpSegment)]) {
+        match run {
+            [] => {}
+            [(datagram, _)] => self.forward_datagram(now, from, datagram),
+            [(first, _), ..] => {
+                let decision = self.switch.process_vxlan(now, from.ip(), first);
+                if let Decision::Drop(_) = decision {
+                    return;
+                }
+                let inner: Vec<(&[u8], TcpSegment)> = run
+                    .iter()
+                    .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
+                    .collect();
+                let offload = coalesce::merge(&inner, &mut self.merge_buf);
+                load_offloaded(&mut self.packet, &offload, &self.merge_buf);
+                self.execute_from_peer(decision, from);
+            }
+        }
+    }
+
+    /// Forwards one VXLAN datagram as it came.
+    fn forward_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+        let space = self.packet.read_space();
+        let Some(room) = space.get_mut(RX_OFFSET..RX_OFFSET + datagram.len()) else {
+            return;
+        };
+        room.copy_from_slice(datagram);
+        self.packet.set_len(RX_OFFSET + datagram.len());
+        let decision = self.switch.process_vxlan(now, from.ip(), datagram);
+        if let Decision::Drop(_) = decision {
+            return;
+        }
+        Vtep::strip_header(&mut self.packet);
+        self.execute_from_peer(decision, from);
+    }
+
+    fn execute_from_peer(&mut self, decision: Decision, from: SocketAddr) {
+        let in_port = self.switch.peer_port(from.ip()).unwrap_or(PortId(0));
+        let (ports, vtep) = (&self.ports, &mut self.vtep);
+        self.switch
+            .execute(decision, &mut self.packet, |switch, egress, packet| {
+                transmit(ports, vtep, switch, in_port, egress, packet)
+            });
     }
 
     fn accept(&mut self) {
@@ -606,6 +691,33 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(&self.socket);
     }
+}
+
+/// Puts `frame` into `packet` behind a vnet header that describes `offload` (a merged
+/// TCP super-frame: GSO, checksum left for the receiving kernel).
+fn load_offloaded(packet: &mut PacketBuf, offload: &Offload, frame: &[u8]) {
+    let space = packet.read_space();
+    let Some(room) = space.get_mut(..VNET_HDR_LEN + frame.len()) else {
+        return;
+    };
+    room[VNET_HDR_LEN..].copy_from_slice(frame);
+    if let Ok(mut hdr) = VnetHdr::new_checked(&mut room[..VNET_HDR_LEN]) {
+        let start = usize::from(offload.csum_start);
+        let tcp_header = frame
+            .get(start + 12)
+            .map_or(20, |b| usize::from(b >> 4) * 4);
+        hdr.set_flags(vnet::F_NEEDS_CSUM);
+        hdr.set_gso_type(match offload.kind {
+            GsoKind::TcpV4 => vnet::GSO_TCPV4,
+            GsoKind::TcpV6 => vnet::GSO_TCPV6,
+            _ => vnet::GSO_NONE,
+        });
+        hdr.set_gso_size(offload.segment_size);
+        hdr.set_hdr_len((start + tcp_header) as u16);
+        hdr.set_csum_start(offload.csum_start);
+        hdr.set_csum_offset(offload.csum_offset);
+    }
+    packet.set_len(VNET_HDR_LEN + frame.len());
 }
 
 /// Sends one copy of a frame that came in on `in_port`: to a TAP, or encapsulated to a

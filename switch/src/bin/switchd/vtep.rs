@@ -12,12 +12,14 @@
 //! real packets.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
-use nix::sys::socket::{sendmsg, sockopt, ControlMessage, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{
+    recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
 use switchyard::wire::{vnet, PacketBuf};
 use switchyard_encap::flow::{flow_hash, pick};
 use switchyard_encap::partial::partial_checksum;
@@ -34,7 +36,7 @@ const UDP_HEADER: u32 = 8;
 const VXLAN_HEADER: u32 = vxlan::HEADER_LEN as u32;
 /// Where a datagram's VXLAN header starts in a `PacketBuf`'s read space: the 2 bytes
 /// before it plus its 8 make room for the 10-byte vnet header the TAP write needs.
-const RX_OFFSET: usize = 2;
+pub const RX_OFFSET: usize = 2;
 
 /// Socket buffers for the underlay sockets: well above the default, for bursts.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -87,6 +89,15 @@ fn send_segments(
     Ok(())
 }
 
+/// What [`Vtep::recv_batch`] read.
+pub struct Batch {
+    pub from: SocketAddr,
+    /// Bytes read.
+    pub len: usize,
+    /// Size of each datagram in the run (the last may be shorter); `len` for one datagram.
+    pub segment: usize,
+}
+
 /// Why a frame did not go out on the underlay.
 #[derive(Debug)]
 pub enum SendFailure {
@@ -102,6 +113,8 @@ pub enum SendFailure {
 
 pub struct Vtep {
     local: SocketAddr,
+    /// Whether the kernel coalesces received datagrams (UDP_GRO, Linux 5.0+).
+    gro: bool,
     rx: mio::net::UdpSocket,
     tx: Vec<UdpSocket>,
     path_mtu: HashMap<IpAddr, u32>,
@@ -119,6 +132,9 @@ impl Vtep {
         })?;
         // Room for bursts: a TCP window of segments arrives faster than one read each.
         set_buffer(&rx, sockopt::RcvBufForce, sockopt::RcvBuf);
+        // Let the kernel hand over runs of same-sized datagrams of one flow in one read
+        // (UDP GRO); switchd merges their TCP segments (see `switchyard_encap::coalesce`).
+        let gro = nix::sys::socket::setsockopt(&rx, sockopt::UdpGroSegment, &true).is_ok();
         let mut tx = Vec::with_capacity(TX_POOL);
         for _ in 0..TX_POOL {
             let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0))
@@ -133,6 +149,7 @@ impl Vtep {
         }
         Ok(Vtep {
             local,
+            gro,
             rx,
             tx,
             path_mtu: HashMap::new(),
@@ -249,25 +266,51 @@ impl Vtep {
             .map_err(SendFailure::Io)
     }
 
-    /// Reads one datagram into `packet`, laid out so that the bytes after the vnet
-    /// header position are the VXLAN header and inner frame. Returns the sender and the
-    /// datagram's range in `packet.wire()`, or `None` when nothing is waiting.
-    pub fn recv(
-        &self,
-        packet: &mut PacketBuf,
-    ) -> io::Result<Option<(SocketAddr, std::ops::Range<usize>)>> {
-        let space = packet.read_space();
-        match self.rx.recv_from(&mut space[RX_OFFSET..]) {
-            Ok((len, from)) => {
-                packet.set_len(RX_OFFSET + len);
-                Ok(Some((from, RX_OFFSET..RX_OFFSET + len)))
+    /// Reads what is waiting into `buf`: one datagram, or with UDP GRO a run of datagrams
+    /// from one sender, each `segment` bytes but the last. `None` when nothing waits.
+    pub fn recv_batch(&self, buf: &mut [u8]) -> io::Result<Option<Batch>> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut cmsgs = nix::cmsg_space!(i32);
+        let control = if self.gro { Some(&mut cmsgs[..]) } else { None };
+        let msg = match recvmsg::<SockaddrStorage>(
+            self.rx.as_raw_fd(),
+            &mut iov,
+            control,
+            MsgFlags::empty(),
+        ) {
+            Ok(msg) => msg,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let len = msg.bytes;
+        let mut segment = len;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::UdpGroSegments(size) = cmsg {
+                    segment = usize::try_from(size).unwrap_or(len).max(1);
+                }
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(err) => Err(err),
         }
+        let from = msg
+            .address
+            .and_then(|a: SockaddrStorage| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                    })
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "datagram without a sender address",
+                )
+            })?;
+        Ok(Some(Batch { from, len, segment }))
     }
 
-    /// Turns a datagram read by [`Vtep::recv`] into a frame for a TAP: the VXLAN header
+    /// Turns a datagram copied to `RX_OFFSET` of a packet's read space into a frame for a TAP: the VXLAN header
     /// (and the 2 bytes before it) become the vnet header. It asks the receiving kernel to
     /// complete a transport checksum the sender left partial (see
     /// `switchyard_encap::partial`); otherwise it claims nothing and the kernel verifies.
