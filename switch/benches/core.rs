@@ -71,7 +71,10 @@ fn forwarding() {
             Ok(())
         });
     });
-    println!("forwarding: {:.1} M learned-unicast 64-byte frames/s on one core", per_second / 1e6);
+    println!(
+        "forwarding: {:.1} M learned-unicast 64-byte frames/s on one core",
+        per_second / 1e6
+    );
     black_box(sent);
 }
 
@@ -96,7 +99,10 @@ fn million_entry_table() {
         n = n.wrapping_add(7919) % ENTRIES;
         hits += u64::from(fdb.lookup(Time::from_secs(1), vlan, mac(n)).is_some());
     });
-    println!("fdb: {ENTRIES} entries in {grown_mib:.1} MiB; {:.1} M lookups/s", lookups / 1e6);
+    println!(
+        "fdb: {ENTRIES} entries in {grown_mib:.1} MiB; {:.1} M lookups/s",
+        lookups / 1e6
+    );
     black_box(hits);
 }
 

@@ -638,42 +638,52 @@ impl Switch {
         }
     }
 
+    /// Every copy `decision` asks for, into `out` (cleared first): the one egress of a
+    /// known unicast, or every up port of the VLAN but the ingress one for a flood (and
+    /// no tunnel port when the frame came from one). For a tunnel egress the frame goes
+    /// untagged; [`Switch::vxlan_target`] says where.
+    pub fn egresses_into(&self, decision: Decision, out: &mut Vec<Egress>) {
+        out.clear();
+        match decision {
+            Decision::Output(egress) => out.push(egress),
+            Decision::Flood { vlan, except } => {
+                let from_tunnel = self.ports.get(&except).is_some_and(Port::is_tunnel);
+                if let Some(members) = self.members.get(&vlan) {
+                    out.extend(
+                        members
+                            .iter()
+                            .filter(|e| self.floods_to(from_tunnel, except, e)),
+                    );
+                }
+            }
+            Decision::Drop(_) => {}
+        }
+    }
+
     /// Carries out `decision` for `packet`: for every egress, tags or untags the packet as
     /// that port needs and hands it to `send`, counting what was sent and what failed.
-    /// `send` returns false when the port could not take the frame. For a tunnel egress
-    /// the packet is untagged; [`Switch::vxlan_target`] says where it goes.
+    /// `send` returns the drop reason when the port could not take the frame. (switchd's
+    /// forwarding threads do the same in three steps so that no lock is held while they
+    /// send; see [`Switch::egresses_into`].)
     pub fn execute(
         &mut self,
         decision: Decision,
         packet: &mut PacketBuf,
         mut send: impl FnMut(&Switch, &Egress, &PacketBuf) -> Result<(), DropReason>,
     ) {
-        let mut one = |switch: &mut Switch, egress: Egress| {
+        let mut egresses = Vec::new();
+        self.egresses_into(decision, &mut egresses);
+        for egress in egresses {
             if packet.set_vlan_tag(egress.tag).is_err() {
-                switch.count_drop(egress.port, DropReason::Malformed);
-                return;
+                self.count_drop(egress.port, DropReason::Malformed);
+                continue;
             }
-            match send(switch, &egress, packet) {
-                Ok(()) => switch.record_tx(egress.port, packet.frame().len()),
+            match send(self, &egress, packet) {
+                Ok(()) => self.record_tx(egress.port, packet.frame().len()),
                 Err(reason) => {
-                    switch.count_drop(egress.port, reason);
+                    self.count_drop(egress.port, reason);
                 }
             }
-        };
-        match decision {
-            Decision::Output(egress) => one(self, egress),
-            Decision::Flood { vlan, except } => {
-                let from_tunnel = self.ports.get(&except).is_some_and(Port::is_tunnel);
-                // Index rather than iterate: `one` needs the switch mutably for counters.
-                let count = self.members.get(&vlan).map_or(0, Vec::len);
-                for i in 0..count {
-                    let egress = self.members[&vlan][i];
-                    if self.floods_to(from_tunnel, except, &egress) {
-                        one(self, egress);
-                    }
-                }
-            }
-            Decision::Drop(_) => {}
         }
     }
 

@@ -83,7 +83,7 @@ fn status(daemon: &Daemon) -> Status {
     Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
-        uptime_secs: daemon.started.elapsed().as_secs(),
+        uptime_secs: daemon.started().elapsed().as_secs(),
         ports: daemon.ports.len(),
         state_dir: daemon.store.dir().to_path_buf(),
     }
@@ -255,15 +255,8 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
         mode: req.mode.clone(),
     };
     daemon.next_port_id += 1;
-    daemon.ports.insert(
-        id,
-        PortEntry {
-            saved,
-            tap: None,
-            problem: None,
-        },
-    );
-    daemon.switch.set_port(id, req.mode);
+    daemon.ports.insert(id, PortEntry::new(saved));
+    daemon.switch().set_port(id, req.mode);
     let installed = daemon
         .install_tap(id, tap)
         .map_err(|err| format!("{err:#}"));
@@ -290,7 +283,7 @@ fn remove_port(daemon: &mut Daemon, id: PortId) -> Option<PortInfo> {
             tracing::warn!(port = %id, "cannot remove TAP {name}: {err}");
         }
     }
-    let _ = daemon.switch.remove_port(id);
+    let _ = daemon.switch().remove_port(id);
     daemon.ports.remove(&id);
     Some(info)
 }
@@ -344,9 +337,9 @@ fn port_set(daemon: &mut Daemon, port: &str, mode: PortMode) -> Outcome<PortInfo
 }
 
 fn set_mode(daemon: &mut Daemon, id: PortId, mode: PortMode) {
-    let up = daemon.switch.is_port_up(id);
-    daemon.switch.set_port(id, mode.clone());
-    let _ = daemon.switch.set_port_up(id, up);
+    let up = daemon.switch().is_port_up(id);
+    daemon.switch().set_port(id, mode.clone());
+    let _ = daemon.switch().set_port_up(id, up);
     if let Some(entry) = daemon.ports.get_mut(&id) {
         entry.saved.mode = mode;
     }
@@ -355,7 +348,7 @@ fn set_mode(daemon: &mut Daemon, id: PortId, mode: PortMode) {
 fn fdb_show(daemon: &Daemon, vlan: Option<VlanId>, port: Option<&str>) -> Outcome<Vec<FdbRecord>> {
     let port = port.map(|p| resolve_any_port(daemon, p)).transpose()?;
     let mut records: Vec<FdbRecord> = daemon
-        .switch
+        .switch()
         .fdb()
         .entries(daemon.now())
         .filter(|e| vlan.is_none_or(|v| e.vlan == v))
@@ -385,12 +378,12 @@ fn fdb_add(
             id
         }
         (None, Some(addr)) => {
-            let id = daemon.switch.peer_port(addr).ok_or_else(|| {
+            let id = daemon.switch().peer_port(addr).ok_or_else(|| {
                 format!(
                     "{addr} is not a VXLAN peer; add it first with `swctl vxlan peer add {addr}`"
                 )
             })?;
-            if daemon.switch.vni_of(vlan).is_none() {
+            if daemon.switch().vni_of(vlan).is_none() {
                 return Err(format!(
                     "VLAN {vlan} has no VNI, so nothing of it reaches {addr}; map it first with `swctl vxlan map --vlan {vlan} --vni N`"
                 ));
@@ -400,24 +393,24 @@ fn fdb_add(
         _ => return Err("give exactly one of a port or a VTEP for the entry".to_string()),
     };
     let now = daemon.now();
-    let previous = daemon.switch.fdb().get(now, vlan, mac);
+    let previous = daemon.switch().fdb().get(now, vlan, mac);
     daemon
-        .switch
+        .switch()
         .fdb_mut()
         .add_static(vlan, mac, id)
         .map_err(|err| err.to_string())?;
     if let Err(err) = daemon.save() {
-        daemon.switch.fdb_mut().remove(vlan, mac);
+        daemon.switch().fdb_mut().remove(vlan, mac);
         if let Some(prev) = previous.filter(|p| p.is_static) {
             let _ = daemon
-                .switch
+                .switch()
                 .fdb_mut()
                 .add_static(prev.vlan, prev.mac, prev.port);
         }
         return Err(format!("cannot save the entry, not added: {err:#}"));
     }
     let entry = daemon
-        .switch
+        .switch()
         .fdb()
         .get(now, vlan, mac)
         .ok_or("the entry vanished")?;
@@ -453,7 +446,7 @@ fn resolve_any_port(daemon: &Daemon, text: &str) -> Outcome<PortId> {
     if let Some(id) = addr
         .parse::<IpAddr>()
         .ok()
-        .and_then(|ip| daemon.switch.peer_port(ip))
+        .and_then(|ip| daemon.switch().peer_port(ip))
     {
         return Ok(id);
     }
@@ -463,14 +456,14 @@ fn resolve_any_port(daemon: &Daemon, text: &str) -> Outcome<PortId> {
 fn fdb_del(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId) -> Outcome<FdbRecord> {
     let now = daemon.now();
     let entry = daemon
-        .switch
+        .switch()
         .fdb()
         .get(now, vlan, mac)
         .ok_or_else(|| format!("no FDB entry for {mac} in VLAN {vlan}"))?;
-    daemon.switch.fdb_mut().remove(vlan, mac);
+    daemon.switch().fdb_mut().remove(vlan, mac);
     if entry.is_static {
         if let Err(err) = daemon.save() {
-            let _ = daemon.switch.fdb_mut().add_static(vlan, mac, entry.port);
+            let _ = daemon.switch().fdb_mut().add_static(vlan, mac, entry.port);
             return Err(format!("cannot save, entry kept: {err:#}"));
         }
     }
@@ -484,7 +477,7 @@ fn fdb_flush(
     include_static: bool,
 ) -> Outcome<Flushed> {
     let port = port.map(|p| resolve_any_port(daemon, p)).transpose()?;
-    let removed = daemon.switch.fdb_mut().flush(FlushFilter {
+    let removed = daemon.switch().fdb_mut().flush(FlushFilter {
         port,
         vlan,
         include_static,
@@ -498,12 +491,14 @@ fn fdb_flush(
 }
 
 fn stats(daemon: &Daemon) -> Stats {
-    let fdb = daemon.switch.fdb();
+    let now = daemon.now();
+    let switch = daemon.switch();
+    let fdb = switch.fdb();
     let config = fdb.config();
     let port_stats = |id: PortId| PortStats {
         id,
         name: any_port_name(daemon, id),
-        counters: daemon.switch.counters(id).unwrap_or_default(),
+        counters: switch.counters(id).unwrap_or_default(),
     };
     Stats {
         ports: daemon
@@ -513,18 +508,18 @@ fn stats(daemon: &Daemon) -> Stats {
             .map(|id| port_stats(*id))
             .collect(),
         fdb: FdbStats {
-            entries: fdb.entries(daemon.now()).count(),
+            entries: fdb.entries(now).count(),
             max_entries: config.max_entries,
             max_per_port: config.max_per_port,
             aging_secs: config.aging.as_secs(),
             counters: fdb.counters(),
         },
-        unattributed_drops: daemon.switch.unattributed_drops(),
+        unattributed_drops: switch.unattributed_drops(),
     }
 }
 
 fn vtep_of(daemon: &Daemon) -> Outcome<&crate::vtep::Vtep> {
-    daemon.vtep.as_ref().ok_or_else(|| {
+    daemon.vtep().ok_or_else(|| {
         "switchd was started without --vtep, so it has no VXLAN overlay; restart it with --vtep ADDR[:PORT]".to_string()
     })
 }
@@ -536,17 +531,17 @@ fn vxlan_info(daemon: &Daemon) -> Outcome<VxlanInfo> {
         .values()
         .map(|peer| peer_info(daemon, vtep, peer))
         .collect();
+    let switch = daemon.switch();
     Ok(VxlanInfo {
         local: vtep.local(),
-        map: daemon
-            .switch
+        map: switch
             .vni_map()
             .map(|(vlan, vni)| VniMapping { vlan, vni })
             .collect(),
         peers,
-        unattributed_drops: daemon.switch.unattributed_drops(),
-        icmp_frag_needed_sent: vtep.icmp_sent,
-        accept_inner_tagged: daemon.switch.accepts_inner_tagged(),
+        unattributed_drops: switch.unattributed_drops(),
+        icmp_frag_needed_sent: vtep.icmp_sent.load(std::sync::atomic::Ordering::Relaxed),
+        accept_inner_tagged: switch.accepts_inner_tagged(),
     })
 }
 
@@ -557,24 +552,24 @@ fn peer_info(daemon: &Daemon, vtep: &crate::vtep::Vtep, peer: &Peer) -> PeerInfo
         port: peer.id,
         path_mtu: vtep.path_mtu(peer.addr.ip()),
         inner_mtu: inner_frame.saturating_sub(14) as u32,
-        counters: daemon.switch.counters(peer.id).unwrap_or_default(),
+        counters: daemon.switch().counters(peer.id).unwrap_or_default(),
     }
 }
 
 fn vxlan_map(daemon: &mut Daemon, vlan: VlanId, vni: Vni) -> Outcome<VxlanInfo> {
     vtep_of(daemon)?;
-    let old = daemon.switch.vni_of(vlan);
+    let old = daemon.switch().vni_of(vlan);
     daemon
-        .switch
+        .switch()
         .map_vni(vlan, vni)
         .map_err(|err| err.to_string())?;
     if let Err(err) = daemon.save() {
         match old {
             Some(old) => {
-                let _ = daemon.switch.map_vni(vlan, old);
+                let _ = daemon.switch().map_vni(vlan, old);
             }
             None => {
-                daemon.switch.unmap_vlan(vlan);
+                daemon.switch().unmap_vlan(vlan);
             }
         }
         return Err(format!("cannot save the mapping, left unchanged: {err:#}"));
@@ -586,11 +581,11 @@ fn vxlan_map(daemon: &mut Daemon, vlan: VlanId, vni: Vni) -> Outcome<VxlanInfo> 
 fn vxlan_unmap(daemon: &mut Daemon, vlan: VlanId) -> Outcome<VxlanInfo> {
     vtep_of(daemon)?;
     let vni = daemon
-        .switch
+        .switch()
         .unmap_vlan(vlan)
         .ok_or_else(|| format!("VLAN {vlan} has no VNI"))?;
     if let Err(err) = daemon.save() {
-        let _ = daemon.switch.map_vni(vlan, vni);
+        let _ = daemon.switch().map_vni(vlan, vni);
         return Err(format!("cannot save, mapping kept: {err:#}"));
     }
     tracing::info!(%vlan, %vni, "VLAN unmapped");
@@ -642,7 +637,7 @@ fn peer_del(daemon: &mut Daemon, text: &str) -> Outcome<PeerInfo> {
     let addr = parse_peer(text, local.port())?;
     let vtep = vtep_of(daemon)?;
     let id = daemon
-        .switch
+        .switch()
         .peer_port(addr.ip())
         .ok_or_else(|| format!("{} is not a peer", addr.ip()))?;
     let info = peer_info(daemon, vtep, &daemon.peers[&id]);

@@ -1,15 +1,15 @@
-//! The event loop: TAP ports, the control socket and signals on one `mio` poll.
+//! The control thread: the control socket, signals, FDB aging, and the life of ports
+//! (their TAPs and forwarding threads, see `dataplane`) on one `mio` poll.
 //!
-//! One thread does everything, so the forwarding core needs no locks. A readable TAP is
-//! drained in batches; ports that still have frames after their batch go to the back of
-//! a ready queue, so one busy port cannot starve the others. With nothing to do the loop
-//! sleeps in `epoll_wait` until a frame, a request, a signal, or the next FDB expiry.
+//! With nothing to do it sleeps in `epoll_wait` until a request, a signal, a forwarding
+//! thread reporting a failed TAP, or the next FDB expiry.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -20,40 +20,42 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use switchyard::control::VniMapping;
 use switchyard::fdb::FdbConfig;
-use switchyard::forward::Egress;
-use switchyard::wire::{vnet, PacketBuf, VnetHdr, VNET_HDR_LEN};
-use switchyard::{Decision, DropReason, PortId, Switch, Time};
-use switchyard_encap::coalesce::{self, TcpSegment};
-use switchyard_encap::segment::{GsoKind, Offload};
-use switchyard_encap::vxlan;
+use switchyard::{PortId, Switch, Time};
 
 use crate::conn::Conn;
 use crate::ctl;
+use crate::dataplane::{self, Shared, Worker};
 use crate::netns;
 use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
 use crate::tap::Tap;
-use crate::vtep::{Batch, SendFailure, Vtep, RX_OFFSET};
+use crate::vtep::Vtep;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const VXLAN: Token = Token(2);
+/// A forwarding thread has news (a TAP failed).
+const WAKE: Token = Token(2);
 const FIRST_CONN: usize = 16;
-/// Ports use tokens from here up: `PORT_TOKENS + port id`.
-const PORT_TOKENS: usize = 1 << 32;
-
-/// Frames read from one port before the loop looks at the others.
-const BATCH: usize = 64;
-/// A TCP super-frame is at most 64 KiB plus link headers; room for that and the vnet header.
-const MAX_WIRE_LEN: usize = 65536 + 1024;
 /// Control connections served at once; more wait in the listen backlog.
 const MAX_CONNS: usize = 256;
 
-/// A port: what is saved about it, and its TAP while it has one.
+/// A port: what is saved about it, and its TAP and forwarding thread while it has them.
 pub struct PortEntry {
     pub saved: SavedPort,
-    pub tap: Option<Tap>,
+    pub tap: Option<Arc<Tap>>,
+    worker: Option<Worker>,
     /// Why the port is not forwarding, when it is not.
     pub problem: Option<String>,
+}
+
+impl PortEntry {
+    pub fn new(saved: SavedPort) -> PortEntry {
+        PortEntry {
+            saved,
+            tap: None,
+            worker: None,
+            problem: None,
+        }
+    }
 }
 
 pub struct Options {
@@ -79,10 +81,12 @@ pub struct Peer {
 
 pub struct Daemon {
     poll: Poll,
-    pub switch: Switch,
+    /// What the forwarding threads share: the core, the TAPs, the VTEP.
+    pub shared: Arc<Shared>,
+    failures: crossbeam_channel::Receiver<(PortId, String)>,
+    vxlan_workers: Vec<Worker>,
     pub ports: BTreeMap<PortId, PortEntry>,
     pub peers: BTreeMap<PortId, Peer>,
-    pub vtep: Option<Vtep>,
     pub store: StateStore,
     /// This boot's id; namespace cookies saved under another boot mean nothing.
     boot_id: String,
@@ -97,19 +101,6 @@ pub struct Daemon {
     /// Accepting stopped (connection cap, or out of descriptors): try again soon.
     accept_pending: bool,
     signals: SignalFd,
-    pub started: Instant,
-    packet: PacketBuf,
-    ready: VecDeque<PortId>,
-    ready_set: HashSet<PortId>,
-    vxlan_ready: bool,
-    /// Where VXLAN reads land (a GRO run of datagrams is up to 64 KiB).
-    vxlan_rx: Vec<u8>,
-    /// Where runs of TCP segments are merged.
-    merge_buf: Vec<u8>,
-}
-
-fn port_token(id: PortId) -> Token {
-    Token(PORT_TOKENS + id.0 as usize)
 }
 
 impl Daemon {
@@ -133,10 +124,8 @@ impl Daemon {
         let mut switch = Switch::new(options.fdb);
         let vtep = match &options.vtep {
             Some(vtep_options) => {
-                let mut vtep = Vtep::bind(vtep_options.local, vtep_options.udp_checksums)?;
-                poll.registry()
-                    .register(vtep.rx_socket(), VXLAN, Interest::READABLE)
-                    .context("cannot watch the VXLAN socket")?;
+                let receivers = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let vtep = Vtep::bind(vtep_options.local, vtep_options.udp_checksums, receivers)?;
                 switch.set_accept_inner_tagged(vtep_options.accept_inner_tagged);
                 Some(vtep)
             }
@@ -147,12 +136,21 @@ impl Daemon {
             ),
             None => None,
         };
+        let waker = mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?;
+        let (failed, failures) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared::new(switch, vtep, failed, waker));
+        let receivers = shared.vtep.as_ref().map_or(0, Vtep::receivers);
+        let vxlan_workers = (0..receivers)
+            .map(|i| dataplane::spawn_vxlan(Arc::clone(&shared), i))
+            .collect::<io::Result<Vec<_>>>()
+            .context("cannot start the VXLAN receiving threads")?;
         let mut daemon = Daemon {
             poll,
-            switch,
+            shared,
+            failures,
+            vxlan_workers,
             ports: BTreeMap::new(),
             peers: BTreeMap::new(),
-            vtep,
             store,
             boot_id: netns::boot_id(),
             next_port_id: saved.next_port_id,
@@ -163,20 +161,26 @@ impl Daemon {
             conn_backlog: VecDeque::new(),
             accept_pending: false,
             signals,
-            started: Instant::now(),
-            packet: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
-            ready: VecDeque::new(),
-            ready_set: HashSet::new(),
-            vxlan_ready: false,
-            vxlan_rx: vec![0; MAX_WIRE_LEN],
-            merge_buf: Vec::with_capacity(MAX_WIRE_LEN),
         };
         daemon.restore(saved);
         Ok(daemon)
     }
 
     pub fn now(&self) -> Time {
-        Time::from_duration(self.started.elapsed())
+        self.shared.now()
+    }
+
+    pub fn started(&self) -> Instant {
+        self.shared.started()
+    }
+
+    /// The forwarding core, locked. Hold it only briefly: the forwarding threads wait.
+    pub fn switch(&self) -> MutexGuard<'_, Switch> {
+        self.shared.switch()
+    }
+
+    pub fn vtep(&self) -> Option<&Vtep> {
+        self.shared.vtep.as_ref()
     }
 
     /// Reattaches every saved port and reinstalls static FDB entries.
@@ -185,7 +189,7 @@ impl Daemon {
         for port in saved.ports {
             let id = port.id;
             let name = port_name(&port);
-            self.switch.set_port(id, port.mode.clone());
+            self.switch().set_port(id, port.mode.clone());
             let (tap, problem) = match reopen(&port, same_boot) {
                 Ok(tap) => {
                     tracing::info!(port = %id, %name, ifindex = port.ifindex, "reattached TAP");
@@ -201,6 +205,7 @@ impl Daemon {
                 PortEntry {
                     saved: port,
                     tap: None,
+                    worker: None,
                     problem,
                 },
             );
@@ -211,12 +216,13 @@ impl Daemon {
                     }
                 }
                 None => {
-                    let _ = self.switch.set_port_up(id, false);
+                    let _ = self.switch().set_port_up(id, false);
                 }
             }
         }
         for mapping in &saved.overlay.map {
-            if let Err(err) = self.switch.map_vni(mapping.vlan, mapping.vni) {
+            let mapped = self.switch().map_vni(mapping.vlan, mapping.vni);
+            if let Err(err) = mapped {
                 tracing::warn!(
                     "cannot restore VLAN {} ↔ VNI {}: {err}",
                     mapping.vlan,
@@ -240,7 +246,7 @@ impl Daemon {
             }
             if self.ports.contains_key(&entry.port) || self.peers.contains_key(&entry.port) {
                 if let Err(err) = self
-                    .switch
+                    .switch()
                     .fdb_mut()
                     .add_static(entry.vlan, entry.mac, entry.port)
                 {
@@ -257,10 +263,11 @@ impl Daemon {
     /// Adds the remote VTEP at `addr` as tunnel port `id` and learns the path MTU to it.
     pub fn add_peer(&mut self, id: PortId, addr: SocketAddr) -> Result<Peer> {
         let vtep = self
+            .shared
             .vtep
-            .as_mut()
+            .as_ref()
             .context("switchd was started without --vtep, so it has no VXLAN overlay; restart it with --vtep ADDR")?;
-        self.switch.add_peer(id, addr)?;
+        self.shared.switch().add_peer(id, addr)?;
         let mtu = vtep.learn_path_mtu(addr);
         tracing::info!(%addr, port = %id, path_mtu = mtu, "VXLAN peer added");
         let peer = Peer { id, addr };
@@ -270,62 +277,54 @@ impl Daemon {
 
     /// Removes the remote VTEP at `addr` and everything learned behind it.
     pub fn remove_peer(&mut self, addr: IpAddr) -> Result<Peer> {
-        let id = self.switch.remove_peer(addr)?;
-        if let Some(vtep) = self.vtep.as_mut() {
+        let id = self.switch().remove_peer(addr)?;
+        if let Some(vtep) = self.vtep() {
             vtep.forget_peer(addr);
         }
         self.peers.remove(&id).context("peer vanished")
     }
 
-    /// Starts watching `tap` as port `id` and marks the port up.
+    /// Starts forwarding for port `id` through `tap` (a thread of its own) and marks the
+    /// port up.
     pub fn install_tap(&mut self, id: PortId, tap: Tap) -> Result<()> {
-        let (raw_fd, name) = (tap.raw_fd(), tap.name().to_string());
+        let tap = Arc::new(tap);
+        let name = tap.name().to_string();
         // The port owns the TAP before anything can fail, so that whoever undoes a failed
         // install finds it there (and can destroy it, for a port being created).
         let entry = self.ports.get_mut(&id).context("port vanished")?;
-        entry.tap = Some(tap);
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&raw_fd), port_token(id), Interest::READABLE)
-            .with_context(|| format!("cannot watch TAP {name}"))?;
+        entry.tap = Some(Arc::clone(&tap));
+        self.shared.set_tap(id, Some(Arc::clone(&tap)));
+        let worker = dataplane::spawn_port(Arc::clone(&self.shared), id, tap)
+            .with_context(|| format!("cannot start the forwarding thread of TAP {name}"))?;
         if let Some(entry) = self.ports.get_mut(&id) {
+            entry.worker = Some(worker);
             entry.problem = None;
         }
-        let _ = self.switch.set_port_up(id, true);
-        // Frames may have queued before we registered; edge-triggered epoll would not say so.
-        self.mark_ready(id);
+        let _ = self.switch().set_port_up(id, true);
         Ok(())
     }
 
-    /// Stops watching port `id`'s TAP and hands it back (it stays in the namespace).
-    pub fn uninstall_tap(&mut self, id: PortId) -> Option<Tap> {
-        let tap = self.ports.get_mut(&id)?.tap.take()?;
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&tap.raw_fd()));
-        self.ready_set.remove(&id);
-        Some(tap)
-    }
-
-    fn mark_ready(&mut self, id: PortId) {
-        if self.ready_set.insert(id) {
-            self.ready.push_back(id);
-        }
+    /// Stops port `id`'s forwarding thread and hands its TAP back (it stays in the
+    /// namespace until it is destroyed or the last reference goes).
+    pub fn uninstall_tap(&mut self, id: PortId) -> Option<Arc<Tap>> {
+        let entry = self.ports.get_mut(&id)?;
+        drop(entry.worker.take());
+        self.shared.set_tap(id, None);
+        entry.tap.take()
     }
 
     /// The port stops forwarding until it is reattached, and says why.
     fn mark_down(&mut self, id: PortId, problem: String) {
         drop(self.uninstall_tap(id));
-        let _ = self.switch.set_port_up(id, false);
+        let _ = self.switch().set_port_up(id, false);
         if let Some(entry) = self.ports.get_mut(&id) {
             entry.problem = Some(problem);
         }
     }
 
     pub fn saved_state(&self) -> SavedState {
-        let mut static_fdb: Vec<_> = self
-            .switch
+        let switch = self.switch();
+        let mut static_fdb: Vec<_> = switch
             .fdb()
             .entries(self.now())
             .filter(|e| e.is_static)
@@ -342,8 +341,7 @@ impl Daemon {
             ports: self.ports.values().map(|p| p.saved.clone()).collect(),
             static_fdb,
             overlay: SavedOverlay {
-                map: self
-                    .switch
+                map: switch
                     .vni_map()
                     .map(|(vlan, vni)| VniMapping { vlan, vni })
                     .collect(),
@@ -372,12 +370,9 @@ impl Daemon {
                 Some(Duration::ZERO)
             } else if self.accept_pending {
                 Some(Duration::from_millis(100))
-            } else if self.ready.is_empty() && !self.vxlan_ready {
-                self.switch
-                    .next_timeout()
-                    .map(|at| at.since(self.now()) + Duration::from_millis(1))
             } else {
-                Some(Duration::ZERO)
+                let next = self.switch().next_timeout();
+                next.map(|at| at.since(self.now()) + Duration::from_millis(1))
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -388,29 +383,39 @@ impl Daemon {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
-                    VXLAN => self.vxlan_ready = true,
+                    WAKE => self.take_failures(),
                     SIGNALS => {
                         if let Some(signal) = self.take_signal() {
                             tracing::info!("received {signal}, shutting down");
                             return Ok(());
                         }
                     }
-                    Token(t) if t >= PORT_TOKENS => {
-                        self.mark_ready(PortId((t - PORT_TOKENS) as u32))
-                    }
                     token => self.serve_conn(token),
                 }
             }
-            self.serve_ready_ports();
             self.serve_conn_backlog();
             if self.accept_pending {
                 self.accept();
             }
             let now = self.now();
-            if self.switch.next_timeout().is_some_and(|at| at <= now) {
-                let aged = self.switch.handle_timeout(now);
+            let mut switch = self.switch();
+            if switch.next_timeout().is_some_and(|at| at <= now) {
+                let aged = switch.handle_timeout(now);
                 tracing::debug!(aged, "aged FDB entries");
             }
+        }
+    }
+
+    /// Marks down the ports whose forwarding threads found their TAP broken.
+    fn take_failures(&mut self) {
+        while let Ok((id, problem)) = self.failures.try_recv() {
+            let name = self
+                .ports
+                .get(&id)
+                .map(|p| port_name(&p.saved))
+                .unwrap_or_default();
+            tracing::warn!(port = %id, %name, "TAP failed, port is down: {problem}");
+            self.mark_down(id, problem);
         }
     }
 
@@ -419,178 +424,6 @@ impl Daemon {
             Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
             _ => None,
         }
-    }
-
-    /// Gives every ready port, and the VXLAN socket, one batch, in turn.
-    fn serve_ready_ports(&mut self) {
-        if self.vxlan_ready {
-            self.vxlan_ready = match self.drain_vxlan() {
-                Ok(more) => more,
-                Err(err) => {
-                    tracing::warn!("reading the VXLAN socket failed: {err}");
-                    false
-                }
-            };
-        }
-        for _ in 0..self.ready.len() {
-            let Some(id) = self.ready.pop_front() else {
-                break;
-            };
-            match self.drain(id) {
-                Ok(true) => self.ready.push_back(id),
-                Ok(false) => {
-                    self.ready_set.remove(&id);
-                }
-                Err(err) => {
-                    self.ready_set.remove(&id);
-                    let name = self
-                        .ports
-                        .get(&id)
-                        .map(|p| port_name(&p.saved))
-                        .unwrap_or_default();
-                    tracing::warn!(port = %id, %name, "TAP failed, port is down: {err}");
-                    self.mark_down(
-                        id,
-                        format!("TAP read failed: {err}; the interface was probably deleted inside the container: remove the port with `swctl port del {id}` and attach again"),
-                    );
-                }
-            }
-        }
-    }
-
-    /// Forwards up to one batch of frames from port `id`. Ok(true) if more may be waiting.
-    fn drain(&mut self, id: PortId) -> io::Result<bool> {
-        let now = self.now();
-        for _ in 0..BATCH {
-            let Some(tap) = self.ports.get(&id).and_then(|p| p.tap.as_ref()) else {
-                return Ok(false);
-            };
-            let len = match tap.read(self.packet.read_space()) {
-                Ok(len) => len,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
-            if len > MAX_WIRE_LEN {
-                // The TAP reported more than fitted: the frame was cut. Never forward it.
-                self.switch.record_tx_drop(id, DropReason::Malformed);
-                continue;
-            }
-            if len < VNET_HDR_LEN {
-                continue;
-            }
-            self.packet.set_len(len);
-            let decision = self.switch.process(now, id, self.packet.frame());
-            let (ports, vtep) = (&self.ports, &mut self.vtep);
-            self.switch
-                .execute(decision, &mut self.packet, |switch, egress, packet| {
-                    transmit(ports, vtep, switch, id, egress, packet)
-                });
-        }
-        Ok(true)
-    }
-
-    /// Forwards up to one batch of VXLAN reads. Ok(true) if more may be waiting.
-    fn drain_vxlan(&mut self) -> io::Result<bool> {
-        let now = self.now();
-        for _ in 0..BATCH {
-            let Some(vtep) = self.vtep.as_ref() else {
-                return Ok(false);
-            };
-            let Some(batch) = vtep.recv_batch(&mut self.vxlan_rx)? else {
-                return Ok(false);
-            };
-            let rx = std::mem::take(&mut self.vxlan_rx);
-            self.forward_datagrams(now, &batch, &rx[..batch.len]);
-            self.vxlan_rx = rx;
-        }
-        Ok(true)
-    }
-
-    /// Forwards the datagrams of one read, merging runs of consecutive TCP segments of
-    /// one flow (same VXLAN header, headers that allow it) into super-frames.
-    fn forward_datagrams(&mut self, now: Time, batch: &Batch, data: &[u8]) {
-        let datagrams: Vec<&[u8]> = data.chunks(batch.segment).collect();
-        let mut run: Vec<(&[u8], TcpSegment)> = Vec::with_capacity(datagrams.len());
-        let mut merged_payload = 0;
-        for datagram in datagrams {
-            let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
-            let segment = TcpSegment::parse(inner);
-            if let (Some(segment), Some(&(last, last_segment))) = (segment, run.last()) {
-                let same_header =
-                    datagram.get(..vxlan::HEADER_LEN) == last.get(..vxlan::HEADER_LEN);
-                let last_inner = &last[vxlan::HEADER_LEN..];
-                if same_header
-                    && coalesce::continues(
-                        last_inner,
-                        &last_segment,
-                        inner,
-                        &segment,
-                        merged_payload,
-                    )
-                {
-                    merged_payload += segment.payload_len();
-                    run.push((datagram, segment));
-                    continue;
-                }
-            }
-            self.forward_run(now, batch.from, &run);
-            run.clear();
-            match segment {
-                Some(segment) => {
-                    merged_payload = segment.payload_len();
-                    run.push((datagram, segment));
-                }
-                None => self.forward_datagram(now, batch.from, datagram),
-            }
-        }
-        self.forward_run(now, batch.from, &run);
-    }
-
-    /// Forwards a run of mergeable datagrams: one alone as it is, several as one frame.
-    fn forward_run(&mut self, now: Time, from: SocketAddr, run: &[(&[u8], TcpSegment)]) {
-        match run {
-            [] => {}
-            [(datagram, _)] => self.forward_datagram(now, from, datagram),
-            [(first, _), ..] => {
-                let decision = self.switch.process_vxlan(now, from.ip(), first);
-                if let Decision::Drop(_) = decision {
-                    return;
-                }
-                let inner: Vec<(&[u8], TcpSegment)> = run
-                    .iter()
-                    .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
-                    .collect();
-                let offload = coalesce::merge(&inner, &mut self.merge_buf);
-                load_offloaded(&mut self.packet, &offload, &self.merge_buf);
-                self.execute_from_peer(decision, from);
-            }
-        }
-    }
-
-    /// Forwards one VXLAN datagram as it came.
-    fn forward_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
-        let space = self.packet.read_space();
-        let Some(room) = space.get_mut(RX_OFFSET..RX_OFFSET + datagram.len()) else {
-            return;
-        };
-        room.copy_from_slice(datagram);
-        self.packet.set_len(RX_OFFSET + datagram.len());
-        let decision = self.switch.process_vxlan(now, from.ip(), datagram);
-        if let Decision::Drop(_) = decision {
-            return;
-        }
-        Vtep::strip_header(&mut self.packet);
-        self.execute_from_peer(decision, from);
-    }
-
-    fn execute_from_peer(&mut self, decision: Decision, from: SocketAddr) {
-        let in_port = self.switch.peer_port(from.ip()).unwrap_or(PortId(0));
-        let (ports, vtep) = (&self.ports, &mut self.vtep);
-        self.switch
-            .execute(decision, &mut self.packet, |switch, egress, packet| {
-                transmit(ports, vtep, switch, in_port, egress, packet)
-            });
     }
 
     fn accept(&mut self) {
@@ -602,7 +435,7 @@ impl Daemon {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     let token = Token(self.next_conn);
-                    self.next_conn = if self.next_conn + 1 >= PORT_TOKENS {
+                    self.next_conn = if self.next_conn == usize::MAX {
                         FIRST_CONN
                     } else {
                         self.next_conn + 1
@@ -685,85 +518,12 @@ impl Daemon {
 
     /// Releases every TAP (they stay, persistent, in their namespaces) and the socket.
     pub fn shutdown(mut self) {
+        self.vxlan_workers.clear();
         let ids: Vec<PortId> = self.ports.keys().copied().collect();
         for id in ids {
             drop(self.uninstall_tap(id));
         }
         let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-/// Puts `frame` into `packet` behind a vnet header that describes `offload` (a merged
-/// TCP super-frame: GSO, checksum left for the receiving kernel).
-fn load_offloaded(packet: &mut PacketBuf, offload: &Offload, frame: &[u8]) {
-    let space = packet.read_space();
-    let Some(room) = space.get_mut(..VNET_HDR_LEN + frame.len()) else {
-        return;
-    };
-    room[VNET_HDR_LEN..].copy_from_slice(frame);
-    if let Ok(mut hdr) = VnetHdr::new_checked(&mut room[..VNET_HDR_LEN]) {
-        let start = usize::from(offload.csum_start);
-        let tcp_header = frame
-            .get(start + 12)
-            .map_or(20, |b| usize::from(b >> 4) * 4);
-        hdr.set_flags(vnet::F_NEEDS_CSUM);
-        hdr.set_gso_type(match offload.kind {
-            GsoKind::TcpV4 => vnet::GSO_TCPV4,
-            GsoKind::TcpV6 => vnet::GSO_TCPV6,
-            _ => vnet::GSO_NONE,
-        });
-        hdr.set_gso_size(offload.segment_size);
-        hdr.set_hdr_len((start + tcp_header) as u16);
-        hdr.set_csum_start(offload.csum_start);
-        hdr.set_csum_offset(offload.csum_offset);
-    }
-    packet.set_len(VNET_HDR_LEN + frame.len());
-}
-
-/// Sends one copy of a frame that came in on `in_port`: to a TAP, or encapsulated to a
-/// VTEP. A frame too big for the overlay is answered, when it should be, with ICMP
-/// "fragmentation needed" back through `in_port`.
-fn transmit(
-    ports: &BTreeMap<PortId, PortEntry>,
-    vtep: &mut Option<Vtep>,
-    switch: &Switch,
-    in_port: PortId,
-    egress: &Egress,
-    packet: &PacketBuf,
-) -> Result<(), DropReason> {
-    let Some((remote, vni)) = switch.vxlan_target(egress) else {
-        return match ports.get(&egress.port).and_then(|p| p.tap.as_ref()) {
-            Some(tap) if tap.write(packet.wire()).is_ok() => Ok(()),
-            _ => Err(DropReason::TxError),
-        };
-    };
-    let vtep = vtep.as_mut().ok_or(DropReason::TxError)?;
-    match vtep.send(remote, vni, packet) {
-        Ok(()) => Ok(()),
-        Err(SendFailure::TooBig { icmp }) => {
-            if let Some(icmp) = icmp {
-                let tag = switch
-                    .port_mode(in_port)
-                    .and_then(|m| m.egress_tag(egress.vlan));
-                let tap = ports.get(&in_port).and_then(|p| p.tap.as_ref());
-                if let (Some(tag), Some(tap)) = (tag, tap) {
-                    let mut reply =
-                        PacketBuf::from_wire(&[&[0u8; VNET_HDR_LEN][..], &icmp].concat(), true);
-                    if reply.set_vlan_tag(tag).is_ok() && tap.write(reply.wire()).is_ok() {
-                        vtep.icmp_sent += 1;
-                    }
-                }
-            }
-            Err(DropReason::TooBig)
-        }
-        Err(SendFailure::Offload(err)) => {
-            tracing::debug!("cannot segment a frame for VXLAN: {err}");
-            Err(DropReason::BadOffload)
-        }
-        Err(SendFailure::Io(err)) => {
-            tracing::debug!(%remote, "VXLAN send failed: {err}");
-            Err(DropReason::TxError)
-        }
     }
 }
 

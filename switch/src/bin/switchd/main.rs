@@ -6,7 +6,9 @@
 //! `switchyard::control`). Layers, from the outside in:
 //!
 //! * `main` — flags, the optional TOML config file, logging.
-//! * `daemon` — the `mio` event loop: TAPs, control connections, signals, FDB aging.
+//! * `daemon` — the control thread's `mio` loop: control connections, signals, FDB aging,
+//!   ports' lives.
+//! * `dataplane` — the forwarding threads: one per TAP port, one per VXLAN socket.
 //! * `conn` — one control connection, with bounds against misbehaving clients.
 //! * `ctl` — control requests, each saved to the state directory before it is answered.
 //! * `state` — the state directory: ports and static FDB entries, written atomically.
@@ -19,6 +21,7 @@
 mod conn;
 mod ctl;
 mod daemon;
+mod dataplane;
 mod netns;
 mod state;
 #[allow(unsafe_code)]

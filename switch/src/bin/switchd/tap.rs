@@ -8,11 +8,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::netns::{in_netns, EnterError};
 use crate::sys;
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
 
 /// What went wrong with a TAP; each message names the interface and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -136,10 +142,6 @@ impl Tap {
         self.ifindex
     }
 
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
     /// Reads one wire image (vnet header + frame). `WouldBlock` when there is none.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
@@ -150,8 +152,9 @@ impl Tap {
         nix::unistd::write(&self.fd, wire).map_err(io::Error::from)
     }
 
-    /// Removes the device: clears persistence, then closes the last descriptor.
-    pub fn destroy(self) -> io::Result<()> {
+    /// Removes the device: clears persistence, so it goes when the last descriptor is
+    /// closed (when the last reference to this `Tap` is dropped).
+    pub fn destroy(&self) -> io::Result<()> {
         sys::tun_set_persist(self.fd.as_fd(), false)
     }
 }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::AtomicU64;
+use std::sync::RwLock;
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{
@@ -51,6 +53,20 @@ where
     if nix::sys::socket::setsockopt(socket, force, &SOCKET_BUFFER).is_err() {
         let _ = nix::sys::socket::setsockopt(socket, plain, &SOCKET_BUFFER);
     }
+}
+
+/// A UDP socket bound to `local` with `SO_REUSEPORT`, so that several can share the port.
+fn bind_reuseport(local: SocketAddr) -> io::Result<UdpSocket> {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType};
+    let family = if local.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    nix::sys::socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(local))?;
+    Ok(UdpSocket::from(fd))
 }
 
 /// Most datagrams one `UDP_SEGMENT` send may carry (the kernel's `UDP_MAX_SEGMENTS`).
@@ -111,30 +127,39 @@ pub enum SendFailure {
     Io(io::Error),
 }
 
+/// The VTEP's sockets and what it knows about the paths to its peers. Shared by all
+/// forwarding threads: sending and receiving need no `&mut`.
 pub struct Vtep {
     local: SocketAddr,
     /// Whether the kernel coalesces received datagrams (UDP_GRO, Linux 5.0+).
     gro: bool,
-    rx: mio::net::UdpSocket,
+    /// Receiving sockets on the VTEP port, one per receiving thread (`SO_REUSEPORT`: the
+    /// kernel spreads senders' flows over them).
+    rx: Vec<UdpSocket>,
     tx: Vec<UdpSocket>,
-    path_mtu: HashMap<IpAddr, u32>,
-    scratch: Vec<u8>,
+    path_mtu: RwLock<HashMap<IpAddr, u32>>,
     /// "Fragmentation needed" answers sent.
-    pub icmp_sent: u64,
+    pub icmp_sent: AtomicU64,
 }
 
 impl Vtep {
     /// Binds the receiving socket at `local` and the sending pool on the same address.
     /// `udp_checksums: false` sends IPv4 without outer UDP checksums (IPv6 always has them).
-    pub fn bind(local: SocketAddr, udp_checksums: bool) -> Result<Vtep> {
-        let rx = mio::net::UdpSocket::bind(local).with_context(|| {
-            format!("cannot bind the VXLAN socket to {local}; is the address configured here and the port free?")
-        })?;
-        // Room for bursts: a TCP window of segments arrives faster than one read each.
-        set_buffer(&rx, sockopt::RcvBufForce, sockopt::RcvBuf);
-        // Let the kernel hand over runs of same-sized datagrams of one flow in one read
-        // (UDP GRO); switchd merges their TCP segments (see `switchyard_encap::coalesce`).
-        let gro = nix::sys::socket::setsockopt(&rx, sockopt::UdpGroSegment, &true).is_ok();
+    pub fn bind(local: SocketAddr, udp_checksums: bool, receivers: usize) -> Result<Vtep> {
+        let mut rx = Vec::with_capacity(receivers);
+        let mut gro = true;
+        for _ in 0..receivers.max(1) {
+            let socket = bind_reuseport(local).with_context(|| {
+                format!("cannot bind the VXLAN socket to {local}; is the address configured here and the port free?")
+            })?;
+            socket.set_nonblocking(true)?;
+            // Room for bursts: a TCP window of segments arrives faster than one read each.
+            set_buffer(&socket, sockopt::RcvBufForce, sockopt::RcvBuf);
+            // Let the kernel hand over runs of same-sized datagrams of one flow in one read
+            // (UDP GRO); switchd merges their TCP segments (see `switchyard_encap::coalesce`).
+            gro &= nix::sys::socket::setsockopt(&socket, sockopt::UdpGroSegment, &true).is_ok();
+            rx.push(socket);
+        }
         let mut tx = Vec::with_capacity(TX_POOL);
         for _ in 0..TX_POOL {
             let socket = UdpSocket::bind(SocketAddr::new(local.ip(), 0))
@@ -152,9 +177,8 @@ impl Vtep {
             gro,
             rx,
             tx,
-            path_mtu: HashMap::new(),
-            scratch: Vec::with_capacity(128 * 1024),
-            icmp_sent: 0,
+            path_mtu: RwLock::new(HashMap::new()),
+            icmp_sent: AtomicU64::new(0),
         })
     }
 
@@ -162,13 +186,18 @@ impl Vtep {
         self.local
     }
 
-    pub fn rx_socket(&mut self) -> &mut mio::net::UdpSocket {
-        &mut self.rx
+    /// The receiving sockets, one per receiving thread.
+    pub fn receivers(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn rx_fd(&self, index: usize) -> std::os::fd::BorrowedFd<'_> {
+        self.rx[index].as_fd()
     }
 
     /// Asks the kernel for the path MTU towards `peer` (a connected probe socket) and
     /// remembers it. Returns it.
-    pub fn learn_path_mtu(&mut self, peer: SocketAddr) -> u32 {
+    pub fn learn_path_mtu(&self, peer: SocketAddr) -> u32 {
         let probe = || -> io::Result<u32> {
             let socket = UdpSocket::bind(SocketAddr::new(self.local.ip(), 0))?;
             socket.connect(peer)?;
@@ -184,19 +213,27 @@ impl Vtep {
             tracing::warn!(%peer, "cannot learn the path MTU ({err}); assuming {DEFAULT_PATH_MTU}");
             DEFAULT_PATH_MTU
         });
-        self.path_mtu.insert(peer.ip(), mtu);
+        self.path_mtu
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer.ip(), mtu);
         mtu
     }
 
     pub fn path_mtu(&self, peer: IpAddr) -> u32 {
         self.path_mtu
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(&peer)
             .copied()
             .unwrap_or(DEFAULT_PATH_MTU)
     }
 
-    pub fn forget_peer(&mut self, peer: IpAddr) {
-        self.path_mtu.remove(&peer);
+    pub fn forget_peer(&self, peer: IpAddr) {
+        self.path_mtu
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&peer);
     }
 
     /// The largest inner Ethernet frame that fits the path to `peer` once encapsulated:
@@ -208,12 +245,13 @@ impl Vtep {
     }
 
     /// Encapsulates the (untagged) frame in `packet` as `vni` and sends it to `remote`,
-    /// segmenting and checksumming offloaded frames first.
+    /// segmenting and checksumming offloaded frames first (into `scratch`).
     pub fn send(
-        &mut self,
+        &self,
         remote: SocketAddr,
         vni: Vni,
         packet: &PacketBuf,
+        scratch: &mut Vec<u8>,
     ) -> Result<(), SendFailure> {
         let frame = packet.frame();
         let offload = match packet.vnet_hdr() {
@@ -247,33 +285,26 @@ impl Vtep {
                 .map_err(|e| SendFailure::Io(e.into()))?;
             return Ok(());
         }
-        let layout = match segment(
-            &offload,
-            frame,
-            vxlan::HEADER_LEN,
-            max_inner,
-            &mut self.scratch,
-        ) {
+        let layout = match segment(&offload, frame, vxlan::HEADER_LEN, max_inner, scratch) {
             Ok(layout) => layout,
             Err(SegmentError::TooBig { .. }) => return Err(too_big()),
             Err(err) => return Err(SendFailure::Offload(err)),
         };
         let total = layout.total_len();
-        for record in self.scratch[..total].chunks_mut(layout.stride) {
+        for record in scratch[..total].chunks_mut(layout.stride) {
             record[..vxlan::HEADER_LEN].copy_from_slice(&header);
         }
-        send_segments(socket, &self.scratch[..total], layout.stride, remote)
-            .map_err(SendFailure::Io)
+        send_segments(socket, &scratch[..total], layout.stride, remote).map_err(SendFailure::Io)
     }
 
     /// Reads what is waiting into `buf`: one datagram, or with UDP GRO a run of datagrams
     /// from one sender, each `segment` bytes but the last. `None` when nothing waits.
-    pub fn recv_batch(&self, buf: &mut [u8]) -> io::Result<Option<Batch>> {
+    pub fn recv_batch(&self, index: usize, buf: &mut [u8]) -> io::Result<Option<Batch>> {
         let mut iov = [IoSliceMut::new(buf)];
         let mut cmsgs = nix::cmsg_space!(i32);
         let control = if self.gro { Some(&mut cmsgs[..]) } else { None };
         let msg = match recvmsg::<SockaddrStorage>(
-            self.rx.as_raw_fd(),
+            self.rx[index].as_raw_fd(),
             &mut iov,
             control,
             MsgFlags::empty(),

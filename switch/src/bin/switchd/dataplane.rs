@@ -1,0 +1,443 @@
+//! The data plane: the threads that move frames.
+//!
+//! Every up TAP port has a thread of its own, and every VXLAN receiving socket one more.
+//! Each sleeps in `poll(2)` on its descriptor and a stop eventfd, so an idle switch uses
+//! no CPU, and several ports are served at once: on a two-core machine the thread that
+//! runs one container's receive path (a TAP write is the receiver's TCP input) no longer
+//! holds up every other port.
+//!
+//! The forwarding core is one [`Switch`] behind a mutex. A thread holds it only to decide
+//! (`process`, the list of egresses) and to count what it sent, never while it reads,
+//! writes or segments, so the threads do their I/O in parallel.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use switchyard::forward::Egress;
+use switchyard::wire::{vnet, PacketBuf, VnetHdr, VNET_HDR_LEN};
+use switchyard::{Decision, DropReason, PortId, Switch, Time};
+use switchyard_encap::coalesce::{self, TcpSegment};
+use switchyard_encap::segment::{GsoKind, Offload};
+use switchyard_encap::vxlan::{self, Vni};
+
+use crate::tap::Tap;
+use crate::vtep::{Batch, SendFailure, Vtep, RX_OFFSET};
+
+/// Frames a thread forwards between two looks at its stop signal.
+const BATCH: usize = 64;
+/// A TCP super-frame is at most 64 KiB plus link headers; room for that and the vnet header.
+pub const MAX_WIRE_LEN: usize = 65536 + 1024;
+
+/// What the forwarding threads share.
+pub struct Shared {
+    switch: Mutex<Switch>,
+    /// The TAP of every up port, for writing frames to it.
+    taps: RwLock<HashMap<PortId, Arc<Tap>>>,
+    pub vtep: Option<Vtep>,
+    started: Instant,
+    /// Threads report a TAP that failed here; the control thread marks the port down.
+    failures: crossbeam_channel::Sender<(PortId, String)>,
+    wake_control: mio::Waker,
+}
+
+impl Shared {
+    pub fn new(
+        switch: Switch,
+        vtep: Option<Vtep>,
+        failures: crossbeam_channel::Sender<(PortId, String)>,
+        wake_control: mio::Waker,
+    ) -> Shared {
+        Shared {
+            switch: Mutex::new(switch),
+            taps: RwLock::new(HashMap::new()),
+            vtep,
+            started: Instant::now(),
+            failures,
+            wake_control,
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        Time::from_duration(self.started.elapsed())
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The forwarding core. A thread that panicked while holding it left it consistent
+    /// enough to keep forwarding (every update is a few field writes), so poison is ignored.
+    pub fn switch(&self) -> MutexGuard<'_, Switch> {
+        self.switch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_tap(&self, id: PortId, tap: Option<Arc<Tap>>) {
+        let mut taps = self.taps.write().unwrap_or_else(|p| p.into_inner());
+        match tap {
+            Some(tap) => taps.insert(id, tap),
+            None => taps.remove(&id),
+        };
+    }
+
+    fn tap(&self, id: PortId) -> Option<Arc<Tap>> {
+        self.taps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+}
+
+/// A forwarding thread, stopped and joined when dropped.
+pub struct Worker {
+    stop: Arc<EventFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.stop.write(1);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn(name: String, work: impl FnOnce(&EventFd) + Send + 'static) -> io::Result<Worker> {
+    let stop = Arc::new(EventFd::from_flags(
+        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+    )?);
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || work(&thread_stop))?;
+    Ok(Worker {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Sleeps until `fd` is readable (true) or `stop` is signalled (false).
+fn wait_readable(fd: BorrowedFd<'_>, stop: &EventFd) -> bool {
+    loop {
+        let mut fds = [
+            PollFd::new(fd, PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {
+                let stopped = fds[1].revents().is_some_and(|r| !r.is_empty());
+                if stopped {
+                    return false;
+                }
+                if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    return true;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Starts the thread that forwards what the container behind port `id` sends.
+pub fn spawn_port(shared: Arc<Shared>, id: PortId, tap: Arc<Tap>) -> io::Result<Worker> {
+    spawn(format!("port{id}"), move |stop| {
+        let mut forwarder = Forwarder::new();
+        while wait_readable(tap.as_fd(), stop) {
+            for _ in 0..BATCH {
+                let len = match tap.read(forwarder.packet.read_space()) {
+                    Ok(len) => len,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => {
+                        shared.switch().set_port_up(id, false).ok();
+                        let problem = format!(
+                            "TAP read failed: {err}; the interface was probably deleted inside the container: remove the port with `swctl port del {id}` and attach again"
+                        );
+                        let _ = shared.failures.send((id, problem));
+                        let _ = shared.wake_control.wake();
+                        return;
+                    }
+                };
+                if len > MAX_WIRE_LEN {
+                    // The TAP reported more than fitted: the frame was cut. Never forward it.
+                    shared.switch().record_tx_drop(id, DropReason::Malformed);
+                    continue;
+                }
+                if len < VNET_HDR_LEN {
+                    continue;
+                }
+                forwarder.packet.set_len(len);
+                let decision = shared
+                    .switch()
+                    .process(shared.now(), id, forwarder.packet.frame());
+                forwarder.forward(&shared, id, decision);
+            }
+        }
+    })
+}
+
+/// Starts the thread that reads the VTEP's receiving socket number `index`.
+pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Worker> {
+    spawn(format!("vxlan{index}"), move |stop| {
+        let mut forwarder = Forwarder::new();
+        let mut rx = vec![0u8; MAX_WIRE_LEN];
+        let Some(vtep) = shared.vtep.as_ref() else {
+            return;
+        };
+        while wait_readable(vtep.rx_fd(index), stop) {
+            for _ in 0..BATCH {
+                match vtep.recv_batch(index, &mut rx) {
+                    Ok(Some(batch)) => {
+                        forwarder.forward_datagrams(&shared, &batch, &rx[..batch.len])
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!("reading the VXLAN socket failed: {err}");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// One thread's buffers for forwarding.
+struct Forwarder {
+    packet: PacketBuf,
+    /// Where frames are segmented for VXLAN.
+    scratch: Vec<u8>,
+    /// Where runs of received TCP segments are merged.
+    merged: Vec<u8>,
+    egresses: Vec<Egress>,
+    /// Per egress: where it goes on the underlay, if it is a tunnel port.
+    targets: Vec<Option<(SocketAddr, Vni)>>,
+    outcomes: Vec<(PortId, Result<usize, DropReason>)>,
+}
+
+impl Forwarder {
+    fn new() -> Forwarder {
+        Forwarder {
+            packet: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
+            scratch: Vec::with_capacity(128 * 1024),
+            merged: Vec::with_capacity(MAX_WIRE_LEN),
+            egresses: Vec::new(),
+            targets: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Carries out `decision` for the frame in `self.packet`, which came in on `in_port`:
+    /// decides the egresses under the lock, sends without it, counts under it again.
+    fn forward(&mut self, shared: &Shared, in_port: PortId, decision: Decision) {
+        if let Decision::Drop(_) = decision {
+            return;
+        }
+        {
+            let switch = shared.switch();
+            switch.egresses_into(decision, &mut self.egresses);
+            self.targets.clear();
+            self.targets
+                .extend(self.egresses.iter().map(|e| switch.vxlan_target(e)));
+        }
+        self.outcomes.clear();
+        for (egress, target) in self.egresses.iter().zip(&self.targets) {
+            if self.packet.set_vlan_tag(egress.tag).is_err() {
+                self.outcomes
+                    .push((egress.port, Err(DropReason::Malformed)));
+                continue;
+            }
+            let sent = match target {
+                None => match shared.tap(egress.port) {
+                    Some(tap) if tap.write(self.packet.wire()).is_ok() => Ok(()),
+                    _ => Err(DropReason::TxError),
+                },
+                Some((remote, vni)) => tunnel_send(
+                    shared,
+                    in_port,
+                    egress,
+                    *remote,
+                    *vni,
+                    &self.packet,
+                    &mut self.scratch,
+                ),
+            };
+            self.outcomes
+                .push((egress.port, sent.map(|()| self.packet.frame().len())));
+        }
+        let mut switch = shared.switch();
+        for (port, outcome) in &self.outcomes {
+            match outcome {
+                Ok(bytes) => switch.record_tx(*port, *bytes),
+                Err(reason) => switch.record_tx_drop(*port, *reason),
+            }
+        }
+    }
+
+    /// Forwards the datagrams of one read, merging runs of consecutive TCP segments of
+    /// one flow (same VXLAN header, headers that allow it) into super-frames.
+    fn forward_datagrams(&mut self, shared: &Shared, batch: &Batch, data: &[u8]) {
+        let mut run: Vec<(&[u8], TcpSegment)> =
+            Vec::with_capacity(data.len() / batch.segment.max(1) + 1);
+        let mut merged_payload = 0;
+        for datagram in data.chunks(batch.segment.max(1)) {
+            let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
+            let segment = TcpSegment::parse(inner);
+            if let (Some(segment), Some(&(last, last_segment))) = (segment, run.last()) {
+                let same_header =
+                    datagram.get(..vxlan::HEADER_LEN) == last.get(..vxlan::HEADER_LEN);
+                let last_inner = &last[vxlan::HEADER_LEN..];
+                if same_header
+                    && coalesce::continues(
+                        last_inner,
+                        &last_segment,
+                        inner,
+                        &segment,
+                        merged_payload,
+                    )
+                {
+                    merged_payload += segment.payload_len();
+                    run.push((datagram, segment));
+                    continue;
+                }
+            }
+            self.forward_run(shared, batch.from, &run);
+            run.clear();
+            match segment {
+                Some(segment) => {
+                    merged_payload = segment.payload_len();
+                    run.push((datagram, segment));
+                }
+                None => self.forward_datagram(shared, batch.from, datagram),
+            }
+        }
+        self.forward_run(shared, batch.from, &run);
+    }
+
+    /// Forwards a run of mergeable datagrams: one alone as it is, several as one frame.
+    fn forward_run(&mut self, shared: &Shared, from: SocketAddr, run: &[(&[u8], TcpSegment)]) {
+        match run {
+            [] => {}
+            [(datagram, _)] => self.forward_datagram(shared, from, datagram),
+            [(first, _), ..] => {
+                let (decision, in_port) = {
+                    let mut switch = shared.switch();
+                    let decision = switch.process_vxlan(shared.now(), from.ip(), first);
+                    (decision, switch.peer_port(from.ip()))
+                };
+                let (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) =
+                    (decision, in_port)
+                else {
+                    return;
+                };
+                let inner: Vec<(&[u8], TcpSegment)> = run
+                    .iter()
+                    .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
+                    .collect();
+                let offload = coalesce::merge(&inner, &mut self.merged);
+                load_offloaded(&mut self.packet, &offload, &self.merged);
+                self.forward(shared, in_port, decision);
+            }
+        }
+    }
+
+    /// Forwards one VXLAN datagram as it came.
+    fn forward_datagram(&mut self, shared: &Shared, from: SocketAddr, datagram: &[u8]) {
+        let space = self.packet.read_space();
+        let Some(room) = space.get_mut(RX_OFFSET..RX_OFFSET + datagram.len()) else {
+            return;
+        };
+        room.copy_from_slice(datagram);
+        self.packet.set_len(RX_OFFSET + datagram.len());
+        let (decision, in_port) = {
+            let mut switch = shared.switch();
+            let decision = switch.process_vxlan(shared.now(), from.ip(), datagram);
+            (decision, switch.peer_port(from.ip()))
+        };
+        let (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) = (decision, in_port)
+        else {
+            return;
+        };
+        Vtep::strip_header(&mut self.packet);
+        self.forward(shared, in_port, decision);
+    }
+}
+
+/// Sends one copy to a VTEP. A frame too big for the overlay is answered, when it should
+/// be, with ICMP "fragmentation needed" back through `in_port`.
+fn tunnel_send(
+    shared: &Shared,
+    in_port: PortId,
+    egress: &Egress,
+    remote: SocketAddr,
+    vni: Vni,
+    packet: &PacketBuf,
+    scratch: &mut Vec<u8>,
+) -> Result<(), DropReason> {
+    let vtep = shared.vtep.as_ref().ok_or(DropReason::TxError)?;
+    match vtep.send(remote, vni, packet, scratch) {
+        Ok(()) => Ok(()),
+        Err(SendFailure::TooBig { icmp }) => {
+            if let Some(icmp) = icmp {
+                let tag = shared
+                    .switch()
+                    .port_mode(in_port)
+                    .and_then(|m| m.egress_tag(egress.vlan));
+                if let (Some(tag), Some(tap)) = (tag, shared.tap(in_port)) {
+                    let mut reply =
+                        PacketBuf::from_wire(&[&[0u8; VNET_HDR_LEN][..], &icmp].concat(), true);
+                    if reply.set_vlan_tag(tag).is_ok() && tap.write(reply.wire()).is_ok() {
+                        vtep.icmp_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(DropReason::TooBig)
+        }
+        Err(SendFailure::Offload(err)) => {
+            tracing::debug!("cannot segment a frame for VXLAN: {err}");
+            Err(DropReason::BadOffload)
+        }
+        Err(SendFailure::Io(err)) => {
+            tracing::debug!(%remote, "VXLAN send failed: {err}");
+            Err(DropReason::TxError)
+        }
+    }
+}
+
+/// Puts `frame` into `packet` behind a vnet header that describes `offload` (a merged
+/// TCP super-frame: GSO, checksum left for the receiving kernel).
+fn load_offloaded(packet: &mut PacketBuf, offload: &Offload, frame: &[u8]) {
+    let space = packet.read_space();
+    let Some(room) = space.get_mut(..VNET_HDR_LEN + frame.len()) else {
+        return;
+    };
+    room[VNET_HDR_LEN..].copy_from_slice(frame);
+    if let Ok(mut hdr) = VnetHdr::new_checked(&mut room[..VNET_HDR_LEN]) {
+        let start = usize::from(offload.csum_start);
+        let tcp_header = frame
+            .get(start + 12)
+            .map_or(20, |b| usize::from(b >> 4) * 4);
+        hdr.set_flags(vnet::F_NEEDS_CSUM);
+        hdr.set_gso_type(match offload.kind {
+            GsoKind::TcpV4 => vnet::GSO_TCPV4,
+            GsoKind::TcpV6 => vnet::GSO_TCPV6,
+            _ => vnet::GSO_NONE,
+        });
+        hdr.set_gso_size(offload.segment_size);
+        hdr.set_hdr_len((start + tcp_header) as u16);
+        hdr.set_csum_start(offload.csum_start);
+        hdr.set_csum_offset(offload.csum_offset);
+    }
+    packet.set_len(VNET_HDR_LEN + frame.len());
+}
