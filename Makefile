@@ -33,8 +33,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Every comparison scenario (switchyard, bridge, veth, OVS when installed, overlay, kernel
+# VXLAN) and the 100-namespace scale test; bench itself installs sockperf and the chart's
+# font when missing. Results: bench/results/<timestamp>.json and .png.
 bench: deps build
-	$(CARGO) run --release -p bench --
+	$(CARGO) run --release -p bench -- all scale
 
 clean:
 	$(CARGO) clean

@@ -1,74 +1,196 @@
-//! `bench`: measures switchyard against the kernel's own data paths with iperf3, in one run,
-//! so that the figures compare as ratios on a noisy machine.
+//! `bench`: measures switchyard against the kernel's own data paths and Open vSwitch's
+//! userspace datapath, in one run, so that the figures compare as ratios on a noisy
+//! machine.
 //!
 //! Every scenario builds its topology in namespaces it creates (unique names) and removes
-//! them when it ends, even on failure. Results are printed as a table and written to
-//! `bench/results/<timestamp>.json`.
+//! them when it ends, even on failure or Ctrl-C. Across each path it measures TCP
+//! throughput (iperf3, 1 stream and `-P N`), latency (sockperf TCP ping-pong) and small
+//! frames (iperf3 UDP, 64-byte payloads, as fast as iperf3 sends), with the userspace
+//! switch's CPU seconds per GB (switchd's, or ovs-vswitchd's) where one is in the path; the
+//! kernel's paths spend theirs in softirq, which no process is charged for. Results are printed as they come, then as
+//! one table with the ratios, and written to `bench/results/<timestamp>.json` with a bar
+//! chart `bench/results/<timestamp>.png`. Missing tools (iperf3, sockperf, the chart's
+//! font) are installed with apt-get.
 //!
 //! Scenarios:
 //! * `veth` — a veth pair between the two namespaces, nothing in between (the limit).
 //! * `bridge` — a Linux bridge in a third namespace, veth pairs to it.
 //! * `switchyard` — switchd with TAP ports, attached by nsutil.
+//! * `ovs` — Open vSwitch's userspace (netdev) datapath with TAP ports and userspace TSO;
+//!   only when ovs-vswitchd is installed (skipped with a note otherwise).
 //! * `kernel-vxlan` — two host namespaces joined by a veth underlay, each with a Linux
 //!   bridge and the kernel's VXLAN device (VNI 42); containers on veths, MTU 1450.
 //! * `switchyard-overlay` — the same underlay with a switchd VTEP in each host namespace.
+//! * `scale` — one switchd, 100 namespaces: attach times, memory, idle CPU, reachability.
+//!   Not part of `all` (the default); `make bench` runs `all scale`.
 
+mod chart;
+mod ovs;
+mod scale;
 mod topo;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use topo::{Iperf, Topology};
+use scale::ScaleResult;
+use topo::{Topology, SOCKPERF_MSG_SIZE};
 
-/// Every scenario, in the order a full run measures them.
-const SCENARIOS: [&str; 5] = [
+/// The scenarios `all` stands for, in the order a full run measures them.
+const ALL: [&str; 6] = [
     "veth",
     "bridge",
     "switchyard",
+    "ovs",
     "kernel-vxlan",
     "switchyard-overlay",
 ];
+const CHOICES: [&str; 8] = [
+    "all",
+    "veth",
+    "bridge",
+    "switchyard",
+    "ovs",
+    "kernel-vxlan",
+    "switchyard-overlay",
+    "scale",
+];
+
+/// Each switchyard scenario and what it is compared with (same tests, same run).
+const RATIOS: [(&str, &str); 3] = [
+    ("switchyard", "bridge"),
+    ("switchyard-overlay", "kernel-vxlan"),
+    ("switchyard", "ovs"),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum TestKind {
+    /// iperf3 TCP, 1 stream and `--streams` streams.
+    Tcp,
+    /// sockperf TCP ping-pong.
+    Latency,
+    /// iperf3 UDP, 64-byte payloads, `-b 0`.
+    Udp64,
+}
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark switchyard against the Linux bridge with iperf3")]
+#[command(
+    about = "Benchmark switchyard against the Linux bridge, the kernel's VXLAN and \
+                   Open vSwitch's userspace datapath"
+)]
 struct Args {
-    /// Scenarios to run, in order [default: all]
-    #[arg(value_parser = SCENARIOS)]
+    /// Scenarios to run, in order; `all` is every one but `scale` [default: all]
+    #[arg(value_parser = CHOICES)]
     scenarios: Vec<String>,
-    /// Seconds per iperf3 run.
+    /// Seconds per measurement (each iperf3 and sockperf run).
     #[arg(long, default_value_t = 5)]
     duration: u32,
     /// Parallel TCP streams per run (also runs a single stream when above 1).
     #[arg(long, default_value_t = 4)]
     streams: u32,
-    /// Where the workspace binaries are (switchd, nsutil).
+    /// Which measurements to take in each scenario.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp,latency,udp64"
+    )]
+    tests: Vec<TestKind>,
+    /// Namespaces the scale scenario attaches.
+    #[arg(long, default_value_t = 100)]
+    scale_ports: usize,
+    /// A quick check that the harness and switchd work: switchyard, one TCP stream for
+    /// 1 s, no chart and no results file.
+    #[arg(long)]
+    smoke: bool,
+    /// Do not draw the PNG chart.
+    #[arg(long)]
+    no_chart: bool,
+    /// Where the workspace binaries are (switchd, nsutil, swctl).
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
-    /// Directory for the JSON results.
+    /// Directory for the JSON results and the chart.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
 }
 
 #[derive(Serialize, Debug)]
-struct Measurement {
+struct Throughput {
     scenario: String,
     test: String,
+    streams: u32,
     gbit_per_sec: f64,
     retransmits: u64,
-    /// switchd CPU time per GB forwarded (user + system), when switchd is in the path.
-    switchd_cpu_sec_per_gb: Option<f64>,
+    /// The userspace switch's CPU time (user + system; switchd, or ovs-vswitchd) per GB
+    /// received; `None` for the kernel's data paths.
+    switch_cpu_sec_per_gb: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+struct Latency {
+    scenario: String,
+    /// sockperf's latency: half the TCP round trip, averaged (µs).
+    avg_us: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    message_bytes: u64,
+    messages: u64,
+    /// Over the payload bytes of every message both ways.
+    switch_cpu_sec_per_gb: Option<f64>,
+    switch_cpu_us_per_round_trip: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+struct Udp64 {
+    scenario: String,
+    sent_pps: f64,
+    received_pps: f64,
+    loss_percent: f64,
+    /// Over the payload bytes received.
+    switch_cpu_sec_per_gb: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+struct Ratio {
+    ours: String,
+    base: String,
+    test: String,
+    /// ours / base. For latency a ratio above 1 means ours is slower.
+    ratio: f64,
+}
+
+#[derive(Serialize, Debug)]
+struct Note {
+    scenario: String,
+    reason: String,
+}
+
+#[derive(Serialize, Debug)]
+struct Settings {
+    duration_secs: u32,
+    streams: u32,
+    tests: Vec<TestKind>,
+    scenarios: Vec<String>,
+    ovs_userspace_tso: Option<bool>,
 }
 
 #[derive(Serialize, Debug)]
 struct Report {
     timestamp: u64,
     machine: Machine,
-    duration_secs: u32,
-    measurements: Vec<Measurement>,
+    settings: Settings,
+    throughput: Vec<Throughput>,
+    latency: Vec<Latency>,
+    udp64: Vec<Udp64>,
+    scale: Option<ScaleResult>,
+    ratios: Vec<Ratio>,
+    skipped: Vec<Note>,
+    failed: Vec<Note>,
 }
 
 #[derive(Serialize, Debug)]
@@ -76,6 +198,42 @@ struct Machine {
     kernel: String,
     cpus: usize,
     cpu_model: String,
+    memory_kib: u64,
+    iperf3: Option<String>,
+    sockperf: Option<String>,
+    ovs: Option<String>,
+    git_commit: Option<String>,
+}
+
+fn first_line(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .map(|l| strip_escapes(l).trim().to_string())
+        .find(|l| !l.is_empty())
+}
+
+/// Drops ANSI colour sequences (sockperf colours its output).
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn machine() -> Machine {
@@ -91,11 +249,284 @@ fn machine() -> Machine {
                 .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
         })
         .unwrap_or_default();
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
     Machine {
         kernel,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu_model,
+        memory_kib,
+        iperf3: first_line(&["iperf3", "--version"]),
+        sockperf: first_line(&["sockperf", "--version"]),
+        ovs: ovs::version(),
+        git_commit: first_line(&["git", "rev-parse", "--short", "HEAD"]),
     }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether SIGINT, SIGTERM or SIGHUP arrived: the bench then stops at the next step and
+/// removes what it built.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn catch_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(signal, &action) }.context("sigaction")?;
+    }
+    Ok(())
+}
+
+/// Whether `command` is an executable on PATH.
+pub fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let path = dir.join(command);
+            std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+        })
+    })
+}
+
+/// Installs the Debian packages whose file is missing (a command on PATH, or an absolute
+/// path).
+fn ensure_installed(needs: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|(what, _)| {
+            if what.starts_with('/') {
+                !Path::new(what).exists()
+            } else {
+                !on_path(what)
+            }
+        })
+        .map(|&(_, package)| package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        bail!("missing {}; install them first", missing.join(" "));
+    }
+    println!("installing {} (apt-get)", missing.join(" "));
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("cannot run apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    apt(&install)
+}
+
+/// A progress line: what is about to be measured.
+pub fn progress(scenario: &str, what: &str) {
+    println!("-- {scenario}: {what}");
+}
+
+fn row(scenario: &str, test: &str, result: &str, detail: &str, cpu: Option<f64>) {
+    println!(
+        "{scenario:<20} {test:<10} {result:>15}  {detail:<20} {:>15}",
+        fmt_cpu(cpu)
+    );
+}
+
+fn fmt_cpu(cpu: Option<f64>) -> String {
+    match cpu {
+        None => "-".to_string(),
+        Some(c) if c >= 100.0 => format!("{c:.0}"),
+        Some(c) if c >= 10.0 => format!("{c:.1}"),
+        Some(c) => format!("{c:.3}"),
+    }
+}
+
+/// Switch CPU seconds per GB, from the CPU time before and after and the bytes moved.
+fn cpu_per_gb(before: Option<Duration>, after: Option<Duration>, bytes: u64) -> Option<f64> {
+    let used = cpu_used(before, after)?;
+    (bytes > 0).then(|| used.as_secs_f64() / (bytes as f64 / 1e9))
+}
+
+fn cpu_used(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+    Some(after?.saturating_sub(before?))
+}
+
+fn test_name(streams: u32) -> String {
+    if streams > 1 {
+        format!("tcp -P {streams}")
+    } else {
+        "tcp".to_string()
+    }
+}
+
+/// Builds one scenario's topology and takes every measurement across it.
+fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> {
+    progress(scenario, "setting up");
+    let topo = Topology::build(scenario, &args.bin_dir)?;
+    if let Some(tso) = topo.ovs_tso() {
+        report.settings.ovs_userspace_tso = Some(tso);
+    }
+    let d = args.duration;
+    for test in &args.tests {
+        if interrupted() {
+            bail!("interrupted");
+        }
+        match test {
+            TestKind::Tcp => {
+                let mut runs = vec![1];
+                if args.streams > 1 {
+                    runs.push(args.streams);
+                }
+                for streams in runs {
+                    let plural = if streams > 1 { "s" } else { "" };
+                    progress(
+                        scenario,
+                        &format!("iperf3 TCP, {streams} stream{plural}, {d} s"),
+                    );
+                    let before = topo.switch_cpu();
+                    let r = topo.iperf(d, streams)?;
+                    let cpu = cpu_per_gb(before, topo.switch_cpu(), r.bytes);
+                    let m = Throughput {
+                        scenario: scenario.to_string(),
+                        test: test_name(streams),
+                        streams,
+                        gbit_per_sec: r.bits_per_second / 1e9,
+                        retransmits: r.retransmits,
+                        switch_cpu_sec_per_gb: cpu,
+                    };
+                    row(
+                        scenario,
+                        &m.test,
+                        &format!("{:.2} Gbit/s", m.gbit_per_sec),
+                        &format!("retr {}", m.retransmits),
+                        cpu,
+                    );
+                    report.throughput.push(m);
+                }
+            }
+            TestKind::Latency => {
+                progress(scenario, &format!("sockperf TCP ping-pong, {d} s"));
+                let before = topo.switch_cpu();
+                let r = topo.latency(d)?;
+                let after = topo.switch_cpu();
+                let bytes = r.messages * SOCKPERF_MSG_SIZE;
+                let round_trips = r.messages / 2;
+                let m = Latency {
+                    scenario: scenario.to_string(),
+                    avg_us: r.avg_us,
+                    p50_us: r.p50_us,
+                    p99_us: r.p99_us,
+                    message_bytes: SOCKPERF_MSG_SIZE,
+                    messages: r.messages,
+                    switch_cpu_sec_per_gb: cpu_per_gb(before, after, bytes),
+                    switch_cpu_us_per_round_trip: cpu_used(before, after)
+                        .filter(|_| round_trips > 0)
+                        .map(|c| c.as_secs_f64() * 1e6 / round_trips as f64),
+                };
+                row(
+                    scenario,
+                    "latency",
+                    &format!("{:.1} µs", m.avg_us),
+                    &m.p99_us.map_or(String::new(), |p| format!("p99 {p:.1} µs")),
+                    m.switch_cpu_sec_per_gb,
+                );
+                report.latency.push(m);
+            }
+            TestKind::Udp64 => {
+                progress(
+                    scenario,
+                    &format!("iperf3 UDP 64-byte payloads, -b 0, {d} s"),
+                );
+                let before = topo.switch_cpu();
+                let r = topo.udp64(d)?;
+                let cpu = cpu_per_gb(before, topo.switch_cpu(), r.received_bytes);
+                let secs = r.sent_seconds.max(1e-9);
+                let m = Udp64 {
+                    scenario: scenario.to_string(),
+                    sent_pps: r.sent_packets as f64 / secs,
+                    received_pps: r.received_packets as f64 / secs,
+                    loss_percent: r.lost_percent,
+                    switch_cpu_sec_per_gb: cpu,
+                };
+                row(
+                    scenario,
+                    "udp64",
+                    &format!("{:.3} Mpps", m.sent_pps / 1e6),
+                    &format!(
+                        "loss {:.1} %, {:.3} recv",
+                        m.loss_percent,
+                        m.received_pps / 1e6
+                    ),
+                    cpu,
+                );
+                report.udp64.push(m);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_scale(args: &Args, report: &mut Report) -> Result<()> {
+    let s = scale::run(&args.bin_dir, args.scale_ports, 5)?;
+    let ports = s.ports;
+    row(
+        "scale",
+        "attach",
+        &format!("{:.1} ms", s.attach_ms_median),
+        &format!("p90 {:.1} ms", s.attach_ms_p90),
+        None,
+    );
+    row(
+        "scale",
+        "rss",
+        &format!("{} KiB", s.rss_kib_idle_ports),
+        &format!("{} KiB, 0 ports", s.rss_kib_no_ports),
+        None,
+    );
+    row(
+        "scale",
+        "idle cpu",
+        &format!("{} ticks", s.idle_cpu_ticks),
+        &format!("{} s, {} frames in", s.idle_secs, s.idle_rx_frames),
+        None,
+    );
+    row(
+        "scale",
+        "reach",
+        &format!("{}/{}", s.neighbours_reached, s.neighbours_tried),
+        "i pings i+1",
+        None,
+    );
+    let all_reached = s.neighbours_reached == s.neighbours_tried;
+    report.scale = Some(s);
+    if !all_reached {
+        bail!("not every one of the {ports} namespaces reached its neighbour");
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -103,104 +534,298 @@ fn main() -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
         bail!("bench needs root: it creates network namespaces and TAP devices");
     }
-    if args.scenarios.is_empty() {
-        args.scenarios = SCENARIOS.map(String::from).to_vec();
-    }
-    let mut tests = vec![("tcp", 1)];
-    if args.streams > 1 {
-        tests.push(("tcp-parallel", args.streams));
-    }
-
-    let mut measurements = Vec::new();
-    println!(
-        "{:<20} {:<18} {:>8} {:>8} {:>10}",
-        "SCENARIO", "TEST", "GBIT/S", "RETR", "CPU S/GB"
-    );
-    for scenario in &args.scenarios {
-        let topo = Topology::build(scenario, &args.bin_dir)
-            .with_context(|| format!("cannot set up scenario {scenario}"))?;
-        for (test, streams) in &tests {
-            let run = Iperf {
-                duration: args.duration,
-                streams: *streams,
-            };
-            let cpu_before = topo.switchd_cpu();
-            let result = topo.iperf(&run)?;
-            let switchd_cpu_sec_per_gb = match (cpu_before, topo.switchd_cpu()) {
-                (Some(before), Some(after)) if result.bytes > 0 => {
-                    Some((after - before).as_secs_f64() / (result.bytes as f64 / 1e9))
-                }
-                _ => None,
-            };
-            let m = Measurement {
-                scenario: scenario.clone(),
-                test: format!(
-                    "{test}{}",
-                    if *streams > 1 {
-                        format!(" -P {streams}")
-                    } else {
-                        String::new()
-                    }
-                ),
-                gbit_per_sec: result.bits_per_second / 1e9,
-                retransmits: result.retransmits,
-                switchd_cpu_sec_per_gb,
-            };
-            println!(
-                "{:<20} {:<18} {:>8.2} {:>8} {:>10}",
-                m.scenario,
-                m.test,
-                m.gbit_per_sec,
-                m.retransmits,
-                m.switchd_cpu_sec_per_gb
-                    .map_or("-".to_string(), |c| format!("{c:.3}"))
-            );
-            measurements.push(m);
+    catch_signals()?;
+    if args.smoke {
+        if args.scenarios.is_empty() {
+            args.scenarios = vec!["switchyard".into()];
         }
-        drop(topo);
+        args.duration = 1;
+        args.streams = 1;
+        args.tests = vec![TestKind::Tcp];
+        args.no_chart = true;
     }
-    print_ratios(&measurements);
+    let mut scenarios: Vec<String> = Vec::new();
+    for s in if args.scenarios.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        args.scenarios.clone()
+    } {
+        if s == "all" {
+            scenarios.extend(ALL.map(String::from));
+        } else {
+            scenarios.push(s);
+        }
+    }
+    scenarios.dedup();
+
+    let paths = scenarios.iter().any(|s| s != "scale");
+    let mut needs = vec![("ip", "iproute2"), ("ping", "iputils-ping")];
+    if paths && args.tests.iter().any(|t| *t != TestKind::Latency) {
+        needs.push(("iperf3", "iperf3"));
+    }
+    if paths && args.tests.contains(&TestKind::Latency) {
+        needs.push(("sockperf", "sockperf"));
+    }
+    let chart = !args.no_chart && paths && args.tests.contains(&TestKind::Tcp);
+    if chart {
+        needs.push((chart::FONT, "fonts-dejavu-core"));
+    }
+    ensure_installed(&needs)?;
 
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
-    let report = Report {
+    let mut report = Report {
         timestamp,
         machine: machine(),
-        duration_secs: args.duration,
-        measurements,
+        settings: Settings {
+            duration_secs: args.duration,
+            streams: args.streams,
+            tests: args.tests.clone(),
+            scenarios: scenarios.clone(),
+            ovs_userspace_tso: None,
+        },
+        throughput: Vec::new(),
+        latency: Vec::new(),
+        udp64: Vec::new(),
+        scale: None,
+        ratios: Vec::new(),
+        skipped: Vec::new(),
+        failed: Vec::new(),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let path = args.out.join(format!("{timestamp}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("\nresults: {}", path.display());
+
+    println!(
+        "{:<20} {:<10} {:>15}  {:<20} {:>15}",
+        "SCENARIO", "TEST", "RESULT", "DETAIL", "SWITCH CPU S/GB"
+    );
+    for scenario in &scenarios {
+        if interrupted() {
+            break;
+        }
+        if scenario == "ovs" && !ovs::installed() {
+            let reason = "ovs-vswitchd is not installed (apt-get install openvswitch-switch)";
+            println!("-- ovs: skipped: {reason}");
+            report.skipped.push(Note {
+                scenario: scenario.clone(),
+                reason: reason.into(),
+            });
+            continue;
+        }
+        let result = if scenario == "scale" {
+            run_scale(&args, &mut report)
+        } else {
+            run_scenario(scenario, &args, &mut report)
+        };
+        if let Err(e) = result {
+            println!("-- {scenario}: FAILED: {e:#}");
+            report.failed.push(Note {
+                scenario: scenario.clone(),
+                reason: format!("{e:#}"),
+            });
+        }
+    }
+    if interrupted() {
+        bail!("interrupted; everything the bench built is removed");
+    }
+
+    report.ratios = ratios(&report);
+    if !args.smoke {
+        print_summary(&report, &scenarios);
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("cannot create {}", args.out.display()))?;
+        let path = args.out.join(format!("{timestamp}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("\nresults: {}", path.display());
+        if chart && !report.throughput.is_empty() {
+            let png = args.out.join(format!("{timestamp}.png"));
+            draw_chart(&png, &report, &scenarios)?;
+            println!("chart:   {}", png.display());
+        }
+    }
+    if !report.failed.is_empty() {
+        let names: Vec<&str> = report.failed.iter().map(|n| n.scenario.as_str()).collect();
+        bail!("failed: {}", names.join(", "));
+    }
+    if args.smoke {
+        println!("smoke: ok");
+    }
     Ok(())
 }
 
-/// Each switchyard scenario's throughput relative to its kernel counterpart (the Linux
-/// bridge, the kernel's VXLAN) in the same test, same run.
-fn print_ratios(measurements: &[Measurement]) {
-    println!("\nrelative to the kernel (same run):");
-    for (ours, kernel) in [
-        ("switchyard", "bridge"),
-        ("switchyard-overlay", "kernel-vxlan"),
-    ] {
-        for m in measurements.iter().filter(|m| m.scenario == ours) {
-            let Some(base) = measurements
+fn ratios(report: &Report) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    let mut push = |ours: &str, base: &str, test: String, a: f64, b: f64| {
+        if b > 0.0 {
+            out.push(Ratio {
+                ours: ours.into(),
+                base: base.into(),
+                test,
+                ratio: a / b,
+            });
+        }
+    };
+    for (ours, base) in RATIOS {
+        for m in report.throughput.iter().filter(|m| m.scenario == ours) {
+            if let Some(b) = report
+                .throughput
                 .iter()
-                .find(|b| b.scenario == kernel && b.test == m.test)
-            else {
-                continue;
-            };
-            println!(
-                "  {:<20} {:<18} {:.2}x {kernel}",
-                m.scenario,
-                m.test,
-                m.gbit_per_sec / base.gbit_per_sec
+                .find(|b| b.scenario == base && b.test == m.test)
+            {
+                push(ours, base, m.test.clone(), m.gbit_per_sec, b.gbit_per_sec);
+            }
+        }
+        let find = |s: &str| report.latency.iter().find(|m| m.scenario == s);
+        if let (Some(a), Some(b)) = (find(ours), find(base)) {
+            push(ours, base, "latency".into(), a.avg_us, b.avg_us);
+        }
+        let find = |s: &str| report.udp64.iter().find(|m| m.scenario == s);
+        if let (Some(a), Some(b)) = (find(ours), find(base)) {
+            push(
+                ours,
+                base,
+                "udp64 delivered pps".into(),
+                a.received_pps,
+                b.received_pps,
             );
         }
     }
+    out
+}
+
+/// The whole run as one Markdown table (one row per scenario), the scale figures and the
+/// ratios.
+fn print_summary(report: &Report, scenarios: &[String]) {
+    let streams = report.settings.streams;
+    let many = test_name(streams);
+    let measured: Vec<&String> = scenarios
+        .iter()
+        .filter(|s| {
+            report.throughput.iter().any(|m| &m.scenario == *s)
+                || report.latency.iter().any(|m| &m.scenario == *s)
+                || report.udp64.iter().any(|m| &m.scenario == *s)
+        })
+        .collect();
+    println!(
+        "\n{} · {} CPUs · Linux {} · {}s per run",
+        report.machine.cpu_model,
+        report.machine.cpus,
+        report.machine.kernel,
+        report.settings.duration_secs
+    );
+    if !measured.is_empty() {
+        println!(
+            "\n| scenario | tcp Gbit/s | cpu s/GB | {many} Gbit/s | cpu s/GB | latency µs | cpu s/GB \
+             | udp64 Mpps sent | loss % | Mpps delivered | cpu s/GB |"
+        );
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for scenario in measured {
+            let tp = |test: &str| {
+                report
+                    .throughput
+                    .iter()
+                    .find(|m| &m.scenario == scenario && m.test == test)
+            };
+            let lat = report.latency.iter().find(|m| &m.scenario == scenario);
+            let udp = report.udp64.iter().find(|m| &m.scenario == scenario);
+            let dash = || "–".to_string();
+            let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(dash, f);
+            let cpu = |v: Option<Option<f64>>| match v.flatten() {
+                Some(c) => fmt_cpu(Some(c)),
+                None => dash(),
+            };
+            println!(
+                "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(tp("tcp").map(|m| m.gbit_per_sec), &|v| format!("{v:.2}")),
+                cpu(tp("tcp").map(|m| m.switch_cpu_sec_per_gb)),
+                cell(tp(&many).map(|m| m.gbit_per_sec), &|v| format!("{v:.2}")),
+                cpu(tp(&many).map(|m| m.switch_cpu_sec_per_gb)),
+                cell(lat.map(|m| m.avg_us), &|v| format!("{v:.1}")),
+                cpu(lat.map(|m| m.switch_cpu_sec_per_gb)),
+                cell(udp.map(|m| m.sent_pps / 1e6), &|v| format!("{v:.3}")),
+                cell(udp.map(|m| m.loss_percent), &|v| format!("{v:.1}")),
+                cell(udp.map(|m| m.received_pps / 1e6), &|v| format!("{v:.3}")),
+                cpu(udp.map(|m| m.switch_cpu_sec_per_gb)),
+            );
+        }
+        println!(
+            "\ncpu s/GB: CPU seconds (user + system) of the userspace switch in the path (switchd, \
+             both switchds in the overlay, ovs-vswitchd) per GB of payload received; – for the \
+             kernel's paths. latency: sockperf's average, half a TCP round trip of \
+             {SOCKPERF_MSG_SIZE}-byte messages. udp64: iperf3 -u -l 64 -b 0, packets/s the \
+             client sent and the server received."
+        );
+    }
+    if let Some(tso) = report.settings.ovs_userspace_tso {
+        println!(
+            "\novs: userspace datapath, TAP ports, userspace TSO {}",
+            if tso { "on" } else { "off" }
+        );
+    }
+    if let Some(s) = &report.scale {
+        println!(
+            "\nscale: {} namespaces on one switchd: attach median {:.1} ms, p90 {:.1} ms, \
+             max {:.1} ms; switchd RSS {} KiB with {} idle ports ({} KiB with none); \
+             idle CPU {} ticks in {} s ({} ticks/s, {} frames received meanwhile); \
+             neighbours reached {}/{}",
+            s.ports,
+            s.attach_ms_median,
+            s.attach_ms_p90,
+            s.attach_ms_max,
+            s.rss_kib_idle_ports,
+            s.ports,
+            s.rss_kib_no_ports,
+            s.idle_cpu_ticks,
+            s.idle_secs,
+            s.ticks_per_second,
+            s.idle_rx_frames,
+            s.neighbours_reached,
+            s.neighbours_tried
+        );
+    }
+    if !report.ratios.is_empty() {
+        println!("\nratios (same run; latency above 1 means slower, the others above 1 faster):");
+        for r in &report.ratios {
+            println!(
+                "  {:<18} / {:<13} {:<10} {:.2}x",
+                r.ours, r.base, r.test, r.ratio
+            );
+        }
+    }
+    for n in &report.skipped {
+        println!("skipped {}: {}", n.scenario, n.reason);
+    }
+    for n in &report.failed {
+        println!("FAILED {}: {}", n.scenario, n.reason);
+    }
+}
+
+fn draw_chart(path: &Path, report: &Report, scenarios: &[String]) -> Result<()> {
+    let many = test_name(report.settings.streams);
+    let groups: Vec<chart::Group> = scenarios
+        .iter()
+        .filter_map(|s| {
+            let find = |test: &str| {
+                report
+                    .throughput
+                    .iter()
+                    .find(|m| &m.scenario == s && m.test == test)
+                    .map(|m| m.gbit_per_sec)
+            };
+            let (one, many) = (find("tcp"), find(&many));
+            (one.is_some() || many.is_some()).then(|| chart::Group {
+                label: s.clone(),
+                one,
+                many,
+            })
+        })
+        .collect();
+    let date = first_line(&["date", "-u", "-d", &format!("@{}", report.timestamp), "+%F"])
+        .unwrap_or_default();
+    let title = format!(
+        "iperf3 TCP throughput, Gbit/s ({} CPUs, Linux {}, {date})",
+        report.machine.cpus, report.machine.kernel
+    );
+    chart::draw(path, &title, report.settings.streams, &groups)
 }
