@@ -351,7 +351,7 @@ pub fn progress(scenario: &str, what: &str) {
 
 fn row(scenario: &str, test: &str, result: &str, detail: &str, cpu: Option<f64>) {
     println!(
-        "{scenario:<20} {test:<10} {result:>15}  {detail:<20} {:>15}",
+        "{scenario:<20} {test:<10} {result:>15}  {detail:<24} {:>15}",
         fmt_cpu(cpu)
     );
 }
@@ -596,7 +596,7 @@ fn main() -> Result<()> {
     };
 
     println!(
-        "{:<20} {:<10} {:>15}  {:<20} {:>15}",
+        "{:<20} {:<10} {:>15}  {:<24} {:>15}",
         "SCENARIO", "TEST", "RESULT", "DETAIL", "SWITCH CPU S/GB"
     );
     for scenario in &scenarios {
@@ -788,7 +788,7 @@ fn print_summary(report: &Report, scenarios: &[String]) {
         println!("\nratios (same run; latency above 1 means slower, the others above 1 faster):");
         for r in &report.ratios {
             println!(
-                "  {:<18} / {:<13} {:<10} {:.2}x",
+                "  {:<18} / {:<13} {:<20} {:.2}x",
                 r.ours, r.base, r.test, r.ratio
             );
         }
