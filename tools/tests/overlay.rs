@@ -119,7 +119,10 @@ fn containers_on_two_hosts_ping_and_carry_tcp() {
         .expect("c2's port")
         .clone();
     let average = c2_port["tx_bytes"].as_f64().unwrap() / c2_port["tx_packets"].as_f64().unwrap();
-    assert!(average > 3000.0, "frames into c2 averaged {average:.0} bytes: no coalescing");
+    assert!(
+        average > 3000.0,
+        "frames into c2 averaged {average:.0} bytes: no coalescing"
+    );
 
     let fdb = s1.swctl_json(&["fdb", "show", "--vlan", "10"]);
     let remote = fdb
