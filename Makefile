@@ -21,9 +21,11 @@ demo: deps build
 	@scripts/demo.sh
 
 # Every test: unit tests, the simulator, and the root integration tests in namespaces
-# (marked #[ignore] so a plain `cargo test` without root skips them).
+# (marked #[ignore] so a plain `cargo test` without root skips them), then a smoke run of
+# the benchmark harness (one short scenario; it asserts that the harness works, no speed).
 test: deps lint build-debug
 	$(CARGO) test --workspace -- --include-ignored
+	$(CARGO) run -p bench -- --smoke --bin-dir target/debug
 
 # Only the tests that need no root.
 unit:
