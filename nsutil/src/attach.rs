@@ -16,13 +16,13 @@
 //!   is asked for) is configured now; a configured one is reported as it is.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Serialize;
 use switchyard::control::{
-    AttachRequest, Attached, Client, ClientError, Detached, PortInfo, Request,
+    AttachRequest, Attached, Client, ClientError, Detached, EndpointInfo, PortInfo, Request,
 };
 use switchyard::port::{PortId, PortMode};
 use switchyard::wire::MacAddr;
@@ -55,6 +55,14 @@ pub struct AttachOptions {
     /// `None`: [`default_mac`].
     pub mac: Option<MacAddr>,
     pub mtu: u32,
+    /// Attach to this switchd network: switchd's IPAM assigns the address, and the
+    /// network decides VLAN, gateway, MAC and MTU; `mode`, `addr`, `gateway`, `mac` and
+    /// `mtu` are then taken from switchd's answer.
+    pub network: Option<String>,
+    /// With `network`: ask for this address instead of the next free one.
+    pub network_ip: Option<Ipv4Addr>,
+    /// With `network`: the container runtime's id for the attachment (CNI).
+    pub container_id: Option<String>,
 }
 
 impl AttachOptions {
@@ -68,12 +76,34 @@ impl AttachOptions {
             mode: PortMode::default(),
             mac: None,
             mtu: DEFAULT_MTU,
+            network: None,
+            network_ip: None,
+            container_id: None,
+        }
+    }
+
+    /// The options with what switchd assigned on a network filled in.
+    fn with_endpoint(&self, port: &PortInfo, endpoint: &EndpointInfo) -> AttachOptions {
+        AttachOptions {
+            addr: Some(IpNet::V4(endpoint.address)),
+            gateway: Some(IpAddr::V4(endpoint.gateway)),
+            mode: port.mode.clone(),
+            mac: Some(endpoint.mac),
+            mtu: endpoint.mtu,
+            ..self.clone()
         }
     }
 
     /// Checks the options on their own, before anything is touched.
     pub fn validate(&self) -> Result<(), OptionsError> {
         validate_ifname(&self.ifname)?;
+        if self.network.is_some() {
+            // switchd checks the rest against the network.
+            return Ok(());
+        }
+        if let Some(ip) = self.network_ip {
+            return Err(OptionsError::AddressWithoutNetwork { ip });
+        }
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             return Err(OptionsError::Mtu { mtu: self.mtu });
         }
@@ -156,6 +186,9 @@ pub enum OptionsError {
 
     #[error("invalid MTU {mtu}: give a value from {MIN_MTU} to {MAX_MTU}")]
     Mtu { mtu: u32 },
+
+    #[error("address {ip} without a prefix needs a network to come from: add --network NAME, or give the address as CIDR")]
+    AddressWithoutNetwork { ip: Ipv4Addr },
 
     #[error("MTU {mtu} is too small for IPv6, which needs at least {MIN_IPV6_MTU}")]
     Ipv6Mtu { mtu: u32 },
@@ -301,6 +334,9 @@ fn detach_command(netns: &NetnsRef, ifname: &str) -> String {
 /// What an attach assigned (or, when the port already existed, what is there now).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Attachment {
+    /// The switchd network, when attached to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// The namespace's label (`red`, `pid:123`, or its path).
     pub netns: String,
     pub netns_path: PathBuf,
@@ -334,11 +370,18 @@ impl fmt::Display for Attachment {
         } else {
             write!(f, "{name} already attached: ")?;
         }
-        write!(
-            f,
-            "port {}, {}, mac {}",
-            self.port.id, self.port.mode, self.mac
-        )?;
+        match &self.network {
+            Some(network) => write!(
+                f,
+                "network {network}, port {}, mac {}",
+                self.port.id, self.mac
+            )?,
+            None => write!(
+                f,
+                "port {}, {}, mac {}",
+                self.port.id, self.port.mode, self.mac
+            )?,
+        }
         if !self.addresses.is_empty() {
             let addresses: Vec<String> = self.addresses.iter().map(IpNet::to_string).collect();
             write!(f, ", {}", addresses.join(" "))?;
@@ -406,6 +449,9 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         ifname: options.ifname.clone(),
         mode: options.mode.clone(),
         label,
+        network: options.network.clone(),
+        ip: options.network_ip,
+        container_id: options.container_id.clone(),
     });
     let attached: Attached = match client.call(&request) {
         Ok(attached) => attached,
@@ -415,6 +461,14 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
             return Err(switchd_err(source));
         }
         Err(source) => return Err(switchd_err(source)),
+    };
+    let assigned;
+    let options = match &attached.endpoint {
+        Some(endpoint) => {
+            assigned = options.with_endpoint(&attached.port, endpoint);
+            &assigned
+        }
+        None => options,
     };
     if !attached.created {
         return resume(&netns, options, attached.port);
@@ -431,6 +485,7 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
 /// The report of a port this call configured (whether it made the port or completed it).
 fn configured(options: &AttachOptions, port: PortInfo, mac: MacAddr, created: bool) -> Attachment {
     Attachment {
+        network: options.network.clone(),
         netns: options.netns.label(),
         netns_path: options.netns.path(),
         ifname: options.ifname.clone(),
@@ -551,6 +606,7 @@ fn resume(
         }
     }
     Ok(Attachment {
+        network: options.network.clone(),
         netns: options.netns.label(),
         netns_path: options.netns.path(),
         ifname: options.ifname.clone(),
@@ -871,6 +927,7 @@ mod tests {
             state: "up".into(),
         };
         let mut attachment = Attachment {
+            network: None,
             netns: "red".into(),
             netns_path: "/run/netns/red".into(),
             ifname: "eth0".into(),

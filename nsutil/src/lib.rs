@@ -18,7 +18,8 @@
 
 pub mod attach;
 pub mod netns;
-pub mod rtnl;
+/// The rtnetlink client lives in the `switchyard` crate, which switchd shares.
+pub use switchyard::rtnl;
 
 /// The CIDR type in this crate's API (`AttachOptions::addr`, `Rtnl::add_address`), so
 /// callers need not depend on a matching version themselves.

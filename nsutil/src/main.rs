@@ -1,7 +1,7 @@
 //! `nsutil`: create network namespaces and wire them to switchd.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -58,14 +58,20 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("port").required(true).args(["ip", "trunk"])))]
+#[command(group(ArgGroup::new("port").required(true).multiple(true).args(["ip", "trunk", "network"])))]
 struct AttachArgs {
     /// A name (red), an absolute path (/proc/PID/ns/net) or pid:PID.
     netns: NetnsRef,
 
-    /// Access port with this address and prefix, e.g. 10.0.0.1/24.
-    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
-    ip: Option<IpNet>,
+    /// Attach to this switchd network (`swctl network create`): it assigns the address
+    /// (or takes --ip), gateway route, VLAN and MTU.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["trunk", "vlan", "gw", "mac", "mtu"])]
+    network: Option<String>,
+
+    /// Access port with this address and prefix, e.g. 10.0.0.1/24; with --network, the
+    /// address to take from the network's subnet, e.g. 10.10.0.50.
+    #[arg(long, value_name = "CIDR")]
+    ip: Option<String>,
 
     /// Default gateway (inside the --ip subnet).
     #[arg(long, value_name = "IP", requires = "ip")]
@@ -88,9 +94,9 @@ struct AttachArgs {
     #[arg(long, default_value = DEFAULT_IFNAME)]
     ifname: String,
 
-    /// The interface's MTU, 68 to 65535.
-    #[arg(long, default_value_t = DEFAULT_MTU)]
-    mtu: u32,
+    /// The interface's MTU, 68 to 65535 [default: 1500, or the network's]
+    #[arg(long)]
+    mtu: Option<u32>,
 
     /// Print JSON.
     #[arg(long)]
@@ -105,6 +111,16 @@ fn parse_cidr(text: &str) -> Result<IpNet, String> {
     }
     text.parse::<IpNet>()
         .map_err(|_| format!("{text} is not an address in CIDR notation, such as 10.0.0.1/24"))
+}
+
+/// An address on a network: `10.10.0.50`, or with the network's prefix.
+fn parse_network_ip(network: &str, text: &str) -> Result<Ipv4Addr> {
+    let address = text.split_once('/').map_or(text, |(address, _)| address);
+    address.parse::<Ipv4Addr>().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid --ip {text:?} for network {network}: give an IPv4 address such as 10.10.0.50"
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -176,14 +192,22 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
             vlan: args.vlan.unwrap_or(VlanId::DEFAULT),
         },
     };
+    let (addr, network_ip) = match (&args.network, args.ip.as_deref()) {
+        (_, None) => (None, None),
+        (Some(network), Some(text)) => (None, Some(parse_network_ip(network, text)?)),
+        (None, Some(text)) => (Some(parse_cidr(text).map_err(anyhow::Error::msg)?), None),
+    };
     let options = AttachOptions {
         netns: args.netns,
         ifname: args.ifname,
-        addr: args.ip,
+        addr,
         gateway: args.gw,
         mode,
         mac: args.mac,
-        mtu: args.mtu,
+        mtu: args.mtu.unwrap_or(DEFAULT_MTU),
+        network: args.network,
+        network_ip,
+        container_id: None,
     };
     let attachment = attach::attach(socket, &options)?;
     if args.json {

@@ -38,6 +38,9 @@ fn switchd_only_attach(switchd: &Switchd, ns: &TestNs, ifname: &str, mode: PortM
             ifname: ifname.into(),
             mode,
             label: Some(ns.name.clone()),
+            network: None,
+            ip: None,
+            container_id: None,
         }))
         .expect("attach through switchd");
     assert!(attached.created);

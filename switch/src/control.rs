@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::fdb::{FdbCounters, FdbEntry};
 use crate::forward::{DropReason, PortCounters};
+use crate::network::NetworkConfig;
 use crate::port::{PortId, PortMode};
+use crate::router::{Neighbor, RouterCounters};
 use crate::wire::{MacAddr, VlanId};
+use ipnet::Ipv4Net;
 use switchyard_encap::Vni;
 
 /// Where switchd listens unless told otherwise.
@@ -85,6 +88,16 @@ pub enum Request {
     PeerDel { addr: String },
     /// Answer: `Vec<PeerInfo>`.
     PeerList,
+    /// Create a network. Answer: [`NetworkInfo`].
+    NetworkCreate(NetworkConfig),
+    /// Answer: `Vec<NetworkInfo>`.
+    NetworkList,
+    /// Answer: [`NetworkInfo`].
+    NetworkInspect { name: String },
+    /// Remove a network without endpoints. Answer: [`NetworkInfo`] as it was.
+    NetworkRemove { name: String },
+    /// The router: its interfaces, neighbours and counters. Answer: [`RouterInfo`].
+    RouterShow,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,6 +110,64 @@ pub struct AttachRequest {
     /// A short human name for the namespace (`red`), used in port names.
     #[serde(default)]
     pub label: Option<String>,
+    /// Attach to this network: the port joins its VLAN and IPAM assigns an address.
+    /// `mode` is ignored then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// With `network`: this address instead of the next free one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// With `network`: the container runtime's id for the attachment (CNI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+/// What a container's interface on a network is to be configured with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub network: String,
+    /// The address with the network's prefix.
+    pub address: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    /// The port's name (`red/eth0`) and id.
+    pub port: PortId,
+    pub port_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+/// A network as `swctl network inspect` shows it, close to `docker network inspect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    /// `local`, or `overlay` when it has a VNI.
+    pub driver: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub vlan: VlanId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<Vni>,
+    pub mtu: u32,
+    pub internal: bool,
+    pub masquerade: bool,
+    /// The router's MAC on this network.
+    pub gateway_mac: MacAddr,
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// The router's view: one interface per network, the neighbours it knows, its counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouterInfo {
+    /// The uplink TUN's name, when a network has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<String>,
+    pub neighbors: Vec<Neighbor>,
+    pub counters: RouterCounters,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,6 +200,9 @@ pub struct Attached {
     pub port: PortInfo,
     /// False when the port already existed.
     pub created: bool,
+    /// The network attachment, when the request named a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

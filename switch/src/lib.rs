@@ -24,7 +24,10 @@
 pub mod control;
 pub mod fdb;
 pub mod forward;
+pub mod network;
 pub mod port;
+pub mod router;
+pub mod rtnl;
 pub mod sim;
 pub mod time;
 pub mod wire;

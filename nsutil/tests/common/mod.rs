@@ -196,6 +196,7 @@ pub mod fake_switchd {
                     let answer = Attached {
                         port: port.clone(),
                         created: false,
+                        endpoint: None,
                     };
                     return json!({ "result": answer });
                 }
@@ -221,7 +222,7 @@ pub mod fake_switchd {
                     state: "up".into(),
                 };
                 state.ports.push(port.clone());
-                json!({ "result": Attached { port, created: true } })
+                json!({ "result": Attached { port, created: true, endpoint: None } })
             }
             Request::Detach { netns, ifname } => {
                 if state.refuse_detach {

@@ -88,6 +88,51 @@ impl PacketBuf {
         self.wire().get(self.vnet_len()..).unwrap_or(&[])
     }
 
+    /// The frame, writable (for a router rewriting a header in place).
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        let from = (self.start + self.vnet_len()).min(self.end);
+        &mut self.data[from..self.end]
+    }
+
+    /// Removes the first `len` bytes of the frame (a link header, when a frame goes out
+    /// of a TUN device as an IP packet) by moving the vnet header forward over them.
+    pub fn strip_front(&mut self, len: usize) -> Result<(), WireError> {
+        let frame_len = self.frame().len();
+        if frame_len < len {
+            return Err(WireError::Truncated {
+                layer: "link header",
+                needed: len,
+                got: frame_len,
+            });
+        }
+        let vnet_len = self.vnet_len();
+        self.data
+            .copy_within(self.start..self.start + vnet_len, self.start + len);
+        self.start += len;
+        if let Some(mut hdr) = self.vnet_hdr_mut() {
+            hdr.shift_offsets(-(len as i16));
+        }
+        Ok(())
+    }
+
+    /// Puts `header` in front of the frame (a link header, when an IP packet from a TUN
+    /// device becomes a frame), moving only the vnet header into the headroom.
+    pub fn push_front(&mut self, header: &[u8]) -> Result<(), WireError> {
+        if self.start < header.len() {
+            return Err(WireError::NoHeadroom);
+        }
+        let vnet_len = self.vnet_len();
+        let new_start = self.start - header.len();
+        self.data
+            .copy_within(self.start..self.start + vnet_len, new_start);
+        self.data[new_start + vnet_len..self.start + vnet_len].copy_from_slice(header);
+        self.start = new_start;
+        if let Some(mut hdr) = self.vnet_hdr_mut() {
+            hdr.shift_offsets(header.len() as i16);
+        }
+        Ok(())
+    }
+
     pub fn vnet_hdr(&self) -> Option<VnetHdr<&[u8]>> {
         if !self.has_vnet_hdr {
             return None;
@@ -192,6 +237,22 @@ mod tests {
         view.set_hdr_len(54);
         view.set_gso_size(1448);
         [&hdr[..], frame].concat()
+    }
+
+    #[test]
+    fn a_link_header_comes_off_and_goes_back_on() {
+        let wire = with_vnet(&UNTAGGED);
+        let mut buf = PacketBuf::from_wire(&wire, true);
+        buf.strip_front(14).unwrap();
+        assert_eq!(buf.frame(), &UNTAGGED[14..]);
+        let hdr = buf.vnet_hdr().unwrap();
+        assert_eq!((hdr.csum_start(), hdr.hdr_len()), (20, 40));
+        buf.push_front(&UNTAGGED[..14]).unwrap();
+        assert_eq!(buf.wire(), &wire[..]);
+        assert!(buf.strip_front(100).is_err());
+        let mut full = PacketBuf::from_wire(&wire, true);
+        assert!(full.push_front(&[0; HEADROOM + 1]).is_err());
+        assert_eq!(full.wire(), &wire[..]);
     }
 
     #[test]

@@ -8,12 +8,15 @@ use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use ipnet::Ipv4Net;
 use serde::Serialize;
 use switchyard::control::{
-    AttachRequest, Attached, Detached, FdbRecord, FdbStats, Flushed, PeerInfo, PortInfo, PortStats,
-    Reply, Request, Stats, Status, VniMapping, VxlanInfo,
+    AttachRequest, Attached, Detached, EndpointInfo, FdbRecord, FdbStats, Flushed, NetworkInfo,
+    PeerInfo, PortInfo, PortStats, Reply, Request, RouterInfo, Stats, Status, VniMapping,
+    VxlanInfo,
 };
 use switchyard::fdb::{FdbEntry, FlushFilter};
+use switchyard::network::{Endpoint, Network, NetworkConfig};
 use switchyard::wire::{MacAddr, VlanId};
 use switchyard::{PortId, PortMode};
 use switchyard_encap::Vni;
@@ -22,6 +25,7 @@ use crate::daemon::{port_name, Daemon, Peer, PortEntry};
 use crate::netns;
 use crate::state::SavedPort;
 use crate::tap::Tap;
+use crate::uplink;
 
 type Outcome<T> = Result<T, String>;
 
@@ -63,6 +67,21 @@ pub fn handle_line(daemon: &mut Daemon, line: &[u8]) -> String {
         Request::PeerAdd { addr } => reply(peer_add(daemon, &addr)),
         Request::PeerDel { addr } => reply(peer_del(daemon, &addr)),
         Request::PeerList => reply(vxlan_info(daemon).map(|info| info.peers)),
+        Request::NetworkCreate(config) => reply(network_create(daemon, &config)),
+        Request::NetworkList => reply(Ok(daemon
+            .networks
+            .iter()
+            .map(|n| network_info(daemon, n))
+            .collect::<Vec<_>>())),
+        Request::NetworkInspect { name } => reply(
+            daemon
+                .networks
+                .find(&name)
+                .map(|n| network_info(daemon, n))
+                .map_err(|err| err.to_string()),
+        ),
+        Request::NetworkRemove { name } => reply(network_remove(daemon, &name)),
+        Request::RouterShow => reply(Ok(router_info(daemon))),
     }
 }
 
@@ -218,16 +237,39 @@ fn find_endpoint(daemon: &Daemon, identity: netns::Identity, ifname: &str) -> Op
         .map(|(id, _)| *id)
 }
 
-fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
+fn attach(daemon: &mut Daemon, mut req: AttachRequest) -> Outcome<Attached> {
     validate_ifname(&req.ifname)?;
+    // A network decides the port's mode and address.
+    let network = match &req.network {
+        Some(name) => Some(
+            daemon
+                .networks
+                .find(name)
+                .map_err(|e| e.to_string())?
+                .clone(),
+        ),
+        None if req.ip.is_some() => {
+            return Err("an address can only be assigned on a network: name one".to_string())
+        }
+        None => None,
+    };
+    if let Some(network) = &network {
+        req.mode = PortMode::Access { vlan: network.vlan };
+    }
     validate_mode(&req.mode)?;
     let (netns_file, identity) = open_netns(&req.netns)?;
     if let Some(id) = find_endpoint(daemon, identity, &req.ifname) {
-        return Ok(Attached {
-            port: port_info(daemon, id),
-            created: false,
-        });
+        return existing_attachment(daemon, id, &req);
     }
+    let ip = match &network {
+        Some(network) => Some(
+            daemon
+                .networks
+                .pick_address(&network.name, req.ip)
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let tap = Tap::create_in(&netns_file, &req.ifname).map_err(|err| {
         let mut message = err.to_string();
         let mut source = std::error::Error::source(&err);
@@ -257,6 +299,23 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
     daemon.next_port_id += 1;
     daemon.ports.insert(id, PortEntry::new(saved));
     daemon.switch().set_port(id, req.mode);
+    if let (Some(network), Some(ip)) = (&network, ip) {
+        let endpoint = Endpoint {
+            network: network.name.clone(),
+            port: id,
+            ip,
+            mac: MacAddr::from_ipv4(ip),
+            container_id: req.container_id.clone(),
+        };
+        if let Err(err) = daemon.networks.add_endpoint(endpoint) {
+            remove_port(daemon, id);
+            return Err(err.to_string());
+        }
+        daemon
+            .shared
+            .router()
+            .set_static_neighbor(network.vlan, ip, MacAddr::from_ipv4(ip));
+    }
     let installed = daemon
         .install_tap(id, tap)
         .map_err(|err| format!("{err:#}"));
@@ -268,7 +327,214 @@ fn attach(daemon: &mut Daemon, req: AttachRequest) -> Outcome<Attached> {
     Ok(Attached {
         port: port_info(daemon, id),
         created: true,
+        endpoint: endpoint_info(daemon, id),
     })
+}
+
+/// The answer to attaching (namespace, ifname) again: the attachment as it is, if it
+/// is what was asked for.
+fn existing_attachment(daemon: &Daemon, id: PortId, req: &AttachRequest) -> Outcome<Attached> {
+    let endpoint = endpoint_info(daemon, id);
+    let name = port_name(&daemon.ports[&id].saved);
+    match (&req.network, &endpoint) {
+        (Some(wanted), Some(endpoint)) if *wanted != endpoint.network => {
+            return Err(format!(
+                "{name} is already attached to network {}; detach it first, or attach with another --ifname",
+                endpoint.network
+            ))
+        }
+        (Some(wanted), None) => {
+            return Err(format!(
+                "{name} is already attached, but to no network; detach it first to attach it to network {wanted}"
+            ))
+        }
+        (Some(_), Some(endpoint)) => {
+            if let Some(ip) = req.ip.filter(|ip| *ip != endpoint.address.addr()) {
+                return Err(format!(
+                    "{name} is already attached with address {}; detach it first to change it to {ip}",
+                    endpoint.address
+                ));
+            }
+        }
+        (None, Some(endpoint)) => {
+            return Err(format!(
+                "{name} is attached to network {}; name the network to attach it again, or detach it first",
+                endpoint.network
+            ))
+        }
+        (None, None) => {}
+    }
+    Ok(Attached {
+        port: port_info(daemon, id),
+        created: false,
+        endpoint,
+    })
+}
+
+fn endpoint_info(daemon: &Daemon, id: PortId) -> Option<EndpointInfo> {
+    let endpoint = daemon.networks.endpoint_of_port(id)?;
+    let network = daemon.networks.get(&endpoint.network)?;
+    Some(EndpointInfo {
+        network: network.name.clone(),
+        address: Ipv4Net::new(endpoint.ip, network.subnet.prefix_len()).ok()?,
+        gateway: network.gateway,
+        mac: endpoint.mac,
+        mtu: network.mtu,
+        port: id,
+        port_name: daemon
+            .ports
+            .get(&id)
+            .map(|p| port_name(&p.saved))
+            .unwrap_or_default(),
+        container_id: endpoint.container_id.clone(),
+    })
+}
+
+fn network_info(daemon: &Daemon, network: &Network) -> NetworkInfo {
+    NetworkInfo {
+        name: network.name.clone(),
+        id: network.id.clone(),
+        driver: network.driver().to_string(),
+        created: rfc3339(network.created),
+        subnet: network.subnet,
+        gateway: network.gateway,
+        vlan: network.vlan,
+        vni: network.vni,
+        mtu: network.mtu,
+        internal: network.internal,
+        masquerade: network.masquerade,
+        gateway_mac: network.router_mac(),
+        endpoints: daemon
+            .networks
+            .endpoints_of(&network.name)
+            .filter_map(|e| endpoint_info(daemon, e.port))
+            .collect(),
+    }
+}
+
+fn network_create(daemon: &mut Daemon, config: &NetworkConfig) -> Outcome<NetworkInfo> {
+    let host_routes = if config.internal {
+        Vec::new()
+    } else {
+        let uplink = daemon.uplink.as_ref().map(|u| u.ifindex());
+        uplink::host_routes(uplink).map_err(|err| format!("{err:#}"))?
+    };
+    let busy: Vec<VlanId> = {
+        let switch = daemon.switch();
+        let mut busy: Vec<VlanId> = switch.vni_map().map(|(vlan, _)| vlan).collect();
+        for entry in daemon.ports.values() {
+            busy.extend(entry.saved.mode.vlans());
+        }
+        busy
+    };
+    if config.vni.is_some() && daemon.vtep().is_none() {
+        return Err(
+            "an overlay network (--vni) needs switchd started with --vtep ADDR".to_string(),
+        );
+    }
+    let network = daemon
+        .networks
+        .plan(
+            config,
+            random_id().map_err(|err| format!("cannot make a network id: {err}"))?,
+            unix_now(),
+            &host_routes,
+            |vlan| busy.contains(&vlan),
+        )
+        .map_err(|err| err.to_string())?;
+    if let Some(vni) = network.vni {
+        if let Some(vlan) = daemon
+            .switch()
+            .vni_map()
+            .find(|(_, v)| *v == vni)
+            .map(|(vlan, _)| vlan)
+        {
+            return Err(format!(
+                "VNI {vni} already carries VLAN {vlan} (`swctl vxlan show`); pick another VNI"
+            ));
+        }
+    }
+    daemon
+        .setup_network(&network)
+        .map_err(|err| format!("cannot create network {}: {err:#}", network.name))?;
+    daemon.networks.insert(network.clone());
+    if let Err(err) = daemon.save() {
+        let _ = daemon.networks.remove(&network.name);
+        daemon.teardown_network(&network);
+        return Err(format!(
+            "cannot save network {}, not created: {err:#}",
+            network.name
+        ));
+    }
+    tracing::info!(network = %network.name, subnet = %network.subnet, vlan = %network.vlan, "network created");
+    Ok(network_info(daemon, &network))
+}
+
+fn network_remove(daemon: &mut Daemon, name: &str) -> Outcome<NetworkInfo> {
+    let network = daemon
+        .networks
+        .check_removable(name)
+        .map_err(|err| err.to_string())?
+        .clone();
+    let info = network_info(daemon, &network);
+    let _ = daemon.networks.remove(name);
+    daemon.teardown_network(&network);
+    if let Err(err) = daemon.save() {
+        let restored = daemon.setup_network(&network);
+        daemon.networks.insert(network.clone());
+        if let Err(setup) = restored {
+            tracing::warn!(network = %name, "cannot set the network up again: {setup:#}");
+        }
+        return Err(format!(
+            "cannot save the removal of network {name}, kept it: {err:#}"
+        ));
+    }
+    tracing::info!(network = %name, "network removed");
+    Ok(info)
+}
+
+fn router_info(daemon: &Daemon) -> RouterInfo {
+    let router = daemon.shared.router();
+    RouterInfo {
+        uplink: daemon.uplink.as_ref().map(|u| u.name().to_string()),
+        neighbors: router.neighbors(),
+        counters: router.counters(),
+    }
+}
+
+/// 64 random hex digits, like a Docker network id.
+fn random_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC timestamp.
+fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Forgets port `id` and destroys its TAP. Returns what it was.
@@ -285,6 +551,12 @@ fn remove_port(daemon: &mut Daemon, id: PortId) -> Option<PortInfo> {
     }
     let _ = daemon.switch().remove_port(id);
     daemon.ports.remove(&id);
+    if let Some(endpoint) = daemon.networks.remove_endpoint(id) {
+        if let Some(network) = daemon.networks.get(&endpoint.network) {
+            let vlan = network.vlan;
+            daemon.shared.router().remove_neighbor(vlan, endpoint.ip);
+        }
+    }
     Some(info)
 }
 
@@ -326,6 +598,12 @@ fn port_del(daemon: &mut Daemon, port: &str) -> Outcome<PortInfo> {
 fn port_set(daemon: &mut Daemon, port: &str, mode: PortMode) -> Outcome<PortInfo> {
     validate_mode(&mode)?;
     let id = resolve_port(daemon, port)?;
+    if let Some(endpoint) = daemon.networks.endpoint_of_port(id) {
+        return Err(format!(
+            "port {port} is an endpoint of network {}, which decides its VLAN; detach it instead",
+            endpoint.network
+        ));
+    }
     let old = daemon.ports[&id].saved.mode.clone();
     set_mode(daemon, id, mode);
     if let Err(err) = daemon.save() {

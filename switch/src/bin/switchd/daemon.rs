@@ -20,14 +20,20 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use switchyard::control::VniMapping;
 use switchyard::fdb::FdbConfig;
+use switchyard::network::{Network, Networks};
+use switchyard::port::PortMode;
+use switchyard::router::Interface;
+use switchyard::wire::{VlanId, VlanSet};
 use switchyard::{PortId, Switch, Time};
 
 use crate::conn::Conn;
 use crate::ctl;
-use crate::dataplane::{self, Shared, Worker};
+use crate::dataplane::{self, Shared, Worker, ROUTER_PORT};
+use crate::nat;
 use crate::netns;
 use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
 use crate::tap::Tap;
+use crate::uplink::Uplink;
 use crate::vtep::Vtep;
 
 const LISTENER: Token = Token(0);
@@ -62,6 +68,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub fdb: FdbConfig,
     pub vtep: Option<VtepOptions>,
+    /// The name of the TUN device facing the host, made when a network needs it.
+    pub uplink: String,
 }
 
 /// How this switchd takes part in the VXLAN overlay.
@@ -87,6 +95,11 @@ pub struct Daemon {
     vxlan_workers: Vec<Worker>,
     pub ports: BTreeMap<PortId, PortEntry>,
     pub peers: BTreeMap<PortId, Peer>,
+    /// Networks, their endpoints and addresses.
+    pub networks: Networks,
+    /// The TUN to the host, once a network that is not internal exists.
+    pub uplink: Option<Uplink>,
+    uplink_name: String,
     pub store: StateStore,
     /// This boot's id; namespace cookies saved under another boot mean nothing.
     boot_id: String,
@@ -151,6 +164,9 @@ impl Daemon {
             vxlan_workers,
             ports: BTreeMap::new(),
             peers: BTreeMap::new(),
+            networks: Networks::new(),
+            uplink: None,
+            uplink_name: options.uplink,
             store,
             boot_id: netns::boot_id(),
             next_port_id: saved.next_port_id,
@@ -258,6 +274,162 @@ impl Daemon {
                 }
             }
         }
+        self.restore_networks(saved.networks, saved.endpoints);
+    }
+
+    /// Sets up the saved networks again (router, uplink routes, NAT) and tells the
+    /// router the addresses of their endpoints.
+    fn restore_networks(
+        &mut self,
+        networks: Vec<Network>,
+        endpoints: Vec<switchyard::network::Endpoint>,
+    ) {
+        let model = match Networks::restore(networks, endpoints) {
+            Ok(model) => model,
+            Err(err) => {
+                // StateStore::load checked this already.
+                tracing::error!("saved networks are inconsistent, none restored: {err}");
+                return;
+            }
+        };
+        self.networks = model;
+        let networks: Vec<Network> = self.networks.iter().cloned().collect();
+        for network in &networks {
+            match self.setup_network(network) {
+                Ok(()) => {
+                    tracing::info!(network = %network.name, subnet = %network.subnet, "network restored")
+                }
+                Err(err) => {
+                    tracing::error!(network = %network.name, "cannot set up network again: {err:#}")
+                }
+            }
+        }
+        for endpoint in self.networks.endpoints().to_vec() {
+            if let Some(network) = self.networks.get(&endpoint.network) {
+                let vlan = network.vlan;
+                self.shared
+                    .router()
+                    .set_static_neighbor(vlan, endpoint.ip, endpoint.mac);
+            }
+        }
+    }
+
+    /// Puts `network` (not yet in `self.networks`) or an existing one in place in the
+    /// data path: its VNI, the router's interface and MAC, the uplink route and NAT.
+    /// On failure, undoes what it did.
+    pub fn setup_network(&mut self, network: &Network) -> Result<()> {
+        let result = self.try_setup_network(network);
+        if result.is_err() {
+            self.teardown_network(network);
+        }
+        result
+    }
+
+    fn try_setup_network(&mut self, network: &Network) -> Result<()> {
+        if let Some(vni) = network.vni {
+            if self.vtep().is_none() {
+                anyhow::bail!("network {} has VNI {vni}, but switchd was started without --vtep, so it has no overlay; restart it with --vtep ADDR", network.name);
+            }
+            let mut switch = self.switch();
+            if switch.vni_of(network.vlan) != Some(vni) {
+                switch.map_vni(network.vlan, vni).with_context(|| {
+                    format!("cannot carry network {} as VNI {vni}", network.name)
+                })?;
+            }
+        }
+        self.shared.router().set_interface(Interface {
+            vlan: network.vlan,
+            subnet: network.subnet,
+            gateway: network.gateway,
+            mac: network.router_mac(),
+            uplink: !network.internal,
+        });
+        self.set_router_vlans(Some(network.vlan), None);
+        self.switch()
+            .fdb_mut()
+            .add_static(network.vlan, network.router_mac(), ROUTER_PORT)
+            .with_context(|| format!("cannot add the gateway MAC of network {}", network.name))?;
+        if !network.internal {
+            if self.uplink.is_none() {
+                self.uplink = Some(Uplink::create(&self.uplink_name, &self.shared)?);
+            }
+            if let Some(uplink) = &self.uplink {
+                uplink.route(network.subnet, network.mtu).with_context(|| {
+                    format!(
+                        "cannot route network {}'s subnet into the uplink",
+                        network.name
+                    )
+                })?;
+            }
+        }
+        if network.masquerade {
+            self.apply_nat(Some(network), None)?;
+        }
+        Ok(())
+    }
+
+    /// Takes `network` out of the data path; every step is attempted, failures logged.
+    pub fn teardown_network(&mut self, network: &Network) {
+        if network.masquerade {
+            if let Err(err) = self.apply_nat(None, Some(&network.name)) {
+                tracing::warn!(network = %network.name, "cannot remove the NAT rule: {err:#}");
+            }
+        }
+        if let (false, Some(uplink)) = (network.internal, &self.uplink) {
+            if let Err(err) = uplink.unroute(network.subnet) {
+                tracing::warn!(network = %network.name, "cannot remove the uplink route: {err:#}");
+            }
+        }
+        self.switch()
+            .fdb_mut()
+            .remove(network.vlan, network.router_mac());
+        self.shared.router().remove_interface(network.vlan);
+        self.set_router_vlans(None, Some(network.vlan));
+        if let Some(vni) = network.vni {
+            let mut switch = self.switch();
+            if switch.vni_of(network.vlan) == Some(vni) {
+                switch.unmap_vlan(network.vlan);
+            }
+        }
+    }
+
+    /// Makes the router's port a trunk of every network's VLAN, plus `add`, less `remove`.
+    fn set_router_vlans(&mut self, add: Option<VlanId>, remove: Option<VlanId>) {
+        let mut vlans: Vec<VlanId> = self.networks.iter().map(|n| n.vlan).chain(add).collect();
+        vlans.retain(|v| Some(*v) != remove);
+        let mut switch = self.switch();
+        if vlans.is_empty() {
+            let _ = switch.remove_port(ROUTER_PORT);
+            return;
+        }
+        let allowed: VlanSet = vlans.into_iter().collect();
+        switch.set_port(
+            ROUTER_PORT,
+            PortMode::Trunk {
+                allowed,
+                native: None,
+            },
+        );
+        let _ = switch.set_port_up(ROUTER_PORT, true);
+    }
+
+    /// Rewrites the NAT table from the masquerading networks, plus `add`, less `remove`.
+    fn apply_nat(&self, add: Option<&Network>, remove: Option<&str>) -> Result<()> {
+        let uplink = self
+            .uplink
+            .as_ref()
+            .map_or(self.uplink_name.as_str(), Uplink::name);
+        let rules: Vec<nat::Masquerade> = self
+            .networks
+            .iter()
+            .chain(add)
+            .filter(|n| n.masquerade && Some(n.name.as_str()) != remove)
+            .map(|n| nat::Masquerade {
+                subnet: n.subnet,
+                uplink: uplink.to_string(),
+            })
+            .collect();
+        nat::apply(&rules).context("cannot update the NAT (masquerade) rules")
     }
 
     /// Adds the remote VTEP at `addr` as tunnel port `id` and learns the path MTU to it.
@@ -323,11 +495,12 @@ impl Daemon {
     }
 
     pub fn saved_state(&self) -> SavedState {
+        let (networks, endpoints) = self.networks.to_saved();
         let switch = self.switch();
         let mut static_fdb: Vec<_> = switch
             .fdb()
             .entries(self.now())
-            .filter(|e| e.is_static)
+            .filter(|e| e.is_static && e.port != ROUTER_PORT)
             .map(|e| crate::state::SavedFdbEntry {
                 vlan: e.vlan,
                 mac: e.mac,
@@ -354,6 +527,8 @@ impl Daemon {
                     })
                     .collect(),
             },
+            networks,
+            endpoints,
             ..SavedState::default()
         }
     }
@@ -371,7 +546,12 @@ impl Daemon {
             } else if self.accept_pending {
                 Some(Duration::from_millis(100))
             } else {
-                let next = self.switch().next_timeout();
+                let switch_next = self.switch().next_timeout();
+                let router_next = self.shared.router().next_timeout();
+                let next = match (switch_next, router_next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 next.map(|at| at.since(self.now()) + Duration::from_millis(1))
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
@@ -402,6 +582,11 @@ impl Daemon {
             if switch.next_timeout().is_some_and(|at| at <= now) {
                 let aged = switch.handle_timeout(now);
                 tracing::debug!(aged, "aged FDB entries");
+            }
+            drop(switch);
+            let mut router = self.shared.router();
+            if router.next_timeout().is_some_and(|at| at <= now) {
+                router.handle_timeout(now);
             }
         }
     }
@@ -523,6 +708,15 @@ impl Daemon {
         for id in ids {
             drop(self.uninstall_tap(id));
         }
+        // The uplink goes with this process, and with it the routes; the NAT rules would
+        // stay, so they go too (the next start writes them again).
+        if self.networks.iter().any(|n| n.masquerade) {
+            if let Err(err) = nat::remove() {
+                tracing::warn!("cannot remove the NAT rules: {err}");
+            }
+        }
+        self.shared.set_uplink(None);
+        self.uplink = None;
         let _ = std::fs::remove_file(&self.socket);
     }
 }

@@ -22,7 +22,8 @@ use std::time::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use switchyard::forward::Egress;
-use switchyard::wire::{vnet, PacketBuf, VnetHdr, VNET_HDR_LEN};
+use switchyard::router::{Router, RouterOutput, Verdict};
+use switchyard::wire::{vnet, EtherType, PacketBuf, VlanId, VnetHdr, HEADER_LEN, VNET_HDR_LEN};
 use switchyard::{Decision, DropReason, PortId, Switch, Time};
 use switchyard_encap::coalesce::{self, TcpSegment};
 use switchyard_encap::segment::{GsoKind, Offload};
@@ -36,9 +37,16 @@ const BATCH: usize = 64;
 /// A TCP super-frame is at most 64 KiB plus link headers; room for that and the vnet header.
 pub const MAX_WIRE_LEN: usize = 65536 + 1024;
 
+/// The switch port switchd's router sits on, a trunk of every network's VLAN. Port ids
+/// of TAPs and peers start at 1, so 0 is never anything else.
+pub const ROUTER_PORT: PortId = PortId(0);
+
 /// What the forwarding threads share.
 pub struct Shared {
     switch: Mutex<Switch>,
+    router: Mutex<Router>,
+    /// The TUN device facing the host, once a network needs it.
+    uplink: RwLock<Option<Arc<Tap>>>,
     /// The TAP of every up port, for writing frames to it.
     taps: RwLock<HashMap<PortId, Arc<Tap>>>,
     pub vtep: Option<Vtep>,
@@ -57,6 +65,8 @@ impl Shared {
     ) -> Shared {
         Shared {
             switch: Mutex::new(switch),
+            router: Mutex::new(Router::new()),
+            uplink: RwLock::new(None),
             taps: RwLock::new(HashMap::new()),
             vtep,
             started: Instant::now(),
@@ -79,6 +89,24 @@ impl Shared {
         self.switch
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The router. Lock order: never take the switch while holding it.
+    pub fn router(&self) -> MutexGuard<'_, Router> {
+        self.router
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_uplink(&self, tun: Option<Arc<Tap>>) {
+        *self.uplink.write().unwrap_or_else(|p| p.into_inner()) = tun;
+    }
+
+    fn uplink(&self) -> Option<Arc<Tap>> {
+        self.uplink
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_tap(&self, id: PortId, tap: Option<Arc<Tap>>) {
@@ -213,6 +241,33 @@ pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Worker> {
     })
 }
 
+/// Starts the thread that reads what the host routes into the uplink TUN: IP packets
+/// the router turns into frames on a network's VLAN.
+pub fn spawn_uplink(shared: Arc<Shared>, tun: Arc<Tap>) -> io::Result<Worker> {
+    spawn("uplink".to_string(), move |stop| {
+        let mut forwarder = Forwarder::new();
+        while wait_readable(tun.as_fd(), stop) {
+            for _ in 0..BATCH {
+                let len = match tun.read(forwarder.packet.read_space()) {
+                    Ok(len) => len,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => {
+                        if err.kind() != io::ErrorKind::WouldBlock {
+                            tracing::warn!("reading the uplink failed: {err}");
+                        }
+                        break;
+                    }
+                };
+                if len <= VNET_HDR_LEN || len > MAX_WIRE_LEN {
+                    continue;
+                }
+                forwarder.packet.set_len(len);
+                forwarder.route_from_uplink(&shared);
+            }
+        }
+    })
+}
+
 /// One thread's buffers for forwarding.
 struct Forwarder {
     packet: PacketBuf,
@@ -224,6 +279,10 @@ struct Forwarder {
     /// Per egress: where it goes on the underlay, if it is a tunnel port.
     targets: Vec<Option<(SocketAddr, Vni)>>,
     outcomes: Vec<(PortId, Result<usize, DropReason>)>,
+    /// What the router answered (ARP, ICMP, released packets), sent after the frame.
+    router_out: Vec<RouterOutput>,
+    /// A copy of a flooded frame for the router, which may rewrite what it gets.
+    router_copy: PacketBuf,
 }
 
 impl Forwarder {
@@ -235,6 +294,8 @@ impl Forwarder {
             egresses: Vec::new(),
             targets: Vec::new(),
             outcomes: Vec::new(),
+            router_out: Vec::new(),
+            router_copy: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
         }
     }
 
@@ -252,7 +313,24 @@ impl Forwarder {
                 .extend(self.egresses.iter().map(|e| switch.vxlan_target(e)));
         }
         self.outcomes.clear();
-        for (egress, target) in self.egresses.iter().zip(&self.targets) {
+        let copies = self.egresses.len();
+        for (index, egress) in self.egresses.iter().enumerate() {
+            if egress.port == ROUTER_PORT {
+                let sent = if copies == 1 {
+                    route_from_switch(shared, egress.vlan, &mut self.packet, &mut self.router_out)
+                } else {
+                    self.router_copy = PacketBuf::from_wire(self.packet.wire(), true);
+                    route_from_switch(
+                        shared,
+                        egress.vlan,
+                        &mut self.router_copy,
+                        &mut self.router_out,
+                    )
+                };
+                self.outcomes.push((egress.port, sent));
+                continue;
+            }
+            let target = &self.targets[index];
             if self.packet.set_vlan_tag(egress.tag).is_err() {
                 self.outcomes
                     .push((egress.port, Err(DropReason::Malformed)));
@@ -276,12 +354,85 @@ impl Forwarder {
             self.outcomes
                 .push((egress.port, sent.map(|()| self.packet.frame().len())));
         }
-        let mut switch = shared.switch();
-        for (port, outcome) in &self.outcomes {
-            match outcome {
-                Ok(bytes) => switch.record_tx(*port, *bytes),
-                Err(reason) => switch.record_tx_drop(*port, *reason),
+        {
+            let mut switch = shared.switch();
+            for (port, outcome) in &self.outcomes {
+                match outcome {
+                    Ok(bytes) => switch.record_tx(*port, *bytes),
+                    Err(reason) => switch.record_tx_drop(*port, *reason),
+                }
             }
+        }
+        if !self.router_out.is_empty() {
+            self.send_router_output(shared);
+        }
+    }
+
+    /// Sends what the router produced besides its verdict: frames into the switch as if
+    /// they came in on the router's port, packets out of the uplink.
+    fn send_router_output(&mut self, shared: &Shared) {
+        let outputs = std::mem::take(&mut self.router_out);
+        for output in &outputs {
+            match output {
+                RouterOutput::ToSwitch { vlan, frame } => {
+                    let space = self.packet.read_space();
+                    let Some(room) = space.get_mut(..VNET_HDR_LEN + frame.len()) else {
+                        continue;
+                    };
+                    room[..VNET_HDR_LEN].fill(0);
+                    room[VNET_HDR_LEN..].copy_from_slice(frame);
+                    self.packet.set_len(VNET_HDR_LEN + frame.len());
+                    self.inject(shared, *vlan);
+                }
+                RouterOutput::ToUplink { packet } => {
+                    if let Some(tun) = shared.uplink() {
+                        let wire = [&[0u8; VNET_HDR_LEN][..], packet].concat();
+                        let _ = tun.write(&wire);
+                    }
+                }
+            }
+        }
+        // Keep the allocation; frames injected above come from the router's port, which
+        // the switch never sends back to the router, so nothing new was added meanwhile.
+        self.router_out = outputs;
+        self.router_out.clear();
+    }
+
+    /// Forwards the frame in `self.packet` (untagged) as if the router sent it on `vlan`.
+    fn inject(&mut self, shared: &Shared, vlan: VlanId) {
+        if self.packet.set_vlan_tag(Some(vlan)).is_err() {
+            return;
+        }
+        let decision = shared
+            .switch()
+            .process(shared.now(), ROUTER_PORT, self.packet.frame());
+        self.forward(shared, ROUTER_PORT, decision);
+    }
+
+    /// Routes the IP packet in `self.packet` (vnet header + packet, as the uplink TUN
+    /// gives it) towards a container.
+    fn route_from_uplink(&mut self, shared: &Shared) {
+        let can_hold = self
+            .packet
+            .vnet_hdr()
+            .is_some_and(|hdr| hdr.flags() == 0 && hdr.gso_type() == vnet::GSO_NONE);
+        let verdict = shared.router().from_uplink(
+            shared.now(),
+            self.packet.frame_mut(),
+            can_hold,
+            &mut self.router_out,
+        );
+        if let Verdict::ToSwitch { vlan, dst, src } = verdict {
+            let mut header = [0u8; HEADER_LEN];
+            header[..6].copy_from_slice(&dst.0);
+            header[6..12].copy_from_slice(&src.0);
+            header[12..].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+            if self.packet.push_front(&header).is_ok() {
+                self.inject(shared, vlan);
+            }
+        }
+        if !self.router_out.is_empty() {
+            self.send_router_output(shared);
         }
     }
 
@@ -371,6 +522,36 @@ impl Forwarder {
         };
         Vtep::strip_header(&mut self.packet);
         self.forward(shared, in_port, decision);
+    }
+}
+
+/// Hands the router a frame the switch delivered to it on `vlan`, and sends what it
+/// routes to the host out of the uplink. Returns the bytes sent on (counted as the router
+/// port's transmit), or why nothing was.
+fn route_from_switch(
+    shared: &Shared,
+    vlan: VlanId,
+    packet: &mut PacketBuf,
+    out: &mut Vec<RouterOutput>,
+) -> Result<usize, DropReason> {
+    packet
+        .set_vlan_tag(None)
+        .map_err(|_| DropReason::Malformed)?;
+    let len = packet.frame().len();
+    let verdict = shared
+        .router()
+        .from_switch(shared.now(), vlan, packet.frame_mut(), out);
+    match verdict {
+        Verdict::ToUplink => {
+            let tun = shared.uplink().ok_or(DropReason::NoEgress)?;
+            packet
+                .strip_front(HEADER_LEN)
+                .map_err(|_| DropReason::Malformed)?;
+            tun.write(packet.wire()).map_err(|_| DropReason::TxError)?;
+            Ok(len)
+        }
+        // Dropped or answered by the router: counted there, not as a switch drop.
+        _ => Ok(len),
     }
 }
 

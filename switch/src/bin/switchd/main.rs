@@ -12,7 +12,10 @@
 //! * `conn` — one control connection, with bounds against misbehaving clients.
 //! * `ctl` — control requests, each saved to the state directory before it is answered.
 //! * `state` — the state directory: ports and static FDB entries, written atomically.
-//! * `tap` — persistent TAP devices with vnet headers and offloads, in other namespaces.
+//! * `tap` — persistent TAP devices with vnet headers and offloads, in other namespaces,
+//!   and the uplink's TUN.
+//! * `uplink` — the TUN joining the networks' router to this namespace's routing.
+//! * `nat` — the nftables masquerade rules of `--masquerade` networks, over netlink.
 //! * `netns` — opening, identifying and entering network namespaces.
 //! * `sys` — the TUN ioctls and socket options libc/nix lack: the only `unsafe` code.
 
@@ -22,11 +25,13 @@ mod conn;
 mod ctl;
 mod daemon;
 mod dataplane;
+mod nat;
 mod netns;
 mod state;
 #[allow(unsafe_code)]
 mod sys;
 mod tap;
+mod uplink;
 mod vtep;
 
 use std::io::IsTerminal;
@@ -47,7 +52,7 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// TOML file with any of: socket, state_dir, log, [fdb] aging_secs, max_entries,
+    /// TOML file with any of: socket, state_dir, log, uplink, [fdb] aging_secs, max_entries,
     /// max_per_port, [vxlan] vtep, udp_checksum, accept_inner_tagged. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -80,6 +85,11 @@ struct Args {
     /// says to drop them, which is the default)
     #[arg(long)]
     vxlan_accept_inner_tagged: bool,
+    /// Name of the TUN device that joins the networks' router to this namespace's
+    /// routing, made when the first network that is not --internal is
+    /// [default: switchyard0]
+    #[arg(long, value_name = "IFNAME")]
+    uplink: Option<String>,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -113,6 +123,7 @@ struct FileConfig {
     socket: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     log: Option<String>,
+    uplink: Option<String>,
     #[serde(default)]
     fdb: FileFdbConfig,
     #[serde(default)]
@@ -143,6 +154,7 @@ struct Config {
     log: String,
     fdb: FdbConfig,
     vtep: Option<daemon::VtepOptions>,
+    uplink: String,
 }
 
 impl Config {
@@ -186,8 +198,15 @@ impl Config {
             }),
             None => None,
         };
+        let uplink = args
+            .uplink
+            .or(file.uplink)
+            .unwrap_or_else(|| uplink::DEFAULT_NAME.to_string());
+        switchyard::rtnl::validate_ifname(&uplink)
+            .map_err(|err| anyhow::anyhow!("invalid --uplink: {err}"))?;
         Ok(Config {
             vtep,
+            uplink,
             socket: args
                 .socket
                 .or(file.socket)
@@ -247,6 +266,7 @@ fn run() -> Result<()> {
             socket: config.socket.clone(),
             fdb: config.fdb,
             vtep: config.vtep,
+            uplink: config.uplink.clone(),
         },
         store,
         signals,

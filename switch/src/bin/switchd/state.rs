@@ -1,7 +1,8 @@
 //! What switchd keeps in its state directory so that a restart finds every port again.
 //!
-//! `state.json` holds the ports (which namespace, which interface index, which VLAN mode)
-//! and the static FDB entries. It is replaced atomically: written to a temporary file,
+//! `state.json` holds the ports (which namespace, which interface index, which VLAN mode),
+//! the static FDB entries, the overlay, and the networks with their endpoints (IPAM's
+//! allocations). It is replaced atomically: written to a temporary file,
 //! synced, renamed over the old one, and the directory synced, so a crash at any point
 //! leaves either the old state or the new one, never a torn file. `lock` is held with
 //! `flock` for switchd's lifetime so two daemons never share a state directory.
@@ -16,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use switchyard::control::VniMapping;
+use switchyard::network::{Endpoint, Network, Networks};
 use switchyard::wire::{MacAddr, VlanId};
 use switchyard::{PortId, PortMode};
 
@@ -77,6 +79,11 @@ pub struct SavedState {
     pub static_fdb: Vec<SavedFdbEntry>,
     #[serde(default, skip_serializing_if = "SavedOverlay::is_empty")]
     pub overlay: SavedOverlay,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Network>,
+    /// Which port holds which address on which network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
 }
 
 impl SavedState {
@@ -110,6 +117,17 @@ impl SavedState {
                 bail!("peer {} is listed twice", peer.addr);
             }
         }
+        for endpoint in &self.endpoints {
+            if !self.ports.iter().any(|p| p.id == endpoint.port) {
+                bail!(
+                    "endpoint {} on network {} belongs to port {}, which does not exist",
+                    endpoint.ip,
+                    endpoint.network,
+                    endpoint.port
+                );
+            }
+        }
+        Networks::restore(self.networks.clone(), self.endpoints.clone())?;
         Ok(())
     }
 }
@@ -129,6 +147,8 @@ impl Default for SavedState {
             ports: Vec::new(),
             static_fdb: Vec::new(),
             overlay: SavedOverlay::default(),
+            networks: Vec::new(),
+            endpoints: Vec::new(),
         }
     }
 }
@@ -279,7 +299,47 @@ mod tests {
                     addr: "192.0.2.2:4789".parse().unwrap(),
                 }],
             },
+            networks: vec![Network {
+                name: "blue".into(),
+                id: "ab".repeat(32),
+                subnet: "10.10.0.0/24".parse().unwrap(),
+                gateway: "10.10.0.1".parse().unwrap(),
+                vlan: VlanId::new(3000).unwrap(),
+                vni: None,
+                mtu: 1500,
+                internal: false,
+                masquerade: true,
+                created: 1_795_000_000,
+                last_allocated: Some("10.10.0.2".parse().unwrap()),
+            }],
+            endpoints: vec![Endpoint {
+                network: "blue".into(),
+                port: PortId(2),
+                ip: "10.10.0.2".parse().unwrap(),
+                mac: "02:42:0a:0a:00:02".parse().unwrap(),
+                container_id: None,
+            }],
         }
+    }
+
+    #[test]
+    fn an_address_held_twice_is_refused() {
+        let dir = temp_dir("ipam-dup");
+        let store = StateStore::open(&dir).unwrap();
+        let mut state = sample();
+        let mut port = state.ports[0].clone();
+        port.id = PortId(3);
+        port.ifname = "eth1".into();
+        state.ports.push(port);
+        state.endpoints.push(Endpoint {
+            port: PortId(3),
+            ..state.endpoints[0].clone()
+        });
+        store.save(&state).unwrap();
+        let err = format!("{:#}", store.load().unwrap_err());
+        assert!(err.contains("held twice"), "{err}");
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

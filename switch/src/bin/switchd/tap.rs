@@ -60,6 +60,7 @@ pub enum TapError {
 }
 
 const TAP_FLAGS: libc::c_int = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+const TUN_FLAGS: libc::c_int = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
 const OFFLOADS: libc::c_uint =
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
 /// UDP segmentation offload; kernels before 6.2 refuse it, and then we go without.
@@ -109,8 +110,27 @@ impl Tap {
         })
     }
 
+    /// Creates the TUN device `name` in the calling thread's namespace: IP packets, no
+    /// link header, with a vnet header and TCP offloads like a TAP port. Not persistent:
+    /// it goes away with switchd, and with it every route through it.
+    pub fn create_tun(name: &str) -> Result<Tap, TapError> {
+        if nix::net::if_::if_nametoindex(name).is_ok() {
+            return Err(TapError::NameTaken(name.to_string()));
+        }
+        Tap::open_with(name, TUN_FLAGS, OFFLOADS, 0)
+    }
+
     /// Opens /dev/net/tun in the calling thread's namespace and attaches it to `name`.
     fn open(name: &str) -> Result<Tap, TapError> {
+        Tap::open_with(name, TAP_FLAGS, OFFLOADS, OFFLOADS_USO)
+    }
+
+    fn open_with(
+        name: &str,
+        flags: libc::c_int,
+        offloads: libc::c_uint,
+        optional_offloads: libc::c_uint,
+    ) -> Result<Tap, TapError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -119,7 +139,7 @@ impl Tap {
             .map_err(TapError::OpenTun)?;
         let fd = OwnedFd::from(file);
         let name =
-            sys::tun_set_iff(fd.as_fd(), name, TAP_FLAGS).map_err(|source| TapError::Create {
+            sys::tun_set_iff(fd.as_fd(), name, flags).map_err(|source| TapError::Create {
                 name: name.to_string(),
                 source,
             })?;
@@ -127,8 +147,8 @@ impl Tap {
             name: name.clone(),
             source,
         };
-        if sys::tun_set_offload(fd.as_fd(), OFFLOADS | OFFLOADS_USO).is_err() {
-            sys::tun_set_offload(fd.as_fd(), OFFLOADS).map_err(offload_err)?;
+        if sys::tun_set_offload(fd.as_fd(), offloads | optional_offloads).is_err() {
+            sys::tun_set_offload(fd.as_fd(), offloads).map_err(offload_err)?;
         }
         let ifindex = nix::net::if_::if_nametoindex(name.as_str()).map_err(TapError::Lookup)?;
         Ok(Tap { fd, name, ifindex })

@@ -12,21 +12,23 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::wire::MacAddr;
 use ipnet::IpNet;
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK,
-    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
 use serde::Serialize;
-use switchyard::wire::MacAddr;
 
 /// `IFNAMSIZ - 1`: the longest interface name the kernel accepts.
 pub const MAX_IFNAME_LEN: usize = 15;
@@ -369,6 +371,32 @@ impl Rtnl {
         }
     }
 
+    /// Routes `destination` straight out of the interface (no gateway) in the main table,
+    /// with a path MTU when `mtu` is given, replacing a route to the same destination.
+    pub fn replace_link_route(
+        &mut self,
+        link: &Link,
+        destination: IpNet,
+        mtu: Option<u32>,
+    ) -> Result<(), RtnlError> {
+        let what = format!("routing {destination} through {}", link.name);
+        let message = RouteNetlinkMessage::NewRoute(link_route(link.index, destination, mtu));
+        self.request(&what, message, NLM_F_CREATE | NLM_F_REPLACE)
+            .map(drop)
+    }
+
+    /// Removes the route to `destination` out of the interface. A route that is not there
+    /// is not an error.
+    pub fn delete_link_route(&mut self, link: &Link, destination: IpNet) -> Result<(), RtnlError> {
+        let what = format!("removing the route to {destination} through {}", link.name);
+        let message = RouteNetlinkMessage::DelRoute(link_route(link.index, destination, None));
+        match self.request(&what, message, 0) {
+            Ok(_) => Ok(()),
+            Err(err) if err.errno() == Some(Errno::ESRCH) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// The routes out of the interface in the main table, IPv4 and IPv6.
     pub fn routes(&mut self, link: &Link) -> Result<Vec<Route>, RtnlError> {
         Ok(self
@@ -593,6 +621,31 @@ fn default_route(index: u32, gateway: IpAddr) -> RouteMessage {
         .attributes
         .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
     message.attributes.push(RouteAttribute::Oif(index));
+    message
+}
+
+fn link_route(index: u32, destination: IpNet, mtu: Option<u32>) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = match destination {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
+    message.header.destination_prefix_length = destination.prefix_len();
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.protocol = RouteProtocol::Static;
+    message.header.scope = RouteScope::Link;
+    message.header.kind = RouteType::Unicast;
+    message
+        .attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            destination.network(),
+        )));
+    message.attributes.push(RouteAttribute::Oif(index));
+    if let Some(mtu) = mtu {
+        message
+            .attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    }
     message
 }
 

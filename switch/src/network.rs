@@ -1,0 +1,824 @@
+//! Networks, endpoints and IP address management: the model users think in.
+//!
+//! A [`Network`] is Docker's CNM network: a group of endpoints that reach each other
+//! directly, with an IPv4 subnet and a gateway that belongs to switchd's router. Each
+//! network is carried on an internal VLAN (and, when it spans hosts, a VNI), which users
+//! never pick. An [`Endpoint`] is one container interface attached to a network: a port,
+//! an address and the MAC derived from it.
+//!
+//! # Contract
+//!
+//! * **Names** are 1 to 64 characters of letters, digits, `_`, `.` and `-`, starting
+//!   with a letter or digit, and unique.
+//! * **Subnets** are IPv4 with a prefix of at most /30, given without host bits, and never
+//!   overlap another network's. Without one, the first /24 of [`DEFAULT_POOL`] that
+//!   overlaps neither a network nor a route the host already has is taken.
+//! * **Gateway**: a host address inside the subnet (default: the first one).
+//! * **IPAM.** Addresses come from the subnet; the network address, the broadcast address
+//!   and the gateway are never handed out, and no address is ever held by two endpoints.
+//!   Automatic allocation is next-fit: it continues after the address handed out last, so
+//!   a just-released address is not reused at once (a container that went away may still
+//!   be in other containers' ARP caches). A requested address is granted only if it is
+//!   a free host address of the subnet.
+//! * **Removal** of a network is refused while it has endpoints.
+//! * Nothing here performs I/O: [`Networks::plan`] validates a request and returns the
+//!   network it would create, so the caller can set up the data path and the uplink,
+//!   persist, and only then [`Networks::insert`] it. Every method that fails changes
+//!   nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use switchyard_encap::Vni;
+
+use crate::port::PortId;
+use crate::wire::{MacAddr, VlanId};
+
+/// Where subnets come from when a network is created without one: 172.20.0.0/14, as
+/// /24s (1024 networks).
+pub const DEFAULT_POOL: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 20, 0, 0), 14);
+/// The prefix of subnets taken from [`DEFAULT_POOL`].
+pub const DEFAULT_POOL_PREFIX: u8 = 24;
+/// Networks are carried on VLANs from here up to 4094, the first one no port uses.
+pub const FIRST_NETWORK_VLAN: u16 = 3000;
+/// The MTU of a network unless told otherwise.
+pub const DEFAULT_MTU: u32 = 1500;
+/// The MTU of a network with a VNI unless told otherwise: 1500 less VXLAN's 50 bytes.
+pub const DEFAULT_OVERLAY_MTU: u32 = 1450;
+pub const MIN_MTU: u32 = 68;
+pub const MAX_MTU: u32 = 65535;
+const MAX_NAME_LEN: usize = 64;
+
+/// What a user asks for when creating a network; everything but the name is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Carry the network over the VXLAN overlay as this VNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<Vni>,
+    /// No uplink: containers reach only each other and the gateway.
+    #[serde(default)]
+    pub internal: bool,
+    /// Source NAT for traffic that leaves the host through the uplink.
+    #[serde(default)]
+    pub masquerade: bool,
+}
+
+/// A network as switchd keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    /// 64 hex digits, like Docker's network ids.
+    pub id: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// The internal VLAN the network is carried on.
+    pub vlan: VlanId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<Vni>,
+    pub mtu: u32,
+    pub internal: bool,
+    pub masquerade: bool,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    /// The address handed out last, where next-fit allocation continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_allocated: Option<Ipv4Addr>,
+}
+
+impl Network {
+    /// `overlay` when the network spans hosts, `local` otherwise (Docker's driver names).
+    pub fn driver(&self) -> &'static str {
+        if self.vni.is_some() {
+            "overlay"
+        } else {
+            "local"
+        }
+    }
+
+    /// The MAC of switchd's router on this network: locally administered, the same on
+    /// every host for a given VLAN, so an overlay network has one gateway MAC everywhere.
+    pub fn router_mac(&self) -> MacAddr {
+        let [hi, lo] = self.vlan.get().to_be_bytes();
+        MacAddr([0x02, 0x53, 0x59, 0x00, hi, lo])
+    }
+
+    /// Whether `ip` may be an endpoint's address: a host address of the subnet other than
+    /// the gateway.
+    pub fn is_assignable(&self, ip: Ipv4Addr) -> bool {
+        self.subnet.contains(&ip)
+            && ip != self.subnet.network()
+            && ip != self.subnet.broadcast()
+            && ip != self.gateway
+    }
+}
+
+/// A container interface attached to a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network: String,
+    pub port: PortId,
+    pub ip: Ipv4Addr,
+    /// `02:42` and the address (see [`MacAddr::from_ipv4`]), set on the interface by
+    /// whoever configures it, and known to the router without ARP.
+    pub mac: MacAddr,
+    /// The container runtime's id, when a CNI runtime attached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+/// A network request or an address request that cannot be granted. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid network name {0:?}: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")]
+    InvalidName(String),
+    #[error("network {0} already exists")]
+    Exists(String),
+    #[error("no such network {0}; create it with `swctl network create {0} --subnet CIDR`, or see `swctl network ls`")]
+    NotFound(String),
+    #[error("subnet {subnet} has host bits set; did you mean {}?", .subnet.trunc())]
+    HostBits { subnet: Ipv4Net },
+    #[error("subnet {0} is too small: a network needs at least /30 (a gateway and one container)")]
+    TooSmall(Ipv4Net),
+    #[error(
+        "subnet {subnet} overlaps network {other} ({other_subnet}); choose a subnet that does not"
+    )]
+    Overlap {
+        subnet: Ipv4Net,
+        other: String,
+        other_subnet: Ipv4Net,
+    },
+    #[error("subnet {subnet} overlaps {route}, which this host already routes; choose another subnet, or create the network --internal")]
+    OverlapsHostRoute { subnet: Ipv4Net, route: Ipv4Net },
+    #[error("no free /{DEFAULT_POOL_PREFIX} left in {DEFAULT_POOL}; give a subnet with --subnet")]
+    PoolExhausted,
+    #[error("gateway {gateway} is outside subnet {subnet}; give a gateway inside it")]
+    GatewayOutside { gateway: Ipv4Addr, subnet: Ipv4Net },
+    #[error(
+        "gateway {gateway} is the network or broadcast address of {subnet}; give a host address"
+    )]
+    GatewayNotHost { gateway: Ipv4Addr, subnet: Ipv4Net },
+    #[error("invalid MTU {0}: give a value from {MIN_MTU} to {MAX_MTU}")]
+    Mtu(u32),
+    #[error("VNI {vni} already carries network {other}")]
+    VniTaken { vni: Vni, other: String },
+    #[error("an --internal network has no uplink to masquerade through; drop one of the two")]
+    InternalMasquerade,
+    #[error("no free VLAN left for a network (VLANs {FIRST_NETWORK_VLAN}-4094 are all in use)")]
+    NoVlan,
+    #[error("network {name} has {count} endpoint(s) attached; detach them first (`swctl network inspect {name}` lists them)")]
+    InUse { name: String, count: usize },
+    #[error("address {ip} is outside network {network}'s subnet {subnet}")]
+    AddressOutside {
+        ip: Ipv4Addr,
+        network: String,
+        subnet: Ipv4Net,
+    },
+    #[error(
+        "address {ip} is reserved in network {network} (the network, broadcast or gateway address)"
+    )]
+    AddressReserved { ip: Ipv4Addr, network: String },
+    #[error(
+        "address {ip} is already in use in network {network}; pick another, or leave it to IPAM"
+    )]
+    AddressTaken { ip: Ipv4Addr, network: String },
+    #[error("network {network} has no free address left in {subnet}")]
+    Exhausted { network: String, subnet: Ipv4Net },
+}
+
+/// Every network and endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Networks {
+    networks: BTreeMap<String, Network>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Networks {
+    pub fn new() -> Networks {
+        Networks::default()
+    }
+
+    /// Rebuilds the model from saved networks and endpoints, checking what a hand-edited
+    /// or damaged state file could get wrong.
+    pub fn restore(
+        networks: Vec<Network>,
+        endpoints: Vec<Endpoint>,
+    ) -> Result<Networks, RestoreError> {
+        let mut model = Networks::new();
+        for network in networks {
+            if model.networks.contains_key(&network.name) {
+                return Err(RestoreError(format!(
+                    "network {} is listed twice",
+                    network.name
+                )));
+            }
+            if let Some(other) = model
+                .networks
+                .values()
+                .find(|o| o.subnet.contains(&network.subnet) || network.subnet.contains(&o.subnet))
+            {
+                return Err(RestoreError(format!(
+                    "networks {} and {} overlap",
+                    network.name, other.name
+                )));
+            }
+            if let Some(other) = model.networks.values().find(|o| o.vlan == network.vlan) {
+                return Err(RestoreError(format!(
+                    "networks {} and {} share VLAN {}",
+                    network.name, other.name, network.vlan
+                )));
+            }
+            model.networks.insert(network.name.clone(), network);
+        }
+        for endpoint in endpoints {
+            let Some(network) = model.networks.get(&endpoint.network) else {
+                return Err(RestoreError(format!(
+                    "endpoint {} is on network {}, which does not exist",
+                    endpoint.ip, endpoint.network
+                )));
+            };
+            if !network.is_assignable(endpoint.ip) {
+                return Err(RestoreError(format!(
+                    "endpoint {} cannot be in network {}",
+                    endpoint.ip, network.name
+                )));
+            }
+            if model
+                .address_holder(&endpoint.network, endpoint.ip)
+                .is_some()
+            {
+                return Err(RestoreError(format!(
+                    "address {} is held twice in network {}",
+                    endpoint.ip, endpoint.network
+                )));
+            }
+            if model.endpoint_of_port(endpoint.port).is_some() {
+                return Err(RestoreError(format!(
+                    "port {} has two endpoints",
+                    endpoint.port
+                )));
+            }
+            model.endpoints.push(endpoint);
+        }
+        Ok(model)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Network> {
+        self.networks.get(name)
+    }
+
+    /// Like [`Networks::get`], with the error a user should see.
+    pub fn find(&self, name: &str) -> Result<&Network, NetworkError> {
+        self.get(name)
+            .ok_or_else(|| NetworkError::NotFound(name.to_string()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Network> {
+        self.networks.values()
+    }
+
+    pub fn by_vlan(&self, vlan: VlanId) -> Option<&Network> {
+        self.networks.values().find(|n| n.vlan == vlan)
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    pub fn endpoints_of<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Endpoint> {
+        self.endpoints.iter().filter(move |e| e.network == network)
+    }
+
+    pub fn endpoint_of_port(&self, port: PortId) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.port == port)
+    }
+
+    fn address_holder(&self, network: &str, ip: Ipv4Addr) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.network == network && e.ip == ip)
+    }
+
+    /// Validates `config` and returns the network it would make, changing nothing.
+    /// `host_routes` are the IPv4 routes the host already has (never overlapped, except
+    /// by internal networks, which are not routed); `vlan_busy` says which VLANs ports
+    /// or the overlay already use.
+    pub fn plan(
+        &self,
+        config: &NetworkConfig,
+        id: String,
+        created: u64,
+        host_routes: &[Ipv4Net],
+        vlan_busy: impl Fn(VlanId) -> bool,
+    ) -> Result<Network, NetworkError> {
+        validate_name(&config.name)?;
+        if self.networks.contains_key(&config.name) {
+            return Err(NetworkError::Exists(config.name.clone()));
+        }
+        if config.internal && config.masquerade {
+            return Err(NetworkError::InternalMasquerade);
+        }
+        let routed = !config.internal;
+        let subnet = match config.subnet {
+            Some(subnet) => {
+                self.check_subnet(subnet)?;
+                if routed {
+                    if let Some(route) = host_routes.iter().find(|r| overlaps(**r, subnet)) {
+                        return Err(NetworkError::OverlapsHostRoute {
+                            subnet,
+                            route: *route,
+                        });
+                    }
+                }
+                subnet
+            }
+            None => self.free_subnet(host_routes)?,
+        };
+        let gateway = match config.gateway {
+            Some(gateway) => gateway,
+            None => subnet
+                .hosts()
+                .next()
+                .ok_or(NetworkError::TooSmall(subnet))?,
+        };
+        if !subnet.contains(&gateway) {
+            return Err(NetworkError::GatewayOutside { gateway, subnet });
+        }
+        if gateway == subnet.network() || gateway == subnet.broadcast() {
+            return Err(NetworkError::GatewayNotHost { gateway, subnet });
+        }
+        let default_mtu = if config.vni.is_some() {
+            DEFAULT_OVERLAY_MTU
+        } else {
+            DEFAULT_MTU
+        };
+        let mtu = config.mtu.unwrap_or(default_mtu);
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(NetworkError::Mtu(mtu));
+        }
+        if let Some(vni) = config.vni {
+            if let Some(other) = self.networks.values().find(|n| n.vni == Some(vni)) {
+                return Err(NetworkError::VniTaken {
+                    vni,
+                    other: other.name.clone(),
+                });
+            }
+        }
+        let vlan = (FIRST_NETWORK_VLAN..=VlanId::MAX)
+            .filter_map(VlanId::new)
+            .find(|v| !vlan_busy(*v) && self.by_vlan(*v).is_none())
+            .ok_or(NetworkError::NoVlan)?;
+        Ok(Network {
+            name: config.name.clone(),
+            id,
+            subnet,
+            gateway,
+            vlan,
+            vni: config.vni,
+            mtu,
+            internal: config.internal,
+            masquerade: config.masquerade,
+            created,
+            last_allocated: None,
+        })
+    }
+
+    fn check_subnet(&self, subnet: Ipv4Net) -> Result<(), NetworkError> {
+        if subnet.addr() != subnet.network() {
+            return Err(NetworkError::HostBits { subnet });
+        }
+        if subnet.prefix_len() > 30 {
+            return Err(NetworkError::TooSmall(subnet));
+        }
+        if let Some(other) = self.networks.values().find(|n| overlaps(n.subnet, subnet)) {
+            return Err(NetworkError::Overlap {
+                subnet,
+                other: other.name.clone(),
+                other_subnet: other.subnet,
+            });
+        }
+        Ok(())
+    }
+
+    fn free_subnet(&self, host_routes: &[Ipv4Net]) -> Result<Ipv4Net, NetworkError> {
+        let candidates = DEFAULT_POOL
+            .subnets(DEFAULT_POOL_PREFIX)
+            .map_err(|_| NetworkError::PoolExhausted)?;
+        for candidate in candidates {
+            let taken = self
+                .networks
+                .values()
+                .any(|n| overlaps(n.subnet, candidate))
+                || host_routes.iter().any(|r| overlaps(*r, candidate));
+            if !taken {
+                return Ok(candidate);
+            }
+        }
+        Err(NetworkError::PoolExhausted)
+    }
+
+    /// Adds a network [`Networks::plan`] made.
+    pub fn insert(&mut self, network: Network) {
+        self.networks.insert(network.name.clone(), network);
+    }
+
+    /// Removes a network without endpoints.
+    pub fn remove(&mut self, name: &str) -> Result<Network, NetworkError> {
+        self.check_removable(name)?;
+        self.networks
+            .remove(name)
+            .ok_or_else(|| NetworkError::NotFound(name.to_string()))
+    }
+
+    /// Whether [`Networks::remove`] would succeed.
+    pub fn check_removable(&self, name: &str) -> Result<&Network, NetworkError> {
+        let network = self.find(name)?;
+        let count = self.endpoints_of(name).count();
+        if count > 0 {
+            return Err(NetworkError::InUse {
+                name: name.to_string(),
+                count,
+            });
+        }
+        Ok(network)
+    }
+
+    /// The address an endpoint would get: `requested` if it is free, else the next free
+    /// one after the last handed out. Changes nothing; [`Networks::add_endpoint`] takes it.
+    pub fn pick_address(
+        &self,
+        network: &str,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, NetworkError> {
+        let net = self.find(network)?;
+        if let Some(ip) = requested {
+            if !net.subnet.contains(&ip) {
+                return Err(NetworkError::AddressOutside {
+                    ip,
+                    network: network.to_string(),
+                    subnet: net.subnet,
+                });
+            }
+            if !net.is_assignable(ip) {
+                return Err(NetworkError::AddressReserved {
+                    ip,
+                    network: network.to_string(),
+                });
+            }
+            if self.address_holder(network, ip).is_some() {
+                return Err(NetworkError::AddressTaken {
+                    ip,
+                    network: network.to_string(),
+                });
+            }
+            return Ok(ip);
+        }
+        let first = u32::from(net.subnet.network());
+        let last = u32::from(net.subnet.broadcast());
+        let size = last - first + 1;
+        let start = net
+            .last_allocated
+            .filter(|ip| net.subnet.contains(ip))
+            .map_or(first, u32::from);
+        // Walk the subnet once, starting after the last address handed out.
+        (1..=size)
+            .map(|step| Ipv4Addr::from(first + (start - first + step) % size))
+            .find(|ip| net.is_assignable(*ip) && self.address_holder(network, *ip).is_none())
+            .ok_or_else(|| NetworkError::Exhausted {
+                network: network.to_string(),
+                subnet: net.subnet,
+            })
+    }
+
+    /// Records an endpoint at an address [`Networks::pick_address`] chose.
+    pub fn add_endpoint(&mut self, endpoint: Endpoint) -> Result<(), NetworkError> {
+        self.pick_address(&endpoint.network, Some(endpoint.ip))?;
+        if let Some(network) = self.networks.get_mut(&endpoint.network) {
+            network.last_allocated = Some(endpoint.ip);
+        }
+        self.endpoints.push(endpoint);
+        Ok(())
+    }
+
+    /// Releases the address of the endpoint on `port`, returning it.
+    pub fn remove_endpoint(&mut self, port: PortId) -> Option<Endpoint> {
+        let index = self.endpoints.iter().position(|e| e.port == port)?;
+        Some(self.endpoints.remove(index))
+    }
+
+    /// The networks and endpoints, for saving.
+    pub fn to_saved(&self) -> (Vec<Network>, Vec<Endpoint>) {
+        (
+            self.networks.values().cloned().collect(),
+            self.endpoints.clone(),
+        )
+    }
+}
+
+/// A saved state that breaks the model's rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreError(pub String);
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn validate_name(name: &str) -> Result<(), NetworkError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> Ipv4Net {
+        text.parse().unwrap()
+    }
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    fn config(name: &str, subnet: Option<&str>) -> NetworkConfig {
+        NetworkConfig {
+            name: name.into(),
+            subnet: subnet.map(net),
+            ..NetworkConfig::default()
+        }
+    }
+
+    fn create(model: &mut Networks, config: &NetworkConfig) -> Result<Network, NetworkError> {
+        let network = model.plan(config, "0".repeat(64), 0, &[], |_| false)?;
+        model.insert(network.clone());
+        Ok(network)
+    }
+
+    fn attach(
+        model: &mut Networks,
+        network: &str,
+        port: u32,
+        want: Option<&str>,
+    ) -> Result<Ipv4Addr, NetworkError> {
+        let addr = model.pick_address(network, want.map(ip))?;
+        model.add_endpoint(Endpoint {
+            network: network.into(),
+            port: PortId(port),
+            ip: addr,
+            mac: MacAddr::from_ipv4(addr),
+            container_id: None,
+        })?;
+        Ok(addr)
+    }
+
+    #[test]
+    fn defaults_need_no_flags() {
+        let mut model = Networks::new();
+        let blue = create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        assert_eq!(blue.gateway, ip("10.10.0.1"));
+        assert_eq!(blue.mtu, DEFAULT_MTU);
+        assert_eq!(blue.vlan.get(), FIRST_NETWORK_VLAN);
+        assert_eq!(blue.driver(), "local");
+        let auto = create(&mut model, &config("auto", None)).unwrap();
+        assert_eq!(auto.subnet, net("172.20.0.0/24"));
+        assert_eq!(auto.vlan.get(), FIRST_NETWORK_VLAN + 1);
+        let overlay = create(
+            &mut model,
+            &NetworkConfig {
+                vni: Vni::new(42),
+                ..config("ov", None)
+            },
+        )
+        .unwrap();
+        assert_eq!(overlay.subnet, net("172.20.1.0/24"));
+        assert_eq!(overlay.mtu, DEFAULT_OVERLAY_MTU);
+        assert_eq!(overlay.driver(), "overlay");
+    }
+
+    #[test]
+    fn automatic_subnets_avoid_host_routes_and_busy_vlans() {
+        let model = Networks::new();
+        let routes = [net("172.20.0.0/23"), net("172.20.2.128/25")];
+        let busy = |v: VlanId| v.get() == FIRST_NETWORK_VLAN;
+        let planned = model
+            .plan(&config("x", None), String::new(), 0, &routes, busy)
+            .unwrap();
+        assert_eq!(planned.subnet, net("172.20.3.0/24"));
+        assert_eq!(planned.vlan.get(), FIRST_NETWORK_VLAN + 1);
+        let err = model
+            .plan(
+                &config("y", Some("172.20.1.0/24")),
+                String::new(),
+                0,
+                &routes,
+                busy,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, NetworkError::OverlapsHostRoute { .. }),
+            "{err}"
+        );
+        // An internal network is not routed, so it may shadow nothing.
+        let internal = NetworkConfig {
+            internal: true,
+            ..config("y", Some("172.20.1.0/24"))
+        };
+        assert!(model
+            .plan(&internal, String::new(), 0, &routes, busy)
+            .is_ok());
+    }
+
+    #[test]
+    fn bad_requests_are_refused_and_change_nothing() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        let before = model.clone();
+        let cases: Vec<(NetworkConfig, &str)> = vec![
+            (config("blue", Some("10.99.0.0/24")), "already exists"),
+            (config("-x", None), "invalid network name"),
+            (config("a/b", None), "invalid network name"),
+            (
+                config("red", Some("10.10.0.128/25")),
+                "overlaps network blue",
+            ),
+            (config("red", Some("10.0.0.0/8")), "overlaps network blue"),
+            (
+                config("red", Some("10.20.0.5/24")),
+                "did you mean 10.20.0.0/24",
+            ),
+            (config("red", Some("10.20.0.0/31")), "too small"),
+            (
+                NetworkConfig {
+                    gateway: Some(ip("10.30.0.1")),
+                    ..config("red", Some("10.20.0.0/24"))
+                },
+                "outside subnet",
+            ),
+            (
+                NetworkConfig {
+                    gateway: Some(ip("10.20.0.255")),
+                    ..config("red", Some("10.20.0.0/24"))
+                },
+                "network or broadcast",
+            ),
+            (
+                NetworkConfig {
+                    mtu: Some(10),
+                    ..config("red", None)
+                },
+                "invalid MTU",
+            ),
+            (
+                NetworkConfig {
+                    internal: true,
+                    masquerade: true,
+                    ..config("red", None)
+                },
+                "no uplink",
+            ),
+        ];
+        for (request, expected) in cases {
+            let err = model
+                .plan(&request, String::new(), 0, &[], |_| false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{request:?}: {err}");
+        }
+        assert_eq!(model, before);
+    }
+
+    #[test]
+    fn addresses_are_unique_and_skip_reserved_ones() {
+        let mut model = Networks::new();
+        create(&mut model, &config("tiny", Some("10.1.0.0/29"))).unwrap();
+        // .0 network, .1 gateway, .7 broadcast: five addresses to hand out.
+        let got: Vec<Ipv4Addr> = (0..5)
+            .map(|port| attach(&mut model, "tiny", port, None).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            ["10.1.0.2", "10.1.0.3", "10.1.0.4", "10.1.0.5", "10.1.0.6"].map(ip)
+        );
+        let err = attach(&mut model, "tiny", 9, None).unwrap_err();
+        assert!(matches!(err, NetworkError::Exhausted { .. }), "{err}");
+    }
+
+    #[test]
+    fn released_addresses_come_back_only_after_the_rest() {
+        let mut model = Networks::new();
+        create(&mut model, &config("tiny", Some("10.1.0.0/29"))).unwrap();
+        let a = attach(&mut model, "tiny", 1, None).unwrap();
+        attach(&mut model, "tiny", 2, None).unwrap();
+        assert_eq!(model.remove_endpoint(PortId(1)).unwrap().ip, a);
+        assert_eq!(attach(&mut model, "tiny", 3, None).unwrap(), ip("10.1.0.4"));
+        for port in 4..7 {
+            attach(&mut model, "tiny", port, None).unwrap();
+        }
+        // Wrapped around: the released .2 is the only one left.
+        assert_eq!(model.endpoints_of("tiny").count(), 5);
+        assert!(model.endpoints_of("tiny").any(|e| e.ip == a));
+    }
+
+    #[test]
+    fn static_addresses_are_checked() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        assert_eq!(
+            attach(&mut model, "blue", 1, Some("10.10.0.50")).unwrap(),
+            ip("10.10.0.50")
+        );
+        let taken = attach(&mut model, "blue", 2, Some("10.10.0.50")).unwrap_err();
+        assert!(matches!(taken, NetworkError::AddressTaken { .. }));
+        let outside = attach(&mut model, "blue", 2, Some("10.11.0.5")).unwrap_err();
+        assert!(matches!(outside, NetworkError::AddressOutside { .. }));
+        for reserved in ["10.10.0.0", "10.10.0.1", "10.10.0.255"] {
+            let err = attach(&mut model, "blue", 2, Some(reserved)).unwrap_err();
+            assert!(
+                matches!(err, NetworkError::AddressReserved { .. }),
+                "{reserved}"
+            );
+        }
+        let missing = attach(&mut model, "nope", 2, None).unwrap_err();
+        assert!(missing.to_string().contains("no such network nope"));
+        assert_eq!(model.endpoints().len(), 1);
+    }
+
+    #[test]
+    fn a_network_in_use_is_not_removed() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        attach(&mut model, "blue", 1, None).unwrap();
+        let err = model.remove("blue").unwrap_err();
+        assert!(err.to_string().contains("1 endpoint(s) attached"), "{err}");
+        model.remove_endpoint(PortId(1));
+        assert_eq!(model.remove("blue").unwrap().name, "blue");
+        assert!(matches!(
+            model.remove("blue"),
+            Err(NetworkError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn saving_and_restoring_keeps_allocations() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        create(&mut model, &config("red", Some("10.20.0.0/24"))).unwrap();
+        attach(&mut model, "blue", 1, None).unwrap();
+        attach(&mut model, "blue", 2, None).unwrap();
+        attach(&mut model, "red", 3, Some("10.20.0.9")).unwrap();
+        let (networks, endpoints) = model.to_saved();
+        let json = serde_json::to_string(&(networks, endpoints)).unwrap();
+        let (networks, endpoints): (Vec<Network>, Vec<Endpoint>) =
+            serde_json::from_str(&json).unwrap();
+        let mut restored = Networks::restore(networks, endpoints).unwrap();
+        assert_eq!(restored, model);
+        // The next address continues after the last one handed out before the restart.
+        assert_eq!(
+            attach(&mut restored, "blue", 4, None).unwrap(),
+            ip("10.10.0.4")
+        );
+    }
+
+    #[test]
+    fn damaged_saves_are_refused() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        attach(&mut model, "blue", 1, None).unwrap();
+        let (networks, mut endpoints) = model.to_saved();
+        endpoints.push(Endpoint {
+            port: PortId(2),
+            ..endpoints[0].clone()
+        });
+        let err = Networks::restore(networks.clone(), endpoints).unwrap_err();
+        assert!(err.to_string().contains("held twice"), "{err}");
+        let mut twice = networks.clone();
+        twice.push(networks[0].clone());
+        assert!(Networks::restore(twice, vec![]).is_err());
+    }
+}
