@@ -517,7 +517,13 @@ fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<(), At
         rtnl.add_address(&link, addr).map_err(fail)?;
     }
     if let Some(gateway) = options.gateway {
-        rtnl.add_default_route(&link, gateway).map_err(fail)?;
+        match rtnl.add_default_route(&link, gateway) {
+            Ok(_) => {}
+            // A second network's interface, as with Docker: the first network keeps
+            // the default route; this one is reached through its subnet route.
+            Err(RtnlError::OtherDefaultRoute { .. }) if options.network.is_some() => {}
+            Err(err) => return Err(fail(err)),
+        }
     }
     Ok(())
 }

@@ -1,0 +1,361 @@
+//! Root integration tests of networks: IPAM, the router in switchd, isolation between
+//! networks, the TUN uplink and masquerade.
+//!
+//! switchd runs inside a "host" namespace the test makes (the uplink, its routes, IPv4
+//! forwarding and the NAT rules all live there), joined by a veth to an "external"
+//! namespace that has no route back to the containers' subnets.
+//!
+//! Marked `#[ignore]`; `make test` runs them with `--include-ignored`.
+
+mod common;
+
+use common::{stderr, Netns, Switchd};
+use serde_json::Value;
+
+/// The host namespace with switchd in it (192.168.200.1) and the external one
+/// (192.168.200.2), which knows nothing of the containers' subnets.
+struct Site {
+    host: Netns,
+    external: Netns,
+    switchd: Switchd,
+}
+
+impl Site {
+    fn new() -> Site {
+        let host = Netns::new("h");
+        let external = Netns::new("x");
+        common::run_ok(
+            "ip",
+            &[
+                "link",
+                "add",
+                "out0",
+                "netns",
+                &host.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "in0",
+                "netns",
+                &external.name,
+            ],
+        );
+        for (ns, dev, addr) in [
+            (&host, "out0", "192.168.200.1/24"),
+            (&external, "in0", "192.168.200.2/24"),
+        ] {
+            ns.exec_ok(&["ip", "addr", "add", addr, "dev", dev]);
+            ns.exec_ok(&["ip", "link", "set", dev, "up"]);
+            ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        }
+        let switchd = Switchd::start_in(&host, &[]);
+        Site {
+            host,
+            external,
+            switchd,
+        }
+    }
+
+    fn swctl_ok(&self, args: &[&str]) -> String {
+        let out = self.switchd.swctl(args);
+        assert!(
+            out.status.success(),
+            "swctl {args:?} failed: {}\nlog:\n{}",
+            stderr(&out),
+            self.switchd.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its error message.
+    fn swctl_err(&self, args: &[&str]) -> String {
+        let out = self.switchd.swctl(args);
+        assert!(!out.status.success(), "swctl {args:?} should have failed");
+        stderr(&out)
+    }
+
+    /// Attaches a new namespace to `network`; returns it and the address IPAM gave it.
+    fn container(&self, tag: &str, network: &str, extra: &[&str]) -> (Netns, String) {
+        let ns = Netns::new(tag);
+        let address = self.attach(&ns, network, extra);
+        (ns, address)
+    }
+
+    fn attach(&self, ns: &Netns, network: &str, extra: &[&str]) -> String {
+        let mut args = vec!["attach", &ns.name, "--network", network, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.switchd.nsutil_ok(&args);
+        let attachment: Value = serde_json::from_str(&out).expect("nsutil --json prints JSON");
+        let cidr = attachment["addresses"][0]
+            .as_str()
+            .expect("an address was assigned")
+            .to_string();
+        cidr.split('/').next().unwrap().to_string()
+    }
+
+    fn networks(&self) -> Value {
+        self.switchd.swctl_json(&["network", "ls"])
+    }
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn containers_reach_their_network_and_gateway_but_not_other_networks() {
+    let site = Site::new();
+    site.swctl_ok(&["network", "create", "blue", "--subnet", "10.10.0.0/24"]);
+    site.swctl_ok(&["network", "create", "red", "--subnet", "10.20.0.0/24"]);
+    let (web, web_ip) = site.container("w", "blue", &[]);
+    let (_db, db_ip) = site.container("d", "blue", &["--ip", "10.10.0.50"]);
+    let (other, other_ip) = site.container("r", "red", &[]);
+    assert_eq!(web_ip, "10.10.0.2", "IPAM starts after the gateway");
+    assert_eq!(db_ip, "10.10.0.50", "the requested address");
+    assert_eq!(other_ip, "10.20.0.2");
+
+    // The interface got the network's address, gateway route and MTU.
+    let route = web.exec_ok(&["ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.10.0.1 dev eth0"), "{route}");
+    assert!(web.ping(&db_ip, 5), "same network");
+    assert!(web.ping("10.10.0.1", 5), "the gateway answers");
+    assert!(other.ping("10.20.0.1", 5), "the other network's gateway");
+
+    // Isolation: nothing crosses from red to blue, neither directly nor via gateways.
+    assert!(!other.ping(&db_ip, 2), "red reached blue");
+    assert!(!other.ping("10.10.0.1", 2), "red reached blue's gateway");
+    let router = site.switchd.swctl_json(&["router", "show"]);
+    assert!(
+        router["counters"]["drops"]["isolated"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "{router}"
+    );
+
+    // A container attached to both networks reaches both.
+    let (both, _) = site.container("b", "blue", &[]);
+    let red_ip = site.attach(&both, "red", &["--ifname", "eth1"]);
+    assert!(red_ip.starts_with("10.20.0."), "{red_ip}");
+    assert!(both.ping(&db_ip, 5));
+    assert!(both.ping(&other_ip, 5));
+
+    // inspect lists the endpoints with MAC and address.
+    let blue = site.switchd.swctl_json(&["network", "inspect", "blue"]);
+    assert_eq!(blue["driver"], "local");
+    assert_eq!(blue["subnet"], "10.10.0.0/24");
+    let endpoints = blue["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 3, "{blue}");
+    assert!(endpoints
+        .iter()
+        .any(|e| e["address"] == "10.10.0.50/24" && e["mac"] == "02:42:0a:0a:00:32"));
+
+    // Detaching releases the address; the network can go once it is empty.
+    let err = site.swctl_err(&["network", "rm", "red"]);
+    assert!(err.contains("endpoint(s) attached"), "{err}");
+    site.switchd.nsutil_ok(&["detach", &other.name]);
+    site.switchd
+        .nsutil_ok(&["detach", &both.name, "--ifname", "eth1"]);
+    site.swctl_ok(&["network", "rm", "red"]);
+    let networks = site.networks();
+    let names: Vec<&str> = networks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["blue"]);
+    let routes = site.host.exec_ok(&["ip", "route"]);
+    assert!(!routes.contains("10.20.0.0/24"), "{routes}");
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn the_uplink_joins_containers_and_the_host_and_masquerade_reaches_outside() {
+    let site = Site::new();
+    site.swctl_ok(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.10.0.0/24",
+        "--masquerade",
+    ]);
+    site.swctl_ok(&["network", "create", "red", "--subnet", "10.20.0.0/24"]);
+    site.swctl_ok(&["network", "create", "vault", "--internal"]);
+    let (web, web_ip) = site.container("w", "blue", &[]);
+    let (other, other_ip) = site.container("r", "red", &[]);
+    let (secret, _) = site.container("s", "vault", &[]);
+
+    // Host ↔ container, both ways, through the uplink.
+    assert!(site.host.ping(&web_ip, 5), "host to blue");
+    assert!(site.host.ping(&other_ip, 5), "host to red");
+    assert!(web.ping("192.168.200.1", 5), "blue to the host");
+    let forwarding = site.host.exec_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(forwarding.trim(), "1");
+
+    // The external namespace has no route back: only masquerade gets an answer home.
+    assert!(web.ping("192.168.200.2", 5), "blue masquerades");
+    assert!(!other.ping("192.168.200.2", 2), "red does not masquerade");
+    let rules = site
+        .host
+        .exec_ok(&["nft", "list", "table", "ip", "switchyard"]);
+    assert!(rules.contains("ip saddr 10.10.0.0/24"), "{rules}");
+    assert!(!rules.contains("10.20.0.0"), "{rules}");
+
+    // An internal network has no uplink at all.
+    assert!(
+        !secret.ping("192.168.200.1", 2),
+        "internal reached the host"
+    );
+    let vault = site.switchd.swctl_json(&["network", "inspect", "vault"]);
+    let vault_subnet = vault["subnet"].as_str().unwrap().to_string();
+    let routes = site.host.exec_ok(&["ip", "route"]);
+    assert!(!routes.contains(&vault_subnet), "{routes}");
+    assert!(routes.contains("10.10.0.0/24 dev switchyard0"), "{routes}");
+
+    // TCP through the router and the NAT, both ways of the uplink.
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &site.external.name, "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start iperf3");
+    common::wait_for_listener(&site.external, 5201);
+    let out = web.exec(&["iperf3", "-c", "192.168.200.2", "-t", "1", "-J"]);
+    let mut server = server;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "iperf3 through NAT: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bits = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(bits > 0.0, "no TCP data arrived through the NAT");
+
+    // Removing the masquerading network removes its rule.
+    site.switchd.nsutil_ok(&["detach", &web.name]);
+    site.swctl_ok(&["network", "rm", "blue"]);
+    let tables = site.host.exec_ok(&["nft", "list", "tables"]);
+    assert!(!tables.contains("switchyard"), "{tables}");
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_restart_restores_networks_and_never_reuses_an_address() {
+    let mut site = Site::new();
+    site.swctl_ok(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.10.0.0/24",
+        "--masquerade",
+    ]);
+    let (a, a_ip) = site.container("a", "blue", &[]);
+    let (b, b_ip) = site.container("b", "blue", &[]);
+    assert!(a.ping(&b_ip, 5));
+    assert!(a.ping("192.168.200.2", 5));
+
+    site.switchd.restart();
+    assert!(a.ping(&b_ip, 5), "containers after the restart");
+    assert!(a.ping("10.10.0.1", 5), "gateway after the restart");
+    assert!(site.host.ping(&a_ip, 5), "uplink after the restart");
+    assert!(a.ping("192.168.200.2", 5), "masquerade after the restart");
+
+    // New attachments get fresh addresses, never one in use.
+    let (c, c_ip) = site.container("c", "blue", &[]);
+    assert!(c_ip != a_ip && c_ip != b_ip, "{c_ip} reused");
+    assert!(c.ping(&a_ip, 5));
+    let out = site.switchd.nsutil(&[
+        "attach",
+        &Netns::new("d").name,
+        "--network",
+        "blue",
+        "--ip",
+        &b_ip,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
+    drop(b);
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn bad_input_gets_one_clear_error_and_changes_nothing() {
+    let site = Site::new();
+    site.swctl_ok(&["network", "create", "blue", "--subnet", "10.10.0.0/24"]);
+    let (_web, _) = site.container("w", "blue", &["--ip", "10.10.0.9"]);
+    let before = site.networks();
+    let host_routes = site.host.exec_ok(&["ip", "route"]);
+
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["network", "create", "red", "--subnet", "10.10.0.128/25"],
+            "overlaps network blue",
+        ),
+        (
+            &["network", "create", "red", "--subnet", "192.168.200.0/24"],
+            "already routes",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "red",
+                "--subnet",
+                "10.20.0.0/24",
+                "--gateway",
+                "10.30.0.1",
+            ],
+            "outside subnet",
+        ),
+        (
+            &["network", "create", "blue", "--subnet", "10.40.0.0/24"],
+            "already exists",
+        ),
+        (
+            &["network", "create", "red", "--subnet", "10.20.0.7/24"],
+            "host bits",
+        ),
+        (&["network", "rm", "blue"], "endpoint(s) attached"),
+        (&["network", "rm", "nope"], "no such network"),
+        (&["network", "create", "ov", "--vni", "42"], "--vtep"),
+    ];
+    for (args, expected) in cases {
+        let err = site.swctl_err(args);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    assert_eq!(
+        site.networks(),
+        before,
+        "a refused request changed networks"
+    );
+    assert_eq!(site.host.exec_ok(&["ip", "route"]), host_routes);
+
+    let ns = Netns::new("n");
+    let attach_cases: &[(&[&str], &str)] = &[
+        (&["--network", "nope"], "no such network nope"),
+        (&["--network", "blue", "--ip", "10.99.0.5"], "outside"),
+        (
+            &["--network", "blue", "--ip", "10.10.0.9"],
+            "already in use",
+        ),
+        (&["--network", "blue", "--ip", "10.10.0.1"], "reserved"),
+        (&["--network", "blue", "--ip", "banana"], "invalid --ip"),
+    ];
+    for (extra, expected) in attach_cases {
+        let mut args = vec!["attach", &ns.name];
+        args.extend_from_slice(extra);
+        let out = site.switchd.nsutil(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(ns.links(), ["lo"], "a refused attach left an interface");
+    assert_eq!(site.networks(), before);
+    let ports = site.switchd.swctl_json(&["port", "ls"]);
+    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
+}
