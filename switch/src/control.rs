@@ -152,6 +152,9 @@ pub struct NetworkInfo {
     pub vlan: VlanId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<Vni>,
+    /// Where automatic addresses come from, when not the whole subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
     pub mtu: u32,
     pub internal: bool,
     pub masquerade: bool,

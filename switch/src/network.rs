@@ -10,7 +10,7 @@
 //!
 //! * **Names** are 1 to 64 characters of letters, digits, `_`, `.` and `-`, starting
 //!   with a letter or digit, and unique.
-//! * **Subnets** are IPv4 with a prefix of at most /30, given without host bits, and never
+//! * **Subnets** are IPv4 with a prefix from /8 to /30, given without host bits, and never
 //!   overlap another network's. Without one, the first /24 of [`DEFAULT_POOL`] that
 //!   overlaps neither a network nor a route the host already has is taken.
 //! * **Gateway**: a host address inside the subnet (default: the first one).
@@ -51,6 +51,8 @@ pub const DEFAULT_OVERLAY_MTU: u32 = 1450;
 pub const MIN_MTU: u32 = 68;
 pub const MAX_MTU: u32 = 65535;
 const MAX_NAME_LEN: usize = 64;
+/// The widest subnet a network may have (a /8 is 16 million addresses already).
+const MIN_PREFIX: u8 = 8;
 
 /// What a user asks for when creating a network; everything but the name is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +67,11 @@ pub struct NetworkConfig {
     /// Carry the network over the VXLAN overlay as this VNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<Vni>,
+    /// Hand out automatic addresses only from this part of the subnet (Docker's
+    /// `--ip-range`): on an overlay network each host gets its own range, so hosts that
+    /// allocate independently never give out the same address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
     /// No uplink: containers reach only each other and the gateway.
     #[serde(default)]
     pub internal: bool,
@@ -85,6 +92,9 @@ pub struct Network {
     pub vlan: VlanId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<Vni>,
+    /// Where automatic addresses come from (default: the whole subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
     pub mtu: u32,
     pub internal: bool,
     pub masquerade: bool,
@@ -105,11 +115,20 @@ impl Network {
         }
     }
 
-    /// The MAC of switchd's router on this network: locally administered, the same on
-    /// every host for a given VLAN, so an overlay network has one gateway MAC everywhere.
+    /// The MAC of switchd's router on this network, locally administered. An overlay
+    /// network's comes from its VNI, so every host's router answers for the gateway with
+    /// the same MAC (each host routes its own containers); a local network's from its VLAN.
     pub fn router_mac(&self) -> MacAddr {
-        let [hi, lo] = self.vlan.get().to_be_bytes();
-        MacAddr([0x02, 0x53, 0x59, 0x00, hi, lo])
+        match self.vni {
+            Some(vni) => {
+                let [_, a, b, c] = vni.get().to_be_bytes();
+                MacAddr([0x02, 0x53, 0x59, a, b, c])
+            }
+            None => {
+                let [hi, lo] = self.vlan.get().to_be_bytes();
+                MacAddr([0x02, 0x53, 0x58, 0x00, hi, lo])
+            }
+        }
     }
 
     /// Whether `ip` may be an endpoint's address: a host address of the subnet other than
@@ -149,6 +168,8 @@ pub enum NetworkError {
     HostBits { subnet: Ipv4Net },
     #[error("subnet {0} is too small: a network needs at least /30 (a gateway and one container)")]
     TooSmall(Ipv4Net),
+    #[error("subnet {0} is too large: give a prefix of /{MIN_PREFIX} or longer")]
+    TooLarge(Ipv4Net),
     #[error(
         "subnet {subnet} overlaps network {other} ({other_subnet}); choose a subnet that does not"
     )]
@@ -169,6 +190,8 @@ pub enum NetworkError {
     GatewayNotHost { gateway: Ipv4Addr, subnet: Ipv4Net },
     #[error("invalid MTU {0}: give a value from {MIN_MTU} to {MAX_MTU}")]
     Mtu(u32),
+    #[error("IP range {range} is not inside subnet {subnet}")]
+    RangeOutside { range: Ipv4Net, subnet: Ipv4Net },
     #[error("VNI {vni} already carries network {other}")]
     VniTaken { vni: Vni, other: String },
     #[error("an --internal network has no uplink to masquerade through; drop one of the two")]
@@ -361,6 +384,14 @@ impl Networks {
         } else {
             DEFAULT_MTU
         };
+        if let Some(range) = config.ip_range {
+            if range.addr() != range.network() {
+                return Err(NetworkError::HostBits { subnet: range });
+            }
+            if !subnet.contains(&range) {
+                return Err(NetworkError::RangeOutside { range, subnet });
+            }
+        }
         let mtu = config.mtu.unwrap_or(default_mtu);
         if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
             return Err(NetworkError::Mtu(mtu));
@@ -384,6 +415,7 @@ impl Networks {
             gateway,
             vlan,
             vni: config.vni,
+            ip_range: config.ip_range,
             mtu,
             internal: config.internal,
             masquerade: config.masquerade,
@@ -398,6 +430,9 @@ impl Networks {
         }
         if subnet.prefix_len() > 30 {
             return Err(NetworkError::TooSmall(subnet));
+        }
+        if subnet.prefix_len() < MIN_PREFIX {
+            return Err(NetworkError::TooLarge(subnet));
         }
         if let Some(other) = self.networks.values().find(|n| overlaps(n.subnet, subnet)) {
             return Err(NetworkError::Overlap {
@@ -453,7 +488,7 @@ impl Networks {
     }
 
     /// The address an endpoint would get: `requested` if it is free, else the next free
-    /// one after the last handed out. Changes nothing; [`Networks::add_endpoint`] takes it.
+    /// one (of the IP range, when the network has one) after the last handed out. Changes nothing; [`Networks::add_endpoint`] takes it.
     pub fn pick_address(
         &self,
         network: &str,
@@ -482,16 +517,17 @@ impl Networks {
             }
             return Ok(ip);
         }
-        let first = u32::from(net.subnet.network());
-        let last = u32::from(net.subnet.broadcast());
+        let pool = net.ip_range.unwrap_or(net.subnet);
+        let first = u32::from(pool.network());
+        let last = u32::from(pool.broadcast());
         let size = last - first + 1;
-        let start = net
+        let begin = net
             .last_allocated
-            .filter(|ip| net.subnet.contains(ip))
-            .map_or(first, u32::from);
-        // Walk the subnet once, starting after the last address handed out.
-        (1..=size)
-            .map(|step| Ipv4Addr::from(first + (start - first + step) % size))
+            .filter(|ip| pool.contains(ip))
+            .map_or(0, |ip| (u32::from(ip) - first + 1) % size);
+        // Walk the pool once, starting after the last address handed out.
+        (0..size)
+            .map(|step| Ipv4Addr::from(first + (begin + step) % size))
             .find(|ip| net.is_assignable(*ip) && self.address_holder(network, *ip).is_none())
             .ok_or_else(|| NetworkError::Exhausted {
                 network: network.to_string(),
@@ -673,6 +709,7 @@ mod tests {
                 "did you mean 10.20.0.0/24",
             ),
             (config("red", Some("10.20.0.0/31")), "too small"),
+            (config("red", Some("0.0.0.0/0")), "too large"),
             (
                 NetworkConfig {
                     gateway: Some(ip("10.30.0.1")),
@@ -743,6 +780,62 @@ mod tests {
         // Wrapped around: the released .2 is the only one left.
         assert_eq!(model.endpoints_of("tiny").count(), 5);
         assert!(model.endpoints_of("tiny").any(|e| e.ip == a));
+    }
+
+    #[test]
+    fn an_ip_range_confines_automatic_addresses() {
+        let mut model = Networks::new();
+        let ranged = NetworkConfig {
+            ip_range: Some(net("10.30.0.128/30")),
+            ..config("ov", Some("10.30.0.0/24"))
+        };
+        create(&mut model, &ranged).unwrap();
+        let got: Vec<Ipv4Addr> = (0..4)
+            .map(|port| attach(&mut model, "ov", port, None).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            ["10.30.0.128", "10.30.0.129", "10.30.0.130", "10.30.0.131"].map(ip)
+        );
+        assert!(matches!(
+            attach(&mut model, "ov", 9, None),
+            Err(NetworkError::Exhausted { .. })
+        ));
+        // A static address may lie anywhere in the subnet.
+        assert_eq!(
+            attach(&mut model, "ov", 9, Some("10.30.0.7")).unwrap(),
+            ip("10.30.0.7")
+        );
+        let outside = NetworkConfig {
+            ip_range: Some(net("10.31.0.0/28")),
+            ..config("bad", Some("10.40.0.0/24"))
+        };
+        let err = model
+            .plan(&outside, String::new(), 0, &[], |_| false)
+            .unwrap_err();
+        assert!(matches!(err, NetworkError::RangeOutside { .. }), "{err}");
+    }
+
+    #[test]
+    fn overlay_gateways_share_a_mac_across_hosts() {
+        let mut here = Networks::new();
+        let mut there = Networks::new();
+        let overlay = NetworkConfig {
+            vni: Vni::new(0x123456),
+            ..config("ov", Some("10.30.0.0/24"))
+        };
+        // The other host already uses VLAN 3000 for something else.
+        create(&mut here, &overlay).unwrap();
+        let there_net = there
+            .plan(&overlay, String::new(), 0, &[], |v| {
+                v.get() == FIRST_NETWORK_VLAN
+            })
+            .unwrap();
+        there.insert(there_net.clone());
+        let here_net = here.get("ov").unwrap();
+        assert_ne!(here_net.vlan, there_net.vlan);
+        assert_eq!(here_net.router_mac(), there_net.router_mac());
+        assert_eq!(here_net.router_mac().to_string(), "02:53:59:12:34:56");
     }
 
     #[test]

@@ -359,3 +359,68 @@ fn bad_input_gets_one_clear_error_and_changes_nothing() {
     let ports = site.switchd.swctl_json(&["port", "ls"]);
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
 }
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn an_overlay_network_spans_two_hosts() {
+    let h1 = Netns::new("o1");
+    let h2 = Netns::new("o2");
+    common::run_ok(
+        "ip",
+        &[
+            "link", "add", "u1", "netns", &h1.name, "type", "veth", "peer", "name", "u2", "netns",
+            &h2.name,
+        ],
+    );
+    for (ns, dev, addr) in [(&h1, "u1", "192.0.2.1/24"), (&h2, "u2", "192.0.2.2/24")] {
+        ns.exec_ok(&["ip", "addr", "add", addr, "dev", dev]);
+        ns.exec_ok(&["ip", "link", "set", dev, "up"]);
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    }
+    let mut containers = Vec::new();
+    let mut switchds = Vec::new();
+    for (host, local, peer, range) in [
+        (&h1, "192.0.2.1", "192.0.2.2", "10.50.0.0/25"),
+        (&h2, "192.0.2.2", "192.0.2.1", "10.50.0.128/25"),
+    ] {
+        let switchd = Switchd::start_in(host, &["--vtep", local]);
+        for args in [
+            &["vxlan", "peer", "add", peer][..],
+            &[
+                "network",
+                "create",
+                "ov",
+                "--subnet",
+                "10.50.0.0/24",
+                "--vni",
+                "77",
+                "--ip-range",
+                range,
+            ],
+        ] {
+            let out = switchd.swctl(args);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+        let ns = Netns::new("c");
+        let out = switchd.nsutil_ok(&["attach", &ns.name, "--network", "ov", "--json"]);
+        let attachment: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(attachment["mtu"], 1450, "an overlay network's default MTU");
+        let address = attachment["addresses"][0].as_str().unwrap().to_string();
+        containers.push((ns, address.split('/').next().unwrap().to_string()));
+        switchds.push(switchd);
+    }
+    let (c1, ip1) = &containers[0];
+    let (c2, ip2) = &containers[1];
+    assert_eq!(
+        ip1, "10.50.0.2",
+        "host 1's range, after the network address and gateway"
+    );
+    assert_eq!(ip2, "10.50.0.128");
+    assert!(c1.ping(ip2, 5), "across the overlay");
+    assert!(c2.ping(ip1, 5), "and back");
+    assert!(c1.ping("10.50.0.1", 5), "each host's router is the gateway");
+    assert!(c2.ping("10.50.0.1", 5));
+    let info = switchds[0].swctl_json(&["network", "inspect", "ov"]);
+    assert_eq!(info["driver"], "overlay");
+    assert_eq!(info["vni"], 77);
+}

@@ -105,6 +105,10 @@ struct NetworkCreateArgs {
     /// Span hosts: carry the network over the VXLAN overlay as this VNI.
     #[arg(long, value_name = "VNI")]
     vni: Option<Vni>,
+    /// Give out automatic addresses only from this part of the subnet; on an overlay
+    /// network, give each host its own range.
+    #[arg(long, value_name = "CIDR")]
+    ip_range: Option<Ipv4Net>,
     /// No uplink: containers reach only each other and the gateway.
     #[arg(long, conflicts_with = "masquerade")]
     internal: bool,
@@ -307,6 +311,7 @@ impl Command {
                     gateway: args.gateway,
                     mtu: args.mtu,
                     vni: args.vni,
+                    ip_range: args.ip_range,
                     internal: args.internal,
                     masquerade: args.masquerade,
                 })

@@ -400,6 +400,7 @@ fn network_info(daemon: &Daemon, network: &Network) -> NetworkInfo {
         gateway: network.gateway,
         vlan: network.vlan,
         vni: network.vni,
+        ip_range: network.ip_range,
         mtu: network.mtu,
         internal: network.internal,
         masquerade: network.masquerade,
