@@ -306,6 +306,7 @@ mod tests {
                 gateway: "10.10.0.1".parse().unwrap(),
                 vlan: VlanId::new(3000).unwrap(),
                 vni: None,
+                ip_range: None,
                 mtu: 1500,
                 internal: false,
                 masquerade: true,
