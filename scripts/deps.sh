@@ -7,6 +7,10 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v ethtool >/dev/null || need+=(ethtool)
+# The network tests read the NAT rules back with nft (switchd itself speaks netlink).
+command -v nft >/dev/null || need+=(nftables)
+# The CNI tests delegate IPAM to the reference host-local plugin.
+[[ -x /usr/lib/cni/host-local ]] || need+=(containernetworking-plugins)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

@@ -477,13 +477,21 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         .mac
         .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
     match netns.run(|| configure(options, &port, mac)) {
-        Ok(()) => Ok(configured(options, attached.port, mac, true)),
+        Ok(routed) => Ok(configured(options, attached.port, mac, true, routed)),
         Err(err) => Err(roll_back(&mut client, socket, attached.port.id, err)),
     }
 }
 
 /// The report of a port this call configured (whether it made the port or completed it).
-fn configured(options: &AttachOptions, port: PortInfo, mac: MacAddr, created: bool) -> Attachment {
+/// What an attach did; `routed` says whether the default route via the gateway is in
+/// place (a second network's interface leaves the first network's default route alone).
+fn configured(
+    options: &AttachOptions,
+    port: PortInfo,
+    mac: MacAddr,
+    created: bool,
+    routed: bool,
+) -> Attachment {
     Attachment {
         network: options.network.clone(),
         netns: options.netns.label(),
@@ -495,13 +503,14 @@ fn configured(options: &AttachOptions, port: PortInfo, mac: MacAddr, created: bo
         mac,
         mtu: options.mtu,
         addresses: options.addr.into_iter().collect(),
-        gateway: options.gateway,
+        gateway: options.gateway.filter(|_| routed),
     }
 }
 
 /// Runs inside the namespace: the configuration steps after switchd made the TAP. Each
 /// step is idempotent, so this also completes a port an interrupted attach left behind.
-fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<(), AttachError> {
+/// Configures the interface; returns whether the default route via the gateway is set.
+fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<bool, AttachError> {
     let fail = |source| AttachError::Configure {
         port: port.to_string(),
         source,
@@ -521,11 +530,13 @@ fn configure(options: &AttachOptions, port: &str, mac: MacAddr) -> Result<(), At
             Ok(_) => {}
             // A second network's interface, as with Docker: the first network keeps
             // the default route; this one is reached through its subnet route.
-            Err(RtnlError::OtherDefaultRoute { .. }) if options.network.is_some() => {}
+            Err(RtnlError::OtherDefaultRoute { .. }) if options.network.is_some() => {
+                return Ok(false)
+            }
             Err(err) => return Err(fail(err)),
         }
     }
-    Ok(())
+    Ok(options.gateway.is_some())
 }
 
 /// An interface as it is now.
@@ -593,7 +604,7 @@ fn resume(
             .mac
             .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
         return match netns.run(|| configure(options, &name, mac)) {
-            Ok(()) => Ok(configured(options, port, mac, false)),
+            Ok(routed) => Ok(configured(options, port, mac, false, routed)),
             Err(source) => Err(AttachError::Complete {
                 port: name,
                 source: Box::new(source),

@@ -134,6 +134,9 @@ pub struct EndpointInfo {
     /// The port's name (`red/eth0`) and id.
     pub port: PortId,
     pub port_name: String,
+    /// The interface name inside the namespace, and the namespace.
+    pub ifname: String,
+    pub netns: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
 }

@@ -203,7 +203,10 @@ fn validate_mode(mode: &PortMode) -> Outcome<()> {
 /// The label for a namespace path: `red` for /run/netns/red, `pid:42` for /proc/42/ns/net.
 fn default_label(netns: &Path) -> String {
     let text = netns.to_string_lossy();
-    if let Some(name) = text.strip_prefix("/run/netns/") {
+    if let Some(name) = text
+        .strip_prefix("/run/netns/")
+        .or_else(|| text.strip_prefix("/var/run/netns/"))
+    {
         return name.to_string();
     }
     if let Some(pid) = text
@@ -385,6 +388,16 @@ fn endpoint_info(daemon: &Daemon, id: PortId) -> Option<EndpointInfo> {
             .ports
             .get(&id)
             .map(|p| port_name(&p.saved))
+            .unwrap_or_default(),
+        ifname: daemon
+            .ports
+            .get(&id)
+            .map(|p| p.saved.ifname.clone())
+            .unwrap_or_default(),
+        netns: daemon
+            .ports
+            .get(&id)
+            .map(|p| p.saved.netns.clone())
             .unwrap_or_default(),
         container_id: endpoint.container_id.clone(),
     })

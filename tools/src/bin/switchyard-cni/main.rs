@@ -1,0 +1,596 @@
+//! `switchyard-cni`: the CNI plugin that attaches containers to switchyard networks, so
+//! Kubernetes (containerd, CRI-O) and Podman can use switchd.
+//!
+//! A runtime runs it with `CNI_COMMAND` and friends in the environment and the network
+//! configuration on stdin; it answers on stdout (a result, or the spec's error JSON) and
+//! logs to stderr. ADD goes through the same code as `nsutil attach --network`
+//! (`nsutil::attach`); switchd keeps every attachment, keyed by (network, container id,
+//! interface), so the plugin keeps no files of its own. See docs/cni.md.
+
+#![forbid(unsafe_code)]
+
+mod ipam;
+mod spec;
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ipnet::{IpNet, Ipv4Net};
+use nsutil::attach::{self, AttachError, AttachOptions};
+use nsutil::netns::{Netns, NetnsError, NetnsRef};
+use nsutil::rtnl::{Rtnl, RtnlError};
+use serde_json::Value;
+use switchyard::control::{
+    Client, ClientError, EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET,
+};
+use switchyard::network::NetworkConfig;
+use switchyard_encap::Vni;
+
+use ipam::Ipam;
+use spec::{CniError, CniResult, Code, Input, IpConfig, NetConf, Route, SUPPORTED_VERSIONS};
+
+/// The CNI_* environment.
+pub struct Env {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub cni_path: Vec<PathBuf>,
+    pub cni_path_text: String,
+}
+
+impl Env {
+    fn read() -> Env {
+        let var = |name| std::env::var(name).unwrap_or_default();
+        let cni_path_text = var("CNI_PATH");
+        Env {
+            command: var("CNI_COMMAND"),
+            container_id: var("CNI_CONTAINERID"),
+            netns: var("CNI_NETNS"),
+            ifname: var("CNI_IFNAME"),
+            args: var("CNI_ARGS"),
+            cni_path: std::env::split_paths(&cni_path_text).collect(),
+            cni_path_text,
+        }
+    }
+
+    /// Fails with code 4 unless every variable named is set.
+    fn require(&self, names: &[&str]) -> Result<(), CniError> {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| match *name {
+                "CNI_CONTAINERID" => self.container_id.is_empty(),
+                "CNI_NETNS" => self.netns.is_empty(),
+                "CNI_IFNAME" => self.ifname.is_empty(),
+                _ => false,
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::new(
+                Code::InvalidEnvironment,
+                format!("{} must be set for {}", missing.join(", "), self.command),
+            ))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let env = Env::read();
+    let mut stdin = Vec::new();
+    // VERSION may come without a configuration; every other command needs one.
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let version = serde_json::from_slice::<Value>(&stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.len() - 1].to_string());
+    match run(&env, &stdin, &version) {
+        Ok(Some(answer)) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!(
+                "switchyard-cni: {} {}: {}",
+                env.command, env.container_id, err.msg
+            );
+            println!("{}", err.to_json(&version));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(env: &Env, stdin: &[u8], version: &str) -> Result<Option<Value>, CniError> {
+    if env.command == "VERSION" {
+        return Ok(Some(serde_json::json!({
+            "cniVersion": version,
+            "supportedVersions": SUPPORTED_VERSIONS,
+        })));
+    }
+    if env.command.is_empty() {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            "CNI_COMMAND is not set; a container runtime sets it to ADD, DEL, CHECK, STATUS, GC or VERSION",
+        ));
+    }
+    let input = spec::parse_input(stdin)?;
+    match env.command.as_str() {
+        "ADD" => add(env, &input).map(Some),
+        "DEL" => del(env, &input).map(|()| None),
+        "CHECK" => check(env, &input).map(|()| None),
+        "STATUS" => status(&input.conf).map(|()| None),
+        "GC" => gc(env, &input).map(|()| None),
+        other => Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!(
+                "unknown CNI_COMMAND {other:?}; expected ADD, DEL, CHECK, STATUS, GC or VERSION"
+            ),
+        )),
+    }
+}
+
+fn socket(conf: &NetConf) -> PathBuf {
+    conf.socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// A connection to switchd; not running is "try again later".
+fn connect(conf: &NetConf) -> Result<Client, CniError> {
+    Client::connect(&socket(conf)).map_err(client_error)
+}
+
+fn client_error(err: ClientError) -> CniError {
+    let code = match &err {
+        ClientError::NotRunning { .. } | ClientError::Timeout { .. } => Code::TryAgainLater,
+        ClientError::Io { .. } | ClientError::Forbidden { .. } => Code::Io,
+        ClientError::Protocol(_) => Code::Decode,
+        ClientError::Refused(_) => Code::Refused,
+    };
+    CniError::new(code, err.to_string())
+}
+
+/// The network as switchd has it, or `None`.
+fn inspect(client: &mut Client, name: &str) -> Result<Option<NetworkInfo>, CniError> {
+    match client.call::<NetworkInfo>(&Request::NetworkInspect {
+        name: name.to_string(),
+    }) {
+        Ok(info) => Ok(Some(info)),
+        Err(ClientError::Refused(message)) if message.starts_with("no such network") => Ok(None),
+        Err(err) => Err(client_error(err)),
+    }
+}
+
+/// The network named by the configuration, created from it if switchd has none yet.
+fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, CniError> {
+    let subnet = conf.subnet()?;
+    if let Some(info) = inspect(client, &conf.name)? {
+        if let Some(subnet) = subnet.filter(|s| *s != info.subnet) {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "network {} exists with subnet {}, but the configuration says {subnet}",
+                    conf.name, info.subnet
+                ),
+            ));
+        }
+        return Ok(info);
+    }
+    let vni = conf
+        .vni
+        .map(|v| {
+            Vni::new(v).ok_or_else(|| {
+                CniError::new(Code::InvalidConfig, format!("vni {v} is not a 24-bit VNI"))
+            })
+        })
+        .transpose()?;
+    let request = Request::NetworkCreate(NetworkConfig {
+        name: conf.name.clone(),
+        subnet,
+        gateway: conf.gateway()?,
+        mtu: conf.mtu,
+        vni,
+        ip_range: None,
+        internal: conf.internal,
+        masquerade: conf.masquerade,
+    });
+    match client.call::<NetworkInfo>(&request) {
+        Ok(info) => Ok(info),
+        // Another ADD created it meanwhile.
+        Err(ClientError::Refused(message)) if message.contains("already exists") => {
+            inspect(client, &conf.name)?.ok_or_else(|| CniError::new(Code::Refused, message))
+        }
+        Err(err) => Err(client_error(err)),
+    }
+}
+
+fn namespace(env: &Env) -> Result<Netns, CniError> {
+    let reference = NetnsRef::from_path(&env.netns);
+    Netns::open(&reference).map_err(|err| {
+        CniError::new(
+            Code::UnknownContainer,
+            format!("network namespace {} is not there", env.netns),
+        )
+        .details(err)
+    })
+}
+
+fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
+    env.require(&["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])?;
+    let conf = &input.conf;
+    namespace(env)?;
+    let mut client = connect(conf)?;
+    let network = ensure_network(&mut client, conf)?;
+    let ipam = Ipam::from_config(&input.raw, env)?;
+    let requested = match &ipam {
+        Some(ipam) => Some(ipam.add(env)?.0.addr()),
+        None => None,
+    };
+    let options = AttachOptions {
+        network: Some(conf.name.clone()),
+        network_ip: requested,
+        container_id: Some(env.container_id.clone()),
+        ifname: env.ifname.clone(),
+        ..AttachOptions::new(NetnsRef::from_path(&env.netns))
+    };
+    let attachment = match attach::attach(&socket(conf), &options) {
+        Ok(attachment) => attachment,
+        Err(err) => {
+            if let Some(ipam) = &ipam {
+                if let Err(undo) = ipam.del(env, &env.container_id, &env.ifname) {
+                    eprintln!(
+                        "switchyard-cni: releasing the IPAM address failed too: {}",
+                        undo.msg
+                    );
+                }
+            }
+            return Err(attach_error(err));
+        }
+    };
+    let address = attachment
+        .addresses
+        .iter()
+        .find_map(|a| match a {
+            IpNet::V4(net) => Some(*net),
+            IpNet::V6(_) => None,
+        })
+        .ok_or_else(|| CniError::new(Code::Refused, "switchd assigned no IPv4 address"))?;
+    let mut result = build_result(
+        &conf.cni_version,
+        &network,
+        &env.ifname,
+        &attachment.mac.to_string(),
+        attachment.mtu,
+        &env.netns,
+        address,
+        conf.dns.clone(),
+    );
+    if attachment.gateway.is_none() {
+        // Another interface of the container has the default route already.
+        result.routes.clear();
+    }
+    serde_json::to_value(result)
+        .map_err(|err| CniError::new(Code::Io, "cannot encode the result").details(err))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_result(
+    version: &str,
+    network: &NetworkInfo,
+    ifname: &str,
+    mac: &str,
+    mtu: u32,
+    sandbox: &str,
+    address: Ipv4Net,
+    dns: Option<Value>,
+) -> CniResult {
+    let gateway = network.gateway.to_string();
+    CniResult {
+        cni_version: version.to_string(),
+        interfaces: vec![
+            // switchd's side: the network's gateway on the switch.
+            spec::Interface {
+                name: network.name.clone(),
+                mac: Some(network.gateway_mac.to_string()),
+                mtu: None,
+                sandbox: None,
+            },
+            spec::Interface {
+                name: ifname.to_string(),
+                mac: Some(mac.to_string()),
+                mtu: Some(mtu),
+                sandbox: Some(sandbox.to_string()),
+            },
+        ],
+        ips: vec![IpConfig {
+            version: (version == "0.4.0").then(|| "4".to_string()),
+            address: address.to_string(),
+            gateway: Some(gateway.clone()),
+            interface: Some(1),
+        }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".to_string(),
+            gw: Some(gateway),
+        }],
+        dns,
+    }
+}
+
+fn attach_error(err: AttachError) -> CniError {
+    let code = match &err {
+        AttachError::Netns(_) => Code::UnknownContainer,
+        AttachError::Options(_) => Code::InvalidConfig,
+        AttachError::Switchd { source, .. } => client_error_code(source),
+        AttachError::Configure { .. } | AttachError::Inspect { .. } => Code::Io,
+        _ => Code::Refused,
+    };
+    CniError::new(code, err.to_string())
+}
+
+fn client_error_code(err: &ClientError) -> Code {
+    match err {
+        ClientError::NotRunning { .. } | ClientError::Timeout { .. } => Code::TryAgainLater,
+        ClientError::Refused(_) => Code::Refused,
+        _ => Code::Io,
+    }
+}
+
+/// The endpoints of `network` this plugin made for `container_id` (and `ifname`).
+fn endpoints_of<'a>(
+    network: &'a NetworkInfo,
+    container_id: &'a str,
+    ifname: Option<&'a str>,
+) -> impl Iterator<Item = &'a EndpointInfo> {
+    network.endpoints.iter().filter(move |e| {
+        e.container_id.as_deref() == Some(container_id) && ifname.is_none_or(|i| e.ifname == i)
+    })
+}
+
+fn detach(client: &mut Client, endpoint: &EndpointInfo) -> Result<(), CniError> {
+    match client.call::<PortInfo>(&Request::PortDel {
+        port: endpoint.port.to_string(),
+    }) {
+        Ok(_) => Ok(()),
+        // Gone meanwhile: what DEL wanted.
+        Err(ClientError::Refused(message)) if message.starts_with("no such port") => Ok(()),
+        Err(err) => Err(client_error(err)),
+    }
+}
+
+/// DEL: best effort and idempotent; only an unreachable switchd is an error (the runtime
+/// retries), since the address could not be released.
+fn del(env: &Env, input: &Input) -> Result<(), CniError> {
+    env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
+    let conf = &input.conf;
+    let mut client = connect(conf)?;
+    if let Some(network) = inspect(&mut client, &conf.name)? {
+        for endpoint in endpoints_of(&network, &env.container_id, Some(&env.ifname)) {
+            detach(&mut client, endpoint)?;
+        }
+    }
+    if let Some(ipam) = Ipam::from_config(&input.raw, env)? {
+        ipam.del(env, &env.container_id, &env.ifname)?;
+    }
+    Ok(())
+}
+
+/// CHECK: the interface, its address and the default route are as `prevResult` says.
+fn check(env: &Env, input: &Input) -> Result<(), CniError> {
+    env.require(&["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])?;
+    let conf = &input.conf;
+    let prev: CniResult = match &conf.prev_result {
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|err| CniError::new(Code::Decode, "cannot decode prevResult").details(err))?,
+        None => {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                "CHECK needs prevResult, the result of ADD",
+            ))
+        }
+    };
+    let netns = namespace(env)?;
+    let mut client = connect(conf)?;
+    let network = inspect(&mut client, &conf.name)?.ok_or_else(|| {
+        CniError::new(
+            Code::CheckFailed,
+            format!("network {} does not exist", conf.name),
+        )
+    })?;
+    let endpoint = endpoints_of(&network, &env.container_id, Some(&env.ifname))
+        .next()
+        .ok_or_else(|| {
+            CniError::new(
+                Code::CheckFailed,
+                format!(
+                    "container {} has no attachment {} on network {}",
+                    env.container_id, env.ifname, conf.name
+                ),
+            )
+        })?;
+    let want_addresses: Vec<IpNet> = prev
+        .ips
+        .iter()
+        .filter_map(|ip| ip.address.parse().ok())
+        .collect();
+    if !want_addresses.contains(&IpNet::V4(endpoint.address)) {
+        return Err(CniError::new(
+            Code::CheckFailed,
+            format!(
+                "switchd has {} for this attachment, prevResult says {:?}",
+                endpoint.address,
+                prev.ips.iter().map(|ip| &ip.address).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    let want_gateway: Option<IpAddr> = prev
+        .routes
+        .iter()
+        .find(|r| r.dst == "0.0.0.0/0")
+        .and_then(|r| r.gw.as_deref())
+        .and_then(|g| g.parse().ok());
+    let want_mac = prev
+        .interfaces
+        .iter()
+        .find(|i| i.name == env.ifname && i.sandbox.is_some())
+        .and_then(|i| i.mac.clone());
+    let ifname = env.ifname.clone();
+    let state = netns.run(move || -> Result<_, NetnsError> {
+        let read = || -> Result<_, RtnlError> {
+            let mut rtnl = Rtnl::open()?;
+            let link = rtnl.link(&ifname)?;
+            let addresses = rtnl.addresses(&link)?;
+            let gateways: Vec<IpAddr> = rtnl
+                .routes(&link)?
+                .into_iter()
+                .filter(|r| r.is_default())
+                .filter_map(|r| r.gateway)
+                .collect();
+            Ok((link, addresses, gateways))
+        };
+        Ok(read())
+    });
+    let (link, addresses, gateways) = state
+        .map_err(|err| CniError::new(Code::UnknownContainer, err.to_string()))?
+        .map_err(|err| CniError::new(Code::CheckFailed, err.to_string()))?;
+    if let Some(missing) = want_addresses.iter().find(|a| !addresses.contains(a)) {
+        return Err(CniError::new(
+            Code::CheckFailed,
+            format!("{} has no address {missing}", env.ifname),
+        ));
+    }
+    if let Some(gateway) = want_gateway {
+        if !gateways.contains(&gateway) {
+            return Err(CniError::new(
+                Code::CheckFailed,
+                format!(
+                    "the default route via {gateway} on {} is missing",
+                    env.ifname
+                ),
+            ));
+        }
+    }
+    if let (Some(want), Some(have)) = (want_mac, link.mac) {
+        if !want.eq_ignore_ascii_case(&have.to_string()) {
+            return Err(CniError::new(
+                Code::CheckFailed,
+                format!("{} has MAC {have}, prevResult says {want}", env.ifname),
+            ));
+        }
+    }
+    if !link.up {
+        return Err(CniError::new(
+            Code::CheckFailed,
+            format!("{} is down", env.ifname),
+        ));
+    }
+    Ok(())
+}
+
+/// STATUS: whether switchd answers.
+fn status(conf: &NetConf) -> Result<(), CniError> {
+    let path = socket(conf);
+    Client::connect(&path)
+        .and_then(|mut client| client.call::<Status>(&Request::Status))
+        .map(drop)
+        .map_err(|err| {
+            CniError::new(
+                Code::NotAvailable,
+                format!("switchd does not answer at {}", path.display()),
+            )
+            .details(err)
+        })
+}
+
+/// GC: detaches every attachment of the network this plugin made that is not in
+/// `cni.dev/valid-attachments`.
+fn gc(env: &Env, input: &Input) -> Result<(), CniError> {
+    let conf = &input.conf;
+    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let mut client = connect(conf)?;
+    let Some(network) = inspect(&mut client, &conf.name)? else {
+        return Ok(());
+    };
+    let ipam = Ipam::from_config(&input.raw, env)?;
+    for endpoint in &network.endpoints {
+        let Some(container_id) = endpoint.container_id.as_deref() else {
+            continue; // attached by hand (nsutil), not by a runtime
+        };
+        let listed = valid
+            .iter()
+            .any(|v| v.container_id == container_id && v.ifname == endpoint.ifname);
+        if listed {
+            continue;
+        }
+        eprintln!(
+            "switchyard-cni: GC: detaching {} ({container_id}, {})",
+            endpoint.address, endpoint.ifname
+        );
+        detach(&mut client, endpoint)?;
+        if let Some(ipam) = &ipam {
+            ipam.del(env, container_id, &endpoint.ifname)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn network() -> NetworkInfo {
+        NetworkInfo {
+            name: "blue".into(),
+            id: "0".repeat(64),
+            driver: "local".into(),
+            created: "2026-11-24T00:00:00Z".into(),
+            subnet: "10.10.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 10, 0, 1),
+            vlan: switchyard::wire::VlanId::new(3000).unwrap(),
+            vni: None,
+            ip_range: None,
+            mtu: 1500,
+            internal: false,
+            masquerade: false,
+            gateway_mac: "02:53:58:00:0b:b8".parse().unwrap(),
+            endpoints: vec![],
+        }
+    }
+
+    #[test]
+    fn results_follow_the_version_asked() {
+        let address: Ipv4Net = "10.10.0.2/24".parse().unwrap();
+        let v1 = build_result(
+            "1.1.0",
+            &network(),
+            "eth0",
+            "02:42:0a:0a:00:02",
+            1500,
+            "/run/netns/x",
+            address,
+            None,
+        );
+        let json = serde_json::to_value(&v1).unwrap();
+        assert_eq!(json["ips"][0]["address"], "10.10.0.2/24");
+        assert_eq!(json["ips"][0]["interface"], 1);
+        assert!(json["ips"][0].get("version").is_none());
+        assert_eq!(json["interfaces"][1]["sandbox"], "/run/netns/x");
+        assert_eq!(json["routes"][0]["gw"], "10.10.0.1");
+        let v04 = build_result("0.4.0", &network(), "eth0", "m", 1500, "/x", address, None);
+        assert_eq!(
+            serde_json::to_value(&v04).unwrap()["ips"][0]["version"],
+            "4"
+        );
+    }
+}
