@@ -70,7 +70,7 @@ struct AttachArgs {
 
     /// Access port with this address and prefix, e.g. 10.0.0.1/24; with --network, the
     /// address to take from the network's subnet, e.g. 10.10.0.50.
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", conflicts_with = "trunk")]
     ip: Option<String>,
 
     /// Default gateway (inside the --ip subnet).
