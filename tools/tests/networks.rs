@@ -260,6 +260,10 @@ fn a_restart_restores_networks_and_never_reuses_an_address() {
     assert!(a.ping("10.10.0.1", 5), "gateway after the restart");
     assert!(site.host.ping(&a_ip, 5), "uplink after the restart");
     assert!(a.ping("192.168.200.2", 5), "masquerade after the restart");
+    let rules = site
+        .host
+        .exec_ok(&["nft", "list", "table", "ip", "switchyard"]);
+    assert_eq!(rules.matches("masquerade").count(), 1, "{rules}");
 
     // New attachments get fresh addresses, never one in use.
     let (c, c_ip) = site.container("c", "blue", &[]);

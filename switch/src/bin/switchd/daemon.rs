@@ -422,6 +422,8 @@ impl Daemon {
         let rules: Vec<nat::Masquerade> = self
             .networks
             .iter()
+            // While restoring, `add` is already among the networks.
+            .filter(|n| add.is_none_or(|a| a.name != n.name))
             .chain(add)
             .filter(|n| n.masquerade && Some(n.name.as_str()) != remove)
             .map(|n| nat::Masquerade {
