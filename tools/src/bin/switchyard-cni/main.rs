@@ -176,15 +176,7 @@ fn inspect(client: &mut Client, name: &str) -> Result<Option<NetworkInfo>, CniEr
 fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, CniError> {
     let subnet = conf.subnet()?;
     if let Some(info) = inspect(client, &conf.name)? {
-        if let Some(subnet) = subnet.filter(|s| *s != info.subnet) {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                format!(
-                    "network {} exists with subnet {}, but the configuration says {subnet}",
-                    conf.name, info.subnet
-                ),
-            ));
-        }
+        check_same_network(conf, &info)?;
         return Ok(info);
     }
     let vni = conf
@@ -213,6 +205,45 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
         }
         Err(err) => Err(client_error(err)),
     }
+}
+
+/// An existing network must be what the configuration describes: what it names
+/// (subnet, gateway, MTU, VNI) must match, and so must `masquerade` and `internal` when set.
+fn check_same_network(conf: &NetConf, info: &NetworkInfo) -> Result<(), CniError> {
+    let mut differences = Vec::new();
+    if let Some(subnet) = conf.subnet()?.filter(|s| *s != info.subnet) {
+        differences.push(format!("subnet {} (configuration: {subnet})", info.subnet));
+    }
+    if let Some(gateway) = conf.gateway()?.filter(|g| *g != info.gateway) {
+        differences.push(format!(
+            "gateway {} (configuration: {gateway})",
+            info.gateway
+        ));
+    }
+    if let Some(mtu) = conf.mtu.filter(|m| *m != info.mtu) {
+        differences.push(format!("mtu {} (configuration: {mtu})", info.mtu));
+    }
+    if conf.vni.is_some() && conf.vni != info.vni.map(Vni::get) {
+        let have = info.vni.map_or("none".to_string(), |v| v.to_string());
+        differences.push(format!("vni {have} (configuration: {:?})", conf.vni));
+    }
+    if conf.masquerade && !info.masquerade {
+        differences.push("no masquerade (configuration: masquerade)".to_string());
+    }
+    if conf.internal && !info.internal {
+        differences.push("not internal (configuration: internal)".to_string());
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::new(
+        Code::InvalidConfig,
+        format!(
+            "network {} exists with {}; make the configuration match it, or use another network name",
+            conf.name,
+            differences.join(", ")
+        ),
+    ))
 }
 
 fn namespace(env: &Env) -> Result<Netns, CniError> {
@@ -516,7 +547,13 @@ fn status(conf: &NetConf) -> Result<(), CniError> {
 /// `cni.dev/valid-attachments`.
 fn gc(env: &Env, input: &Input) -> Result<(), CniError> {
     let conf = &input.conf;
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    // Without the list every attachment would look stale; refuse rather than detach all.
+    let valid = conf.valid_attachments.clone().ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "GC needs cni.dev/valid-attachments, the attachments to keep (an empty list detaches all)",
+        )
+    })?;
     let mut client = connect(conf)?;
     let Some(network) = inspect(&mut client, &conf.name)? else {
         return Ok(());
