@@ -163,6 +163,9 @@ pub struct NetworkInfo {
     pub masquerade: bool,
     /// The router's MAC on this network.
     pub gateway_mac: MacAddr,
+    /// The settings as strings, like `docker network inspect`'s `Options`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
     pub endpoints: Vec<EndpointInfo>,
 }
 

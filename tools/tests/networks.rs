@@ -141,6 +141,7 @@ fn containers_reach_their_network_and_gateway_but_not_other_networks() {
     // inspect lists the endpoints with MAC and address.
     let blue = site.switchd.swctl_json(&["network", "inspect", "blue"]);
     assert_eq!(blue["driver"], "local");
+    assert_eq!(blue["options"]["mtu"], "1500");
     assert_eq!(blue["subnet"], "10.10.0.0/24");
     let endpoints = blue["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 3, "{blue}");

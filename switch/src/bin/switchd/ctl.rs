@@ -418,12 +418,28 @@ fn network_info(daemon: &Daemon, network: &Network) -> NetworkInfo {
         internal: network.internal,
         masquerade: network.masquerade,
         gateway_mac: network.router_mac(),
+        options: network_options(network),
         endpoints: daemon
             .networks
             .endpoints_of(&network.name)
             .filter_map(|e| endpoint_info(daemon, e.port))
             .collect(),
     }
+}
+
+fn network_options(network: &Network) -> std::collections::BTreeMap<String, String> {
+    let mut options = std::collections::BTreeMap::new();
+    options.insert("mtu".to_string(), network.mtu.to_string());
+    options.insert("masquerade".to_string(), network.masquerade.to_string());
+    options.insert("internal".to_string(), network.internal.to_string());
+    options.insert("vlan".to_string(), network.vlan.to_string());
+    if let Some(vni) = network.vni {
+        options.insert("vni".to_string(), vni.to_string());
+    }
+    if let Some(range) = network.ip_range {
+        options.insert("ip_range".to_string(), range.to_string());
+    }
+    options
 }
 
 fn network_create(daemon: &mut Daemon, config: &NetworkConfig) -> Outcome<NetworkInfo> {

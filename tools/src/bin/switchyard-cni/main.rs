@@ -601,6 +601,7 @@ mod tests {
             internal: false,
             masquerade: false,
             gateway_mac: "02:53:58:00:0b:b8".parse().unwrap(),
+            options: Default::default(),
             endpoints: vec![],
         }
     }
