@@ -462,7 +462,13 @@ impl Router {
     ) -> Verdict {
         self.tick(now);
         let Some(header) = Ipv4Header::parse(packet) else {
-            return self.reject(RouterDrop::Malformed);
+            // The uplink is a TUN: anything that is not IPv4 (IPv6 from the host's stack)
+            // arrives here too.
+            let reason = match packet.first().map(|b| b >> 4) {
+                Some(4) | None => RouterDrop::Malformed,
+                Some(_) => RouterDrop::UnsupportedProtocol,
+            };
+            return self.reject(reason);
         };
         let Some(iface) = self.route(header.dst) else {
             return self.reject(RouterDrop::NoRoute);
@@ -1690,6 +1696,18 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_from_the_uplink_is_unsupported_not_malformed() {
+        let mut router = router();
+        let mut ipv6 = vec![0u8; 48];
+        ipv6[0] = 0x60;
+        let (verdict, out, _) = uplink_in(&mut router, ms(0), ipv6, true);
+        assert_eq!(verdict, Verdict::Drop(RouterDrop::UnsupportedProtocol));
+        assert!(out.is_empty());
+        let (verdict, _, _) = uplink_in(&mut router, ms(0), vec![0x45, 0, 0], true);
+        assert_eq!(verdict, Verdict::Drop(RouterDrop::Malformed));
+    }
+
+    #[test]
     fn malformed_ipv4_is_rejected() {
         let mut router = router();
         let good = udp("10.1.0.2", "8.8.8.8", 64);
@@ -1713,8 +1731,14 @@ mod tests {
         ] {
             let (verdict, _, _) = switch_in(&mut router, ms(0), 10, to_container(&packet));
             assert_eq!(verdict, Verdict::Drop(RouterDrop::Malformed));
+            // The uplink carries other IP versions too: those are unsupported, not broken.
+            let expected = if packet[0] >> 4 == 4 {
+                RouterDrop::Malformed
+            } else {
+                RouterDrop::UnsupportedProtocol
+            };
             let (verdict, _, _) = uplink_in(&mut router, ms(0), packet, true);
-            assert_eq!(verdict, Verdict::Drop(RouterDrop::Malformed));
+            assert_eq!(verdict, Verdict::Drop(expected));
         }
         let (verdict, _, _) = switch_in(&mut router, ms(0), 10, vec![0xff; 13]);
         assert_eq!(verdict, Verdict::Drop(RouterDrop::Malformed));

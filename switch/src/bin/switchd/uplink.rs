@@ -33,6 +33,9 @@ impl Uplink {
         let tun = Tap::create_tun(name).with_context(|| {
             format!("cannot create the uplink TUN {name} (choose another name with --uplink)")
         })?;
+        // The router is IPv4 only: without IPv6 the host sends no router solicitations
+        // or MLD reports into the uplink. Best effort: a kernel without IPv6 has no knob.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
         let mut rtnl = rtnl()?;
         let link = rtnl.link(name)?;
         rtnl.set_up(&link)?;
