@@ -12,12 +12,19 @@
 //! * [`forward`] — [`forward::Switch`], the pure core: `process(now, in_port, frame)` returns
 //!   a [`forward::Decision`]; `execute` carries one out through a caller-supplied `send`.
 //! * [`port`] — port ids and VLAN modes (access, trunk).
-//! * [`sim`] — a deterministic simulator of hosts and switches over in-memory links with a
-//!   virtual clock, for testing the core without root.
+//! * [`network`] — networks, endpoints and IPAM (Docker's model), with their contract.
+//! * [`router`] — [`router::Router`], switchd's IPv4 router as a pure core:
+//!   `from_switch(now, vlan, frame)` and `from_uplink(now, packet)` return a verdict and
+//!   answers (ARP, ICMP), for the gateways of networks.
+//! * [`sim`] — a deterministic simulator of hosts, switches and routers over in-memory
+//!   links with a virtual clock, for testing the cores without root.
 //! * [`control`] — the JSON protocol of switchd's control socket and a blocking client,
 //!   shared by `swctl`, `nsutil` and `switchyard-cni`.
+//! * [`rtnl`] — a small synchronous rtnetlink client, shared by switchd (the uplink's
+//!   routes) and nsutil (containers' interfaces).
 //!
-//! The core never performs I/O and never reads a clock: time is an argument ([`time::Time`]).
+//! The cores never perform I/O and never read a clock: time is an argument
+//! ([`time::Time`]). `control` and `rtnl` are the I/O edges the binaries share.
 
 #![forbid(unsafe_code)]
 

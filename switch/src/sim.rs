@@ -10,6 +10,11 @@
 //! [`Network::set_vtep`] and make them peers with [`Network::add_peer`]. Frames to a
 //! tunnel port are encapsulated with the real VXLAN codec and arrive at the peer through
 //! [`Switch::process_vxlan`], exactly as switchd hands over what its UDP socket reads.
+//!
+//! A [`Router`] can sit on a switch port, as switchd's does ([`Network::add_router`]): what
+//! the switch sends it goes through [`Router::from_switch`], what it answers comes back
+//! into the switch on that port, and what it routes to the host lands in an uplink inbox
+//! ([`Network::take_uplink`]); [`Network::send_uplink`] plays the host sending into it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +25,7 @@ use switchyard_encap::vxlan::{self, IANA_PORT};
 use crate::fdb::FdbConfig;
 use crate::forward::{Decision, DropReason, Switch};
 use crate::port::{PortId, PortMode};
+use crate::router::{Router, RouterOutput, Verdict};
 use crate::time::Time;
 use crate::wire::{emit_header, EtherType, MacAddr, PacketBuf, Tci, VlanId, HEADER_LEN};
 
@@ -31,10 +37,23 @@ pub struct SwitchId(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HostId(pub usize);
 
+/// Index of a router in a [`Network`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouterId(pub usize);
+
 #[derive(Clone, Copy, Debug)]
 enum Peer {
     Host(HostId),
     Switch(SwitchId, PortId),
+    Router(RouterId),
+}
+
+/// A router on a switch port, and what it sent up its uplink.
+struct SimRouter {
+    router: Router,
+    at: (SwitchId, PortId),
+    uplink: Vec<Vec<u8>>,
+    verdicts: Vec<Verdict>,
 }
 
 struct Host {
@@ -57,6 +76,7 @@ pub struct Network {
     next_port: Vec<u32>,
     peers: HashMap<(SwitchId, PortId), Peer>,
     hosts: Vec<Host>,
+    routers: Vec<SimRouter>,
     vteps: HashMap<IpAddr, SwitchId>,
     vtep_of: HashMap<SwitchId, IpAddr>,
     /// Deliveries a single `send` may cause before the simulator declares a loop.
@@ -77,6 +97,7 @@ impl Network {
             next_port: Vec::new(),
             peers: HashMap::new(),
             hosts: Vec::new(),
+            routers: Vec::new(),
             vteps: HashMap::new(),
             vtep_of: HashMap::new(),
             hop_budget: 10_000,
@@ -119,6 +140,62 @@ impl Network {
         let host = HostId(self.hosts.len() - 1);
         self.peers.insert((sw, port), Peer::Host(host));
         host
+    }
+
+    /// Puts a router on a new port of `sw` in `mode` (a trunk of its interfaces' VLANs).
+    pub fn add_router(&mut self, sw: SwitchId, mode: PortMode) -> RouterId {
+        let port = self.add_port(sw, mode);
+        self.routers.push(SimRouter {
+            router: Router::new(),
+            at: (sw, port),
+            uplink: Vec::new(),
+            verdicts: Vec::new(),
+        });
+        let id = RouterId(self.routers.len() - 1);
+        self.peers.insert((sw, port), Peer::Router(id));
+        id
+    }
+
+    pub fn router_mut(&mut self, id: RouterId) -> &mut Router {
+        &mut self.routers[id.0].router
+    }
+
+    /// The switch port a router sits on.
+    pub fn router_port(&self, id: RouterId) -> (SwitchId, PortId) {
+        self.routers[id.0].at
+    }
+
+    /// IP packets the router sent up its uplink since the last call.
+    pub fn take_uplink(&mut self, id: RouterId) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.routers[id.0].uplink)
+    }
+
+    /// The router's verdicts since the last call, oldest first.
+    pub fn take_verdicts(&mut self, id: RouterId) -> Vec<Verdict> {
+        std::mem::take(&mut self.routers[id.0].verdicts)
+    }
+
+    /// The host sends `packet` (IPv4) into the router's uplink.
+    pub fn send_uplink(&mut self, id: RouterId, packet: &[u8]) -> Verdict {
+        let mut packet = packet.to_vec();
+        let mut out = Vec::new();
+        let now = self.now;
+        let sim = &mut self.routers[id.0];
+        let verdict = sim.router.from_uplink(now, &mut packet, true, &mut out);
+        sim.verdicts.push(verdict);
+        let (sw, port) = sim.at;
+        let mut arrivals = VecDeque::new();
+        if let Verdict::ToSwitch { vlan, dst, src } = verdict {
+            let mut frame = vec![0; HEADER_LEN];
+            emit_header(&mut frame, dst, src, EtherType::IPV4);
+            frame.extend_from_slice(&packet);
+            arrivals.push_back(Arrival::Port(sw, port, tagged(&frame, vlan)));
+        }
+        route_outputs(sim, out, &mut arrivals);
+        for arrival in arrivals {
+            self.run(arrival);
+        }
+        verdict
     }
 
     /// Where host `host` is plugged in.
@@ -170,6 +247,9 @@ impl Network {
         for switch in &mut self.switches {
             switch.handle_timeout(self.now);
         }
+        for sim in &mut self.routers {
+            sim.router.handle_timeout(self.now);
+        }
     }
 
     /// Frames `host` has received since the last call, oldest first.
@@ -205,6 +285,8 @@ impl Network {
             };
             first.get_or_insert(decision);
             let (peers, hosts, vteps) = (&self.peers, &mut self.hosts, &self.vteps);
+            let routers = &mut self.routers;
+            let now = self.now;
             let my_addr = self.vtep_of.get(&sw).copied();
             self.switches[sw.0].execute(decision, &mut packet, |switch, egress, packet| {
                 deliveries += 1;
@@ -226,6 +308,20 @@ impl Network {
                     Some(Peer::Switch(next_sw, next_port)) => {
                         queue.push_back(Arrival::Port(*next_sw, *next_port, packet.wire().to_vec()))
                     }
+                    Some(Peer::Router(r)) => {
+                        let sim = &mut routers[r.0];
+                        let mut frame = untagged(packet.frame());
+                        let mut out = Vec::new();
+                        let verdict =
+                            sim.router
+                                .from_switch(now, egress.vlan, &mut frame, &mut out);
+                        sim.verdicts.push(verdict);
+                        if verdict == Verdict::ToUplink {
+                            sim.uplink
+                                .push(frame.get(HEADER_LEN..).unwrap_or_default().to_vec());
+                        }
+                        route_outputs(sim, out, &mut queue);
+                    }
                     None => return Err(DropReason::TxError),
                 }
                 Ok(())
@@ -237,6 +333,34 @@ impl Network {
         }
         first.unwrap_or(Decision::Drop(DropReason::UnknownPort))
     }
+}
+
+/// Carries out a router's answers: frames back into its switch port, packets up the uplink.
+fn route_outputs(sim: &mut SimRouter, out: Vec<RouterOutput>, queue: &mut VecDeque<Arrival>) {
+    let (sw, port) = sim.at;
+    for output in out {
+        match output {
+            RouterOutput::ToSwitch { vlan, frame } => {
+                queue.push_back(Arrival::Port(sw, port, tagged(&frame, vlan)))
+            }
+            RouterOutput::ToUplink { packet } => sim.uplink.push(packet),
+        }
+    }
+}
+
+/// `frame` (untagged) with an 802.1Q tag for `vlan`, as a router on a trunk port sends it.
+fn tagged(frame: &[u8], vlan: VlanId) -> Vec<u8> {
+    let mut packet = PacketBuf::from_wire(frame, false);
+    // A frame too short for a header stays as it is; the switch will drop it as malformed.
+    let _ = packet.set_vlan_tag(Some(vlan));
+    packet.frame().to_vec()
+}
+
+/// `frame` without its 802.1Q tag, as a router reads it.
+fn untagged(frame: &[u8]) -> Vec<u8> {
+    let mut packet = PacketBuf::from_wire(frame, false);
+    let _ = packet.set_vlan_tag(None);
+    packet.frame().to_vec()
 }
 
 /// Builds an Ethernet frame, tagged for `vlan` when given, padded to the 60-byte minimum.
