@@ -1,8 +1,9 @@
 //! A small synchronous rtnetlink client: the few link, address and route operations that
-//! wiring a container needs, over a blocking `NETLINK_ROUTE` socket.
+//! wiring a container (nsutil) and the uplink's routes (switchd) need, over a blocking
+//! `NETLINK_ROUTE` socket.
 //!
 //! A socket talks to the network namespace of the thread that opened it, so open an
-//! [`Rtnl`] inside [`crate::netns::Netns::run`] to configure a container.
+//! [`Rtnl`] inside nsutil's `Netns::run` to configure a container.
 //!
 //! Every change is sent with `NLM_F_REQUEST | NLM_F_ACK` and the reply is read up to the
 //! kernel's acknowledgement, so an operation has taken effect (or failed with the
