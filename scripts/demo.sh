@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: start switchd, wire two containers (network namespaces) to it on VLAN 10,
-# ping and run iperf3 between them, show what the switch learned, and clean everything up.
-# Uses its own socket and state directory, so it never touches a switchd already running.
+# ping and run iperf3 between them, show what the switch learned; then networks: a second
+# switchd inside a "host" namespace of its own (networks change routes, forwarding and
+# nftables, which must never happen in this machine's namespace), two networks, IPAM,
+# the gateway, isolation, the uplink and masquerade. Cleans everything up.
+# Uses its own sockets and state directories, so it never touches a switchd already running.
 set -euo pipefail
 
 bin=${BIN:-target/release}
@@ -14,7 +17,13 @@ work=$(mktemp -d /tmp/switchyard-demo.XXXXXX)
 export SWITCHYARD_SOCKET=$work/switchd.sock
 red=sy-demo-red-$$
 blue=sy-demo-blue-$$
+host=sy-demo-host-$$
+outside=sy-demo-out-$$
+web=sy-demo-web-$$
+db=sy-demo-db-$$
+other=sy-demo-oth-$$
 switchd_pid=
+host_switchd_pid=
 
 cleanup() {
   set +e
@@ -26,6 +35,15 @@ cleanup() {
     kill -TERM "$switchd_pid" 2>/dev/null
     wait "$switchd_pid" 2>/dev/null
   fi
+  for ns in "$web" "$db" "$other"; do
+    SWITCHYARD_SOCKET=$work/host.sock "$bin/nsutil" delete "$ns" >/dev/null 2>&1
+  done
+  if [[ -n $host_switchd_pid ]]; then
+    kill -TERM "$host_switchd_pid" 2>/dev/null
+    wait "$host_switchd_pid" 2>/dev/null
+  fi
+  ip netns del "$host" 2>/dev/null
+  ip netns del "$outside" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,5 +80,47 @@ step "what the switch learned"
 show "$bin/swctl" fdb show
 show "$bin/swctl" stats
 
+step "networks: switchd in a host namespace, joined by a veth to an outside one"
+ip netns add "$host"
+ip netns add "$outside"
+ip link add out0 netns "$host" type veth peer name in0 netns "$outside"
+ip -n "$host" addr add 192.168.201.1/24 dev out0
+ip -n "$outside" addr add 192.168.201.2/24 dev in0
+for ns in "$host" "$outside"; do
+  ip -n "$ns" link set lo up
+done
+ip -n "$host" link set out0 up
+ip -n "$outside" link set in0 up
+export SWITCHYARD_SOCKET=$work/host.sock
+ip netns exec "$host" "$bin/switchd" --socket "$SWITCHYARD_SOCKET" --state-dir "$work/host-state" --log warn &
+host_switchd_pid=$!
+for _ in $(seq 50); do
+  "$bin/swctl" status >/dev/null 2>&1 && break
+  sleep 0.1
+done
+show "$bin/swctl" network create blue --subnet 10.10.0.0/24 --masquerade
+show "$bin/swctl" network create red
+for ns in "$web" "$db" "$other"; do "$bin/nsutil" create "$ns" >/dev/null; done
+show "$bin/nsutil" attach "$web" --network blue
+show "$bin/nsutil" attach "$db" --network blue --ip 10.10.0.50
+show "$bin/nsutil" attach "$other" --network red
+show "$bin/swctl" network ls
+
+ping_says() { # ns addr what
+  if ip netns exec "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; then
+    printf '  %-44s reachable\n' "$3"
+  else
+    printf '  %-44s no answer\n' "$3"
+  fi
+}
+step "who reaches whom"
+ping_says "$web" 10.10.0.50 "web -> db (same network)"
+ping_says "$web" 10.10.0.1 "web -> its gateway (switchd's router)"
+ping_says "$other" 10.10.0.50 "red container -> db (isolated networks)"
+ping_says "$host" 10.10.0.50 "host namespace -> db (through the uplink)"
+ping_says "$web" 192.168.201.2 "web -> outside (blue masquerades)"
+ping_says "$other" 192.168.201.2 "red container -> outside (red does not)"
+show "$bin/swctl" router show
+
 step "clean up"
-echo "removing namespaces, TAPs and switchd"
+echo "removing namespaces, TAPs and both switchds"
