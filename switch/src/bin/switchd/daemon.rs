@@ -70,6 +70,7 @@ pub struct Options {
     pub vtep: Option<VtepOptions>,
     /// The name of the TUN device facing the host, made when a network needs it.
     pub uplink: String,
+    pub busy_poll: dataplane::BusyPoll,
 }
 
 /// How this switchd takes part in the VXLAN overlay.
@@ -151,7 +152,7 @@ impl Daemon {
         };
         let waker = mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?;
         let (failed, failures) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::new(switch, vtep, failed, waker));
+        let shared = Arc::new(Shared::new(switch, vtep, options.busy_poll, failed, waker));
         let receivers = shared.vtep.as_ref().map_or(0, Vtep::receivers);
         let vxlan_workers = (0..receivers)
             .map(|i| dataplane::spawn_vxlan(Arc::clone(&shared), i))

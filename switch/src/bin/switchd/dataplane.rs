@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -50,6 +50,7 @@ pub struct Shared {
     /// The TAP of every up port, for writing frames to it.
     taps: RwLock<HashMap<PortId, Arc<Tap>>>,
     pub vtep: Option<Vtep>,
+    busy_poll: BusyPoll,
     started: Instant,
     /// Threads report a TAP that failed here; the control thread marks the port down.
     failures: crossbeam_channel::Sender<(PortId, String)>,
@@ -60,6 +61,7 @@ impl Shared {
     pub fn new(
         switch: Switch,
         vtep: Option<Vtep>,
+        busy_poll: BusyPoll,
         failures: crossbeam_channel::Sender<(PortId, String)>,
         wake_control: mio::Waker,
     ) -> Shared {
@@ -69,6 +71,7 @@ impl Shared {
             uplink: RwLock::new(None),
             taps: RwLock::new(HashMap::new()),
             vtep,
+            busy_poll,
             started: Instant::now(),
             failures,
             wake_control,
@@ -155,6 +158,55 @@ fn spawn(name: String, work: impl FnOnce(&EventFd) + Send + 'static) -> io::Resu
     })
 }
 
+/// How long a forwarding thread keeps trying to read after its descriptor ran dry, before
+/// it goes back to sleep in `poll(2)`: the userspace counterpart of the kernel's
+/// `net.core.busy_poll`. Under load the next frame is usually microseconds away, and
+/// catching it awake saves the sleep, the wake-up (an inter-processor interrupt, costly
+/// in a VM) and two context switches. A thread spins only right after it forwarded
+/// something, so an idle switch still sleeps and uses no CPU.
+#[derive(Clone, Copy, Debug)]
+pub struct BusyPoll(pub Duration);
+
+/// One wake-up's reading: counts frames against the batch and decides, when the
+/// descriptor is dry, whether to keep trying.
+struct Reading {
+    budget: usize,
+    busy_poll: Duration,
+    dry_since: Option<Instant>,
+}
+
+impl Reading {
+    fn new(busy_poll: BusyPoll) -> Reading {
+        Reading {
+            budget: BATCH,
+            busy_poll: busy_poll.0,
+            dry_since: None,
+        }
+    }
+
+    /// Whether to read again: the batch is not used up.
+    fn more(&self) -> bool {
+        self.budget > 0
+    }
+
+    fn got_one(&mut self) {
+        self.budget = self.budget.saturating_sub(1);
+        self.dry_since = None;
+    }
+
+    /// Nothing to read: true to try again (still within the busy-poll time), false to
+    /// go back to sleep.
+    fn keep_trying(&mut self) -> bool {
+        let since = *self.dry_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.busy_poll {
+            std::hint::spin_loop();
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Sleeps until `fd` is readable (true) or `stop` is signalled (false).
 fn wait_readable(fd: BorrowedFd<'_>, stop: &EventFd) -> bool {
     loop {
@@ -182,11 +234,21 @@ fn wait_readable(fd: BorrowedFd<'_>, stop: &EventFd) -> bool {
 pub fn spawn_port(shared: Arc<Shared>, id: PortId, tap: Arc<Tap>) -> io::Result<Worker> {
     spawn(format!("port{id}"), move |stop| {
         let mut forwarder = Forwarder::new();
+        let busy_poll = shared.busy_poll;
         while wait_readable(tap.as_fd(), stop) {
-            for _ in 0..BATCH {
+            let mut reading = Reading::new(busy_poll);
+            while reading.more() {
                 let len = match tap.read(forwarder.packet.read_space()) {
-                    Ok(len) => len,
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Ok(len) => {
+                        reading.got_one();
+                        len
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        if reading.keep_trying() {
+                            continue;
+                        }
+                        break;
+                    }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                     Err(err) => {
                         shared.switch().set_port_up(id, false).ok();
@@ -225,11 +287,14 @@ pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Worker> {
             return;
         };
         while wait_readable(vtep.rx_fd(index), stop) {
-            for _ in 0..BATCH {
+            let mut reading = Reading::new(shared.busy_poll);
+            while reading.more() {
                 match vtep.recv_batch(index, &mut rx) {
                     Ok(Some(batch)) => {
+                        reading.got_one();
                         forwarder.forward_datagrams(&shared, &batch, &rx[..batch.len])
                     }
+                    Ok(None) if reading.keep_trying() => {}
                     Ok(None) => break,
                     Err(err) => {
                         tracing::warn!("reading the VXLAN socket failed: {err}");
@@ -247,9 +312,18 @@ pub fn spawn_uplink(shared: Arc<Shared>, tun: Arc<Tap>) -> io::Result<Worker> {
     spawn("uplink".to_string(), move |stop| {
         let mut forwarder = Forwarder::new();
         while wait_readable(tun.as_fd(), stop) {
-            for _ in 0..BATCH {
+            let mut reading = Reading::new(shared.busy_poll);
+            while reading.more() {
                 let len = match tun.read(forwarder.packet.read_space()) {
-                    Ok(len) => len,
+                    Ok(len) => {
+                        reading.got_one();
+                        len
+                    }
+                    Err(err)
+                        if err.kind() == io::ErrorKind::WouldBlock && reading.keep_trying() =>
+                    {
+                        continue
+                    }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                     Err(err) => {
                         if err.kind() != io::ErrorKind::WouldBlock {
