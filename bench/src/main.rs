@@ -114,6 +114,10 @@ struct Args {
     /// Where the workspace binaries are (switchd, nsutil, swctl).
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// An extra flag for every switchd the bench starts, e.g. `--switchd-arg=--busy-poll-us=0`
+    /// (repeat for several).
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    switchd_arg: Vec<String>,
     /// Directory for the JSON results and the chart.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -177,6 +181,8 @@ struct Settings {
     tests: Vec<TestKind>,
     scenarios: Vec<String>,
     ovs_userspace_tso: Option<bool>,
+    /// Extra switchd flags (`--switchd-arg`).
+    switchd_args: Vec<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -386,7 +392,7 @@ fn test_name(streams: u32) -> String {
 /// Builds one scenario's topology and takes every measurement across it.
 fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> {
     progress(scenario, "setting up");
-    let topo = Topology::build(scenario, &args.bin_dir)?;
+    let topo = Topology::build(scenario, &args.bin_dir, &args.switchd_arg)?;
     if let Some(tso) = topo.ovs_tso() {
         report.settings.ovs_userspace_tso = Some(tso);
     }
@@ -491,7 +497,7 @@ fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> 
 }
 
 fn run_scale(args: &Args, report: &mut Report) -> Result<()> {
-    let s = scale::run(&args.bin_dir, args.scale_ports, 5)?;
+    let s = scale::run(&args.bin_dir, &args.switchd_arg, args.scale_ports, 5)?;
     let ports = s.ports;
     row(
         "scale",
@@ -585,6 +591,7 @@ fn main() -> Result<()> {
             tests: args.tests.clone(),
             scenarios: scenarios.clone(),
             ovs_userspace_tso: None,
+            switchd_args: args.switchd_arg.clone(),
         },
         throughput: Vec::new(),
         latency: Vec::new(),

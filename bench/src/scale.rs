@@ -81,11 +81,16 @@ fn sleep(d: Duration) -> Result<()> {
     Ok(())
 }
 
-pub fn run(bin_dir: &Path, ports: usize, idle_secs: u64) -> Result<ScaleResult> {
+pub fn run(
+    bin_dir: &Path,
+    switchd_args: &[String],
+    ports: usize,
+    idle_secs: u64,
+) -> Result<ScaleResult> {
     if ports < 2 {
         bail!("scale needs at least 2 ports");
     }
-    let mut topo = Topology::empty();
+    let mut topo = Topology::empty(switchd_args);
     progress("scale", "starting switchd");
     let socket = topo.start_switchd(bin_dir, None, &[])?;
     let pid = topo.switchd_pids()[0];

@@ -84,6 +84,8 @@ pub struct Topology {
     devs: [String; 2],
     /// The OVS bridge to delete on drop.
     ovs_bridge: Option<String>,
+    /// Extra flags for every switchd this topology starts (`--switchd-arg`).
+    switchd_args: Vec<String>,
     /// Declared last: dropped after the body of `drop` removed the bridge, so an
     /// ovs-vswitchd the bench started is stopped last.
     ovs: Option<Ovs>,
@@ -91,8 +93,10 @@ pub struct Topology {
 
 impl Topology {
     /// No namespaces yet; names start with `syb<pid>`.
-    pub fn empty() -> Topology {
+    /// No namespaces yet; every switchd it starts gets `switchd_args` too.
+    pub fn empty(switchd_args: &[String]) -> Topology {
         Topology {
+            switchd_args: switchd_args.to_vec(),
             prefix: format!("syb{}", std::process::id()),
             namespaces: Vec::new(),
             switchds: Vec::new(),
@@ -115,8 +119,8 @@ impl Topology {
         Ok(name)
     }
 
-    pub fn build(scenario: &str, bin_dir: &Path) -> Result<Topology> {
-        let mut topo = Topology::empty();
+    pub fn build(scenario: &str, bin_dir: &Path, switchd_args: &[String]) -> Result<Topology> {
+        let mut topo = Topology::empty(switchd_args);
         let client = topo.add_ns("c")?;
         let server = topo.add_ns("s")?;
         match scenario {
@@ -303,6 +307,7 @@ impl Topology {
         };
         let child = command
             .args(args)
+            .args(&self.switchd_args)
             .arg("--socket")
             .arg(&socket)
             .arg("--state-dir")
