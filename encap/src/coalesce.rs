@@ -172,14 +172,39 @@ pub fn continues(
 /// that describes it: TCP GSO with the first segment's payload size, and the checksum
 /// left partial for the receiving kernel to complete.
 pub fn merge(segments: &[(&[u8], TcpSegment)], out: &mut Vec<u8>) -> Offload {
+    let total = merged_len(segments);
     out.clear();
-    let (first, f) = segments[0];
-    out.extend_from_slice(&first[..f.payload]);
-    for (frame, s) in segments {
-        out.extend_from_slice(&frame[s.payload..s.end]);
+    out.resize(total, 0);
+    match merge_into(segments, out) {
+        Some((_, offload)) => offload,
+        None => unreachable!("the buffer was sized for the merged frame"),
     }
-    let ip_len = out.len() - ETH;
-    let l4_len = out.len() - f.l4;
+}
+
+/// The length of the frame [`merge`] makes of `segments`.
+pub fn merged_len(segments: &[(&[u8], TcpSegment)]) -> usize {
+    let Some((_, first)) = segments.first() else {
+        return 0;
+    };
+    first.payload + segments.iter().map(|(_, s)| s.payload_len()).sum::<usize>()
+}
+
+/// [`merge`] into a caller's buffer (the one the frame is then written to the TAP from,
+/// so the payload is copied once): returns the frame's length and its offload, or `None`
+/// when `out` is too small or `segments` is empty.
+pub fn merge_into(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<(usize, Offload)> {
+    let total = merged_len(segments);
+    let (first, f) = *segments.first()?;
+    let out = out.get_mut(..total)?;
+    out[..f.payload].copy_from_slice(first.get(..f.payload)?);
+    let mut at = f.payload;
+    for (frame, s) in segments {
+        let piece = frame.get(s.payload..s.end)?;
+        out[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+    let ip_len = total - ETH;
+    let l4_len = total - f.l4;
     if f.ipv6 {
         out[ETH + 4..ETH + 6].copy_from_slice(&((l4_len) as u16).to_be_bytes());
     } else {
@@ -201,7 +226,7 @@ pub fn merge(segments: &[(&[u8], TcpSegment)], out: &mut Vec<u8>) -> Offload {
         checksum::pseudo_header_v4(src, dst, PROTO_TCP, l4_len as u16)
     };
     out[f.l4 + 16..f.l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
-    Offload {
+    let offload = Offload {
         kind: if segments.len() == 1 {
             GsoKind::None
         } else if f.ipv6 {
@@ -214,7 +239,8 @@ pub fn merge(segments: &[(&[u8], TcpSegment)], out: &mut Vec<u8>) -> Offload {
         needs_csum: true,
         csum_start: f.l4 as u16,
         csum_offset: 16,
-    }
+    };
+    Some((total, offload))
 }
 
 #[cfg(test)]
@@ -286,6 +312,12 @@ mod tests {
         }
         let mut merged = Vec::new();
         let back = merge(&parsed, &mut merged);
+        // Into a caller's buffer: the same frame; a buffer one byte short is refused.
+        let mut buffer = vec![0u8; merged.len() + 7];
+        let (len, into) = merge_into(&parsed, &mut buffer).expect("fits");
+        assert_eq!((&buffer[..len], into), (&merged[..], back));
+        assert_eq!(merge_into(&parsed, &mut buffer[..merged.len() - 1]), None);
+        assert_eq!(merge_into(&[], &mut buffer), None);
         assert_eq!(
             back.segment_size,
             if frames.len() > 1 {

@@ -347,8 +347,6 @@ struct Forwarder {
     packet: PacketBuf,
     /// Where frames are segmented for VXLAN.
     scratch: Vec<u8>,
-    /// Where runs of received TCP segments are merged.
-    merged: Vec<u8>,
     egresses: Vec<Egress>,
     /// Per egress: where it goes on the underlay, if it is a tunnel port.
     targets: Vec<Option<(SocketAddr, Vni)>>,
@@ -364,7 +362,6 @@ impl Forwarder {
         Forwarder {
             packet: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
             scratch: Vec::with_capacity(128 * 1024),
-            merged: Vec::with_capacity(MAX_WIRE_LEN),
             egresses: Vec::new(),
             targets: Vec::new(),
             outcomes: Vec::new(),
@@ -570,8 +567,15 @@ impl Forwarder {
                     .iter()
                     .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
                     .collect();
-                let offload = coalesce::merge(&inner, &mut self.merged);
-                load_offloaded(&mut self.packet, &offload, &self.merged);
+                // Merged straight into the buffer the TAP write goes from: one copy.
+                let space = self.packet.read_space();
+                let Some((len, offload)) =
+                    coalesce::merge_into(&inner, space.get_mut(VNET_HDR_LEN..).unwrap_or_default())
+                else {
+                    return;
+                };
+                write_offload(space, &offload);
+                self.packet.set_len(VNET_HDR_LEN + len);
                 self.forward(shared, in_port, decision);
             }
         }
@@ -670,19 +674,14 @@ fn tunnel_send(
     }
 }
 
-/// Puts `frame` into `packet` behind a vnet header that describes `offload` (a merged
-/// TCP super-frame: GSO, checksum left for the receiving kernel).
-fn load_offloaded(packet: &mut PacketBuf, offload: &Offload, frame: &[u8]) {
-    let space = packet.read_space();
-    let Some(room) = space.get_mut(..VNET_HDR_LEN + frame.len()) else {
-        return;
-    };
-    room[VNET_HDR_LEN..].copy_from_slice(frame);
-    if let Ok(mut hdr) = VnetHdr::new_checked(&mut room[..VNET_HDR_LEN]) {
-        let start = usize::from(offload.csum_start);
-        let tcp_header = frame
-            .get(start + 12)
-            .map_or(20, |b| usize::from(b >> 4) * 4);
+/// Writes the vnet header at the start of `wire` (followed by the frame) that describes
+/// `offload`, a merged TCP super-frame: GSO, checksum left for the receiving kernel.
+fn write_offload(wire: &mut [u8], offload: &Offload) {
+    let start = usize::from(offload.csum_start);
+    let tcp_header = wire
+        .get(VNET_HDR_LEN + start + 12)
+        .map_or(20, |b| usize::from(b >> 4) * 4);
+    if let Ok(mut hdr) = VnetHdr::new_checked(wire) {
         hdr.set_flags(vnet::F_NEEDS_CSUM);
         hdr.set_gso_type(match offload.kind {
             GsoKind::TcpV4 => vnet::GSO_TCPV4,
@@ -694,5 +693,4 @@ fn load_offloaded(packet: &mut PacketBuf, offload: &Offload, frame: &[u8]) {
         hdr.set_csum_start(offload.csum_start);
         hdr.set_csum_offset(offload.csum_offset);
     }
-    packet.set_len(VNET_HDR_LEN + frame.len());
 }
