@@ -47,8 +47,8 @@ use switchyard::fdb::FdbConfig;
 use switchyard_encap::vxlan;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
-/// Measured on the benchmark machine: 15-20 µs was best for TCP through the switch
-/// (+13 % one stream, +35 % four); 100 µs took CPU the containers needed (docs/benchmarks.md).
+/// Measured on the benchmark machine (docs/benchmarks.md): 15-20 µs was best for TCP
+/// through the switch; 100 µs took CPU the containers needed.
 const DEFAULT_BUSY_POLL_US: u64 = 20;
 const MAX_BUSY_POLL_US: u64 = 10_000;
 
