@@ -516,7 +516,8 @@ impl Rtnl {
     }
 }
 
-const fn align4(len: usize) -> usize {
+/// `len` rounded up to netlink's 4-byte alignment.
+pub const fn align4(len: usize) -> usize {
     (len + 3) & !3
 }
 
@@ -534,8 +535,9 @@ pub(crate) fn encode(message: RouteNetlinkMessage, flags: u16, sequence: u32) ->
 
 /// The `NLMSGERR_ATTR_MSG` string of an error's extended ack, if the kernel sent one.
 /// `payload` is what follows the error code: the request's header (all of the request
-/// unless `NLM_F_CAPPED`), then the TLVs when `NLM_F_ACK_TLVS` is set.
-fn extack_message(outer_flags: u16, payload: &[u8]) -> Option<String> {
+/// unless `NLM_F_CAPPED`), then the TLVs when `NLM_F_ACK_TLVS` is set. Any netlink
+/// family's errors carry it (switchd's nftables client uses it too).
+pub fn extack_message(outer_flags: u16, payload: &[u8]) -> Option<String> {
     if outer_flags & NLM_F_ACK_TLVS == 0 {
         return None;
     }

@@ -32,13 +32,14 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
     DecodeError, Emitable, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NetlinkSerializable, Nla, NlasIterator, NLA_F_NESTED, NLM_F_ACK,
-    NLM_F_ACK_TLVS, NLM_F_APPEND, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_REQUEST,
+    NetlinkPayload, NetlinkSerializable, Nla, NLA_F_NESTED, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE,
+    NLM_F_REQUEST,
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
+use switchyard::rtnl::{align4, extack_message};
 
 /// switchd's table (family `ip`).
 pub const TABLE: &str = "switchyard";
@@ -258,9 +259,6 @@ const NFT_REG_1: u32 = 1;
 const IFNAMSIZ: usize = 16;
 /// Offset of the source address in the IPv4 header.
 const IPV4_SADDR_OFFSET: u32 = 12;
-
-/// `NLMSGERR_ATTR_MSG`: the extended-ack attribute carrying the kernel's message.
-const NLMSGERR_ATTR_MSG: u16 = 1;
 
 fn table_attrs() -> Vec<Attr> {
     vec![Attr::string(NFTA_TABLE_NAME, TABLE)]
@@ -706,34 +704,6 @@ fn frames(buf: &[u8]) -> Result<Vec<&[u8]>, String> {
         offset += align4(length.max(1));
     }
     Ok(frames)
-}
-
-const fn align4(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-/// The `NLMSGERR_ATTR_MSG` string of an error's extended ack, if the kernel sent one.
-/// `payload` is what follows the error code: the request's header (all of the request
-/// unless `NLM_F_CAPPED`), then the TLVs when `NLM_F_ACK_TLVS` is set.
-fn extack_message(outer_flags: u16, payload: &[u8]) -> Option<String> {
-    if outer_flags & NLM_F_ACK_TLVS == 0 {
-        return None;
-    }
-    let request = NetlinkBuffer::new_checked(payload).ok()?;
-    let skip = if outer_flags & NLM_F_CAPPED != 0 {
-        16
-    } else {
-        align4(request.length() as usize)
-    };
-    for nla in NlasIterator::new(payload.get(skip..)?) {
-        let nla = nla.ok()?;
-        if nla.kind() == NLMSGERR_ATTR_MSG {
-            let text = String::from_utf8_lossy(nla.value());
-            let text = text.trim_end_matches('\0').trim();
-            return (!text.is_empty()).then(|| text.to_string());
-        }
-    }
-    None
 }
 
 #[cfg(test)]
