@@ -377,6 +377,7 @@ fn existing_attachment(daemon: &Daemon, id: PortId, req: &AttachRequest) -> Outc
 fn endpoint_info(daemon: &Daemon, id: PortId) -> Option<EndpointInfo> {
     let endpoint = daemon.networks.endpoint_of_port(id)?;
     let network = daemon.networks.get(&endpoint.network)?;
+    let port = &daemon.ports.get(&id)?.saved;
     Some(EndpointInfo {
         network: network.name.clone(),
         address: Ipv4Net::new(endpoint.ip, network.subnet.prefix_len()).ok()?,
@@ -384,21 +385,9 @@ fn endpoint_info(daemon: &Daemon, id: PortId) -> Option<EndpointInfo> {
         mac: endpoint.mac,
         mtu: network.mtu,
         port: id,
-        port_name: daemon
-            .ports
-            .get(&id)
-            .map(|p| port_name(&p.saved))
-            .unwrap_or_default(),
-        ifname: daemon
-            .ports
-            .get(&id)
-            .map(|p| p.saved.ifname.clone())
-            .unwrap_or_default(),
-        netns: daemon
-            .ports
-            .get(&id)
-            .map(|p| p.saved.netns.clone())
-            .unwrap_or_default(),
+        port_name: port_name(port),
+        ifname: port.ifname.clone(),
+        netns: port.netns.clone(),
         container_id: endpoint.container_id.clone(),
     })
 }
