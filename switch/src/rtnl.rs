@@ -609,41 +609,54 @@ fn new_address(index: u32, addr: IpNet) -> AddressMessage {
     message
 }
 
-fn default_route(index: u32, gateway: IpAddr) -> RouteMessage {
+/// A main-table unicast route message out of interface `index`, without destination
+/// or gateway attributes yet.
+fn route_message(
+    index: u32,
+    family: AddressFamily,
+    prefix_len: u8,
+    protocol: RouteProtocol,
+    scope: RouteScope,
+) -> RouteMessage {
     let mut message = RouteMessage::default();
-    message.header.address_family = match gateway {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
-    };
-    message.header.destination_prefix_length = 0;
+    message.header.address_family = family;
+    message.header.destination_prefix_length = prefix_len;
     message.header.table = RouteHeader::RT_TABLE_MAIN;
-    message.header.protocol = RouteProtocol::Boot;
-    message.header.scope = RouteScope::Universe;
+    message.header.protocol = protocol;
+    message.header.scope = scope;
     message.header.kind = RouteType::Unicast;
-    message
-        .attributes
-        .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
     message.attributes.push(RouteAttribute::Oif(index));
     message
 }
 
+fn default_route(index: u32, gateway: IpAddr) -> RouteMessage {
+    let family = match gateway {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let mut message = route_message(index, family, 0, RouteProtocol::Boot, RouteScope::Universe);
+    message
+        .attributes
+        .insert(0, RouteAttribute::Gateway(RouteAddress::from(gateway)));
+    message
+}
+
 fn link_route(index: u32, destination: IpNet, mtu: Option<u32>) -> RouteMessage {
-    let mut message = RouteMessage::default();
-    message.header.address_family = match destination {
+    let family = match destination {
         IpNet::V4(_) => AddressFamily::Inet,
         IpNet::V6(_) => AddressFamily::Inet6,
     };
-    message.header.destination_prefix_length = destination.prefix_len();
-    message.header.table = RouteHeader::RT_TABLE_MAIN;
-    message.header.protocol = RouteProtocol::Static;
-    message.header.scope = RouteScope::Link;
-    message.header.kind = RouteType::Unicast;
-    message
-        .attributes
-        .push(RouteAttribute::Destination(RouteAddress::from(
-            destination.network(),
-        )));
-    message.attributes.push(RouteAttribute::Oif(index));
+    let mut message = route_message(
+        index,
+        family,
+        destination.prefix_len(),
+        RouteProtocol::Static,
+        RouteScope::Link,
+    );
+    message.attributes.insert(
+        0,
+        RouteAttribute::Destination(RouteAddress::from(destination.network())),
+    );
     if let Some(mtu) = mtu {
         message
             .attributes

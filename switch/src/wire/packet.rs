@@ -41,9 +41,25 @@ impl PacketBuf {
     /// `has_vnet_hdr`; just a frame otherwise).
     pub fn from_wire(wire: &[u8], has_vnet_hdr: bool) -> PacketBuf {
         let mut buf = PacketBuf::with_capacity(wire.len(), has_vnet_hdr);
-        buf.read_space()[..wire.len()].copy_from_slice(wire);
-        buf.set_len(wire.len());
+        let _ = buf.load(wire); // sized for it
         buf
+    }
+
+    /// Replaces the contents with a copy of `wire`, reusing the buffer; fails (leaving the
+    /// buffer empty) when `wire` is longer than its capacity.
+    pub fn load(&mut self, wire: &[u8]) -> Result<(), WireError> {
+        let space = self.read_space();
+        let capacity = space.len();
+        let Some(room) = space.get_mut(..wire.len()) else {
+            return Err(WireError::Truncated {
+                layer: "buffer",
+                needed: wire.len(),
+                got: capacity,
+            });
+        };
+        room.copy_from_slice(wire);
+        self.set_len(wire.len());
+        Ok(())
     }
 
     /// Resets the buffer and returns the space a port reads its next wire image into;
@@ -237,6 +253,20 @@ mod tests {
         view.set_hdr_len(54);
         view.set_gso_size(1448);
         [&hdr[..], frame].concat()
+    }
+
+    #[test]
+    fn load_reuses_the_buffer_and_refuses_what_does_not_fit() {
+        let mut buf = PacketBuf::with_capacity(UNTAGGED.len(), false);
+        buf.load(&UNTAGGED).unwrap();
+        assert_eq!(buf.frame(), &UNTAGGED[..]);
+        buf.load(&UNTAGGED[..14]).unwrap();
+        assert_eq!(buf.frame(), &UNTAGGED[..14]);
+        assert!(buf.load(&[0; 21]).is_err());
+        assert!(
+            buf.wire().is_empty(),
+            "a refused load leaves nothing behind"
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use switchyard::forward::Egress;
 use switchyard::router::{Router, RouterOutput, Verdict};
-use switchyard::wire::{vnet, EtherType, PacketBuf, VlanId, VnetHdr, HEADER_LEN, VNET_HDR_LEN};
+use switchyard::wire::{
+    vnet, EtherType, PacketBuf, VlanId, VnetHdr, HEADER_LEN, VLAN_TAG_LEN, VNET_HDR_LEN,
+};
 use switchyard::{Decision, DropReason, PortId, Switch, Time};
 use switchyard_encap::coalesce::{self, TcpSegment};
 use switchyard_encap::segment::{GsoKind, Offload};
@@ -369,7 +371,8 @@ impl Forwarder {
             targets: Vec::new(),
             outcomes: Vec::new(),
             router_out: Vec::new(),
-            router_copy: PacketBuf::with_capacity(MAX_WIRE_LEN, true),
+            // The frame may carry a tag pushed for an earlier egress.
+            router_copy: PacketBuf::with_capacity(MAX_WIRE_LEN + VLAN_TAG_LEN, true),
         }
     }
 
@@ -393,13 +396,18 @@ impl Forwarder {
                 let sent = if copies == 1 {
                     route_from_switch(shared, egress.vlan, &mut self.packet, &mut self.router_out)
                 } else {
-                    self.router_copy = PacketBuf::from_wire(self.packet.wire(), true);
-                    route_from_switch(
-                        shared,
-                        egress.vlan,
-                        &mut self.router_copy,
-                        &mut self.router_out,
-                    )
+                    // Into the buffer kept for it: no allocation per flooded frame.
+                    self.router_copy
+                        .load(self.packet.wire())
+                        .map_err(|_| DropReason::Malformed)
+                        .and_then(|()| {
+                            route_from_switch(
+                                shared,
+                                egress.vlan,
+                                &mut self.router_copy,
+                                &mut self.router_out,
+                            )
+                        })
                 };
                 self.outcomes.push((egress.port, sent));
                 continue;
