@@ -37,9 +37,10 @@ lint:
 
 # Every comparison scenario (switchyard, bridge, veth, OVS when installed, overlay, kernel
 # VXLAN) and the 100-namespace scale test; bench itself installs sockperf and the chart's
-# font when missing. Results: bench/results/<timestamp>.json and .png.
+# font when missing. Three interleaved rounds: the table shows medians, the ratios their
+# median and range. Results: bench/results/<timestamp>.json and .png.
 bench: deps build
-	$(CARGO) run --release -p bench -- all scale
+	$(CARGO) run --release -p bench -- --rounds 3 all scale
 
 clean:
 	$(CARGO) clean

@@ -12,6 +12,11 @@
 //! chart `bench/results/<timestamp>.png`. Missing tools (iperf3, sockperf, the chart's
 //! font) are installed with apt-get.
 //!
+//! `--rounds N` runs the whole list of scenarios N times, interleaved (a, b, a, b, …), so
+//! that each round's ratios are taken minutes apart at most, and reports every ratio's
+//! median and range over the rounds: on a shared machine one round says little about
+//! whether a ratio holds. The table and the chart then show each figure's median.
+//!
 //! Scenarios:
 //! * `veth` — a veth pair between the two namespaces, nothing in between (the limit).
 //! * `bridge` — a Linux bridge in a third namespace, veth pairs to it.
@@ -101,6 +106,10 @@ struct Args {
         default_value = "tcp,latency,udp64"
     )]
     tests: Vec<TestKind>,
+    /// Times to run the whole list of scenarios, interleaved; the table and chart show
+    /// medians, the ratios their median and range over the rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
     /// Namespaces the scale scenario attaches.
     #[arg(long, default_value_t = 100)]
     scale_ports: usize,
@@ -125,6 +134,8 @@ struct Args {
 
 #[derive(Serialize, Debug)]
 struct Throughput {
+    /// Which round of `--rounds` (from 1).
+    round: u32,
     scenario: String,
     test: String,
     streams: u32,
@@ -137,6 +148,7 @@ struct Throughput {
 
 #[derive(Serialize, Debug)]
 struct Latency {
+    round: u32,
     scenario: String,
     /// sockperf's latency: half the TCP round trip, averaged (µs).
     avg_us: f64,
@@ -151,6 +163,7 @@ struct Latency {
 
 #[derive(Serialize, Debug)]
 struct Udp64 {
+    round: u32,
     scenario: String,
     sent_pps: f64,
     received_pps: f64,
@@ -161,11 +174,24 @@ struct Udp64 {
 
 #[derive(Serialize, Debug)]
 struct Ratio {
+    round: u32,
     ours: String,
     base: String,
     test: String,
     /// ours / base. For latency a ratio above 1 means ours is slower.
     ratio: f64,
+}
+
+/// One ratio over every round that measured both sides.
+#[derive(Serialize, Debug)]
+struct RatioSummary {
+    ours: String,
+    base: String,
+    test: String,
+    rounds: usize,
+    median: f64,
+    min: f64,
+    max: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -177,6 +203,7 @@ struct Note {
 #[derive(Serialize, Debug)]
 struct Settings {
     duration_secs: u32,
+    rounds: u32,
     streams: u32,
     tests: Vec<TestKind>,
     scenarios: Vec<String>,
@@ -195,6 +222,7 @@ struct Report {
     udp64: Vec<Udp64>,
     scale: Option<ScaleResult>,
     ratios: Vec<Ratio>,
+    ratio_summary: Vec<RatioSummary>,
     skipped: Vec<Note>,
     failed: Vec<Note>,
 }
@@ -390,7 +418,7 @@ fn test_name(streams: u32) -> String {
 }
 
 /// Builds one scenario's topology and takes every measurement across it.
-fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> {
+fn run_scenario(scenario: &str, round: u32, args: &Args, report: &mut Report) -> Result<()> {
     progress(scenario, "setting up");
     let topo = Topology::build(scenario, &args.bin_dir, &args.switchd_arg)?;
     if let Some(tso) = topo.ovs_tso() {
@@ -417,6 +445,7 @@ fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> 
                     let r = topo.iperf(d, streams)?;
                     let cpu = cpu_per_gb(before, topo.switch_cpu(), r.bytes);
                     let m = Throughput {
+                        round,
                         scenario: scenario.to_string(),
                         test: test_name(streams),
                         streams,
@@ -442,6 +471,7 @@ fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> 
                 let bytes = r.messages * SOCKPERF_MSG_SIZE;
                 let round_trips = r.messages / 2;
                 let m = Latency {
+                    round,
                     scenario: scenario.to_string(),
                     avg_us: r.avg_us,
                     p50_us: r.p50_us,
@@ -472,6 +502,7 @@ fn run_scenario(scenario: &str, args: &Args, report: &mut Report) -> Result<()> 
                 let cpu = cpu_per_gb(before, topo.switch_cpu(), r.received_bytes);
                 let secs = r.sent_seconds.max(1e-9);
                 let m = Udp64 {
+                    round,
                     scenario: scenario.to_string(),
                     sent_pps: r.sent_packets as f64 / secs,
                     received_pps: r.received_packets as f64 / secs,
@@ -587,6 +618,7 @@ fn main() -> Result<()> {
         machine: machine(),
         settings: Settings {
             duration_secs: args.duration,
+            rounds: args.rounds,
             streams: args.streams,
             tests: args.tests.clone(),
             scenarios: scenarios.clone(),
@@ -598,6 +630,7 @@ fn main() -> Result<()> {
         udp64: Vec::new(),
         scale: None,
         ratios: Vec::new(),
+        ratio_summary: Vec::new(),
         skipped: Vec::new(),
         failed: Vec::new(),
     };
@@ -606,30 +639,42 @@ fn main() -> Result<()> {
         "{:<20} {:<10} {:>15}  {:<24} {:>15}",
         "SCENARIO", "TEST", "RESULT", "DETAIL", "SWITCH CPU S/GB"
     );
-    for scenario in &scenarios {
-        if interrupted() {
-            break;
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            println!("-- round {round} of {}", args.rounds);
         }
-        if scenario == "ovs" && !ovs::installed() {
-            let reason = "ovs-vswitchd is not installed (apt-get install openvswitch-switch)";
-            println!("-- ovs: skipped: {reason}");
-            report.skipped.push(Note {
-                scenario: scenario.clone(),
-                reason: reason.into(),
-            });
-            continue;
-        }
-        let result = if scenario == "scale" {
-            run_scale(&args, &mut report)
-        } else {
-            run_scenario(scenario, &args, &mut report)
-        };
-        if let Err(e) = result {
-            println!("-- {scenario}: FAILED: {e:#}");
-            report.failed.push(Note {
-                scenario: scenario.clone(),
-                reason: format!("{e:#}"),
-            });
+        for scenario in &scenarios {
+            if interrupted() {
+                break;
+            }
+            // Scale is not a ratio: once is enough.
+            if round > 1 && scenario == "scale" {
+                continue;
+            }
+            if scenario == "ovs" && !ovs::installed() {
+                if round == 1 {
+                    let reason =
+                        "ovs-vswitchd is not installed (apt-get install openvswitch-switch)";
+                    println!("-- ovs: skipped: {reason}");
+                    report.skipped.push(Note {
+                        scenario: scenario.clone(),
+                        reason: reason.into(),
+                    });
+                }
+                continue;
+            }
+            let result = if scenario == "scale" {
+                run_scale(&args, &mut report)
+            } else {
+                run_scenario(scenario, round, &args, &mut report)
+            };
+            if let Err(e) = result {
+                println!("-- {scenario}: FAILED: {e:#}");
+                report.failed.push(Note {
+                    scenario: scenario.clone(),
+                    reason: format!("{e:#}"),
+                });
+            }
         }
     }
     if interrupted() {
@@ -637,6 +682,7 @@ fn main() -> Result<()> {
     }
 
     report.ratios = ratios(&report);
+    report.ratio_summary = summarize(&report.ratios);
     if !args.smoke {
         print_summary(&report, &scenarios);
         std::fs::create_dir_all(&args.out)
@@ -661,11 +707,13 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// ours / base for every pair measured in the same round.
 fn ratios(report: &Report) -> Vec<Ratio> {
     let mut out = Vec::new();
-    let mut push = |ours: &str, base: &str, test: String, a: f64, b: f64| {
+    let mut push = |round: u32, ours: &str, base: &str, test: String, a: f64, b: f64| {
         if b > 0.0 {
             out.push(Ratio {
+                round,
                 ours: ours.into(),
                 base: base.into(),
                 test,
@@ -673,32 +721,98 @@ fn ratios(report: &Report) -> Vec<Ratio> {
             });
         }
     };
-    for (ours, base) in RATIOS {
-        for m in report.throughput.iter().filter(|m| m.scenario == ours) {
-            if let Some(b) = report
+    for round in 1..=report.settings.rounds {
+        for (ours, base) in RATIOS {
+            for m in report
                 .throughput
                 .iter()
-                .find(|b| b.scenario == base && b.test == m.test)
+                .filter(|m| m.scenario == ours && m.round == round)
             {
-                push(ours, base, m.test.clone(), m.gbit_per_sec, b.gbit_per_sec);
+                if let Some(b) = report
+                    .throughput
+                    .iter()
+                    .find(|b| b.scenario == base && b.test == m.test && b.round == round)
+                {
+                    push(
+                        round,
+                        ours,
+                        base,
+                        m.test.clone(),
+                        m.gbit_per_sec,
+                        b.gbit_per_sec,
+                    );
+                }
             }
-        }
-        let find = |s: &str| report.latency.iter().find(|m| m.scenario == s);
-        if let (Some(a), Some(b)) = (find(ours), find(base)) {
-            push(ours, base, "latency".into(), a.avg_us, b.avg_us);
-        }
-        let find = |s: &str| report.udp64.iter().find(|m| m.scenario == s);
-        if let (Some(a), Some(b)) = (find(ours), find(base)) {
-            push(
-                ours,
-                base,
-                "udp64 delivered pps".into(),
-                a.received_pps,
-                b.received_pps,
-            );
+            let find = |s: &str| {
+                report
+                    .latency
+                    .iter()
+                    .find(|m| m.scenario == s && m.round == round)
+            };
+            if let (Some(a), Some(b)) = (find(ours), find(base)) {
+                push(round, ours, base, "latency".into(), a.avg_us, b.avg_us);
+            }
+            let find = |s: &str| {
+                report
+                    .udp64
+                    .iter()
+                    .find(|m| m.scenario == s && m.round == round)
+            };
+            if let (Some(a), Some(b)) = (find(ours), find(base)) {
+                push(
+                    round,
+                    ours,
+                    base,
+                    "udp64 delivered pps".into(),
+                    a.received_pps,
+                    b.received_pps,
+                );
+            }
         }
     }
     out
+}
+
+/// Each ratio's median and range over the rounds, in the order first measured.
+fn summarize(ratios: &[Ratio]) -> Vec<RatioSummary> {
+    let mut out: Vec<RatioSummary> = Vec::new();
+    for r in ratios {
+        if out
+            .iter()
+            .any(|s| (&s.ours, &s.base, &s.test) == (&r.ours, &r.base, &r.test))
+        {
+            continue;
+        }
+        let values: Vec<f64> = ratios
+            .iter()
+            .filter(|o| (&o.ours, &o.base, &o.test) == (&r.ours, &r.base, &r.test))
+            .map(|o| o.ratio)
+            .collect();
+        if let Some(median) = median(values.iter().copied()) {
+            out.push(RatioSummary {
+                ours: r.ours.clone(),
+                base: r.base.clone(),
+                test: r.test.clone(),
+                rounds: values.len(),
+                median,
+                min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            });
+        }
+    }
+    out
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` for none.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
 }
 
 /// The whole run as one Markdown table (one row per scenario), the scale figures and the
@@ -722,38 +836,61 @@ fn print_summary(report: &Report, scenarios: &[String]) {
         report.settings.duration_secs
     );
     if !measured.is_empty() {
+        if report.settings.rounds > 1 {
+            println!(
+                "\neach figure: the median of {} rounds",
+                report.settings.rounds
+            );
+        }
         println!(
             "\n| scenario | tcp Gbit/s | cpu s/GB | {many} Gbit/s | cpu s/GB | latency µs | cpu s/GB \
              | udp64 Mpps sent | loss % | Mpps delivered | cpu s/GB |"
         );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for scenario in measured {
-            let tp = |test: &str| {
-                report
-                    .throughput
-                    .iter()
-                    .find(|m| &m.scenario == scenario && m.test == test)
+            // Medians over the rounds (with one round, the figure itself).
+            let tp = |test: &str, f: &dyn Fn(&Throughput) -> Option<f64>| {
+                median(
+                    report
+                        .throughput
+                        .iter()
+                        .filter(|m| &m.scenario == scenario && m.test == test)
+                        .filter_map(f),
+                )
             };
-            let lat = report.latency.iter().find(|m| &m.scenario == scenario);
-            let udp = report.udp64.iter().find(|m| &m.scenario == scenario);
+            let lat = |f: &dyn Fn(&Latency) -> Option<f64>| {
+                median(
+                    report
+                        .latency
+                        .iter()
+                        .filter(|m| &m.scenario == scenario)
+                        .filter_map(f),
+                )
+            };
+            let udp = |f: &dyn Fn(&Udp64) -> Option<f64>| {
+                median(
+                    report
+                        .udp64
+                        .iter()
+                        .filter(|m| &m.scenario == scenario)
+                        .filter_map(f),
+                )
+            };
             let dash = || "–".to_string();
             let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(dash, f);
-            let cpu = |v: Option<Option<f64>>| match v.flatten() {
-                Some(c) => fmt_cpu(Some(c)),
-                None => dash(),
-            };
+            let cpu = |v: Option<f64>| v.map_or_else(dash, |c| fmt_cpu(Some(c)));
             println!(
                 "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                cell(tp("tcp").map(|m| m.gbit_per_sec), &|v| format!("{v:.2}")),
-                cpu(tp("tcp").map(|m| m.switch_cpu_sec_per_gb)),
-                cell(tp(&many).map(|m| m.gbit_per_sec), &|v| format!("{v:.2}")),
-                cpu(tp(&many).map(|m| m.switch_cpu_sec_per_gb)),
-                cell(lat.map(|m| m.avg_us), &|v| format!("{v:.1}")),
-                cpu(lat.map(|m| m.switch_cpu_sec_per_gb)),
-                cell(udp.map(|m| m.sent_pps / 1e6), &|v| format!("{v:.3}")),
-                cell(udp.map(|m| m.loss_percent), &|v| format!("{v:.1}")),
-                cell(udp.map(|m| m.received_pps / 1e6), &|v| format!("{v:.3}")),
-                cpu(udp.map(|m| m.switch_cpu_sec_per_gb)),
+                cell(tp("tcp", &|m| Some(m.gbit_per_sec)), &|v| format!("{v:.2}")),
+                cpu(tp("tcp", &|m| m.switch_cpu_sec_per_gb)),
+                cell(tp(&many, &|m| Some(m.gbit_per_sec)), &|v| format!("{v:.2}")),
+                cpu(tp(&many, &|m| m.switch_cpu_sec_per_gb)),
+                cell(lat(&|m| Some(m.avg_us)), &|v| format!("{v:.1}")),
+                cpu(lat(&|m| m.switch_cpu_sec_per_gb)),
+                cell(udp(&|m| Some(m.sent_pps / 1e6)), &|v| format!("{v:.3}")),
+                cell(udp(&|m| Some(m.loss_percent)), &|v| format!("{v:.1}")),
+                cell(udp(&|m| Some(m.received_pps / 1e6)), &|v| format!("{v:.3}")),
+                cpu(udp(&|m| m.switch_cpu_sec_per_gb)),
             );
         }
         println!(
@@ -791,12 +928,27 @@ fn print_summary(report: &Report, scenarios: &[String]) {
             s.neighbours_tried
         );
     }
-    if !report.ratios.is_empty() {
-        println!("\nratios (same run; latency above 1 means slower, the others above 1 faster):");
-        for r in &report.ratios {
+    if !report.ratio_summary.is_empty() {
+        let rounds = report.settings.rounds;
+        if rounds > 1 {
             println!(
-                "  {:<18} / {:<13} {:<20} {:.2}x",
-                r.ours, r.base, r.test, r.ratio
+                "\nratios (each round's own pair; median, then the range over the rounds; \
+                 latency above 1 means slower, the others above 1 faster):"
+            );
+        } else {
+            println!(
+                "\nratios (same run; latency above 1 means slower, the others above 1 faster):"
+            );
+        }
+        for r in &report.ratio_summary {
+            let range = if r.rounds > 1 {
+                format!("  ({:.2}–{:.2}, {} rounds)", r.min, r.max, r.rounds)
+            } else {
+                String::new()
+            };
+            println!(
+                "  {:<18} / {:<13} {:<20} {:.2}x{range}",
+                r.ours, r.base, r.test, r.median
             );
         }
     }
@@ -814,11 +966,13 @@ fn draw_chart(path: &Path, report: &Report, scenarios: &[String]) -> Result<()> 
         .iter()
         .filter_map(|s| {
             let find = |test: &str| {
-                report
-                    .throughput
-                    .iter()
-                    .find(|m| &m.scenario == s && m.test == test)
-                    .map(|m| m.gbit_per_sec)
+                median(
+                    report
+                        .throughput
+                        .iter()
+                        .filter(|m| &m.scenario == s && m.test == test)
+                        .map(|m| m.gbit_per_sec),
+                )
             };
             let (one, many) = (find("tcp"), find(&many));
             (one.is_some() || many.is_some()).then(|| chart::Group {
@@ -830,9 +984,54 @@ fn draw_chart(path: &Path, report: &Report, scenarios: &[String]) -> Result<()> 
         .collect();
     let date = first_line(&["date", "-u", "-d", &format!("@{}", report.timestamp), "+%F"])
         .unwrap_or_default();
+    let rounds = match report.settings.rounds {
+        1 => String::new(),
+        n => format!(", median of {n} rounds"),
+    };
     let title = format!(
-        "iperf3 TCP throughput, Gbit/s ({} CPUs, Linux {}, {date})",
+        "iperf3 TCP throughput, Gbit/s ({} CPUs, Linux {}, {date}{rounds})",
         report.machine.cpus, report.machine.kernel
     );
     chart::draw(path, &title, report.settings.streams, &groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ratio(round: u32, test: &str, value: f64) -> Ratio {
+        Ratio {
+            round,
+            ours: "switchyard".into(),
+            base: "bridge".into(),
+            test: test.into(),
+            ratio: value,
+        }
+    }
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+        // A figure that is not a number does not move the median.
+        assert_eq!(median([f64::NAN, 5.0].into_iter()), Some(5.0));
+    }
+
+    #[test]
+    fn summary_per_test_over_rounds() {
+        let ratios = [
+            ratio(1, "tcp", 0.80),
+            ratio(1, "latency", 0.5),
+            ratio(2, "tcp", 0.95),
+            ratio(3, "tcp", 0.90),
+        ];
+        let summary = summarize(&ratios);
+        assert_eq!(summary.len(), 2);
+        let tcp = &summary[0];
+        assert_eq!((tcp.test.as_str(), tcp.rounds), ("tcp", 3));
+        assert_eq!((tcp.median, tcp.min, tcp.max), (0.90, 0.80, 0.95));
+        let latency = &summary[1];
+        assert_eq!((latency.rounds, latency.median), (1, 0.5));
+    }
 }
