@@ -118,6 +118,12 @@ impl TcpSegment {
     pub fn payload_len(&self) -> usize {
         self.end - self.payload
     }
+
+    /// Bytes of headers (Ethernet, IP, TCP) before the payload: what [`continues`]
+    /// compares, so what a caller keeps of a segment to compare a later one with.
+    pub fn header_len(&self) -> usize {
+        self.payload
+    }
 }
 
 /// Whether `next` (parsed as `n`) continues `prev` (parsed as `p`) so that the two can be
@@ -197,12 +203,57 @@ pub fn merge_into(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<(u
     let (first, f) = *segments.first()?;
     let out = out.get_mut(..total)?;
     out[..f.payload].copy_from_slice(first.get(..f.payload)?);
-    let mut at = f.payload;
+    copy_payloads(segments, &mut out[f.payload..])?;
+    // PSH as the last segment had it.
+    let (_, last) = segments[segments.len() - 1];
+    out[f.l4 + 13] = (f.flags & !PSH) | (last.flags & PSH);
+    Some((total, finish(out, &f, segments.len() > 1)))
+}
+
+/// Extends a frame [`merge_into`] made in `out` (its first `len` bytes; `first` is its
+/// first segment's parse) with the payloads of `more`, a run that continues it (each
+/// accepted by [`continues`], the first of them against the frame's last segment).
+/// Returns the new length and offload, or `None` when `out` is too small (it is left as
+/// it was) or `more` is empty.
+pub fn append_into(
+    out: &mut [u8],
+    len: usize,
+    first: &TcpSegment,
+    more: &[(&[u8], TcpSegment)],
+) -> Option<(usize, Offload)> {
+    if more.is_empty() || len < first.payload {
+        return None;
+    }
+    let total = len + more.iter().map(|(_, s)| s.payload_len()).sum::<usize>();
+    let out = out.get_mut(..total)?;
+    copy_payloads(more, &mut out[len..])?;
+    // PSH as the last segment had it.
+    let (_, last) = more[more.len() - 1];
+    out[first.l4 + 13] = (out[first.l4 + 13] & !PSH) | (last.flags & PSH);
+    Some((total, finish(out, first, true)))
+}
+
+/// Whether a run ending with `last`, `merged_len` payload bytes so far, could still be
+/// continued by a segment of the same size: `last` has no PSH and the IP packet has room.
+pub fn open_ended(last: &TcpSegment, merged_len: usize) -> bool {
+    last.flags & PSH == 0 && last.payload - ETH + merged_len + last.payload_len() <= MAX_IP_LEN
+}
+
+/// Copies the payloads of `segments` one after the other into `out`, which holds them.
+fn copy_payloads(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<()> {
+    let mut at = 0;
     for (frame, s) in segments {
         let piece = frame.get(s.payload..s.end)?;
-        out[at..at + piece.len()].copy_from_slice(piece);
+        out.get_mut(at..at + piece.len())?.copy_from_slice(piece);
         at += piece.len();
     }
+    Some(())
+}
+
+/// Sets the merged frame `out`'s lengths, IP checksum and partial TCP checksum (PSH is
+/// the caller's), and returns its offload. `f` is the first segment's parse; `several` whether more than one merged.
+fn finish(out: &mut [u8], f: &TcpSegment, several: bool) -> Offload {
+    let total = out.len();
     let ip_len = total - ETH;
     let l4_len = total - f.l4;
     if f.ipv6 {
@@ -213,9 +264,6 @@ pub fn merge_into(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<(u
         let sum = checksum::checksum(&out[ETH..f.l4]);
         out[ETH + 10..ETH + 12].copy_from_slice(&sum.to_be_bytes());
     }
-    // PSH as the last segment had it.
-    let (_, last) = segments[segments.len() - 1];
-    out[f.l4 + 13] = (f.flags & !PSH) | (last.flags & PSH);
     let pseudo = if f.ipv6 {
         let src: [u8; 16] = out[ETH + 8..ETH + 24].try_into().unwrap_or_default();
         let dst: [u8; 16] = out[ETH + 24..ETH + 40].try_into().unwrap_or_default();
@@ -226,8 +274,8 @@ pub fn merge_into(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<(u
         checksum::pseudo_header_v4(src, dst, PROTO_TCP, l4_len as u16)
     };
     out[f.l4 + 16..f.l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
-    let offload = Offload {
-        kind: if segments.len() == 1 {
+    Offload {
+        kind: if !several {
             GsoKind::None
         } else if f.ipv6 {
             GsoKind::TcpV6
@@ -239,8 +287,7 @@ pub fn merge_into(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<(u
         needs_csum: true,
         csum_start: f.l4 as u16,
         csum_offset: 16,
-    };
-    Some((total, offload))
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +365,32 @@ mod tests {
         assert_eq!((&buffer[..len], into), (&merged[..], back));
         assert_eq!(merge_into(&parsed, &mut buffer[..merged.len() - 1]), None);
         assert_eq!(merge_into(&[], &mut buffer), None);
+        // Split anywhere, merged in two steps (as two receives bring a super-frame): the
+        // first part merged, then the rest appended, is the same frame. The rest is
+        // checked against a copy of the first part's last headers only.
+        for split in 1..parsed.len() {
+            let (head, rest) = parsed.split_at(split);
+            let (last_frame, last) = head[head.len() - 1];
+            let last_header = last_frame[..last.header_len()].to_vec();
+            let so_far: usize = head.iter().map(|(_, s)| s.payload_len()).sum();
+            assert!(continues(
+                &last_header,
+                &last,
+                rest[0].0,
+                &rest[0].1,
+                so_far
+            ));
+            let mut buffer = vec![0u8; merged.len()];
+            let (len, _) = merge_into(head, &mut buffer).expect("fits");
+            let (len, offload) = append_into(&mut buffer, len, &head[0].1, rest).expect("fits");
+            assert_eq!((&buffer[..len], offload), (&merged[..], back));
+            // No room: refused.
+            let (len, _) = merge_into(head, &mut buffer).expect("fits");
+            assert_eq!(
+                append_into(&mut buffer[..merged.len() - 1], len, &head[0].1, rest),
+                None
+            );
+        }
         assert_eq!(
             back.segment_size,
             if frames.len() > 1 {
@@ -390,6 +463,21 @@ mod tests {
         syn[34 + 13] |= SYN;
         refresh_tcp_checksum(&mut syn, 34);
         assert_eq!(TcpSegment::parse(&syn), None);
+    }
+
+    #[test]
+    fn a_run_is_open_ended_without_psh_while_a_segment_fits() {
+        let (frame, offload) = super_frame(false, &vec![1u8; 3000], 1000, true);
+        let mut records = Vec::new();
+        let layout = segment(&offload, &frame, 0, 70_000, &mut records).unwrap();
+        let frames = frames_of(&records, layout.stride);
+        let first = TcpSegment::parse(&frames[0]).unwrap();
+        let last = TcpSegment::parse(&frames[2]).unwrap();
+        assert!(open_ended(&first, 1000));
+        assert!(!open_ended(&last, 3000), "PSH ends the super-frame");
+        // IPv4 + TCP headers are 40 bytes here: 64 000 + 1000 more still fit, 64 500 do not.
+        assert!(open_ended(&first, 64_000));
+        assert!(!open_ended(&first, 64_500));
     }
 
     proptest! {

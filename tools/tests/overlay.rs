@@ -108,6 +108,20 @@ fn containers_on_two_hosts_ping_and_carry_tcp() {
     assert!(iperf3(&c1, &c2, "10.81.0.2", 2, &[]) > 0.0);
     assert!(iperf3(&c2, &c1, "10.81.0.1", 2, &[]) > 0.0);
 
+    // Segmented, merged back within and across receives: every byte arrives in order and
+    // unchanged (the merged frame's checksum is the receiving kernel's to complete, so a
+    // payload put in the wrong place would not be caught by TCP).
+    assert_eq!(
+        common::tcp_transfer_intact(&c1, &c2, "10.81.0.2", 7001, 64 << 20),
+        None,
+        "the transfer c1 → c2 arrived damaged at that offset"
+    );
+    assert_eq!(
+        common::tcp_transfer_intact(&c2, &c1, "10.81.0.1", 7002, 16 << 20),
+        None,
+        "the transfer c2 → c1 arrived damaged at that offset"
+    );
+
     // On receive, segments of one flow were merged back into super-frames: what h2 wrote
     // into c2's TAP averages far more than one 1450-byte packet.
     let stats = s2.swctl_json(&["stats"]);
@@ -370,6 +384,17 @@ fn interoperates_with_kernel_vxlan(port: &str) {
     assert!(
         iperf3(&c2, &c1, "10.84.0.1", 2, &[]) > 0.0,
         "TCP kernel -> switchd"
+    );
+    // What the kernel segmented, switchd merges: the bytes arrive intact both ways.
+    assert_eq!(
+        common::tcp_transfer_intact(&c2, &c1, "10.84.0.1", 7003, 16 << 20),
+        None,
+        "kernel -> switchd: damaged at that offset"
+    );
+    assert_eq!(
+        common::tcp_transfer_intact(&c1, &c2, "10.84.0.2", 7004, 16 << 20),
+        None,
+        "switchd -> kernel: damaged at that offset"
     );
 }
 

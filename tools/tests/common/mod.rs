@@ -315,3 +315,84 @@ pub fn iperf3(client: &Netns, server: &Netns, addr: &str, secs: u32, extra: &[&s
         .as_f64()
         .unwrap_or_else(|| panic!("no bits_per_second in the iperf3 report:\n{report:#}"))
 }
+
+/// Runs `work` on a thread of its own that has entered `ns`'s network namespace (a
+/// thread's network namespace is its own), so sockets it opens live there.
+pub fn in_netns<T: Send + 'static>(
+    ns: &Netns,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = ns.path();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open the namespace");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        work()
+    })
+}
+
+/// The `index`th byte of a stream no two positions of which are likely to hold the same
+/// run: a misplaced, repeated or missing piece of a transfer shows as a mismatch.
+fn stream_byte(index: u64) -> u8 {
+    let mut x = index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x >> 32) as u8
+}
+
+/// Sends `bytes` bytes over one TCP connection from `client` to `server` (at `addr`,
+/// `port`) and checks that every byte arrived, in order and unchanged. Returns the
+/// offset of the first wrong byte, or `None` when the transfer is intact.
+pub fn tcp_transfer_intact(
+    client: &Netns,
+    server: &Netns,
+    addr: &str,
+    port: u16,
+    bytes: u64,
+) -> Option<u64> {
+    use std::io::{Read, Write};
+    let bind = format!("{addr}:{port}");
+    let listener = in_netns(server, move || {
+        std::net::TcpListener::bind(bind).expect("bind")
+    })
+    .join()
+    .expect("the listener thread");
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = 0u64;
+        loop {
+            let n = conn.read(&mut buf).expect("read the transfer");
+            if n == 0 {
+                return (at == bytes).then_some(()).map_or(Some(at), |()| None);
+            }
+            for (i, b) in buf[..n].iter().enumerate() {
+                if *b != stream_byte(at + i as u64) {
+                    return Some(at + i as u64);
+                }
+            }
+            at += n as u64;
+        }
+    });
+    let target = format!("{addr}:{port}");
+    in_netns(client, move || {
+        let mut conn = std::net::TcpStream::connect(target).expect("connect");
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < bytes {
+            let n = chunk.len().min((bytes - at) as usize);
+            for (i, b) in chunk[..n].iter_mut().enumerate() {
+                *b = stream_byte(at + i as u64);
+            }
+            // The receiver hangs up at the first wrong byte: its verdict is the one
+            // that counts.
+            if conn.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            at += n as u64;
+        }
+    })
+    .join()
+    .expect("the sending thread");
+    receiver.join().expect("the receiving thread")
+}

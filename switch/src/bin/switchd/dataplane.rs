@@ -299,14 +299,20 @@ pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Worker> {
                         reading.got_one();
                         forwarder.forward_datagrams(&shared, &batch, &rx[..batch.len])
                     }
-                    Ok(None) if reading.keep_trying() => {}
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // Nothing more now: a held frame goes without waiting.
+                        forwarder.flush_pending(&shared);
+                        if !reading.keep_trying() {
+                            break;
+                        }
+                    }
                     Err(err) => {
                         tracing::warn!("reading the VXLAN socket failed: {err}");
                         break;
                     }
                 }
             }
+            forwarder.flush_pending(&shared);
         }
     })
 }
@@ -360,6 +366,33 @@ struct Forwarder {
     router_out: Vec<RouterOutput>,
     /// A copy of a flooded frame for the router, which may rewrite what it gets.
     router_copy: PacketBuf,
+    /// A merged TCP super-frame in `packet` that the next receive may continue.
+    pending: Option<Pending>,
+}
+
+/// Headers (Ethernet, IP and TCP with options) fit in this many bytes.
+const MAX_HEADERS: usize = 14 + 60 + 60;
+
+/// A TCP super-frame merged from VXLAN datagrams and held in the forwarder's `packet`
+/// instead of being written at once, because the next receive may continue it: the
+/// sender's 64 KiB super-frame leaves as two UDP GSO sends (at most 64 KiB of datagrams
+/// each), so it arrives as two batches. Merging across them writes it to the TAP as one
+/// frame again, not as a 62 KiB frame and a 3 KiB one: half the receiver's TCP work and
+/// half its ACKs. Held only until the socket has nothing more to read.
+struct Pending {
+    from: SocketAddr,
+    in_port: PortId,
+    decision: Decision,
+    /// The VXLAN header every datagram of it carried.
+    vxlan: [u8; vxlan::HEADER_LEN],
+    /// The first segment's parse: where the merged frame's headers are.
+    first: TcpSegment,
+    /// The last segment's headers and parse, to compare the next datagram with.
+    last_headers: [u8; MAX_HEADERS],
+    last: TcpSegment,
+    /// Bytes of the merged frame (after the vnet header) and of its TCP payload.
+    len: usize,
+    payload: usize,
 }
 
 impl Forwarder {
@@ -373,6 +406,7 @@ impl Forwarder {
             router_out: Vec::new(),
             // The frame may carry a tag pushed for an earlier egress.
             router_copy: PacketBuf::with_capacity(MAX_WIRE_LEN + VLAN_TAG_LEN, true),
+            pending: None,
         }
     }
 
@@ -519,33 +553,51 @@ impl Forwarder {
     }
 
     /// Forwards the datagrams of one read, merging runs of consecutive TCP segments of
-    /// one flow (same VXLAN header, headers that allow it) into super-frames.
+    /// one flow (same VXLAN header, headers that allow it) into super-frames. A run that
+    /// continues the held super-frame extends it; the read's last run is held in turn
+    /// when it could go on (see [`Pending`]).
     fn forward_datagrams(&mut self, shared: &Shared, batch: &Batch, data: &[u8]) {
         let mut run: Vec<(&[u8], TcpSegment)> =
             Vec::with_capacity(data.len() / batch.segment.max(1) + 1);
-        let mut merged_payload = 0;
+        // Whether `run` continues the held frame (it may still be empty).
+        let mut extends = self.pending.as_ref().is_some_and(|p| p.from == batch.from);
+        let mut merged_payload = self.pending.as_ref().map_or(0, |p| p.payload);
         for datagram in data.chunks(batch.segment.max(1)) {
             let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
             let segment = TcpSegment::parse(inner);
-            if let (Some(segment), Some(&(last, last_segment))) = (segment, run.last()) {
-                let same_header =
-                    datagram.get(..vxlan::HEADER_LEN) == last.get(..vxlan::HEADER_LEN);
-                let last_inner = &last[vxlan::HEADER_LEN..];
-                if same_header
-                    && coalesce::continues(
-                        last_inner,
-                        &last_segment,
-                        inner,
-                        &segment,
-                        merged_payload,
-                    )
-                {
+            if let Some(segment) = segment {
+                let vxlan_header = datagram.get(..vxlan::HEADER_LEN);
+                let follows = match (run.last(), &self.pending) {
+                    (Some(&(last, last_segment)), _) => {
+                        vxlan_header == last.get(..vxlan::HEADER_LEN)
+                            && coalesce::continues(
+                                &last[vxlan::HEADER_LEN..],
+                                &last_segment,
+                                inner,
+                                &segment,
+                                merged_payload,
+                            )
+                    }
+                    (None, Some(held)) if extends => {
+                        vxlan_header == Some(&held.vxlan[..])
+                            && coalesce::continues(
+                                &held.last_headers,
+                                &held.last,
+                                inner,
+                                &segment,
+                                merged_payload,
+                            )
+                    }
+                    _ => false,
+                };
+                if follows {
                     merged_payload += segment.payload_len();
                     run.push((datagram, segment));
                     continue;
                 }
             }
-            self.forward_run(shared, batch.from, &run);
+            self.end_run(shared, batch.from, &run, extends, false);
+            extends = false;
             run.clear();
             match segment {
                 Some(segment) => {
@@ -555,7 +607,100 @@ impl Forwarder {
                 None => self.forward_datagram(shared, batch.from, datagram),
             }
         }
-        self.forward_run(shared, batch.from, &run);
+        self.end_run(shared, batch.from, &run, extends, true);
+    }
+
+    /// Forwards a run of mergeable datagrams (with their VXLAN headers), or adds it to
+    /// the held frame when `extends`. Whatever is held and not extended is sent first.
+    /// With `hold`, the result is held when it could go on rather than sent.
+    fn end_run(
+        &mut self,
+        shared: &Shared,
+        from: SocketAddr,
+        run: &[(&[u8], TcpSegment)],
+        extends: bool,
+        hold: bool,
+    ) {
+        if !extends || run.is_empty() {
+            self.flush_pending(shared);
+        }
+        let Some(&(last_datagram, last)) = run.last() else {
+            return;
+        };
+        let inner: Vec<(&[u8], TcpSegment)> = run
+            .iter()
+            .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
+            .collect();
+        let space = self.packet.read_space();
+        let frame_space = space.get_mut(VNET_HDR_LEN..).unwrap_or_default();
+        if let Some(held) = self.pending.as_mut().filter(|_| extends) {
+            match coalesce::append_into(frame_space, held.len, &held.first, &inner) {
+                Some((len, offload)) => {
+                    write_offload(space, &offload);
+                    self.packet.set_len(VNET_HDR_LEN + len);
+                    held.len = len;
+                    held.payload += inner.iter().map(|(_, s)| s.payload_len()).sum::<usize>();
+                }
+                None => {
+                    // No room (never expected: `continues` checked the size): the held
+                    // frame goes as it is, the run on its own.
+                    self.flush_pending(shared);
+                    return self.forward_run(shared, from, run);
+                }
+            }
+        } else if !hold {
+            return self.forward_run(shared, from, run);
+        } else {
+            // Start holding this run: decide once, for its first datagram.
+            let (decision, in_port) = {
+                let mut switch = shared.switch();
+                let decision = switch.process_vxlan(shared.now(), from.ip(), run[0].0);
+                (decision, switch.peer_port(from.ip()))
+            };
+            let (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) = (decision, in_port)
+            else {
+                return;
+            };
+            let Some((len, offload)) = coalesce::merge_into(&inner, frame_space) else {
+                return;
+            };
+            write_offload(space, &offload);
+            self.packet.set_len(VNET_HDR_LEN + len);
+            let mut vxlan = [0u8; vxlan::HEADER_LEN];
+            vxlan.copy_from_slice(&last_datagram[..vxlan::HEADER_LEN]);
+            self.pending = Some(Pending {
+                from,
+                in_port,
+                decision,
+                vxlan,
+                first: inner[0].1,
+                last_headers: [0; MAX_HEADERS],
+                last,
+                len,
+                payload: inner.iter().map(|(_, s)| s.payload_len()).sum(),
+            });
+        }
+        let Some(held) = self.pending.as_mut() else {
+            return;
+        };
+        let headers = &last_datagram[vxlan::HEADER_LEN..];
+        match headers.get(..last.header_len()) {
+            Some(h) if hold && h.len() <= MAX_HEADERS => {
+                held.last_headers[..h.len()].copy_from_slice(h);
+                held.last = last;
+                if !coalesce::open_ended(&last, held.payload) {
+                    self.flush_pending(shared);
+                }
+            }
+            _ => self.flush_pending(shared),
+        }
+    }
+
+    /// Sends the held super-frame, if there is one.
+    fn flush_pending(&mut self, shared: &Shared) {
+        if let Some(held) = self.pending.take() {
+            self.forward(shared, held.in_port, held.decision);
+        }
     }
 
     /// Forwards a run of mergeable datagrams: one alone as it is, several as one frame.
