@@ -639,7 +639,7 @@ impl Forwarder {
                     write_offload(space, &offload);
                     self.packet.set_len(VNET_HDR_LEN + len);
                     held.len = len;
-                    held.payload += inner.iter().map(|(_, s)| s.payload_len()).sum::<usize>();
+                    held.payload += payload_bytes(&inner);
                 }
                 None => {
                     // No room (never expected: `continues` checked the size): the held
@@ -648,7 +648,8 @@ impl Forwarder {
                     return self.forward_run(shared, from, run);
                 }
             }
-        } else if !hold {
+        } else if !hold || !coalesce::open_ended(&last, payload_bytes(&inner)) {
+            // Nothing can continue it (mid-read, or PSH: a request, a reply): as before.
             return self.forward_run(shared, from, run);
         } else {
             // Start holding this run: decide once, for its first datagram.
@@ -677,7 +678,7 @@ impl Forwarder {
                 last_headers: [0; MAX_HEADERS],
                 last,
                 len,
-                payload: inner.iter().map(|(_, s)| s.payload_len()).sum(),
+                payload: payload_bytes(&inner),
             });
         }
         let Some(held) = self.pending.as_mut() else {
@@ -757,6 +758,11 @@ impl Forwarder {
         Vtep::strip_header(&mut self.packet);
         self.forward(shared, in_port, decision);
     }
+}
+
+/// Bytes of TCP payload in `segments`.
+fn payload_bytes(segments: &[(&[u8], TcpSegment)]) -> usize {
+    segments.iter().map(|(_, s)| s.payload_len()).sum()
 }
 
 /// Hands the router a frame the switch delivered to it on `vlan`, and sends what it
