@@ -627,13 +627,10 @@ impl Forwarder {
         let Some(&(last_datagram, last)) = run.last() else {
             return;
         };
-        let inner: Vec<(&[u8], TcpSegment)> = run
-            .iter()
-            .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
-            .collect();
-        let space = self.packet.read_space();
-        let frame_space = space.get_mut(VNET_HDR_LEN..).unwrap_or_default();
+        let inner = inner_segments(run);
         if let Some(held) = self.pending.as_mut().filter(|_| extends) {
+            let space = self.packet.read_space();
+            let frame_space = space.get_mut(VNET_HDR_LEN..).unwrap_or_default();
             match coalesce::append_into(frame_space, held.len, &held.first, &inner) {
                 Some((len, offload)) => {
                     write_offload(space, &offload);
@@ -653,20 +650,12 @@ impl Forwarder {
             return self.forward_run(shared, from, run);
         } else {
             // Start holding this run: decide once, for its first datagram.
-            let (decision, in_port) = {
-                let mut switch = shared.switch();
-                let decision = switch.process_vxlan(shared.now(), from.ip(), run[0].0);
-                (decision, switch.peer_port(from.ip()))
-            };
-            let (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) = (decision, in_port)
-            else {
+            let Some((decision, in_port)) = decide_vxlan(shared, from, run[0].0) else {
                 return;
             };
-            let Some((len, offload)) = coalesce::merge_into(&inner, frame_space) else {
+            let Some(len) = self.merge_into_packet(&inner) else {
                 return;
             };
-            write_offload(space, &offload);
-            self.packet.set_len(VNET_HDR_LEN + len);
             let mut vxlan = [0u8; vxlan::HEADER_LEN];
             vxlan.copy_from_slice(&last_datagram[..vxlan::HEADER_LEN]);
             self.pending = Some(Pending {
@@ -710,30 +699,12 @@ impl Forwarder {
             [] => {}
             [(datagram, _)] => self.forward_datagram(shared, from, datagram),
             [(first, _), ..] => {
-                let (decision, in_port) = {
-                    let mut switch = shared.switch();
-                    let decision = switch.process_vxlan(shared.now(), from.ip(), first);
-                    (decision, switch.peer_port(from.ip()))
-                };
-                let (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) =
-                    (decision, in_port)
-                else {
+                let Some((decision, in_port)) = decide_vxlan(shared, from, first) else {
                     return;
                 };
-                let inner: Vec<(&[u8], TcpSegment)> = run
-                    .iter()
-                    .map(|(d, s)| (&d[vxlan::HEADER_LEN..], *s))
-                    .collect();
-                // Merged straight into the buffer the TAP write goes from: one copy.
-                let space = self.packet.read_space();
-                let Some((len, offload)) =
-                    coalesce::merge_into(&inner, space.get_mut(VNET_HDR_LEN..).unwrap_or_default())
-                else {
-                    return;
-                };
-                write_offload(space, &offload);
-                self.packet.set_len(VNET_HDR_LEN + len);
-                self.forward(shared, in_port, decision);
+                if self.merge_into_packet(&inner_segments(run)).is_some() {
+                    self.forward(shared, in_port, decision);
+                }
             }
         }
     }
@@ -746,18 +717,42 @@ impl Forwarder {
         };
         room.copy_from_slice(datagram);
         self.packet.set_len(RX_OFFSET + datagram.len());
-        let (decision, in_port) = {
-            let mut switch = shared.switch();
-            let decision = switch.process_vxlan(shared.now(), from.ip(), datagram);
-            (decision, switch.peer_port(from.ip()))
-        };
-        let (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) = (decision, in_port)
-        else {
+        let Some((decision, in_port)) = decide_vxlan(shared, from, datagram) else {
             return;
         };
         Vtep::strip_header(&mut self.packet);
         self.forward(shared, in_port, decision);
     }
+
+    /// Merges `segments` (inner frames) into `self.packet` behind the vnet header that
+    /// describes the result: straight into the buffer the TAP write goes from, so the
+    /// payload is copied once. Returns the frame's length.
+    fn merge_into_packet(&mut self, segments: &[(&[u8], TcpSegment)]) -> Option<usize> {
+        let space = self.packet.read_space();
+        let (len, offload) =
+            coalesce::merge_into(segments, space.get_mut(VNET_HDR_LEN..).unwrap_or_default())?;
+        write_offload(space, &offload);
+        self.packet.set_len(VNET_HDR_LEN + len);
+        Some(len)
+    }
+}
+
+/// The switch's decision for a VXLAN datagram from `from` and the port of that peer, when
+/// the frame goes anywhere.
+fn decide_vxlan(shared: &Shared, from: SocketAddr, datagram: &[u8]) -> Option<(Decision, PortId)> {
+    let mut switch = shared.switch();
+    let decision = switch.process_vxlan(shared.now(), from.ip(), datagram);
+    match (decision, switch.peer_port(from.ip())) {
+        (Decision::Output(_) | Decision::Flood { .. }, Some(in_port)) => Some((decision, in_port)),
+        _ => None,
+    }
+}
+
+/// The inner frames of a run of VXLAN datagrams, with their parses.
+fn inner_segments<'a>(run: &[(&'a [u8], TcpSegment)]) -> Vec<(&'a [u8], TcpSegment)> {
+    run.iter()
+        .map(|(datagram, s)| (&datagram[vxlan::HEADER_LEN..], *s))
+        .collect()
 }
 
 /// Bytes of TCP payload in `segments`.
