@@ -390,8 +390,7 @@ struct Pending {
     /// The last segment's headers and parse, to compare the next datagram with.
     last_headers: [u8; MAX_HEADERS],
     last: TcpSegment,
-    /// Bytes of the merged frame (after the vnet header) and of its TCP payload.
-    len: usize,
+    /// Bytes of TCP payload merged so far.
     payload: usize,
 }
 
@@ -561,7 +560,10 @@ impl Forwarder {
             Vec::with_capacity(data.len() / batch.segment.max(1) + 1);
         // Whether `run` continues the held frame (it may still be empty).
         let mut extends = self.pending.as_ref().is_some_and(|p| p.from == batch.from);
-        let mut merged_payload = self.pending.as_ref().map_or(0, |p| p.payload);
+        let mut merged_payload = match &self.pending {
+            Some(held) if extends => held.payload,
+            _ => 0,
+        };
         for datagram in data.chunks(batch.segment.max(1)) {
             let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
             let segment = TcpSegment::parse(inner);
@@ -629,13 +631,13 @@ impl Forwarder {
         };
         let inner = inner_segments(run);
         if let Some(held) = self.pending.as_mut().filter(|_| extends) {
+            let held_len = self.packet.frame().len();
             let space = self.packet.read_space();
             let frame_space = space.get_mut(VNET_HDR_LEN..).unwrap_or_default();
-            match coalesce::append_into(frame_space, held.len, &held.first, &inner) {
+            match coalesce::append_into(frame_space, held_len, &held.first, &inner) {
                 Some((len, offload)) => {
                     write_offload(space, &offload);
                     self.packet.set_len(VNET_HDR_LEN + len);
-                    held.len = len;
                     held.payload += payload_bytes(&inner);
                 }
                 None => {
@@ -653,9 +655,9 @@ impl Forwarder {
             let Some((decision, in_port)) = decide_vxlan(shared, from, run[0].0) else {
                 return;
             };
-            let Some(len) = self.merge_into_packet(&inner) else {
+            if !self.merge_into_packet(&inner) {
                 return;
-            };
+            }
             let mut vxlan = [0u8; vxlan::HEADER_LEN];
             vxlan.copy_from_slice(&last_datagram[..vxlan::HEADER_LEN]);
             self.pending = Some(Pending {
@@ -666,7 +668,6 @@ impl Forwarder {
                 first: inner[0].1,
                 last_headers: [0; MAX_HEADERS],
                 last,
-                len,
                 payload: payload_bytes(&inner),
             });
         }
@@ -702,7 +703,7 @@ impl Forwarder {
                 let Some((decision, in_port)) = decide_vxlan(shared, from, first) else {
                     return;
                 };
-                if self.merge_into_packet(&inner_segments(run)).is_some() {
+                if self.merge_into_packet(&inner_segments(run)) {
                     self.forward(shared, in_port, decision);
                 }
             }
@@ -726,14 +727,16 @@ impl Forwarder {
 
     /// Merges `segments` (inner frames) into `self.packet` behind the vnet header that
     /// describes the result: straight into the buffer the TAP write goes from, so the
-    /// payload is copied once. Returns the frame's length.
-    fn merge_into_packet(&mut self, segments: &[(&[u8], TcpSegment)]) -> Option<usize> {
+    /// payload is copied once. False when it does not fit (nothing to send).
+    fn merge_into_packet(&mut self, segments: &[(&[u8], TcpSegment)]) -> bool {
         let space = self.packet.read_space();
-        let (len, offload) =
-            coalesce::merge_into(segments, space.get_mut(VNET_HDR_LEN..).unwrap_or_default())?;
+        let frame_space = space.get_mut(VNET_HDR_LEN..).unwrap_or_default();
+        let Some((len, offload)) = coalesce::merge_into(segments, frame_space) else {
+            return false;
+        };
         write_offload(space, &offload);
         self.packet.set_len(VNET_HDR_LEN + len);
-        Some(len)
+        true
     }
 }
 
