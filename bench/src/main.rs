@@ -803,6 +803,15 @@ fn summarize(ratios: &[Ratio]) -> Vec<RatioSummary> {
     out
 }
 
+/// The median, over the rounds, of `value` of the measurements `keep` picks.
+fn median_of<T>(
+    measurements: &[T],
+    keep: impl Fn(&T) -> bool,
+    value: impl Fn(&T) -> Option<f64>,
+) -> Option<f64> {
+    median(measurements.iter().filter(|m| keep(m)).filter_map(value))
+}
+
 /// The median of `values` (the mean of the middle two for an even count); `None` for none.
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut sorted: Vec<f64> = values.filter(|v| v.is_finite()).collect();
@@ -850,31 +859,17 @@ fn print_summary(report: &Report, scenarios: &[String]) {
         for scenario in measured {
             // Medians over the rounds (with one round, the figure itself).
             let tp = |test: &str, f: &dyn Fn(&Throughput) -> Option<f64>| {
-                median(
-                    report
-                        .throughput
-                        .iter()
-                        .filter(|m| &m.scenario == scenario && m.test == test)
-                        .filter_map(f),
+                median_of(
+                    &report.throughput,
+                    |m| &m.scenario == scenario && m.test == test,
+                    f,
                 )
             };
             let lat = |f: &dyn Fn(&Latency) -> Option<f64>| {
-                median(
-                    report
-                        .latency
-                        .iter()
-                        .filter(|m| &m.scenario == scenario)
-                        .filter_map(f),
-                )
+                median_of(&report.latency, |m| &m.scenario == scenario, f)
             };
             let udp = |f: &dyn Fn(&Udp64) -> Option<f64>| {
-                median(
-                    report
-                        .udp64
-                        .iter()
-                        .filter(|m| &m.scenario == scenario)
-                        .filter_map(f),
-                )
+                median_of(&report.udp64, |m| &m.scenario == scenario, f)
             };
             let dash = || "–".to_string();
             let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(dash, f);
@@ -966,12 +961,10 @@ fn draw_chart(path: &Path, report: &Report, scenarios: &[String]) -> Result<()> 
         .iter()
         .filter_map(|s| {
             let find = |test: &str| {
-                median(
-                    report
-                        .throughput
-                        .iter()
-                        .filter(|m| &m.scenario == s && m.test == test)
-                        .map(|m| m.gbit_per_sec),
+                median_of(
+                    &report.throughput,
+                    |m| &m.scenario == s && m.test == test,
+                    |m| Some(m.gbit_per_sec),
                 )
             };
             let (one, many) = (find("tcp"), find(&many));

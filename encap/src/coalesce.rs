@@ -192,7 +192,12 @@ pub fn merged_len(segments: &[(&[u8], TcpSegment)]) -> usize {
     let Some((_, first)) = segments.first() else {
         return 0;
     };
-    first.payload + segments.iter().map(|(_, s)| s.payload_len()).sum::<usize>()
+    first.payload + payload_len(segments)
+}
+
+/// Bytes of TCP payload in `segments`, all told.
+pub fn payload_len(segments: &[(&[u8], TcpSegment)]) -> usize {
+    segments.iter().map(|(_, s)| s.payload_len()).sum()
 }
 
 /// [`merge`] into a caller's buffer (the one the frame is then written to the TAP from,
@@ -204,10 +209,7 @@ pub fn merge_into(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<(u
     let out = out.get_mut(..total)?;
     out[..f.payload].copy_from_slice(first.get(..f.payload)?);
     copy_payloads(segments, &mut out[f.payload..])?;
-    // PSH as the last segment had it.
-    let (_, last) = segments[segments.len() - 1];
-    out[f.l4 + 13] = (f.flags & !PSH) | (last.flags & PSH);
-    Some((total, finish(out, &f, segments.len() > 1)))
+    Some((total, finish(out, &f, segments)))
 }
 
 /// Extends a frame [`merge_into`] made in `out` (its first `len` bytes; `first` is its
@@ -224,13 +226,10 @@ pub fn append_into(
     if more.is_empty() || len < first.payload {
         return None;
     }
-    let total = len + more.iter().map(|(_, s)| s.payload_len()).sum::<usize>();
+    let total = len + payload_len(more);
     let out = out.get_mut(..total)?;
     copy_payloads(more, &mut out[len..])?;
-    // PSH as the last segment had it.
-    let (_, last) = more[more.len() - 1];
-    out[first.l4 + 13] = (out[first.l4 + 13] & !PSH) | (last.flags & PSH);
-    Some((total, finish(out, first, true)))
+    Some((total, finish(out, first, more)))
 }
 
 /// Whether a run ending with `last`, `merged_len` payload bytes so far, could still be
@@ -250,10 +249,14 @@ fn copy_payloads(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<()>
     Some(())
 }
 
-/// Sets the merged frame `out`'s lengths, IP checksum and partial TCP checksum (PSH is
-/// the caller's), and returns its offload. `f` is the first segment's parse; `several` whether more than one merged.
-fn finish(out: &mut [u8], f: &TcpSegment, several: bool) -> Offload {
+/// Sets the merged frame `out`'s lengths, IP checksum, PSH (as the last segment of
+/// `added`, the segments just merged in, had it) and partial TCP checksum, and returns its
+/// offload. `f` is the frame's first segment's parse.
+fn finish(out: &mut [u8], f: &TcpSegment, added: &[(&[u8], TcpSegment)]) -> Offload {
     let total = out.len();
+    if let Some((_, last)) = added.last() {
+        out[f.l4 + 13] = (out[f.l4 + 13] & !PSH) | (last.flags & PSH);
+    }
     let ip_len = total - ETH;
     let l4_len = total - f.l4;
     if f.ipv6 {
@@ -275,7 +278,8 @@ fn finish(out: &mut [u8], f: &TcpSegment, several: bool) -> Offload {
     };
     out[f.l4 + 16..f.l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
     Offload {
-        kind: if !several {
+        // The first segment alone is sent as it is; anything longer is a GSO frame.
+        kind: if total == f.end {
             GsoKind::None
         } else if f.ipv6 {
             GsoKind::TcpV6
@@ -334,6 +338,15 @@ mod tests {
 
     fn frames_of(records: &[u8], stride: usize) -> Vec<Vec<u8>> {
         records.chunks(stride).map(<[u8]>::to_vec).collect()
+    }
+
+    /// The IPv4 segments a sender's stack would make of `payload` bytes at `mss`, PSH on
+    /// the last when `psh`.
+    fn segments_of(payload: usize, mss: u16, psh: bool) -> Vec<Vec<u8>> {
+        let (frame, offload) = super_frame(false, &vec![1u8; payload], mss, psh);
+        let mut records = Vec::new();
+        let layout = segment(&offload, &frame, 0, 70_000, &mut records).unwrap();
+        frames_of(&records, layout.stride)
     }
 
     /// Segments a super-frame, coalesces the segments, and checks the result is the
@@ -437,10 +450,7 @@ mod tests {
 
     #[test]
     fn a_gap_a_different_flow_or_a_bad_checksum_stops_the_run() {
-        let (frame, offload) = super_frame(false, &vec![1u8; 4000], 1000, false);
-        let mut records = Vec::new();
-        let layout = segment(&offload, &frame, 0, 70_000, &mut records).unwrap();
-        let frames = frames_of(&records, layout.stride);
+        let frames = segments_of(4000, 1000, false);
         let parse = |f: &[u8]| TcpSegment::parse(f).unwrap();
         let (a, b, c) = (&frames[0], &frames[1], &frames[2]);
         assert!(continues(a, &parse(a), b, &parse(b), 0));
@@ -467,10 +477,7 @@ mod tests {
 
     #[test]
     fn a_run_is_open_ended_without_psh_while_a_segment_fits() {
-        let (frame, offload) = super_frame(false, &vec![1u8; 3000], 1000, true);
-        let mut records = Vec::new();
-        let layout = segment(&offload, &frame, 0, 70_000, &mut records).unwrap();
-        let frames = frames_of(&records, layout.stride);
+        let frames = segments_of(3000, 1000, true);
         let first = TcpSegment::parse(&frames[0]).unwrap();
         let last = TcpSegment::parse(&frames[2]).unwrap();
         assert!(open_ended(&first, 1000));

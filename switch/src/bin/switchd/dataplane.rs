@@ -568,30 +568,22 @@ impl Forwarder {
             let inner = datagram.get(vxlan::HEADER_LEN..).unwrap_or_default();
             let segment = TcpSegment::parse(inner);
             if let Some(segment) = segment {
-                let vxlan_header = datagram.get(..vxlan::HEADER_LEN);
-                let follows = match (run.last(), &self.pending) {
-                    (Some(&(last, last_segment)), _) => {
-                        vxlan_header == last.get(..vxlan::HEADER_LEN)
-                            && coalesce::continues(
-                                &last[vxlan::HEADER_LEN..],
-                                &last_segment,
-                                inner,
-                                &segment,
-                                merged_payload,
-                            )
-                    }
+                // What it must continue: the run's last datagram, or the held frame's.
+                let previous = match (run.last(), &self.pending) {
+                    (Some(&(last, last_segment)), _) => Some((
+                        last.get(..vxlan::HEADER_LEN),
+                        &last[vxlan::HEADER_LEN..],
+                        last_segment,
+                    )),
                     (None, Some(held)) if extends => {
-                        vxlan_header == Some(&held.vxlan[..])
-                            && coalesce::continues(
-                                &held.last_headers,
-                                &held.last,
-                                inner,
-                                &segment,
-                                merged_payload,
-                            )
+                        Some((Some(&held.vxlan[..]), &held.last_headers[..], held.last))
                     }
-                    _ => false,
+                    _ => None,
                 };
+                let follows = previous.is_some_and(|(vxlan_header, headers, last)| {
+                    datagram.get(..vxlan::HEADER_LEN) == vxlan_header
+                        && coalesce::continues(headers, &last, inner, &segment, merged_payload)
+                });
                 if follows {
                     merged_payload += segment.payload_len();
                     run.push((datagram, segment));
@@ -638,7 +630,7 @@ impl Forwarder {
                 Some((len, offload)) => {
                     write_offload(space, &offload);
                     self.packet.set_len(VNET_HDR_LEN + len);
-                    held.payload += payload_bytes(&inner);
+                    held.payload += coalesce::payload_len(&inner);
                 }
                 None => {
                     // No room (never expected: `continues` checked the size): the held
@@ -647,7 +639,7 @@ impl Forwarder {
                     return self.forward_run(shared, from, run);
                 }
             }
-        } else if !hold || !coalesce::open_ended(&last, payload_bytes(&inner)) {
+        } else if !hold || !coalesce::open_ended(&last, coalesce::payload_len(&inner)) {
             // Nothing can continue it (mid-read, or PSH: a request, a reply): as before.
             return self.forward_run(shared, from, run);
         } else {
@@ -668,7 +660,7 @@ impl Forwarder {
                 first: inner[0].1,
                 last_headers: [0; MAX_HEADERS],
                 last,
-                payload: payload_bytes(&inner),
+                payload: coalesce::payload_len(&inner),
             });
         }
         let Some(held) = self.pending.as_mut() else {
@@ -756,11 +748,6 @@ fn inner_segments<'a>(run: &[(&'a [u8], TcpSegment)]) -> Vec<(&'a [u8], TcpSegme
     run.iter()
         .map(|(datagram, s)| (&datagram[vxlan::HEADER_LEN..], *s))
         .collect()
-}
-
-/// Bytes of TCP payload in `segments`.
-fn payload_bytes(segments: &[(&[u8], TcpSegment)]) -> usize {
-    segments.iter().map(|(_, s)| s.payload_len()).sum()
 }
 
 /// Hands the router a frame the switch delivered to it on `vlan`, and sends what it
