@@ -21,11 +21,10 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Serialize;
-use switchyard::control::{
-    AttachRequest, Attached, Client, ClientError, Detached, EndpointInfo, PortInfo, Request,
-};
+use switchyard::control::{AttachRequest, Attached, Detached, EndpointInfo, PortInfo, Request};
 use switchyard::port::{PortId, PortMode};
 use switchyard::wire::MacAddr;
+use switchyard_os::client::{Client, ClientError};
 
 use crate::netns::{Netns, NetnsError, NetnsId, NetnsRef};
 use crate::rtnl::{validate_ifname, InvalidIfname, Link, Rtnl, RtnlError};

@@ -11,9 +11,10 @@ use ipnet::IpNet;
 use nsutil::attach::{self, AttachError, AttachOptions, DEFAULT_IFNAME, DEFAULT_MTU};
 use nsutil::netns::{self, Netns, NetnsError, NetnsRef};
 use serde::Serialize;
-use switchyard::control::{ClientError, PortInfo, DEFAULT_SOCKET, SOCKET_ENV};
+use switchyard::control::{PortInfo, DEFAULT_SOCKET, SOCKET_ENV};
 use switchyard::port::PortMode;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
+use switchyard_os::client::ClientError;
 
 /// Create network namespaces and attach them to switchd.
 #[derive(Parser, Debug)]

@@ -11,9 +11,10 @@ use common::{link_names, unique_name, TestNs};
 use ipnet::IpNet;
 use nsutil::attach::{self, derived_mac, AttachError, AttachOptions, OptionsError};
 use nsutil::netns::{self, Netns, NetnsError, NetnsRef};
-use switchyard::control::{ClientError, Request};
+use switchyard::control::Request;
 use switchyard::port::PortMode;
 use switchyard::wire::VlanId;
+use switchyard_os::client::ClientError;
 
 fn access_options(ns: &TestNs) -> AttachOptions {
     let mut options = AttachOptions::new(ns.reference());

@@ -264,7 +264,8 @@ pub mod real_switchd {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use switchyard::control::{Client, PortInfo, Request};
+    use switchyard::control::{PortInfo, Request};
+    use switchyard_os::client::Client;
 
     /// Path of a workspace binary. Tests run from `target/<profile>/deps/`; the binaries
     /// are in `target/<profile>/`.

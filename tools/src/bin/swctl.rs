@@ -18,13 +18,14 @@ use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::control::{
-    Client, FdbRecord, FdbStats, Flushed, NetworkInfo, PeerInfo, PortInfo, PortStats, Request,
-    RouterInfo, Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
+    FdbRecord, FdbStats, Flushed, NetworkInfo, PeerInfo, PortInfo, PortStats, Request, RouterInfo,
+    Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
 };
 use switchyard::network::NetworkConfig;
 use switchyard::port::{PortId, PortMode};
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
 use switchyard_encap::Vni;
+use switchyard_os::client::Client;
 
 // ---------------------------------------------------------------------------------------
 // Command line

@@ -22,11 +22,10 @@ use nsutil::attach::{self, AttachError, AttachOptions};
 use nsutil::netns::{Netns, NetnsError, NetnsRef};
 use nsutil::rtnl::{Rtnl, RtnlError};
 use serde_json::Value;
-use switchyard::control::{
-    Client, ClientError, EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET,
-};
+use switchyard::control::{EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET};
 use switchyard::network::NetworkConfig;
 use switchyard_encap::Vni;
+use switchyard_os::client::{Client, ClientError};
 
 use ipam::Ipam;
 use spec::{CniError, CniResult, Code, Input, IpConfig, NetConf, Route, SUPPORTED_VERSIONS};

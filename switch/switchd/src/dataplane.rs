@@ -31,8 +31,8 @@ use switchyard_encap::coalesce::{self, TcpSegment};
 use switchyard_encap::segment::{GsoKind, Offload};
 use switchyard_encap::vxlan::{self, Vni};
 
-use crate::tap::Tap;
 use crate::vtep::{Batch, SendFailure, Vtep, RX_OFFSET};
+use switchyard_os::tap::Tap;
 
 /// Frames a thread forwards between two looks at its stop signal.
 const BATCH: usize = 64;

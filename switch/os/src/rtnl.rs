@@ -13,7 +13,6 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::wire::MacAddr;
 use ipnet::IpNet;
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK,
@@ -30,6 +29,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
 use serde::Serialize;
+use switchyard::wire::MacAddr;
 
 /// `IFNAMSIZ - 1`: the longest interface name the kernel accepts.
 pub const MAX_IFNAME_LEN: usize = 15;

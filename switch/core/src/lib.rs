@@ -18,13 +18,12 @@
 //!   answers (ARP, ICMP), for the gateways of networks.
 //! * [`sim`] — a deterministic simulator of hosts, switches and routers over in-memory
 //!   links with a virtual clock, for testing the cores without root.
-//! * [`control`] — the JSON protocol of switchd's control socket and a blocking client,
-//!   shared by `swctl`, `nsutil` and `switchyard-cni`.
-//! * [`rtnl`] — a small synchronous rtnetlink client, shared by switchd (the uplink's
-//!   routes) and nsutil (containers' interfaces).
+//! * [`control`] — the JSON protocol of switchd's control socket, shared by `swctl`,
+//!   `nsutil` and `switchyard-cni` (the client that speaks it is in `switchyard-os`).
 //!
-//! The cores never perform I/O and never read a clock: time is an argument
-//! ([`time::Time`]). `control` and `rtnl` are the I/O edges the binaries share.
+//! Nothing here performs I/O or reads a clock: time is an argument ([`time::Time`]).
+//! The I/O edges (namespaces, TAPs, netlink, the control socket client) are in the
+//! `switchyard-os` crate.
 
 #![forbid(unsafe_code)]
 
@@ -34,10 +33,11 @@ pub mod forward;
 pub mod network;
 pub mod port;
 pub mod router;
-pub mod rtnl;
 pub mod sim;
 pub mod time;
-pub mod wire;
+
+/// The wire layer (`switchyard-wire`), re-exported: frames, tags, vnet headers, IP views.
+pub use switchyard_wire as wire;
 
 pub use fdb::{FdbConfig, MacTable};
 pub use forward::{Decision, DropReason, Egress, Switch};

@@ -6,12 +6,12 @@
 //! descriptor keeps working from switchd's own namespace. Because the TAP is persistent,
 //! it survives switchd stopping; a restarted switchd finds it again by its interface index.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::netns::{in_netns, EnterError};
+use crate::netns::{Netns, NetnsError};
 use crate::sys;
 
 impl AsFd for Tap {
@@ -24,7 +24,7 @@ impl AsFd for Tap {
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     #[error(transparent)]
-    Enter(#[from] EnterError),
+    Netns(#[from] NetnsError),
     #[error("interface {0} already exists in that namespace; pick another name with --ifname (if it is a TAP left over from an earlier switchd, remove it with `ip -n NAMESPACE link del {0}`)")]
     NameTaken(String),
     #[error("cannot open /dev/net/tun ({0}); is the tun module loaded and are you root?")]
@@ -76,8 +76,8 @@ pub struct Tap {
 
 impl Tap {
     /// Creates the persistent TAP `ifname` inside the namespace `netns`.
-    pub fn create_in(netns: &File, ifname: &str) -> Result<Tap, TapError> {
-        in_netns(netns, || {
+    pub fn create_in(netns: &Netns, ifname: &str) -> Result<Tap, TapError> {
+        netns.run(|| {
             if nix::net::if_::if_nametoindex(ifname).is_ok() {
                 return Err(TapError::NameTaken(ifname.to_string()));
             }
@@ -95,8 +95,8 @@ impl Tap {
 
     /// Attaches to the persistent TAP with interface index `ifindex` inside `netns`,
     /// whatever it is called now.
-    pub fn reopen_in(netns: &File, ifindex: u32) -> Result<Tap, TapError> {
-        in_netns(netns, || {
+    pub fn reopen_in(netns: &Netns, ifindex: u32) -> Result<Tap, TapError> {
+        netns.run(|| {
             let interfaces = nix::net::if_::if_nameindex().map_err(TapError::Lookup)?;
             let name = interfaces
                 .iter()

@@ -1,4 +1,4 @@
-//! Every `unsafe` block of switchd lives here: the TUN/TAP ioctls, which neither nix nor
+//! Every `unsafe` block of switchyard lives here: the TUN/TAP ioctls, which neither nix nor
 //! any well-kept crate wraps with `IFF_VNET_HDR` and offload support.
 
 use std::ffi::CStr;

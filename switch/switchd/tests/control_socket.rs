@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchyard::control::{Client, Request, Status};
+use switchyard::control::{Request, Status};
+use switchyard_os::client::Client;
 
 struct Daemon {
     dir: PathBuf,

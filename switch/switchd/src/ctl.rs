@@ -22,10 +22,10 @@ use switchyard::{PortId, PortMode};
 use switchyard_encap::Vni;
 
 use crate::daemon::{port_name, Daemon, Peer, PortEntry};
-use crate::netns;
 use crate::state::SavedPort;
-use crate::tap::Tap;
 use crate::uplink;
+use switchyard_os::netns;
+use switchyard_os::tap::Tap;
 
 type Outcome<T> = Result<T, String>;
 
@@ -132,8 +132,8 @@ fn port_info(daemon: &Daemon, id: PortId) -> PortInfo {
 /// Only asked of ports that are up: their TAP keeps the namespace alive, so its inode
 /// cannot have been reused and comparing inodes is enough.
 fn namespace_is_gone(port: &SavedPort) -> bool {
-    match netns::open(&port.netns).and_then(|f| netns::inode(&f)) {
-        Ok(inode) => inode != (port.netns_dev, port.netns_ino),
+    match netns::NetnsId::of(&port.netns) {
+        Ok(id) => (id.dev, id.ino) != (port.netns_dev, port.netns_ino),
         Err(_) => true,
     }
 }
@@ -219,17 +219,17 @@ fn default_label(netns: &Path) -> String {
 }
 
 /// Opens the namespace at `path` and identifies it.
-fn open_netns(path: &Path) -> Outcome<(File, netns::Identity)> {
+fn open_netns(path: &Path) -> Outcome<(netns::Netns, netns::Identity)> {
     if !path.is_absolute() {
         return Err(format!(
             "namespace path {} must be absolute",
             path.display()
         ));
     }
-    let file = netns::open(path)
+    let netns = netns::Netns::open_path(path)
         .map_err(|err| format!("cannot open network namespace {}: {err}", path.display()))?;
-    let identity = netns::identity(&file).map_err(|err| format!("{}: {err}", path.display()))?;
-    Ok((file, identity))
+    let identity = netns.identity();
+    Ok((netns, identity))
 }
 
 fn find_endpoint(daemon: &Daemon, identity: netns::Identity, ifname: &str) -> Option<PortId> {

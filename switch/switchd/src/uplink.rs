@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ipnet::{IpNet, Ipv4Net};
-use switchyard::rtnl::{Link, Rtnl, MAIN_TABLE};
+use switchyard_os::rtnl::{Link, Rtnl, MAIN_TABLE};
 
 use crate::dataplane::{self, Shared, Worker};
-use crate::tap::Tap;
+use switchyard_os::tap::Tap;
 
 /// The uplink's name unless `--uplink` says otherwise.
 pub const DEFAULT_NAME: &str = "switchyard0";

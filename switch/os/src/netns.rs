@@ -5,11 +5,16 @@
 //! bind-mounted, so it outlives every process in it. Code runs inside a namespace on a
 //! short-lived thread of its own ([`Netns::run`], [`run_in`]): `setns(2)` changes only
 //! the calling thread, so the caller's namespace is never touched.
+//!
+//! An open [`Netns`] also knows its [`Identity`]: the nsfs device and inode (which tell
+//! namespaces apart while both are alive) and the kernel's namespace cookie (which is
+//! never reused within a boot, so it still proves "the same namespace" after a restart).
+//! switchd, nsutil and the CNI plugin all open and enter namespaces through this module.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,8 +23,11 @@ use std::sync::Mutex;
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
 use serde::Serialize;
+
+use crate::sys;
 
 /// Where named namespaces live, as with `ip netns`.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -285,26 +293,42 @@ impl fmt::Display for NetnsId {
     }
 }
 
+/// Which namespace something lives in, as switchd records it. `cookie` is what
+/// identifies it across a restart: nsfs inode numbers are reused once a namespace is
+/// gone, cookies never are (within one boot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub cookie: u64,
+}
+
 /// An open network namespace: holding it keeps the namespace alive and pins it against
 /// being deleted and recreated under the same name while it is used.
 #[derive(Debug)]
 pub struct Netns {
     file: File,
     id: NetnsId,
+    cookie: u64,
     reference: NetnsRef,
 }
 
 impl Netns {
-    /// Opens the namespace and checks that it is a network namespace.
+    /// Opens the namespace (never blocking, even on a FIFO) and checks that it is a
+    /// network namespace.
     pub fn open(reference: &NetnsRef) -> Result<Netns, NetnsError> {
         let path = reference.path();
-        let file = File::open(&path).map_err(|err| match err.kind() {
-            io::ErrorKind::NotFound => NetnsError::NotFound {
-                reference: reference.clone(),
-            },
-            _ => NetnsError::os(format!("cannot open {}", path.display()), err),
-        })?;
-        check_is_netns(&file, reference)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|err| match err.kind() {
+                io::ErrorKind::NotFound => NetnsError::NotFound {
+                    reference: reference.clone(),
+                },
+                _ => NetnsError::os(format!("cannot open {}", path.display()), err),
+            })?;
+        let cookie = check_is_netns(&file, reference)?;
         let meta = file
             .metadata()
             .map_err(|err| NetnsError::os(format!("cannot stat {}", path.display()), err))?;
@@ -314,8 +338,14 @@ impl Netns {
                 dev: meta.dev(),
                 ino: meta.ino(),
             },
+            cookie,
             reference: reference.clone(),
         })
+    }
+
+    /// Opens the namespace at `path` (`/run/netns/red`, `/proc/PID/ns/net`, ...).
+    pub fn open_path(path: &Path) -> Result<Netns, NetnsError> {
+        Netns::open(&NetnsRef::from_path(path))
     }
 
     /// The namespace the calling thread is in.
@@ -325,6 +355,15 @@ impl Netns {
 
     pub fn id(&self) -> NetnsId {
         self.id
+    }
+
+    /// Device, inode and cookie.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            dev: self.id.dev,
+            ino: self.id.ino,
+            cookie: self.cookie,
+        }
     }
 
     pub fn reference(&self) -> &NetnsRef {
@@ -340,36 +379,69 @@ impl Netns {
         E: From<NetnsError> + Send,
         F: FnOnce() -> Result<T, E> + Send,
     {
-        std::thread::scope(|scope| {
-            let thread = std::thread::Builder::new()
-                .name(format!("netns {}", self.reference))
-                .spawn_scoped(scope, || {
-                    setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|errno| {
-                        NetnsError::os(
-                            format!("cannot enter network namespace '{}'", self.reference),
-                            errno,
-                        )
-                    })?;
-                    f()
-                })
-                .map_err(|err| {
-                    NetnsError::os(
-                        format!("cannot start a thread for namespace '{}'", self.reference),
-                        err,
-                    )
+        let entered = on_thread_in(
+            &self.file,
+            &format!("netns {}", self.reference),
+            |entered| {
+                entered.map_err(|errno| {
+                    E::from(NetnsError::os(
+                        format!("cannot enter network namespace '{}'", self.reference),
+                        errno,
+                    ))
                 })?;
-            match thread.join() {
-                Ok(result) => result,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+                f()
+            },
+        );
+        match entered {
+            Ok(result) => result,
+            Err(err) => Err(E::from(NetnsError::os(
+                format!("cannot start a thread for namespace '{}'", self.reference),
+                err,
+            ))),
+        }
     }
+}
+
+/// Runs `f` on a new scoped thread that has tried to enter the network namespace `file`;
+/// `f` learns whether `setns` worked. The one place a thread enters a namespace.
+fn on_thread_in<T: Send>(
+    file: &File,
+    name: &str,
+    f: impl FnOnce(Result<(), Errno>) -> T + Send,
+) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name(name.chars().take(15).collect())
+            .spawn_scoped(scope, || f(setns(file.as_fd(), CloneFlags::CLONE_NEWNET)))?;
+        match thread.join() {
+            Ok(result) => Ok(result),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// The cookie of the namespace the calling thread is in.
+fn current_cookie() -> Result<u64, io::Error> {
+    let probe = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    sys::netns_cookie(probe.as_fd())
+}
+
+/// This boot's id: namespace cookies are only comparable within one boot.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Refuses anything but a network namespace: an unmounted placeholder (not on nsfs),
 /// or a namespace of another kind (which `setns` with `CLONE_NEWNET` rejects; trying it
-/// on a throwaway thread needs no ioctl).
-fn check_is_netns(file: &File, reference: &NetnsRef) -> Result<(), NetnsError> {
+/// on a throwaway thread needs no ioctl). That thread also reads the namespace's cookie.
+fn check_is_netns(file: &File, reference: &NetnsRef) -> Result<u64, NetnsError> {
     let path = reference.path();
     let fs = fstatfs(file)
         .map_err(|errno| NetnsError::os(format!("cannot inspect {}", path.display()), errno))?;
@@ -379,15 +451,16 @@ fn check_is_netns(file: &File, reference: &NetnsRef) -> Result<(), NetnsError> {
             found: NotNetns::NotNamespace,
         });
     }
-    let entered = std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("netns check".into())
-            .spawn_scoped(scope, || setns(file, CloneFlags::CLONE_NEWNET))
-            .map(|thread| thread.join())
+    let entered = on_thread_in(file, "netns check", |entered| {
+        entered.map(|()| current_cookie())
     });
     match entered {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(Errno::EINVAL))) => {
+        Ok(Ok(Ok(cookie))) => Ok(cookie),
+        Ok(Ok(Err(err))) => Err(NetnsError::os(
+            format!("cannot read the cookie of network namespace '{reference}'"),
+            err,
+        )),
+        Ok(Err(Errno::EINVAL)) => {
             let kind = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
                 .ok()
                 .map(|link| link.to_string_lossy().into_owned())
@@ -397,11 +470,10 @@ fn check_is_netns(file: &File, reference: &NetnsRef) -> Result<(), NetnsError> {
                 found: NotNetns::OtherKind(kind),
             })
         }
-        Ok(Ok(Err(errno))) => Err(NetnsError::os(
+        Ok(Err(errno)) => Err(NetnsError::os(
             format!("cannot enter network namespace '{reference}'"),
             errno,
         )),
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(err) => Err(NetnsError::os(
             "cannot start a thread to check the namespace",
             err,

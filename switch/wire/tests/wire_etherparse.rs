@@ -4,7 +4,7 @@
 
 use etherparse::{LinkExtSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
-use switchyard::wire::{PacketBuf, VlanId};
+use switchyard_wire::{PacketBuf, VlanId};
 
 fn tcp_frame(payload: &[u8]) -> Vec<u8> {
     let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])

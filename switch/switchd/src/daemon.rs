@@ -29,12 +29,12 @@ use switchyard::{PortId, Switch, Time};
 use crate::conn::Conn;
 use crate::ctl;
 use crate::dataplane::{self, Shared, Worker, ROUTER_PORT};
-use crate::nat;
-use crate::netns;
 use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
-use crate::tap::Tap;
 use crate::uplink::Uplink;
 use crate::vtep::Vtep;
+use switchyard_os::netns;
+use switchyard_os::nft as nat;
+use switchyard_os::tap::Tap;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -738,9 +738,9 @@ fn reopen(port: &SavedPort, same_boot: bool) -> Result<Tap> {
             "the machine rebooted since the port was attached, so its TAP is gone; {advice}"
         );
     }
-    let file = netns::open(&port.netns)
+    let file = netns::Netns::open_path(&port.netns)
         .with_context(|| format!("namespace {} is gone; {advice}", port.netns.display()))?;
-    let identity = netns::identity(&file)?;
+    let identity = file.identity();
     if identity.cookie != port.netns_cookie {
         anyhow::bail!(
             "{} now names a different namespace than the one attached; {advice}",

@@ -19,18 +19,13 @@
 //! * `netns` — opening, identifying and entering network namespaces.
 //! * `sys` — the TUN ioctls and socket options libc/nix lack: the only `unsafe` code.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod conn;
 mod ctl;
 mod daemon;
 mod dataplane;
-mod nat;
-mod netns;
 mod state;
-#[allow(unsafe_code)]
-mod sys;
-mod tap;
 mod uplink;
 mod vtep;
 
@@ -213,7 +208,7 @@ impl Config {
             .uplink
             .or(file.uplink)
             .unwrap_or_else(|| uplink::DEFAULT_NAME.to_string());
-        switchyard::rtnl::validate_ifname(&uplink)
+        switchyard_os::rtnl::validate_ifname(&uplink)
             .map_err(|err| anyhow::anyhow!("invalid --uplink: {err}"))?;
         let busy_poll_us = args
             .busy_poll_us

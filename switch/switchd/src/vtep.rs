@@ -28,7 +28,7 @@ use switchyard_encap::partial::partial_checksum;
 use switchyard_encap::segment::{segment, GsoKind, Offload, SegmentError};
 use switchyard_encap::vxlan::{self, Vni};
 
-use crate::sys;
+use switchyard_os::sys;
 
 /// Sockets in the sending pool: distinct outer source ports for ECMP entropy.
 const TX_POOL: usize = 16;

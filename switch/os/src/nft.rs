@@ -29,6 +29,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::rtnl::{align4, extack_message};
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
     DecodeError, Emitable, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
@@ -39,7 +40,6 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
-use switchyard::rtnl::{align4, extack_message};
 
 /// switchd's table (family `ip`).
 pub const TABLE: &str = "switchyard";

@@ -1,0 +1,132 @@
+//! The blocking client of switchd's control socket, shared by swctl, nsutil and
+//! switchyard-cni. The protocol itself (requests, answers) is `switchyard::control`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use switchyard::control::{Reply, Request, SOCKET_ENV};
+
+/// How long a client waits for an answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Talking to switchd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("switchd is not running at {path} ({source}); start it with `switchd`, or point to it with --socket or {SOCKET_ENV}")]
+    NotRunning {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no permission to use switchd's socket {path} (it is private to root); run this as root"
+    )]
+    Forbidden { path: PathBuf },
+    #[error("switchd at {path} did not answer within {secs} seconds; it may still be working (see its log)")]
+    Timeout { path: PathBuf, secs: u64 },
+    #[error("lost the connection to switchd at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("switchd sent an answer this client does not understand ({0}); are swctl and switchd the same version?")]
+    Protocol(#[source] serde_json::Error),
+    /// switchd refused the request; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A blocking connection to switchd's control socket.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the socket at `path`.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::Forbidden {
+                path: path.to_path_buf(),
+            },
+            _ => ClientError::NotRunning {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+        let io_err = |source| ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // switchd answers from its event loop; a minute covers the slowest attach.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(io_err)?;
+        let writer = stream.try_clone().map_err(io_err)?;
+        Ok(Client {
+            path: path.to_path_buf(),
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `request` and decodes the answer as `T`.
+    pub fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
+        let io_err = |source| ClientError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_string(request).map_err(ClientError::Protocol)?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).map_err(io_err)?;
+        let mut answer = String::new();
+        let read = self
+            .reader
+            .read_line(&mut answer)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    ClientError::Timeout {
+                        path: self.path.clone(),
+                        secs: ANSWER_TIMEOUT.as_secs(),
+                    }
+                }
+                _ => io_err(source),
+            })?;
+        if read == 0 {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "switchd closed the connection",
+            )));
+        }
+        match serde_json::from_str(&answer).map_err(ClientError::Protocol)? {
+            Reply::Result(value) => Ok(value),
+            Reply::Error(message) => Err(ClientError::Refused(message)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_to_nothing_says_switchd_is_not_running() {
+        let err = Client::connect(Path::new("/nonexistent/switchyard.sock"))
+            .err()
+            .expect("connect must fail");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("switchd is not running at /nonexistent/switchyard.sock"),
+            "{text}"
+        );
+    }
+}

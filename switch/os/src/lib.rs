@@ -1,0 +1,28 @@
+//! # switchyard-os
+//!
+//! The operating-system edge of switchyard: everything that needs a file descriptor or a
+//! system call, in one implementation that switchd, nsutil and switchyard-cni share.
+//!
+//! * [`netns`] — naming, opening, identifying (device, inode, cookie), creating and
+//!   entering network namespaces; code runs inside one on a short-lived thread.
+//! * [`tap`] — persistent TAP devices with a `virtio_net_hdr` and offloads, created
+//!   inside a namespace; the uplink's TUN.
+//! * [`rtnl`] — a small synchronous rtnetlink client (links, addresses, routes).
+//! * [`nft`] — the nftables messages of switchd's NAT table, over netlink.
+//! * [`client`] — the blocking client of switchd's control socket.
+//! * `sys` — the ioctls and socket options libc and nix lack: the only `unsafe` code
+//!   in switchyard, each block with a `// SAFETY:` comment.
+
+#![deny(unsafe_code)]
+
+pub mod client;
+pub mod netns;
+pub mod nft;
+pub mod rtnl;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod tap;
+
+pub use client::{Client, ClientError};
+pub use netns::{Identity, Netns, NetnsError, NetnsId, NetnsRef};
+pub use rtnl::{Rtnl, RtnlError};
