@@ -2,17 +2,21 @@
 //! one core. Prints what it measured; asserts nothing (speed lives in benchmarks).
 //!
 //! * forwarding: 64-byte frames between learned unicast hosts on access ports, through
-//!   `Switch::process` and `Switch::execute` (the same calls switchd makes), with a
-//!   `send` that only counts;
+//!   the datapath's `Worker::handle_port` (the call switchd's threads make), with an
+//!   `Io` that only counts;
+//! * the same from 1, 2 and 4 threads on disjoint port pairs of one shared datapath
+//!   (nothing shared but the datapath: how it scales without a global lock);
 //! * the MAC table at 1 million entries: memory (process RSS growth) and lookups/s.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchyard::datapath::{Datapath, Transmit, Worker};
 use switchyard::fdb::{FdbConfig, MacTable};
 use switchyard::sim::{access, frame};
-use switchyard::wire::{MacAddr, PacketBuf, VlanId};
-use switchyard::{PortId, Switch, Time};
+use switchyard::wire::{MacAddr, VlanId, VNET_HDR_LEN};
+use switchyard::{PortId, Time};
 
 fn mac(n: u32) -> MacAddr {
     let [a, b, c, d] = n.to_be_bytes();
@@ -43,45 +47,102 @@ fn rate(for_at_least: Duration, per_call: u64, mut f: impl FnMut()) -> f64 {
     (calls * per_call) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn forwarding() {
-    const HOSTS: u32 = 16;
-    let mut switch = Switch::new(FdbConfig::default());
-    for p in 0..HOSTS {
-        switch.set_port(PortId(p), access(10));
+/// A datapath with `ports` access ports on VLAN 10, every host learned.
+fn learned_datapath(ports: u32) -> Arc<Datapath> {
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    for p in 1..=ports {
+        dp.switch().set_port(PortId(p), access(10));
+        let _ = dp
+            .switch()
+            .fdb()
+            .learn(Time::ZERO, vlan10(), mac(p), PortId(p));
     }
-    // 64-byte frames (60 + 4 bytes FCS on a real wire), host p -> host p+1.
-    let frames: Vec<PacketBuf> = (0..HOSTS)
-        .map(|p| PacketBuf::from_wire(&frame(mac((p + 1) % HOSTS), mac(p), None, b""), false))
-        .collect();
-    // Learn every host first: from here on it is all known unicast.
-    for (p, f) in frames.iter().enumerate() {
-        switch.process(Time::ZERO, PortId(p as u32), f.frame());
-    }
-    let mut packets = frames;
-    let mut sent = 0u64;
-    let mut i = 0usize;
+    dp
+}
+
+fn vlan10() -> VlanId {
+    VlanId::new(10).unwrap()
+}
+
+/// The wire image (zero vnet header + 64-byte frame) host `from` sends to host `to`.
+fn wire(from: u32, to: u32) -> Vec<u8> {
+    [
+        &[0u8; VNET_HDR_LEN][..],
+        &frame(mac(to), mac(from), None, b""),
+    ]
+    .concat()
+}
+
+/// Forwards learned-unicast 64-byte frames between the ports `pair` (one to the other
+/// and back) through `worker`, for about `for_at_least`; returns frames per second.
+fn forward_pair(worker: &mut Worker, pair: (u32, u32), for_at_least: Duration) -> f64 {
+    let frames = [
+        (pair.0, wire(pair.0, pair.1)),
+        (pair.1, wire(pair.1, pair.0)),
+    ];
     let now = Time::from_secs(1);
-    let per_second = rate(Duration::from_secs(2), 1, || {
-        let p = i % HOSTS as usize;
+    let mut sent = 0u64;
+    let mut io = |t: Transmit<'_>| {
+        if let Transmit::Port { wire, .. } = t {
+            sent += black_box(wire.len()) as u64;
+        }
+        Ok(())
+    };
+    let mut i = 0usize;
+    let per_second = rate(for_at_least, 1, || {
+        let (port, wire) = &frames[i & 1];
         i += 1;
-        let packet = &mut packets[p];
-        let decision = switch.process(now, PortId(p as u32), packet.frame());
-        switch.execute(decision, packet, |_, _, wire| {
-            sent += black_box(wire.frame().len()) as u64;
-            Ok(())
-        });
+        let buffer = worker.frame_buffer(&mut io);
+        buffer[..wire.len()].copy_from_slice(wire);
+        worker.handle_port(now, PortId(*port), wire.len(), &mut io);
     });
+    black_box(sent);
+    per_second
+}
+
+fn forwarding() {
+    let dp = learned_datapath(16);
+    let mut worker = Worker::new(Arc::clone(&dp));
+    let per_second = forward_pair(&mut worker, (1, 2), Duration::from_secs(2));
     println!(
         "forwarding: {:.1} M learned-unicast 64-byte frames/s on one core",
         per_second / 1e6
     );
-    black_box(sent);
+}
+
+/// The same, from 1, 2 and 4 threads at once, each on its own pair of ports of one
+/// shared datapath: how the core scales when nothing but the datapath is shared.
+fn forwarding_threads() {
+    let mut one = 0.0;
+    for threads in [1u32, 2, 4] {
+        let dp = learned_datapath(2 * threads);
+        let total: f64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let dp = Arc::clone(&dp);
+                    scope.spawn(move || {
+                        let mut worker = Worker::new(dp);
+                        forward_pair(&mut worker, (2 * t + 1, 2 * t + 2), Duration::from_secs(2))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        if threads == 1 {
+            one = total;
+        }
+        println!(
+            "forwarding, {threads} thread(s) on disjoint port pairs: {:.1} M frames/s in all, {:.2} x one thread",
+            total / 1e6,
+            total / one
+        );
+    }
 }
 
 fn million_entry_table() {
     const ENTRIES: u32 = 1_000_000;
     let before = rss_kib();
-    let mut fdb = MacTable::new(FdbConfig {
+    let fdb = MacTable::new(FdbConfig {
         aging: Duration::from_secs(300),
         max_entries: ENTRIES as usize,
         max_per_port: ENTRIES as usize,
@@ -113,5 +174,6 @@ fn main() {
         return;
     }
     forwarding();
+    forwarding_threads();
     million_entry_table();
 }

@@ -12,12 +12,31 @@
 //! (head-end replication). A frame that came from a tunnel port is never sent back out
 //! of a tunnel port: each VTEP replicates to all peers itself (split horizon).
 //!
-//! The core never touches a file descriptor or a clock. [`Switch::execute`] carries a
-//! decision out through a caller-supplied `send`, tagging or untagging per egress port;
-//! for tunnel egress, [`Switch::vxlan_target`] says where and with which VNI.
+//! The core never touches a file descriptor or a clock. Carrying a decision out (tagging
+//! per egress, encapsulating, the router) is the datapath's job (`crate::datapath`).
+//!
+//! # Threads
+//!
+//! One [`Switch`] is shared by every forwarding thread and the control thread, with no
+//! lock on the forwarding path:
+//!
+//! * **Ports, VLAN membership and the overlay** (the *topology*) are read-mostly: the
+//!   control thread publishes a new version on every change ([`crate::published`]), and
+//!   each forwarding thread decides against its own [`View`], refreshed with one atomic
+//!   load per frame. Changes are serialized by the publishing lock.
+//! * **The FDB** is [`MacTable`]: lock-free lookups; its mutex is taken only to learn a
+//!   new or moved address, or to refresh one at most once a second. A learn is checked,
+//!   under that mutex, against the *current* topology, and every topology change that
+//!   forgets addresses flushes them under the same mutex after publishing: so a thread
+//!   deciding on an older view never leaves an entry behind a removed or reconfigured
+//!   port.
+//! * **Counters** are per-port atomics ([`Counters`]), each direction on a cache line of
+//!   its own, so threads forwarding between different ports never write the same line.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -26,8 +45,9 @@ use switchyard_encap::Vni;
 
 use crate::fdb::{FdbConfig, FlushFilter, MacTable};
 use crate::port::{PortId, PortMode};
+use crate::published::{Published, Snapshot};
 use crate::time::Time;
-use crate::wire::{EtherType, EthernetFrame, MacAddr, PacketBuf, VlanId, VlanSet};
+use crate::wire::{EtherType, EthernetFrame, MacAddr, VlanId, VlanSet};
 
 /// Why a frame was not forwarded. Counted per ingress port (per egress port for the
 /// transmit-side reasons, and switch-wide when there is no port), never returned as an error.
@@ -168,26 +188,65 @@ pub struct PortCounters {
     pub drops: BTreeMap<DropReason, u64>,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Counters {
-    rx_packets: u64,
-    rx_bytes: u64,
-    tx_packets: u64,
-    tx_bytes: u64,
-    drops: [u64; DropReason::ALL.len()],
+/// Packets and bytes of one direction, alone on a cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Line {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+#[repr(align(64))]
+struct Drops([AtomicU64; DropReason::ALL.len()]);
+
+impl Default for Drops {
+    fn default() -> Self {
+        Drops(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// One port's live counters, shared by every thread that forwards to or from it.
+#[derive(Debug, Default)]
+pub struct Counters {
+    rx: Line,
+    tx: Line,
+    drops: Drops,
 }
 
 impl Counters {
-    fn snapshot(&self) -> PortCounters {
+    #[inline]
+    fn count(line: &Line, bytes: usize) {
+        line.packets.fetch_add(1, Ordering::Relaxed);
+        line.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn count_rx(&self, bytes: usize) {
+        Self::count(&self.rx, bytes);
+    }
+
+    #[inline]
+    pub fn count_tx(&self, bytes: usize) {
+        Self::count(&self.tx, bytes);
+    }
+
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops.0[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> PortCounters {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         PortCounters {
-            rx_packets: self.rx_packets,
-            rx_bytes: self.rx_bytes,
-            tx_packets: self.tx_packets,
-            tx_bytes: self.tx_bytes,
+            rx_packets: load(&self.rx.packets),
+            rx_bytes: load(&self.rx.bytes),
+            tx_packets: load(&self.tx.packets),
+            tx_bytes: load(&self.tx.bytes),
             drops: DropReason::ALL
                 .iter()
-                .filter(|r| self.drops[r.index()] > 0)
-                .map(|r| (*r, self.drops[r.index()]))
+                .map(|r| (*r, load(&self.drops.0[r.index()])))
+                .filter(|(_, n)| *n > 0)
                 .collect(),
         }
     }
@@ -202,11 +261,17 @@ pub enum PortKind {
     Tunnel { remote: SocketAddr },
 }
 
+/// The path MTU assumed towards a peer until the OS layer says otherwise.
+pub const DEFAULT_PATH_MTU: u32 = 1500;
+
+#[derive(Clone)]
 struct Port {
     kind: PortKind,
     mode: PortMode,
     up: bool,
-    counters: Counters,
+    /// Towards a tunnel port's VTEP.
+    path_mtu: u32,
+    counters: Arc<Counters>,
 }
 
 impl Port {
@@ -234,7 +299,7 @@ pub enum OverlayError {
 }
 
 /// The VLAN ↔ VNI map and the peers. Pure policy: the sockets live in switchd.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Overlay {
     vni_of: BTreeMap<VlanId, Vni>,
     vlan_of: HashMap<Vni, VlanId>,
@@ -242,205 +307,18 @@ struct Overlay {
     accept_inner_tagged: bool,
 }
 
-/// The switch: ports with their VLAN modes, the MAC table, the overlay, and counters.
-pub struct Switch {
+/// Ports, VLAN membership and the overlay: what the control thread changes and the
+/// forwarding threads read (one published version at a time).
+#[derive(Clone, Default)]
+struct Topology {
     ports: BTreeMap<PortId, Port>,
     /// Up ports of each VLAN with their egress tagging, ascending by port id.
     /// Rebuilt whenever a port is added, removed, reconfigured or changes state.
     members: HashMap<VlanId, Vec<Egress>>,
-    fdb: MacTable,
     overlay: Overlay,
-    /// Drops that belong to no port (VXLAN from strangers).
-    unattributed: Counters,
 }
 
-impl Switch {
-    pub fn new(fdb: FdbConfig) -> Switch {
-        Switch {
-            ports: BTreeMap::new(),
-            members: HashMap::new(),
-            fdb: MacTable::new(fdb),
-            overlay: Overlay::default(),
-            unattributed: Counters::default(),
-        }
-    }
-
-    pub fn fdb(&self) -> &MacTable {
-        &self.fdb
-    }
-
-    pub fn fdb_mut(&mut self) -> &mut MacTable {
-        &mut self.fdb
-    }
-
-    /// Adds a local port, up, or reconfigures an existing one (keeping its counters).
-    /// Reconfiguring flushes what the port learned, since it may no longer carry those VLANs.
-    pub fn set_port(&mut self, id: PortId, mode: PortMode) {
-        match self.ports.get_mut(&id) {
-            Some(port) => {
-                port.mode = mode;
-                self.flush_learned(id);
-            }
-            None => {
-                self.ports.insert(
-                    id,
-                    Port {
-                        kind: PortKind::Local,
-                        mode,
-                        up: true,
-                        counters: Counters::default(),
-                    },
-                );
-            }
-        }
-        self.rebuild_members();
-    }
-
-    /// Removes a port (local or tunnel) and every FDB entry, static or learned, that
-    /// points at it.
-    pub fn remove_port(&mut self, id: PortId) -> Result<(), NoSuchPort> {
-        let port = self.ports.remove(&id).ok_or(NoSuchPort(id))?;
-        if let PortKind::Tunnel { remote } = port.kind {
-            self.overlay.peers.remove(&remote.ip());
-        }
-        self.fdb.flush(FlushFilter {
-            port: Some(id),
-            include_static: true,
-            ..FlushFilter::default()
-        });
-        self.rebuild_members();
-        Ok(())
-    }
-
-    /// Marks a port up or down. A down port receives nothing; what it learned is flushed.
-    pub fn set_port_up(&mut self, id: PortId, up: bool) -> Result<(), NoSuchPort> {
-        let port = self.ports.get_mut(&id).ok_or(NoSuchPort(id))?;
-        if port.up != up {
-            port.up = up;
-            if !up {
-                self.flush_learned(id);
-            }
-            self.rebuild_members();
-        }
-        Ok(())
-    }
-
-    pub fn port_mode(&self, id: PortId) -> Option<&PortMode> {
-        self.ports.get(&id).map(|p| &p.mode)
-    }
-
-    pub fn port_kind(&self, id: PortId) -> Option<PortKind> {
-        self.ports.get(&id).map(|p| p.kind)
-    }
-
-    pub fn is_port_up(&self, id: PortId) -> bool {
-        self.ports.get(&id).is_some_and(|p| p.up)
-    }
-
-    pub fn port_ids(&self) -> impl Iterator<Item = PortId> + '_ {
-        self.ports.keys().copied()
-    }
-
-    pub fn counters(&self, id: PortId) -> Option<PortCounters> {
-        self.ports.get(&id).map(|p| p.counters.snapshot())
-    }
-
-    /// Drops that belong to no port, such as VXLAN from an address that is not a peer.
-    pub fn unattributed_drops(&self) -> BTreeMap<DropReason, u64> {
-        self.unattributed.snapshot().drops
-    }
-
-    // ---- overlay ----
-
-    /// Carries `vlan` over the overlay as `vni` (replacing an earlier VNI of that VLAN).
-    pub fn map_vni(&mut self, vlan: VlanId, vni: Vni) -> Result<(), OverlayError> {
-        if let Some(&other) = self.overlay.vlan_of.get(&vni) {
-            if other != vlan {
-                return Err(OverlayError::VniTaken { vni, vlan: other });
-            }
-        }
-        if let Some(old) = self.overlay.vni_of.insert(vlan, vni) {
-            self.overlay.vlan_of.remove(&old);
-        }
-        self.overlay.vlan_of.insert(vni, vlan);
-        self.retune_tunnels();
-        Ok(())
-    }
-
-    /// Stops carrying `vlan` over the overlay. Returns the VNI it had.
-    pub fn unmap_vlan(&mut self, vlan: VlanId) -> Option<Vni> {
-        let vni = self.overlay.vni_of.remove(&vlan)?;
-        self.overlay.vlan_of.remove(&vni);
-        self.retune_tunnels();
-        Some(vni)
-    }
-
-    /// The VLAN ↔ VNI map, by VLAN.
-    pub fn vni_map(&self) -> impl Iterator<Item = (VlanId, Vni)> + '_ {
-        self.overlay.vni_of.iter().map(|(vlan, vni)| (*vlan, *vni))
-    }
-
-    pub fn vni_of(&self, vlan: VlanId) -> Option<Vni> {
-        self.overlay.vni_of.get(&vlan).copied()
-    }
-
-    /// Whether inner frames carrying an 802.1Q tag are accepted (default: dropped).
-    pub fn set_accept_inner_tagged(&mut self, accept: bool) {
-        self.overlay.accept_inner_tagged = accept;
-    }
-
-    pub fn accepts_inner_tagged(&self) -> bool {
-        self.overlay.accept_inner_tagged
-    }
-
-    /// Adds the remote VTEP at `remote` as tunnel port `id`.
-    pub fn add_peer(&mut self, id: PortId, remote: SocketAddr) -> Result<(), OverlayError> {
-        if self.overlay.peers.contains_key(&remote.ip()) {
-            return Err(OverlayError::PeerExists(remote.ip()));
-        }
-        if self.ports.contains_key(&id) {
-            return Err(OverlayError::PortInUse(id));
-        }
-        self.ports.insert(
-            id,
-            Port {
-                kind: PortKind::Tunnel { remote },
-                mode: self.tunnel_mode(),
-                up: true,
-                counters: Counters::default(),
-            },
-        );
-        self.overlay.peers.insert(remote.ip(), id);
-        self.rebuild_members();
-        Ok(())
-    }
-
-    /// Removes the peer at `addr` and what was learned behind it. Returns its port.
-    pub fn remove_peer(&mut self, addr: IpAddr) -> Result<PortId, OverlayError> {
-        let id = *self
-            .overlay
-            .peers
-            .get(&addr)
-            .ok_or(OverlayError::NoSuchPeer(addr))?;
-        let _ = self.remove_port(id);
-        Ok(id)
-    }
-
-    /// The tunnel port of the peer at `addr`.
-    pub fn peer_port(&self, addr: IpAddr) -> Option<PortId> {
-        self.overlay.peers.get(&addr).copied()
-    }
-
-    /// Where a copy for `egress` goes on the underlay, and with which VNI, when
-    /// `egress.port` is a tunnel port.
-    #[inline]
-    pub fn vxlan_target(&self, egress: &Egress) -> Option<(SocketAddr, Vni)> {
-        match self.ports.get(&egress.port)?.kind {
-            PortKind::Tunnel { remote } => Some((remote, self.vni_of(egress.vlan)?)),
-            PortKind::Local => None,
-        }
-    }
-
+impl Topology {
     fn tunnel_mode(&self) -> PortMode {
         PortMode::Trunk {
             allowed: self.overlay.vni_of.keys().copied().collect::<VlanSet>(),
@@ -448,31 +326,17 @@ impl Switch {
         }
     }
 
-    /// Gives every tunnel port the VLANs that currently have a VNI.
-    fn retune_tunnels(&mut self) {
+    /// Gives every tunnel port the VLANs that currently have a VNI. Returns the tunnel
+    /// ports, whose learned addresses the caller flushes.
+    fn retune_tunnels(&mut self) -> Vec<PortId> {
         let mode = self.tunnel_mode();
-        let tunnels: Vec<PortId> = self
-            .ports
-            .iter()
-            .filter(|(_, p)| p.is_tunnel())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in tunnels {
-            if let Some(port) = self.ports.get_mut(&id) {
-                port.mode = mode.clone();
-            }
-            self.flush_learned(id);
+        let mut tunnels = Vec::new();
+        for (id, port) in self.ports.iter_mut().filter(|(_, p)| p.is_tunnel()) {
+            port.mode = mode.clone();
+            tunnels.push(*id);
         }
         self.rebuild_members();
-    }
-
-    // ---- forwarding ----
-
-    fn flush_learned(&mut self, id: PortId) {
-        self.fdb.flush(FlushFilter {
-            port: Some(id),
-            ..FlushFilter::default()
-        });
+        tunnels
     }
 
     fn rebuild_members(&mut self) {
@@ -492,10 +356,331 @@ impl Switch {
         }
     }
 
-    fn count_drop(&mut self, port: PortId, reason: DropReason) -> Decision {
-        match self.ports.get_mut(&port) {
-            Some(port) => port.counters.drops[reason.index()] += 1,
-            None => self.unattributed.drops[reason.index()] += 1,
+    /// Whether `port` is up and carries `vlan` (what learning on it requires).
+    fn carries(&self, port: PortId, vlan: VlanId) -> bool {
+        self.ports
+            .get(&port)
+            .is_some_and(|p| p.up && p.mode.is_member(vlan))
+    }
+}
+
+/// A forwarding thread's view of the switch's ports: the version of the topology it
+/// decides with. Refresh it with [`Switch::refresh`] before each frame (one atomic load).
+pub struct View {
+    snapshot: Snapshot<Topology>,
+}
+
+impl View {
+    #[inline]
+    fn topology(&self) -> &Topology {
+        self.snapshot.get()
+    }
+
+    /// The counters of `port`, if the view has it.
+    #[inline]
+    pub fn counters(&self, port: PortId) -> Option<&Counters> {
+        self.topology().ports.get(&port).map(|p| &*p.counters)
+    }
+
+    /// How a frame of `vlan` leaves through `port` (see [`PortMode::egress_tag`]).
+    pub fn egress_tag(&self, port: PortId, vlan: VlanId) -> Option<Option<VlanId>> {
+        let port = self.topology().ports.get(&port)?;
+        port.mode.egress_tag(vlan)
+    }
+
+    /// Whether `port` is a local port (not a tunnel, not unknown).
+    pub fn is_local(&self, port: PortId) -> bool {
+        self.topology()
+            .ports
+            .get(&port)
+            .is_some_and(|p| !p.is_tunnel())
+    }
+
+    /// Where a copy for `egress` goes on the underlay, with which VNI, and the path MTU
+    /// towards it, when `egress.port` is a tunnel port.
+    #[inline]
+    pub fn vxlan_target(&self, egress: &Egress) -> Option<(SocketAddr, Vni, u32)> {
+        let topology = self.topology();
+        let port = topology.ports.get(&egress.port)?;
+        match port.kind {
+            PortKind::Tunnel { remote } => Some((
+                remote,
+                *topology.overlay.vni_of.get(&egress.vlan)?,
+                port.path_mtu,
+            )),
+            PortKind::Local => None,
+        }
+    }
+
+    /// The tunnel port of the peer at `addr`.
+    pub fn peer_port(&self, addr: IpAddr) -> Option<PortId> {
+        self.topology().overlay.peers.get(&addr).copied()
+    }
+}
+
+/// The switch: ports with their VLAN modes, the MAC table, the overlay, and counters.
+/// Shared by reference between threads; see the module documentation.
+pub struct Switch {
+    topology: Published<Topology>,
+    fdb: MacTable,
+    /// Drops that belong to no port (VXLAN from strangers).
+    unattributed: Counters,
+}
+
+impl Switch {
+    pub fn new(fdb: FdbConfig) -> Switch {
+        Switch {
+            topology: Published::new(Topology::default()),
+            fdb: MacTable::new(fdb),
+            unattributed: Counters::default(),
+        }
+    }
+
+    pub fn fdb(&self) -> &MacTable {
+        &self.fdb
+    }
+
+    /// A view of the current topology, for a forwarding thread.
+    pub fn view(&self) -> View {
+        View {
+            snapshot: self.topology.snapshot(),
+        }
+    }
+
+    /// Brings `view` up to date (one atomic load when nothing changed).
+    #[inline]
+    pub fn refresh(&self, view: &mut View) {
+        view.snapshot.refresh(&self.topology);
+    }
+
+    /// Adds a local port, up, or reconfigures an existing one (keeping its counters).
+    /// Reconfiguring flushes what the port learned, since it may no longer carry those VLANs.
+    pub fn set_port(&self, id: PortId, mode: PortMode) {
+        let existed = self.topology.update(|t| {
+            let existed = match t.ports.get_mut(&id) {
+                Some(port) => {
+                    port.mode = mode;
+                    true
+                }
+                None => {
+                    t.ports.insert(
+                        id,
+                        Port {
+                            kind: PortKind::Local,
+                            mode,
+                            up: true,
+                            path_mtu: DEFAULT_PATH_MTU,
+                            counters: Arc::default(),
+                        },
+                    );
+                    false
+                }
+            };
+            t.rebuild_members();
+            existed
+        });
+        if existed {
+            self.flush_learned(id);
+        }
+    }
+
+    /// Removes a port (local or tunnel) and every FDB entry, static or learned, that
+    /// points at it.
+    pub fn remove_port(&self, id: PortId) -> Result<(), NoSuchPort> {
+        self.topology.try_update(|t| {
+            let port = t.ports.remove(&id).ok_or(NoSuchPort(id))?;
+            if let PortKind::Tunnel { remote } = port.kind {
+                t.overlay.peers.remove(&remote.ip());
+            }
+            t.rebuild_members();
+            Ok(())
+        })?;
+        self.fdb.flush(FlushFilter {
+            port: Some(id),
+            include_static: true,
+            ..FlushFilter::default()
+        });
+        Ok(())
+    }
+
+    /// Marks a port up or down. A down port receives nothing; what it learned is flushed.
+    pub fn set_port_up(&self, id: PortId, up: bool) -> Result<(), NoSuchPort> {
+        let changed = self.topology.try_update(|t| {
+            let port = t.ports.get_mut(&id).ok_or(NoSuchPort(id))?;
+            let changed = port.up != up;
+            port.up = up;
+            if changed {
+                t.rebuild_members();
+            }
+            Ok(changed)
+        })?;
+        if changed && !up {
+            self.flush_learned(id);
+        }
+        Ok(())
+    }
+
+    pub fn port_mode(&self, id: PortId) -> Option<PortMode> {
+        self.topology.load().ports.get(&id).map(|p| p.mode.clone())
+    }
+
+    pub fn port_kind(&self, id: PortId) -> Option<PortKind> {
+        self.topology.load().ports.get(&id).map(|p| p.kind)
+    }
+
+    pub fn is_port_up(&self, id: PortId) -> bool {
+        self.topology.load().ports.get(&id).is_some_and(|p| p.up)
+    }
+
+    pub fn port_ids(&self) -> Vec<PortId> {
+        self.topology.load().ports.keys().copied().collect()
+    }
+
+    pub fn counters(&self, id: PortId) -> Option<PortCounters> {
+        self.topology
+            .load()
+            .ports
+            .get(&id)
+            .map(|p| p.counters.snapshot())
+    }
+
+    /// Drops that belong to no port, such as VXLAN from an address that is not a peer.
+    pub fn unattributed_drops(&self) -> BTreeMap<DropReason, u64> {
+        self.unattributed.snapshot().drops
+    }
+
+    // ---- overlay ----
+
+    /// Carries `vlan` over the overlay as `vni` (replacing an earlier VNI of that VLAN).
+    pub fn map_vni(&self, vlan: VlanId, vni: Vni) -> Result<(), OverlayError> {
+        let tunnels = self.topology.try_update(|t| {
+            if let Some(&other) = t.overlay.vlan_of.get(&vni) {
+                if other != vlan {
+                    return Err(OverlayError::VniTaken { vni, vlan: other });
+                }
+            }
+            if let Some(old) = t.overlay.vni_of.insert(vlan, vni) {
+                t.overlay.vlan_of.remove(&old);
+            }
+            t.overlay.vlan_of.insert(vni, vlan);
+            Ok(t.retune_tunnels())
+        })?;
+        tunnels.into_iter().for_each(|id| self.flush_learned(id));
+        Ok(())
+    }
+
+    /// Stops carrying `vlan` over the overlay. Returns the VNI it had.
+    pub fn unmap_vlan(&self, vlan: VlanId) -> Option<Vni> {
+        let (vni, tunnels) = self
+            .topology
+            .try_update(|t| {
+                let vni = t.overlay.vni_of.remove(&vlan).ok_or(())?;
+                t.overlay.vlan_of.remove(&vni);
+                Ok::<_, ()>((vni, t.retune_tunnels()))
+            })
+            .ok()?;
+        tunnels.into_iter().for_each(|id| self.flush_learned(id));
+        Some(vni)
+    }
+
+    /// The VLAN ↔ VNI map, by VLAN.
+    pub fn vni_map(&self) -> Vec<(VlanId, Vni)> {
+        let t = self.topology.load();
+        t.overlay
+            .vni_of
+            .iter()
+            .map(|(vlan, vni)| (*vlan, *vni))
+            .collect()
+    }
+
+    pub fn vni_of(&self, vlan: VlanId) -> Option<Vni> {
+        self.topology.load().overlay.vni_of.get(&vlan).copied()
+    }
+
+    /// Whether inner frames carrying an 802.1Q tag are accepted (default: dropped).
+    pub fn set_accept_inner_tagged(&self, accept: bool) {
+        self.topology
+            .update(|t| t.overlay.accept_inner_tagged = accept);
+    }
+
+    pub fn accepts_inner_tagged(&self) -> bool {
+        self.topology.load().overlay.accept_inner_tagged
+    }
+
+    /// Adds the remote VTEP at `remote` as tunnel port `id`.
+    pub fn add_peer(&self, id: PortId, remote: SocketAddr) -> Result<(), OverlayError> {
+        self.topology.try_update(|t| {
+            if t.overlay.peers.contains_key(&remote.ip()) {
+                return Err(OverlayError::PeerExists(remote.ip()));
+            }
+            if t.ports.contains_key(&id) {
+                return Err(OverlayError::PortInUse(id));
+            }
+            let mode = t.tunnel_mode();
+            t.ports.insert(
+                id,
+                Port {
+                    kind: PortKind::Tunnel { remote },
+                    mode,
+                    up: true,
+                    path_mtu: DEFAULT_PATH_MTU,
+                    counters: Arc::default(),
+                },
+            );
+            t.overlay.peers.insert(remote.ip(), id);
+            t.rebuild_members();
+            Ok(())
+        })
+    }
+
+    /// Removes the peer at `addr` and what was learned behind it. Returns its port.
+    pub fn remove_peer(&self, addr: IpAddr) -> Result<PortId, OverlayError> {
+        let id = self.peer_port(addr).ok_or(OverlayError::NoSuchPeer(addr))?;
+        let _ = self.remove_port(id);
+        Ok(id)
+    }
+
+    /// The tunnel port of the peer at `addr`.
+    pub fn peer_port(&self, addr: IpAddr) -> Option<PortId> {
+        self.topology.load().overlay.peers.get(&addr).copied()
+    }
+
+    /// Records the path MTU towards the peer at `addr` (the OS layer learns it).
+    pub fn set_path_mtu(&self, addr: IpAddr, path_mtu: u32) -> Result<(), OverlayError> {
+        self.topology.try_update(|t| {
+            let id = *t
+                .overlay
+                .peers
+                .get(&addr)
+                .ok_or(OverlayError::NoSuchPeer(addr))?;
+            if let Some(port) = t.ports.get_mut(&id) {
+                port.path_mtu = path_mtu;
+            }
+            Ok(())
+        })
+    }
+
+    /// The path MTU recorded towards the peer at `addr`.
+    pub fn path_mtu(&self, addr: IpAddr) -> Option<u32> {
+        let t = self.topology.load();
+        let id = t.overlay.peers.get(&addr)?;
+        t.ports.get(id).map(|p| p.path_mtu)
+    }
+
+    // ---- forwarding ----
+
+    fn flush_learned(&self, id: PortId) {
+        self.fdb.flush(FlushFilter {
+            port: Some(id),
+            ..FlushFilter::default()
+        });
+    }
+
+    #[inline]
+    fn count_drop(&self, view: &View, port: PortId, reason: DropReason) -> Decision {
+        match view.counters(port) {
+            Some(counters) => counters.count_drop(reason),
+            None => self.unattributed.count_drop(reason),
         }
         Decision::Drop(reason)
     }
@@ -503,62 +688,62 @@ impl Switch {
     /// Decides what to do with `frame`, which arrived on local port `in_port` at `now`,
     /// learning its source address on the way. Counts the frame as received and any drop
     /// by reason.
-    pub fn process(&mut self, now: Time, in_port: PortId, frame: &[u8]) -> Decision {
-        let Some(port) = self.ports.get_mut(&in_port) else {
+    #[inline]
+    pub fn process(&self, view: &View, now: Time, in_port: PortId, frame: &[u8]) -> Decision {
+        let Some(port) = view.topology().ports.get(&in_port) else {
             return Decision::Drop(DropReason::UnknownPort);
         };
-        port.counters.rx_packets += 1;
-        port.counters.rx_bytes += frame.len() as u64;
+        port.counters.count_rx(frame.len());
         if !port.up {
-            return self.count_drop(in_port, DropReason::NoEgress);
+            return self.count_drop(view, in_port, DropReason::NoEgress);
         }
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            return self.count_drop(in_port, DropReason::Malformed);
+            return self.count_drop(view, in_port, DropReason::Malformed);
         };
         let vlan = match Self::classify(&port.mode, &eth) {
             Ok(vlan) => vlan,
-            Err(reason) => return self.count_drop(in_port, reason),
+            Err(reason) => return self.count_drop(view, in_port, reason),
         };
         if eth.tci().is_some() && eth.payload_ethertype() == EtherType::VLAN {
-            return self.count_drop(in_port, DropReason::DoubleTagged);
+            return self.count_drop(view, in_port, DropReason::DoubleTagged);
         }
-        self.forward(now, in_port, vlan, eth.src(), eth.dst())
+        self.forward(view, now, in_port, vlan, eth.src(), eth.dst())
     }
 
     /// Decides what to do with a VXLAN `datagram` (header and inner frame) that arrived
     /// from the underlay address `src`. The inner frame is `datagram[8..]`.
-    pub fn process_vxlan(&mut self, now: Time, src: IpAddr, datagram: &[u8]) -> Decision {
-        let Some(&in_port) = self.overlay.peers.get(&src) else {
-            self.unattributed.drops[DropReason::UnknownVtep.index()] += 1;
+    pub fn process_vxlan(&self, view: &View, now: Time, src: IpAddr, datagram: &[u8]) -> Decision {
+        let topology = view.topology();
+        let Some(&in_port) = topology.overlay.peers.get(&src) else {
+            self.unattributed.count_drop(DropReason::UnknownVtep);
             return Decision::Drop(DropReason::UnknownVtep);
         };
-        let port = self
-            .ports
-            .get_mut(&in_port)
-            .expect("every peer has a tunnel port");
-        port.counters.rx_packets += 1;
-        port.counters.rx_bytes += datagram.len().saturating_sub(VXLAN_HEADER_LEN) as u64;
+        if let Some(counters) = view.counters(in_port) {
+            counters.count_rx(datagram.len().saturating_sub(VXLAN_HEADER_LEN));
+        }
         let Ok(header) = VxlanHeader::new_checked(datagram) else {
-            return self.count_drop(in_port, DropReason::BadVxlanHeader);
+            return self.count_drop(view, in_port, DropReason::BadVxlanHeader);
         };
-        let Some(&vlan) = self.overlay.vlan_of.get(&header.vni()) else {
-            return self.count_drop(in_port, DropReason::UnmappedVni);
+        let Some(&vlan) = topology.overlay.vlan_of.get(&header.vni()) else {
+            return self.count_drop(view, in_port, DropReason::UnmappedVni);
         };
         let Ok(eth) = EthernetFrame::new_checked(header.inner()) else {
-            return self.count_drop(in_port, DropReason::TruncatedInner);
+            return self.count_drop(view, in_port, DropReason::TruncatedInner);
         };
-        if eth.tci().is_some() && !self.overlay.accept_inner_tagged {
-            return self.count_drop(in_port, DropReason::InnerTagged);
+        if eth.tci().is_some() && !topology.overlay.accept_inner_tagged {
+            return self.count_drop(view, in_port, DropReason::InnerTagged);
         }
         if eth.tci().is_some() && eth.payload_ethertype() == EtherType::VLAN {
-            return self.count_drop(in_port, DropReason::DoubleTagged);
+            return self.count_drop(view, in_port, DropReason::DoubleTagged);
         }
-        self.forward(now, in_port, vlan, eth.src(), eth.dst())
+        self.forward(view, now, in_port, vlan, eth.src(), eth.dst())
     }
 
     /// Learning and the forwarding decision, once the frame's VLAN is known.
+    #[inline]
     fn forward(
-        &mut self,
+        &self,
+        view: &View,
         now: Time,
         in_port: PortId,
         vlan: VlanId,
@@ -566,21 +751,24 @@ impl Switch {
         dst: MacAddr,
     ) -> Decision {
         if !src.is_valid_source() {
-            return self.count_drop(in_port, DropReason::InvalidSource);
+            return self.count_drop(view, in_port, DropReason::InvalidSource);
         }
         if dst.is_link_local_reserved() {
-            return self.count_drop(in_port, DropReason::ReservedMulticast);
+            return self.count_drop(view, in_port, DropReason::ReservedMulticast);
         }
-        self.fdb.learn(now, vlan, src, in_port);
+        self.fdb.learn_checked(now, vlan, src, in_port, || {
+            self.topology.load().carries(in_port, vlan)
+        });
         if dst.is_multicast() {
-            return self.flood(vlan, in_port);
+            return self.flood(view, vlan, in_port);
         }
-        let from_tunnel = self.ports.get(&in_port).is_some_and(Port::is_tunnel);
+        let topology = view.topology();
+        let from_tunnel = topology.ports.get(&in_port).is_some_and(Port::is_tunnel);
         match self.fdb.lookup(now, vlan, dst) {
-            Some(out) if out == in_port => self.count_drop(in_port, DropReason::SameSegment),
-            Some(out) => match self.ports.get(&out) {
+            Some(out) if out == in_port => self.count_drop(view, in_port, DropReason::SameSegment),
+            Some(out) => match topology.ports.get(&out) {
                 Some(port) if port.up && from_tunnel && port.is_tunnel() => {
-                    self.count_drop(in_port, DropReason::SplitHorizon)
+                    self.count_drop(view, in_port, DropReason::SplitHorizon)
                 }
                 Some(port) if port.up => match port.mode.egress_tag(vlan) {
                     Some(tag) => Decision::Output(Egress {
@@ -589,31 +777,36 @@ impl Switch {
                         tag: if port.is_tunnel() { None } else { tag },
                     }),
                     // A static entry can point at a port outside the VLAN.
-                    None => self.count_drop(in_port, DropReason::NoEgress),
+                    None => self.count_drop(view, in_port, DropReason::NoEgress),
                 },
-                _ => self.flood(vlan, in_port),
+                _ => self.flood(view, vlan, in_port),
             },
-            None => self.flood(vlan, in_port),
+            None => self.flood(view, vlan, in_port),
         }
     }
 
     /// Whether a flood from `from` may use `egress` (not back out of its port, and not
     /// from one tunnel port to another).
-    fn floods_to(&self, from_tunnel: bool, from: PortId, egress: &Egress) -> bool {
+    fn floods_to(topology: &Topology, from_tunnel: bool, from: PortId, egress: &Egress) -> bool {
         egress.port != from
-            && !(from_tunnel && self.ports.get(&egress.port).is_some_and(Port::is_tunnel))
+            && !(from_tunnel
+                && topology
+                    .ports
+                    .get(&egress.port)
+                    .is_some_and(Port::is_tunnel))
     }
 
-    fn flood(&mut self, vlan: VlanId, except: PortId) -> Decision {
-        let from_tunnel = self.ports.get(&except).is_some_and(Port::is_tunnel);
-        let has_target = self
-            .members
-            .get(&vlan)
-            .is_some_and(|m| m.iter().any(|e| self.floods_to(from_tunnel, except, e)));
+    fn flood(&self, view: &View, vlan: VlanId, except: PortId) -> Decision {
+        let topology = view.topology();
+        let from_tunnel = topology.ports.get(&except).is_some_and(Port::is_tunnel);
+        let has_target = topology.members.get(&vlan).is_some_and(|m| {
+            m.iter()
+                .any(|e| Self::floods_to(topology, from_tunnel, except, e))
+        });
         if has_target {
             Decision::Flood { vlan, except }
         } else {
-            self.count_drop(except, DropReason::NoEgress)
+            self.count_drop(view, except, DropReason::NoEgress)
         }
     }
 
@@ -641,18 +834,19 @@ impl Switch {
     /// Every copy `decision` asks for, into `out` (cleared first): the one egress of a
     /// known unicast, or every up port of the VLAN but the ingress one for a flood (and
     /// no tunnel port when the frame came from one). For a tunnel egress the frame goes
-    /// untagged; [`Switch::vxlan_target`] says where.
-    pub fn egresses_into(&self, decision: Decision, out: &mut Vec<Egress>) {
+    /// untagged; [`View::vxlan_target`] says where.
+    pub fn egresses_into(&self, view: &View, decision: Decision, out: &mut Vec<Egress>) {
         out.clear();
         match decision {
             Decision::Output(egress) => out.push(egress),
             Decision::Flood { vlan, except } => {
-                let from_tunnel = self.ports.get(&except).is_some_and(Port::is_tunnel);
-                if let Some(members) = self.members.get(&vlan) {
+                let topology = view.topology();
+                let from_tunnel = topology.ports.get(&except).is_some_and(Port::is_tunnel);
+                if let Some(members) = topology.members.get(&vlan) {
                     out.extend(
                         members
                             .iter()
-                            .filter(|e| self.floods_to(from_tunnel, except, e)),
+                            .filter(|e| Self::floods_to(topology, from_tunnel, except, e)),
                     );
                 }
             }
@@ -660,48 +854,22 @@ impl Switch {
         }
     }
 
-    /// Carries out `decision` for `packet`: for every egress, tags or untags the packet as
-    /// that port needs and hands it to `send`, counting what was sent and what failed.
-    /// `send` returns the drop reason when the port could not take the frame. (switchd's
-    /// forwarding threads do the same in three steps so that no lock is held while they
-    /// send; see [`Switch::egresses_into`].)
-    pub fn execute(
-        &mut self,
-        decision: Decision,
-        packet: &mut PacketBuf,
-        mut send: impl FnMut(&Switch, &Egress, &PacketBuf) -> Result<(), DropReason>,
-    ) {
-        let mut egresses = Vec::new();
-        self.egresses_into(decision, &mut egresses);
-        for egress in egresses {
-            if packet.set_vlan_tag(egress.tag).is_err() {
-                self.count_drop(egress.port, DropReason::Malformed);
-                continue;
-            }
-            match send(self, &egress, packet) {
-                Ok(()) => self.record_tx(egress.port, packet.frame().len()),
-                Err(reason) => {
-                    self.count_drop(egress.port, reason);
-                }
-            }
-        }
-    }
-
     /// Counts a frame of `bytes` sent on `port`.
-    pub fn record_tx(&mut self, port: PortId, bytes: usize) {
-        if let Some(port) = self.ports.get_mut(&port) {
-            port.counters.tx_packets += 1;
-            port.counters.tx_bytes += bytes as u64;
+    #[inline]
+    pub fn record_tx(&self, view: &View, port: PortId, bytes: usize) {
+        if let Some(counters) = view.counters(port) {
+            counters.count_tx(bytes);
         }
     }
 
     /// Counts a frame that could not be sent on `port`.
-    pub fn record_tx_drop(&mut self, port: PortId, reason: DropReason) {
-        self.count_drop(port, reason);
+    #[inline]
+    pub fn record_tx_drop(&self, view: &View, port: PortId, reason: DropReason) {
+        self.count_drop(view, port, reason);
     }
 
     /// Reclaims aged FDB entries; returns how many. Call at [`Switch::next_timeout`].
-    pub fn handle_timeout(&mut self, now: Time) -> usize {
+    pub fn handle_timeout(&self, now: Time) -> usize {
         self.fdb.expire(now)
     }
 

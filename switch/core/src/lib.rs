@@ -28,10 +28,12 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod datapath;
 pub mod fdb;
 pub mod forward;
 pub mod network;
 pub mod port;
+pub mod published;
 pub mod router;
 pub mod sim;
 pub mod time;

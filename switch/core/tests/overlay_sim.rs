@@ -33,7 +33,7 @@ fn vteps(net: &mut Network, n: u8, maps: &[(u16, u32)]) -> Vec<SwitchId> {
             let sw = net.add_switch(FdbConfig::default());
             net.set_vtep(sw, ip(i));
             for (v, id) in maps {
-                net.switch_mut(sw).map_vni(vlan(*v), vni(*id)).unwrap();
+                net.switch(sw).map_vni(vlan(*v), vni(*id)).unwrap();
             }
             sw
         })
@@ -108,8 +108,8 @@ fn one_vni_may_join_different_vlan_numbers() {
     let b = net.add_switch(FdbConfig::default());
     net.set_vtep(a, ip(1));
     net.set_vtep(b, ip(2));
-    net.switch_mut(a).map_vni(vlan(10), vni(42)).unwrap();
-    net.switch_mut(b).map_vni(vlan(30), vni(42)).unwrap();
+    net.switch(a).map_vni(vlan(10), vni(42)).unwrap();
+    net.switch(b).map_vni(vlan(30), vni(42)).unwrap();
     net.add_peer(a, ip(2));
     net.add_peer(b, ip(1));
     let left = net.add_host(a, access(10));
@@ -178,7 +178,7 @@ fn bad_datagrams_are_dropped_by_reason() {
     assert_eq!(drops.get(&DropReason::InnerTagged), Some(&1));
 
     // Configured to accept inner tags, the frame is forwarded (and untagged for access).
-    net.switch_mut(s[0]).set_accept_inner_tagged(true);
+    net.switch(s[0]).set_accept_inner_tagged(true);
     let tagged = datagram(42, &frame(MacAddr::BROADCAST, mac(5), Some(10), b""));
     assert!(matches!(
         net.inject_vxlan(s[0], ip(2), &tagged),
@@ -215,9 +215,9 @@ fn removing_a_peer_forgets_what_sat_behind_it() {
     let blue = net.add_host(s[1], access(10));
     net.send(blue, &frame(MacAddr::BROADCAST, mac(2), None, b""));
     assert_eq!(net.switch(s[0]).fdb().len(), 1);
-    net.switch_mut(s[0]).remove_peer(ip(2)).unwrap();
+    net.switch(s[0]).remove_peer(ip(2)).unwrap();
     assert!(net.switch(s[0]).fdb().is_empty());
-    assert!(net.switch_mut(s[0]).remove_peer(ip(2)).is_err());
+    assert!(net.switch(s[0]).remove_peer(ip(2)).is_err());
     let d = net.send(blue, &frame(MacAddr::BROADCAST, mac(2), None, b""));
     assert!(matches!(d, Decision::Flood { .. }), "sent by host 2 ...");
     assert_eq!(
@@ -237,8 +237,8 @@ fn a_static_remote_entry_avoids_flooding() {
     let blue = net.add_host(s[1], access(10));
     let green = net.add_host(s[2], access(10));
     let to_2 = net.switch(s[0]).peer_port(ip(2)).unwrap();
-    net.switch_mut(s[0])
-        .fdb_mut()
+    net.switch(s[0])
+        .fdb()
         .add_static(vlan(10), mac(2), to_2)
         .unwrap();
     let d = net.send(red, &frame(mac(2), mac(1), None, b""));
@@ -251,13 +251,13 @@ fn a_static_remote_entry_avoids_flooding() {
 fn remapping_a_vni_is_refused_while_taken() {
     let mut net = Network::new();
     let sw = net.add_switch(FdbConfig::default());
-    let core = net.switch_mut(sw);
+    let core = net.switch(sw);
     core.map_vni(vlan(10), vni(42)).unwrap();
     assert!(core.map_vni(vlan(20), vni(42)).is_err());
     core.map_vni(vlan(10), vni(43)).unwrap();
     core.map_vni(vlan(20), vni(42)).unwrap();
     assert_eq!(
-        core.vni_map().collect::<Vec<_>>(),
+        core.vni_map(),
         vec![(vlan(10), vni(43)), (vlan(20), vni(42))]
     );
     assert_eq!(core.unmap_vlan(vlan(10)), Some(vni(43)));

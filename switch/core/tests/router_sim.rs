@@ -48,8 +48,8 @@ fn site() -> Site {
             uplink: true,
         });
         // As switchd does: the gateway MAC is a static entry towards the router.
-        net.switch_mut(sw)
-            .fdb_mut()
+        net.switch(sw)
+            .fdb()
             .add_static(vlan, mac, router_port)
             .unwrap();
     }

@@ -337,14 +337,14 @@ fn removing_a_port_forgets_what_it_learned() {
     let _b = net.add_host(sw, access(1));
     net.send(a, &frame(MacAddr::BROADCAST, mac(1), None, b""));
     let (_, pa) = net.host_port(a);
-    net.switch_mut(sw)
-        .fdb_mut()
+    net.switch(sw)
+        .fdb()
         .add_static(switchyard::wire::VlanId::new(1).unwrap(), mac(50), pa)
         .unwrap();
     assert_eq!(net.switch(sw).fdb().len(), 2);
-    net.switch_mut(sw).remove_port(pa).unwrap();
+    net.switch(sw).remove_port(pa).unwrap();
     assert_eq!(net.switch(sw).fdb().len(), 0);
-    assert!(net.switch_mut(sw).remove_port(pa).is_err());
+    assert!(net.switch(sw).remove_port(pa).is_err());
 }
 
 /// A frame tagged `outer` whose payload starts with another 802.1Q tag for `inner`.

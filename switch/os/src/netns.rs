@@ -343,6 +343,25 @@ impl Netns {
         })
     }
 
+    /// The namespace behind an open descriptor (such as the one the kernel gives for a
+    /// TAP's device), known as `reference` in messages.
+    pub fn from_fd(fd: std::os::fd::OwnedFd, reference: NetnsRef) -> Result<Netns, NetnsError> {
+        let file = File::from(fd);
+        let cookie = check_is_netns(&file, &reference)?;
+        let meta = file
+            .metadata()
+            .map_err(|err| NetnsError::os(format!("cannot stat namespace {reference}"), err))?;
+        Ok(Netns {
+            file,
+            id: NetnsId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            cookie,
+            reference,
+        })
+    }
+
     /// Opens the namespace at `path` (`/run/netns/red`, `/proc/PID/ns/net`, ...).
     pub fn open_path(path: &Path) -> Result<Netns, NetnsError> {
         Netns::open(&NetnsRef::from_path(path))

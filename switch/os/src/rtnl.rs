@@ -280,6 +280,17 @@ impl Rtnl {
             .map(drop)
     }
 
+    /// Deletes the interface with index `index`. An interface already gone is no error.
+    pub fn delete_link(&mut self, index: u32) -> Result<(), RtnlError> {
+        let what = format!("deleting interface index {index}");
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        match self.request(&what, RouteNetlinkMessage::DelLink(message), 0) {
+            Err(err) if err.errno() == Some(Errno::ENODEV) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     /// Brings the interface administratively down.
     pub fn set_down(&mut self, link: &Link) -> Result<(), RtnlError> {
         let what = format!("bringing {} down", link.name);

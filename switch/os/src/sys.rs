@@ -5,6 +5,23 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// `TUNGETDEVNETNS` (`_IO('T', 227)`): the network namespace the device of a TUN/TAP
+/// descriptor lives in, wherever the descriptor is now.
+const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
+
+/// A descriptor of the network namespace the TUN/TAP device behind `fd` lives in
+/// (Linux 5.2+; needs CAP_NET_ADMIN).
+pub fn tun_device_netns(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor (or -1);
+    // `fd` is an open TUN/TAP descriptor for the duration of the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETDEVNETNS as _) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `rc` is a descriptor the kernel just opened for us; nothing else owns it.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc) })
+}
+
 /// `TUNSETIFF`: creates the TAP `name` (or attaches to an existing one of that name) with
 /// `flags` (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`...). Returns the name the kernel used.
 pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Result<String> {

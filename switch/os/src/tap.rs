@@ -11,7 +11,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::netns::{Netns, NetnsError};
+use crate::netns::{Netns, NetnsError, NetnsRef};
+use crate::rtnl::Rtnl;
 use crate::sys;
 
 impl AsFd for Tap {
@@ -55,6 +56,12 @@ pub enum TapError {
     },
     #[error("no interface with index {0} in that namespace: it was deleted inside the container; remove the port with `swctl port del` and attach again")]
     NoSuchIfindex(u32),
+    #[error("cannot remove TAP {name}: {source}")]
+    Destroy {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot look up interfaces in the namespace: {0}")]
     Lookup(#[source] nix::Error),
 }
@@ -172,9 +179,23 @@ impl Tap {
         nix::unistd::write(&self.fd, wire).map_err(io::Error::from)
     }
 
-    /// Removes the device: clears persistence, so it goes when the last descriptor is
-    /// closed (when the last reference to this `Tap` is dropped).
-    pub fn destroy(&self) -> io::Result<()> {
-        sys::tun_set_persist(self.fd.as_fd(), false)
+    /// Removes the device now: clears persistence (so that nothing is left even if the
+    /// deletion below fails), then deletes the interface over rtnetlink inside the
+    /// namespace the device lives in, found through the descriptor itself, so it works
+    /// however the namespace's path has changed since. Descriptors still open elsewhere
+    /// only see errors from then on.
+    pub fn destroy(&self) -> Result<(), TapError> {
+        let failed = |source: io::Error| TapError::Destroy {
+            name: self.name.clone(),
+            source,
+        };
+        sys::tun_set_persist(self.fd.as_fd(), false).map_err(failed)?;
+        let netns = sys::tun_device_netns(self.fd.as_fd()).map_err(failed)?;
+        let netns = Netns::from_fd(netns, NetnsRef::Path(format!("of {}", self.name).into()))?;
+        netns.run(|| {
+            let mut rtnl = Rtnl::open().map_err(|e| failed(io::Error::other(e)))?;
+            rtnl.delete_link(self.ifindex)
+                .map_err(|e| failed(io::Error::other(e)))
+        })
     }
 }

@@ -316,6 +316,7 @@ fn attach(daemon: &mut Daemon, mut req: AttachRequest) -> Outcome<Attached> {
         }
         daemon
             .shared
+            .dp
             .router()
             .set_static_neighbor(network.vlan, ip, MacAddr::from_ipv4(ip));
     }
@@ -440,7 +441,7 @@ fn network_create(daemon: &mut Daemon, config: &NetworkConfig) -> Outcome<Networ
     };
     let busy: Vec<VlanId> = {
         let switch = daemon.switch();
-        let mut busy: Vec<VlanId> = switch.vni_map().map(|(vlan, _)| vlan).collect();
+        let mut busy: Vec<VlanId> = switch.vni_map().into_iter().map(|(vlan, _)| vlan).collect();
         for entry in daemon.ports.values() {
             busy.extend(entry.saved.mode.vlans());
         }
@@ -465,6 +466,7 @@ fn network_create(daemon: &mut Daemon, config: &NetworkConfig) -> Outcome<Networ
         if let Some(vlan) = daemon
             .switch()
             .vni_map()
+            .into_iter()
             .find(|(_, v)| *v == vni)
             .map(|(vlan, _)| vlan)
         {
@@ -513,7 +515,7 @@ fn network_remove(daemon: &mut Daemon, name: &str) -> Outcome<NetworkInfo> {
 }
 
 fn router_info(daemon: &Daemon) -> RouterInfo {
-    let router = daemon.shared.router();
+    let router = daemon.shared.dp.router();
     RouterInfo {
         uplink: daemon.uplink.as_ref().map(|u| u.name().to_string()),
         neighbors: router.neighbors(),
@@ -573,7 +575,7 @@ fn remove_port(daemon: &mut Daemon, id: PortId) -> Option<PortInfo> {
     if let Some(endpoint) = daemon.networks.remove_endpoint(id) {
         if let Some(network) = daemon.networks.get(&endpoint.network) {
             let vlan = network.vlan;
-            daemon.shared.router().remove_neighbor(vlan, endpoint.ip);
+            daemon.shared.dp.router().remove_neighbor(vlan, endpoint.ip);
         }
     }
     Some(info)
@@ -648,6 +650,7 @@ fn fdb_show(daemon: &Daemon, vlan: Option<VlanId>, port: Option<&str>) -> Outcom
         .switch()
         .fdb()
         .entries(daemon.now())
+        .into_iter()
         .filter(|e| vlan.is_none_or(|v| e.vlan == v))
         .filter(|e| port.is_none_or(|p| e.port == p))
         .map(|entry| fdb_record(daemon, entry))
@@ -693,15 +696,15 @@ fn fdb_add(
     let previous = daemon.switch().fdb().get(now, vlan, mac);
     daemon
         .switch()
-        .fdb_mut()
+        .fdb()
         .add_static(vlan, mac, id)
         .map_err(|err| err.to_string())?;
     if let Err(err) = daemon.save() {
-        daemon.switch().fdb_mut().remove(vlan, mac);
+        daemon.switch().fdb().remove(vlan, mac);
         if let Some(prev) = previous.filter(|p| p.is_static) {
             let _ = daemon
                 .switch()
-                .fdb_mut()
+                .fdb()
                 .add_static(prev.vlan, prev.mac, prev.port);
         }
         return Err(format!("cannot save the entry, not added: {err:#}"));
@@ -757,10 +760,10 @@ fn fdb_del(daemon: &mut Daemon, mac: MacAddr, vlan: VlanId) -> Outcome<FdbRecord
         .fdb()
         .get(now, vlan, mac)
         .ok_or_else(|| format!("no FDB entry for {mac} in VLAN {vlan}"))?;
-    daemon.switch().fdb_mut().remove(vlan, mac);
+    daemon.switch().fdb().remove(vlan, mac);
     if entry.is_static {
         if let Err(err) = daemon.save() {
-            let _ = daemon.switch().fdb_mut().add_static(vlan, mac, entry.port);
+            let _ = daemon.switch().fdb().add_static(vlan, mac, entry.port);
             return Err(format!("cannot save, entry kept: {err:#}"));
         }
     }
@@ -774,7 +777,7 @@ fn fdb_flush(
     include_static: bool,
 ) -> Outcome<Flushed> {
     let port = port.map(|p| resolve_any_port(daemon, p)).transpose()?;
-    let removed = daemon.switch().fdb_mut().flush(FlushFilter {
+    let removed = daemon.switch().fdb().flush(FlushFilter {
         port,
         vlan,
         include_static,
@@ -805,7 +808,7 @@ fn stats(daemon: &Daemon) -> Stats {
             .map(|id| port_stats(*id))
             .collect(),
         fdb: FdbStats {
-            entries: fdb.entries(now).count(),
+            entries: fdb.entries(now).len(),
             max_entries: config.max_entries,
             max_per_port: config.max_per_port,
             aging_secs: config.aging.as_secs(),
@@ -833,21 +836,27 @@ fn vxlan_info(daemon: &Daemon) -> Outcome<VxlanInfo> {
         local: vtep.local(),
         map: switch
             .vni_map()
+            .into_iter()
             .map(|(vlan, vni)| VniMapping { vlan, vni })
             .collect(),
         peers,
         unattributed_drops: switch.unattributed_drops(),
-        icmp_frag_needed_sent: vtep.icmp_sent.load(std::sync::atomic::Ordering::Relaxed),
+        icmp_frag_needed_sent: daemon.shared.dp.frag_needed_sent(),
         accept_inner_tagged: switch.accepts_inner_tagged(),
     })
 }
 
 fn peer_info(daemon: &Daemon, vtep: &crate::vtep::Vtep, peer: &Peer) -> PeerInfo {
-    let inner_frame = vtep.max_inner_frame(peer.addr.ip());
+    let _ = vtep;
+    let path_mtu = daemon
+        .switch()
+        .path_mtu(peer.addr.ip())
+        .unwrap_or(switchyard::forward::DEFAULT_PATH_MTU);
+    let inner_frame = switchyard::datapath::max_inner_frame(peer.addr, path_mtu);
     PeerInfo {
         addr: peer.addr,
         port: peer.id,
-        path_mtu: vtep.path_mtu(peer.addr.ip()),
+        path_mtu,
         inner_mtu: inner_frame.saturating_sub(14) as u32,
         counters: daemon.switch().counters(peer.id).unwrap_or_default(),
     }

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -28,10 +28,11 @@ use switchyard::{PortId, Switch, Time};
 
 use crate::conn::Conn;
 use crate::ctl;
-use crate::dataplane::{self, Shared, Worker, ROUTER_PORT};
+use crate::dataplane::{self, Shared, Thread};
 use crate::state::{SavedOverlay, SavedPeer, SavedPort, SavedState, StateStore};
 use crate::uplink::Uplink;
 use crate::vtep::Vtep;
+use switchyard::datapath::{Datapath, ROUTER_PORT};
 use switchyard_os::netns;
 use switchyard_os::nft as nat;
 use switchyard_os::tap::Tap;
@@ -48,7 +49,7 @@ const MAX_CONNS: usize = 256;
 pub struct PortEntry {
     pub saved: SavedPort,
     pub tap: Option<Arc<Tap>>,
-    worker: Option<Worker>,
+    thread: Option<Thread>,
     /// Why the port is not forwarding, when it is not.
     pub problem: Option<String>,
 }
@@ -58,7 +59,7 @@ impl PortEntry {
         PortEntry {
             saved,
             tap: None,
-            worker: None,
+            thread: None,
             problem: None,
         }
     }
@@ -93,7 +94,7 @@ pub struct Daemon {
     /// What the forwarding threads share: the core, the TAPs, the VTEP.
     pub shared: Arc<Shared>,
     failures: crossbeam_channel::Receiver<(PortId, String)>,
-    vxlan_workers: Vec<Worker>,
+    vxlan_threads: Vec<Thread>,
     pub ports: BTreeMap<PortId, PortEntry>,
     pub peers: BTreeMap<PortId, Peer>,
     /// Networks, their endpoints and addresses.
@@ -135,12 +136,13 @@ impl Daemon {
                 Interest::READABLE,
             )
             .context("cannot watch signals")?;
-        let mut switch = Switch::new(options.fdb);
+        let dp = Arc::new(Datapath::new(options.fdb));
         let vtep = match &options.vtep {
             Some(vtep_options) => {
                 let receivers = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let vtep = Vtep::bind(vtep_options.local, vtep_options.udp_checksums, receivers)?;
-                switch.set_accept_inner_tagged(vtep_options.accept_inner_tagged);
+                dp.switch()
+                    .set_accept_inner_tagged(vtep_options.accept_inner_tagged);
                 Some(vtep)
             }
             None if !saved.overlay.is_empty() => anyhow::bail!(
@@ -152,9 +154,9 @@ impl Daemon {
         };
         let waker = mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?;
         let (failed, failures) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::new(switch, vtep, options.busy_poll, failed, waker));
+        let shared = Arc::new(Shared::new(dp, vtep, options.busy_poll, failed, waker));
         let receivers = shared.vtep.as_ref().map_or(0, Vtep::receivers);
-        let vxlan_workers = (0..receivers)
+        let vxlan_threads = (0..receivers)
             .map(|i| dataplane::spawn_vxlan(Arc::clone(&shared), i))
             .collect::<io::Result<Vec<_>>>()
             .context("cannot start the VXLAN receiving threads")?;
@@ -162,7 +164,7 @@ impl Daemon {
             poll,
             shared,
             failures,
-            vxlan_workers,
+            vxlan_threads,
             ports: BTreeMap::new(),
             peers: BTreeMap::new(),
             networks: Networks::new(),
@@ -191,9 +193,9 @@ impl Daemon {
         self.shared.started()
     }
 
-    /// The forwarding core, locked. Hold it only briefly: the forwarding threads wait.
-    pub fn switch(&self) -> MutexGuard<'_, Switch> {
-        self.shared.switch()
+    /// The forwarding core.
+    pub fn switch(&self) -> &Switch {
+        self.shared.dp.switch()
     }
 
     pub fn vtep(&self) -> Option<&Vtep> {
@@ -222,7 +224,7 @@ impl Daemon {
                 PortEntry {
                     saved: port,
                     tap: None,
-                    worker: None,
+                    thread: None,
                     problem,
                 },
             );
@@ -264,7 +266,7 @@ impl Daemon {
             if self.ports.contains_key(&entry.port) || self.peers.contains_key(&entry.port) {
                 if let Err(err) = self
                     .switch()
-                    .fdb_mut()
+                    .fdb()
                     .add_static(entry.vlan, entry.mac, entry.port)
                 {
                     tracing::warn!(
@@ -309,6 +311,7 @@ impl Daemon {
             if let Some(network) = self.networks.get(&endpoint.network) {
                 let vlan = network.vlan;
                 self.shared
+                    .dp
                     .router()
                     .set_static_neighbor(vlan, endpoint.ip, endpoint.mac);
             }
@@ -331,14 +334,14 @@ impl Daemon {
             if self.vtep().is_none() {
                 anyhow::bail!("network {} has VNI {vni}, but switchd was started without --vtep, so it has no overlay; restart it with --vtep ADDR", network.name);
             }
-            let mut switch = self.switch();
+            let switch = self.switch();
             if switch.vni_of(network.vlan) != Some(vni) {
                 switch.map_vni(network.vlan, vni).with_context(|| {
                     format!("cannot carry network {} as VNI {vni}", network.name)
                 })?;
             }
         }
-        self.shared.router().set_interface(Interface {
+        self.shared.dp.router().set_interface(Interface {
             vlan: network.vlan,
             subnet: network.subnet,
             gateway: network.gateway,
@@ -347,7 +350,7 @@ impl Daemon {
         });
         self.set_router_vlans(Some(network.vlan), None);
         self.switch()
-            .fdb_mut()
+            .fdb()
             .add_static(network.vlan, network.router_mac(), ROUTER_PORT)
             .with_context(|| format!("cannot add the gateway MAC of network {}", network.name))?;
         if !network.internal {
@@ -382,12 +385,12 @@ impl Daemon {
             }
         }
         self.switch()
-            .fdb_mut()
+            .fdb()
             .remove(network.vlan, network.router_mac());
-        self.shared.router().remove_interface(network.vlan);
+        self.shared.dp.router().remove_interface(network.vlan);
         self.set_router_vlans(None, Some(network.vlan));
         if let Some(vni) = network.vni {
-            let mut switch = self.switch();
+            let switch = self.switch();
             if switch.vni_of(network.vlan) == Some(vni) {
                 switch.unmap_vlan(network.vlan);
             }
@@ -398,7 +401,7 @@ impl Daemon {
     fn set_router_vlans(&mut self, add: Option<VlanId>, remove: Option<VlanId>) {
         let mut vlans: Vec<VlanId> = self.networks.iter().map(|n| n.vlan).chain(add).collect();
         vlans.retain(|v| Some(*v) != remove);
-        let mut switch = self.switch();
+        let switch = self.switch();
         if vlans.is_empty() {
             let _ = switch.remove_port(ROUTER_PORT);
             return;
@@ -442,8 +445,9 @@ impl Daemon {
             .vtep
             .as_ref()
             .context("switchd was started without --vtep, so it has no VXLAN overlay; restart it with --vtep ADDR")?;
-        self.shared.switch().add_peer(id, addr)?;
+        self.shared.dp.switch().add_peer(id, addr)?;
         let mtu = vtep.learn_path_mtu(addr);
+        self.shared.dp.switch().set_path_mtu(addr.ip(), mtu)?;
         tracing::info!(%addr, port = %id, path_mtu = mtu, "VXLAN peer added");
         let peer = Peer { id, addr };
         self.peers.insert(id, peer);
@@ -453,9 +457,6 @@ impl Daemon {
     /// Removes the remote VTEP at `addr` and everything learned behind it.
     pub fn remove_peer(&mut self, addr: IpAddr) -> Result<Peer> {
         let id = self.switch().remove_peer(addr)?;
-        if let Some(vtep) = self.vtep() {
-            vtep.forget_peer(addr);
-        }
         self.peers.remove(&id).context("peer vanished")
     }
 
@@ -469,10 +470,10 @@ impl Daemon {
         let entry = self.ports.get_mut(&id).context("port vanished")?;
         entry.tap = Some(Arc::clone(&tap));
         self.shared.set_tap(id, Some(Arc::clone(&tap)));
-        let worker = dataplane::spawn_port(Arc::clone(&self.shared), id, tap)
+        let thread = dataplane::spawn_port(Arc::clone(&self.shared), id, tap)
             .with_context(|| format!("cannot start the forwarding thread of TAP {name}"))?;
         if let Some(entry) = self.ports.get_mut(&id) {
-            entry.worker = Some(worker);
+            entry.thread = Some(thread);
             entry.problem = None;
         }
         let _ = self.switch().set_port_up(id, true);
@@ -483,7 +484,7 @@ impl Daemon {
     /// namespace until it is destroyed or the last reference goes).
     pub fn uninstall_tap(&mut self, id: PortId) -> Option<Arc<Tap>> {
         let entry = self.ports.get_mut(&id)?;
-        drop(entry.worker.take());
+        drop(entry.thread.take());
         self.shared.set_tap(id, None);
         entry.tap.take()
     }
@@ -503,6 +504,7 @@ impl Daemon {
         let mut static_fdb: Vec<_> = switch
             .fdb()
             .entries(self.now())
+            .into_iter()
             .filter(|e| e.is_static && e.port != ROUTER_PORT)
             .map(|e| crate::state::SavedFdbEntry {
                 vlan: e.vlan,
@@ -519,6 +521,7 @@ impl Daemon {
             overlay: SavedOverlay {
                 map: switch
                     .vni_map()
+                    .into_iter()
                     .map(|(vlan, vni)| VniMapping { vlan, vni })
                     .collect(),
                 peers: self
@@ -549,13 +552,10 @@ impl Daemon {
             } else if self.accept_pending {
                 Some(Duration::from_millis(100))
             } else {
-                let switch_next = self.switch().next_timeout();
-                let router_next = self.shared.router().next_timeout();
-                let next = match (switch_next, router_next) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                next.map(|at| at.since(self.now()) + Duration::from_millis(1))
+                self.shared
+                    .dp
+                    .next_timeout()
+                    .map(|at| at.since(self.now()) + Duration::from_millis(1))
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -580,16 +580,9 @@ impl Daemon {
             if self.accept_pending {
                 self.accept();
             }
-            let now = self.now();
-            let mut switch = self.switch();
-            if switch.next_timeout().is_some_and(|at| at <= now) {
-                let aged = switch.handle_timeout(now);
+            let aged = self.shared.dp.handle_timeout(self.now());
+            if aged > 0 {
                 tracing::debug!(aged, "aged FDB entries");
-            }
-            drop(switch);
-            let mut router = self.shared.router();
-            if router.next_timeout().is_some_and(|at| at <= now) {
-                router.handle_timeout(now);
             }
         }
     }
@@ -706,7 +699,7 @@ impl Daemon {
 
     /// Releases every TAP (they stay, persistent, in their namespaces) and the socket.
     pub fn shutdown(mut self) {
-        self.vxlan_workers.clear();
+        self.vxlan_threads.clear();
         let ids: Vec<PortId> = self.ports.keys().copied().collect();
         for id in ids {
             drop(self.uninstall_tap(id));

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use switchyard_os::rtnl::{Link, Rtnl, MAIN_TABLE};
 
-use crate::dataplane::{self, Shared, Worker};
+use crate::dataplane::{self, Shared, Thread};
 use switchyard_os::tap::Tap;
 
 /// The uplink's name unless `--uplink` says otherwise.
@@ -23,7 +23,7 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// The TUN device and the thread that reads it.
 pub struct Uplink {
     link: Link,
-    _worker: Worker,
+    _thread: Thread,
 }
 
 impl Uplink {
@@ -44,12 +44,12 @@ impl Uplink {
         })?;
         let tun = Arc::new(tun);
         shared.set_uplink(Some(Arc::clone(&tun)));
-        let worker = dataplane::spawn_uplink(Arc::clone(shared), tun)
+        let thread = dataplane::spawn_uplink(Arc::clone(shared), tun)
             .context("cannot start the uplink's thread")?;
         tracing::info!(name, ifindex = link.index, "uplink up");
         Ok(Uplink {
             link,
-            _worker: worker,
+            _thread: thread,
         })
     }
 

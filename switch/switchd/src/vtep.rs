@@ -6,39 +6,26 @@
 //! outer source port is a stable function of the flow, as RFC 7348 §5 recommends for
 //! ECMP in the underlay. The kernel builds the outer IP and UDP headers and checksums.
 //!
-//! Frames a TAP handed over with offloads (TCP/UDP super-frames, partial checksums) are
-//! segmented to their MSS and checksummed in userspace before they are encapsulated
-//! (`switchyard_encap::segment`): the far end may be a kernel VXLAN device that expects
-//! real packets.
+//! What to send is the core's business (`switchyard::datapath`): it encapsulates, and
+//! segments and checksums super-frames (the far end may be a kernel VXLAN device that
+//! expects real packets). This module only moves datagrams: one `sendmsg` with
+//! `UDP_SEGMENT` for a run of them, `recvmsg` with `UDP_GRO` for runs on the way in.
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::AtomicU64;
-use std::sync::RwLock;
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{
     recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
-use switchyard::wire::{vnet, PacketBuf};
-use switchyard_encap::flow::{flow_hash, pick};
-use switchyard_encap::partial::partial_checksum;
-use switchyard_encap::segment::{segment, GsoKind, Offload, SegmentError};
-use switchyard_encap::vxlan::{self, Vni};
+use switchyard::forward::DEFAULT_PATH_MTU;
+use switchyard_encap::flow::pick;
 
 use switchyard_os::sys;
 
 /// Sockets in the sending pool: distinct outer source ports for ECMP entropy.
 const TX_POOL: usize = 16;
-/// Assumed when the kernel cannot say (no route to the peer yet).
-const DEFAULT_PATH_MTU: u32 = 1500;
-const UDP_HEADER: u32 = 8;
-const VXLAN_HEADER: u32 = vxlan::HEADER_LEN as u32;
-/// Where a datagram's VXLAN header starts in a `PacketBuf`'s read space: the 2 bytes
-/// before it plus its 8 make room for the 10-byte vnet header the TAP write needs.
-pub const RX_OFFSET: usize = 2;
 
 /// Socket buffers for the underlay sockets: well above the default, for bursts.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -114,21 +101,8 @@ pub struct Batch {
     pub segment: usize,
 }
 
-/// Why a frame did not go out on the underlay.
-#[derive(Debug)]
-pub enum SendFailure {
-    /// Encapsulated, it would exceed the path MTU. `icmp` is the "fragmentation needed"
-    /// answer for the sender, when one is due.
-    TooBig {
-        icmp: Option<Vec<u8>>,
-    },
-    /// The TAP's offload metadata did not describe the frame.
-    Offload(SegmentError),
-    Io(io::Error),
-}
-
-/// The VTEP's sockets and what it knows about the paths to its peers. Shared by all
-/// forwarding threads: sending and receiving need no `&mut`.
+/// The VTEP's sockets. Shared by all forwarding threads: sending and receiving need no
+/// `&mut`.
 pub struct Vtep {
     local: SocketAddr,
     /// Whether the kernel coalesces received datagrams (UDP_GRO, Linux 5.0+).
@@ -137,9 +111,6 @@ pub struct Vtep {
     /// kernel spreads senders' flows over them).
     rx: Vec<UdpSocket>,
     tx: Vec<UdpSocket>,
-    path_mtu: RwLock<HashMap<IpAddr, u32>>,
-    /// "Fragmentation needed" answers sent.
-    pub icmp_sent: AtomicU64,
 }
 
 impl Vtep {
@@ -172,14 +143,7 @@ impl Vtep {
             }
             tx.push(socket);
         }
-        Ok(Vtep {
-            local,
-            gro,
-            rx,
-            tx,
-            path_mtu: RwLock::new(HashMap::new()),
-            icmp_sent: AtomicU64::new(0),
-        })
+        Ok(Vtep { local, gro, rx, tx })
     }
 
     pub fn local(&self) -> SocketAddr {
@@ -195,8 +159,7 @@ impl Vtep {
         self.rx[index].as_fd()
     }
 
-    /// Asks the kernel for the path MTU towards `peer` (a connected probe socket) and
-    /// remembers it. Returns it.
+    /// Asks the kernel for the path MTU towards `peer` (a connected probe socket).
     pub fn learn_path_mtu(&self, peer: SocketAddr) -> u32 {
         let probe = || -> io::Result<u32> {
             let socket = UdpSocket::bind(SocketAddr::new(self.local.ip(), 0))?;
@@ -209,92 +172,23 @@ impl Vtep {
                 sys::ipv6_path_mtu(socket.as_fd())
             }
         };
-        let mtu = probe().unwrap_or_else(|err| {
+        probe().unwrap_or_else(|err| {
             tracing::warn!(%peer, "cannot learn the path MTU ({err}); assuming {DEFAULT_PATH_MTU}");
             DEFAULT_PATH_MTU
-        });
-        self.path_mtu
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer.ip(), mtu);
-        mtu
+        })
     }
 
-    pub fn path_mtu(&self, peer: IpAddr) -> u32 {
-        self.path_mtu
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&peer)
-            .copied()
-            .unwrap_or(DEFAULT_PATH_MTU)
-    }
-
-    pub fn forget_peer(&self, peer: IpAddr) {
-        self.path_mtu
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&peer);
-    }
-
-    /// The largest inner Ethernet frame that fits the path to `peer` once encapsulated:
-    /// the path MTU less the outer IP (20 or 40), UDP (8) and VXLAN (8) headers.
-    pub fn max_inner_frame(&self, peer: IpAddr) -> usize {
-        let ip_header = if peer.is_ipv4() { 20 } else { 40 };
-        self.path_mtu(peer)
-            .saturating_sub(ip_header + UDP_HEADER + VXLAN_HEADER) as usize
-    }
-
-    /// Encapsulates the (untagged) frame in `packet` as `vni` and sends it to `remote`,
-    /// segmenting and checksumming offloaded frames first (into `scratch`).
+    /// Sends `datagrams` (VXLAN datagrams of `stride` bytes, the last possibly shorter)
+    /// to `remote`, from the pool socket that `flow` picks.
     pub fn send(
         &self,
         remote: SocketAddr,
-        vni: Vni,
-        packet: &PacketBuf,
-        scratch: &mut Vec<u8>,
-    ) -> Result<(), SendFailure> {
-        let frame = packet.frame();
-        let offload = match packet.vnet_hdr() {
-            Some(h) => Offload::from_virtio(
-                h.flags(),
-                h.gso_type(),
-                h.gso_size(),
-                h.csum_start(),
-                h.csum_offset(),
-            )
-            .map_err(SendFailure::Offload)?,
-            None => Offload::NONE,
-        };
-        let max_inner = self.max_inner_frame(remote.ip());
-        let too_big = || SendFailure::TooBig {
-            icmp: switchyard_encap::icmp::frag_needed(
-                frame,
-                (max_inner - 14).min(usize::from(u16::MAX)) as u16,
-            ),
-        };
-        let socket = &self.tx[pick(flow_hash(frame), self.tx.len())];
-        let mut header = [0u8; vxlan::HEADER_LEN];
-        vxlan::emit(&mut header, vni);
-        if offload.kind == GsoKind::None && !offload.needs_csum {
-            if frame.len() > max_inner {
-                return Err(too_big());
-            }
-            let to = SockaddrStorage::from(remote);
-            let iov = [IoSlice::new(&header), IoSlice::new(frame)];
-            sendmsg(socket.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&to))
-                .map_err(|e| SendFailure::Io(e.into()))?;
-            return Ok(());
-        }
-        let layout = match segment(&offload, frame, vxlan::HEADER_LEN, max_inner, scratch) {
-            Ok(layout) => layout,
-            Err(SegmentError::TooBig { .. }) => return Err(too_big()),
-            Err(err) => return Err(SendFailure::Offload(err)),
-        };
-        let total = layout.total_len();
-        for record in scratch[..total].chunks_mut(layout.stride) {
-            record[..vxlan::HEADER_LEN].copy_from_slice(&header);
-        }
-        send_segments(socket, &scratch[..total], layout.stride, remote).map_err(SendFailure::Io)
+        flow: u32,
+        datagrams: &[u8],
+        stride: usize,
+    ) -> io::Result<()> {
+        let socket = &self.tx[pick(flow, self.tx.len())];
+        send_segments(socket, datagrams, stride.max(1), remote)
     }
 
     /// Reads what is waiting into `buf`: one datagram, or with UDP GRO a run of datagrams
@@ -339,23 +233,5 @@ impl Vtep {
                 )
             })?;
         Ok(Some(Batch { from, len, segment }))
-    }
-
-    /// Turns a datagram copied to `RX_OFFSET` of a packet's read space into a frame for a TAP: the VXLAN header
-    /// (and the 2 bytes before it) become the vnet header. It asks the receiving kernel to
-    /// complete a transport checksum the sender left partial (see
-    /// `switchyard_encap::partial`); otherwise it claims nothing and the kernel verifies.
-    pub fn strip_header(packet: &mut PacketBuf) {
-        let vnet_and_vxlan = RX_OFFSET + vxlan::HEADER_LEN;
-        if let Some(head) = packet.wire_mut().get_mut(..vnet_and_vxlan) {
-            head.fill(0);
-        }
-        if let Some((start, offset)) = partial_checksum(packet.frame()) {
-            if let Some(mut hdr) = packet.vnet_hdr_mut() {
-                hdr.set_flags(vnet::F_NEEDS_CSUM);
-                hdr.set_csum_start(start);
-                hdr.set_csum_offset(offset);
-            }
-        }
     }
 }
