@@ -36,11 +36,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Every comparison scenario (switchyard, bridge, veth, OVS when installed, overlay, kernel
-# VXLAN) and the 100-namespace scale test; bench itself installs sockperf and the chart's
-# font when missing. Three interleaved rounds: the table shows medians, the ratios their
-# median and range. Results: bench/results/<timestamp>.json and .png.
+# VXLAN), the 100-namespace scale test and 16 pairs at once on switchd and on a bridge;
+# bench itself installs sockperf and the chart's font when missing. Three interleaved
+# rounds: the table shows medians, the ratios their median and range. Results:
+# bench/results/<timestamp>.json and .png.
 bench: deps build
-	$(CARGO) run --release -p bench -- --rounds 3 all scale
+	$(CARGO) run --release -p bench -- --rounds 3 all scale pairs
 
 clean:
 	$(CARGO) clean

@@ -27,10 +27,15 @@
 //!   bridge and the kernel's VXLAN device (VNI 42); containers on veths, MTU 1450.
 //! * `switchyard-overlay` — the same underlay with a switchd VTEP in each host namespace.
 //! * `scale` — one switchd, 100 namespaces: attach times, memory, idle CPU, reachability.
-//!   Not part of `all` (the default); `make bench` runs `all scale`.
+//!   Not part of `all` (the default); `make bench` runs `all scale pairs`.
+//! * `pairs` — many flows at once: `--pairs N` (16) client/server pairs on one switchd and
+//!   N on one Linux bridge, in the same round, every pair's iperf3 TCP stream running at
+//!   the same time; the aggregate, the slowest and fastest pair, and the ratio. TCP only
+//!   (whatever `--tests` says); not part of `all`.
 
 mod chart;
 mod ovs;
+mod pairs;
 mod scale;
 mod topo;
 
@@ -42,6 +47,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use pairs::PairsResult;
 use scale::ScaleResult;
 use topo::{Topology, SOCKPERF_MSG_SIZE};
 
@@ -54,7 +60,7 @@ const ALL: [&str; 6] = [
     "kernel-vxlan",
     "switchyard-overlay",
 ];
-const CHOICES: [&str; 8] = [
+const CHOICES: [&str; 9] = [
     "all",
     "veth",
     "bridge",
@@ -63,6 +69,7 @@ const CHOICES: [&str; 8] = [
     "kernel-vxlan",
     "switchyard-overlay",
     "scale",
+    "pairs",
 ];
 
 /// Each switchyard scenario and what it is compared with (same tests, same run).
@@ -89,7 +96,7 @@ enum TestKind {
                    Open vSwitch's userspace datapath"
 )]
 struct Args {
-    /// Scenarios to run, in order; `all` is every one but `scale` [default: all]
+    /// Scenarios to run, in order; `all` is every one but `scale` and `pairs` [default: all]
     #[arg(value_parser = CHOICES)]
     scenarios: Vec<String>,
     /// Seconds per measurement (each iperf3 and sockperf run).
@@ -113,6 +120,10 @@ struct Args {
     /// Namespaces the scale scenario attaches.
     #[arg(long, default_value_t = 100)]
     scale_ports: usize,
+    /// Client/server pairs the pairs scenario runs at once, on each of switchd and the
+    /// bridge.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=pairs::MAX_PAIRS as i64))]
+    pairs: u32,
     /// A quick check that the harness and switchd work: switchyard, one TCP stream for
     /// 1 s, no chart and no results file.
     #[arg(long)]
@@ -208,6 +219,8 @@ struct Settings {
     tests: Vec<TestKind>,
     scenarios: Vec<String>,
     ovs_userspace_tso: Option<bool>,
+    /// Pairs per switch in the pairs scenario, when it ran.
+    pairs: Option<u32>,
     /// Extra switchd flags (`--switchd-arg`).
     switchd_args: Vec<String>,
 }
@@ -221,6 +234,7 @@ struct Report {
     latency: Vec<Latency>,
     udp64: Vec<Udp64>,
     scale: Option<ScaleResult>,
+    pairs: Vec<PairsResult>,
     ratios: Vec<Ratio>,
     ratio_summary: Vec<RatioSummary>,
     skipped: Vec<Note>,
@@ -566,6 +580,40 @@ fn run_scale(args: &Args, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// The pairs scenario on switchyard and on the bridge, one after the other; which goes
+/// first alternates from round to round.
+fn run_pairs(round: u32, args: &Args, report: &mut Report) -> Result<()> {
+    let mut paths = pairs::PATHS;
+    if round % 2 == 0 {
+        paths.reverse();
+    }
+    for path in paths {
+        if interrupted() {
+            bail!("interrupted");
+        }
+        let r = pairs::measure(
+            path,
+            round,
+            args.pairs as usize,
+            args.duration,
+            &args.bin_dir,
+            &args.switchd_arg,
+        )?;
+        row(
+            &format!("pairs {path}"),
+            &format!("tcp x{}", r.pairs),
+            &format!("{:.2} Gbit/s", r.aggregate_gbit_per_sec),
+            &format!(
+                "{:.2}–{:.2}/pair, {:.1} s",
+                r.min_pair_gbit_per_sec, r.max_pair_gbit_per_sec, r.overlap_secs
+            ),
+            r.switch_cpu_sec_per_gb,
+        );
+        report.pairs.push(r);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = Args::parse();
     if !nix::unistd::Uid::effective().is_root() {
@@ -595,9 +643,11 @@ fn main() -> Result<()> {
     }
     scenarios.dedup();
 
-    let paths = scenarios.iter().any(|s| s != "scale");
+    // The scenarios that take `--tests` (scale and pairs have their own).
+    let paths = scenarios.iter().any(|s| s != "scale" && s != "pairs");
+    let with_pairs = scenarios.iter().any(|s| s == "pairs");
     let mut needs = vec![("ip", "iproute2"), ("ping", "iputils-ping")];
-    if paths && args.tests.iter().any(|t| *t != TestKind::Latency) {
+    if with_pairs || (paths && args.tests.iter().any(|t| *t != TestKind::Latency)) {
         needs.push(("iperf3", "iperf3"));
     }
     if paths && args.tests.contains(&TestKind::Latency) {
@@ -623,12 +673,14 @@ fn main() -> Result<()> {
             tests: args.tests.clone(),
             scenarios: scenarios.clone(),
             ovs_userspace_tso: None,
+            pairs: with_pairs.then_some(args.pairs),
             switchd_args: args.switchd_arg.clone(),
         },
         throughput: Vec::new(),
         latency: Vec::new(),
         udp64: Vec::new(),
         scale: None,
+        pairs: Vec::new(),
         ratios: Vec::new(),
         ratio_summary: Vec::new(),
         skipped: Vec::new(),
@@ -663,10 +715,10 @@ fn main() -> Result<()> {
                 }
                 continue;
             }
-            let result = if scenario == "scale" {
-                run_scale(&args, &mut report)
-            } else {
-                run_scenario(scenario, round, &args, &mut report)
+            let result = match scenario.as_str() {
+                "scale" => run_scale(&args, &mut report),
+                "pairs" => run_pairs(round, &args, &mut report),
+                _ => run_scenario(scenario, round, &args, &mut report),
             };
             if let Err(e) = result {
                 println!("-- {scenario}: FAILED: {e:#}");
@@ -769,8 +821,30 @@ fn ratios(report: &Report) -> Vec<Ratio> {
                 );
             }
         }
+        let [ours, base] = pairs::PATHS;
+        let find = |path: &str| {
+            report
+                .pairs
+                .iter()
+                .find(|m| m.path == path && m.round == round)
+        };
+        if let (Some(a), Some(b)) = (find(ours), find(base)) {
+            push(
+                round,
+                ours,
+                base,
+                pairs_test(a.pairs),
+                a.aggregate_gbit_per_sec,
+                b.aggregate_gbit_per_sec,
+            );
+        }
     }
     out
+}
+
+/// The name of the pairs scenario's ratio: aggregate Gbit/s over `pairs` pairs.
+fn pairs_test(pairs: usize) -> String {
+    format!("tcp {pairs} pairs")
 }
 
 /// Each ratio's median and range over the rounds, in the order first measured.
@@ -896,6 +970,9 @@ fn print_summary(report: &Report, scenarios: &[String]) {
              client sent and the server received."
         );
     }
+    if !report.pairs.is_empty() {
+        print_pairs(report);
+    }
     if let Some(tso) = report.settings.ovs_userspace_tso {
         println!(
             "\novs: userspace datapath, TAP ports, userspace TSO {}",
@@ -955,6 +1032,50 @@ fn print_summary(report: &Report, scenarios: &[String]) {
     }
 }
 
+/// The pairs scenario's own table: one row per path, each figure the median over the
+/// rounds.
+fn print_pairs(report: &Report) {
+    let pairs = report.settings.pairs.unwrap_or(0);
+    let rounds = match report.settings.rounds {
+        1 => String::new(),
+        n => format!("; each figure the median of {n} rounds"),
+    };
+    println!(
+        "\npairs: {pairs} client/server pairs per switch, every client at once (one iperf3 TCP \
+         stream each, {} s){rounds}",
+        report.settings.duration_secs
+    );
+    println!(
+        "\n| path | aggregate Gbit/s | slowest pair | fastest pair | retransmits | all running s \
+         | cpu s/GB |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for path in pairs::PATHS {
+        let of = |f: &dyn Fn(&PairsResult) -> Option<f64>| {
+            median_of(&report.pairs, |m| m.path == path, f)
+        };
+        let Some(aggregate) = of(&|m| Some(m.aggregate_gbit_per_sec)) else {
+            continue;
+        };
+        let cell = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+        };
+        println!(
+            "| {path} | {aggregate:.2} | {} | {} | {} | {} | {} |",
+            cell(of(&|m| Some(m.min_pair_gbit_per_sec)), 2),
+            cell(of(&|m| Some(m.max_pair_gbit_per_sec)), 2),
+            cell(of(&|m| Some(m.retransmits as f64)), 0),
+            cell(of(&|m| Some(m.overlap_secs)), 1),
+            of(&|m| m.switch_cpu_sec_per_gb).map_or_else(|| "–".to_string(), |c| fmt_cpu(Some(c))),
+        );
+    }
+    println!(
+        "\nslowest/fastest pair: Gbit/s of one pair. all running s: how long every client was \
+         running at once (the last start to the first exit). cpu s/GB: switchd's CPU seconds \
+         per GB over all the pairs; – for the bridge."
+    );
+}
+
 fn draw_chart(path: &Path, report: &Report, scenarios: &[String]) -> Result<()> {
     let many = test_name(report.settings.streams);
     let groups: Vec<chart::Group> = scenarios
@@ -1000,6 +1121,85 @@ mod tests {
             test: test.into(),
             ratio: value,
         }
+    }
+
+    fn pairs_result(round: u32, path: &str, gbit_per_sec: f64) -> PairsResult {
+        PairsResult {
+            round,
+            path: path.into(),
+            pairs: 16,
+            aggregate_gbit_per_sec: gbit_per_sec,
+            min_pair_gbit_per_sec: gbit_per_sec / 16.0,
+            max_pair_gbit_per_sec: gbit_per_sec / 16.0,
+            pair_gbit_per_sec: vec![gbit_per_sec / 16.0; 16],
+            bytes: 0,
+            retransmits: 0,
+            overlap_secs: 5.0,
+            switch_cpu_sec_per_gb: None,
+        }
+    }
+
+    fn report(rounds: u32, pairs: Vec<PairsResult>) -> Report {
+        Report {
+            timestamp: 0,
+            machine: Machine {
+                kernel: String::new(),
+                cpus: 2,
+                cpu_model: String::new(),
+                memory_kib: 0,
+                iperf3: None,
+                sockperf: None,
+                ovs: None,
+                git_commit: None,
+            },
+            settings: Settings {
+                duration_secs: 5,
+                rounds,
+                streams: 4,
+                tests: vec![TestKind::Tcp],
+                scenarios: vec!["pairs".into()],
+                ovs_userspace_tso: None,
+                pairs: Some(16),
+                switchd_args: Vec::new(),
+            },
+            throughput: Vec::new(),
+            latency: Vec::new(),
+            udp64: Vec::new(),
+            scale: None,
+            pairs,
+            ratios: Vec::new(),
+            ratio_summary: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pairs_ratio_within_each_round() {
+        // Round 2 measured the bridge first; round 3 lost its bridge side (no ratio).
+        let report = report(
+            3,
+            vec![
+                pairs_result(1, "switchyard", 15.0),
+                pairs_result(1, "bridge", 20.0),
+                pairs_result(2, "bridge", 25.0),
+                pairs_result(2, "switchyard", 20.0),
+                pairs_result(3, "switchyard", 30.0),
+            ],
+        );
+        let ratios = ratios(&report);
+        let got: Vec<(u32, &str, f64)> = ratios
+            .iter()
+            .map(|r| (r.round, r.test.as_str(), r.ratio))
+            .collect();
+        assert_eq!(got, [(1, "tcp 16 pairs", 0.75), (2, "tcp 16 pairs", 0.8)]);
+        let summary = summarize(&ratios);
+        assert_eq!(summary.len(), 1);
+        assert_eq!(
+            (summary[0].ours.as_str(), summary[0].base.as_str()),
+            ("switchyard", "bridge")
+        );
+        assert_eq!((summary[0].min, summary[0].max), (0.75, 0.8));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub struct LatencyResult {
 }
 
 /// A server process (iperf3, sockperf) in a namespace, killed on drop.
-struct Server(Child);
+pub struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -132,16 +132,9 @@ impl Topology {
                 topo.address_both()?;
             }
             "bridge" => {
-                let br = topo.add_ns("br")?;
-                sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"])?;
-                sh(&["ip", "-n", &br, "link", "set", "br0", "up"])?;
+                let br = topo.add_bridge("br")?;
                 for (ns, port) in [(&client, "pc"), (&server, "ps")] {
-                    sh(&[
-                        "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name",
-                        port, "netns", &br,
-                    ])?;
-                    sh(&["ip", "-n", &br, "link", "set", port, "master", "br0"])?;
-                    sh(&["ip", "-n", &br, "link", "set", port, "up"])?;
+                    bridge_port(&br, ns, port)?;
                 }
                 topo.address_both()?;
             }
@@ -245,6 +238,14 @@ impl Topology {
             }
         }
         Ok(topo)
+    }
+
+    /// A namespace (named for `role`) holding a Linux bridge `br0`, up; its name.
+    pub fn add_bridge(&mut self, role: &str) -> Result<String> {
+        let br = self.add_ns(role)?;
+        sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"])?;
+        sh(&["ip", "-n", &br, "link", "set", "br0", "up"])?;
+        Ok(br)
     }
 
     /// One ping from namespace `ns` to `ip`, waiting at most a second for the answer.
@@ -354,10 +355,7 @@ impl Topology {
             .into_iter()
             .enumerate()
         {
-            let ns = self.ns(role);
-            let dev = &self.devs[i];
-            sh(&["ip", "-n", &ns, "addr", "add", addr, "dev", dev])?;
-            sh(&["ip", "-n", &ns, "link", "set", dev, "up"])?;
+            address(&self.ns(role), &self.devs[i], addr)?;
         }
         Ok(())
     }
@@ -380,25 +378,7 @@ impl Topology {
 
     /// Starts `args` in the server namespace and waits until it listens on TCP `port`.
     fn serve(&self, args: &[&str], port: u16) -> Result<Server> {
-        let server = self.ns("s");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &server])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {} (is it installed?)", args[0]))?;
-        let server_guard = Server(child);
-        let filter = format!("sport = :{port}");
-        wait_for(
-            || {
-                sh(&["ip", "netns", "exec", &server, "ss", "-Hltn", &filter])
-                    .is_ok_and(|out| !out.trim().is_empty())
-            },
-            &format!("{} did not start listening", args[0]),
-        )?;
-        Ok(server_guard)
+        serve_in(&self.ns("s"), args, port)
     }
 
     /// Runs a client in the client namespace; its stdout.
@@ -416,15 +396,7 @@ impl Topology {
         let out = self.client(&[
             "iperf3", "-c", SERVER_IP, "-t", &duration, "-P", &streams, "-J",
         ])?;
-        let report: serde_json::Value = serde_json::from_str(&out).context("iperf3 -J output")?;
-        let end = &report["end"];
-        Ok(IperfResult {
-            bits_per_second: end["sum_received"]["bits_per_second"]
-                .as_f64()
-                .context("iperf3 report")?,
-            bytes: end["sum_received"]["bytes"].as_u64().unwrap_or(0),
-            retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
-        })
+        parse_iperf(&out)
     }
 
     /// iperf3 UDP with 64-byte payloads as fast as the client can send (`-b 0`).
@@ -481,6 +453,63 @@ impl Topology {
         ])?;
         parse_sockperf(&out)
     }
+}
+
+/// A veth pair from `eth0` in namespace `ns` to `port` in the bridge namespace `br`,
+/// enslaved to its `br0` and up.
+pub fn bridge_port(br: &str, ns: &str, port: &str) -> Result<()> {
+    sh(&[
+        "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", br,
+    ])?;
+    sh(&["ip", "-n", br, "link", "set", port, "master", "br0"])?;
+    sh(&["ip", "-n", br, "link", "set", port, "up"])?;
+    Ok(())
+}
+
+/// Gives `dev` in namespace `ns` the address `cidr` and sets it up.
+pub fn address(ns: &str, dev: &str, cidr: &str) -> Result<()> {
+    sh(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev])?;
+    sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+    Ok(())
+}
+
+/// Starts `args` in namespace `ns` and waits until it listens on TCP `port`.
+pub fn serve_in(ns: &str, args: &[&str], port: u16) -> Result<Server> {
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {} (is it installed?)", args[0]))?;
+    let server_guard = Server(child);
+    let filter = format!("sport = :{port}");
+    wait_for(
+        || {
+            sh(&["ip", "netns", "exec", ns, "ss", "-Hltn", &filter])
+                .is_ok_and(|out| !out.trim().is_empty())
+        },
+        &format!("{} did not start listening", args[0]),
+    )?;
+    Ok(server_guard)
+}
+
+/// Reads an iperf3 `-J` TCP report: what the receiver got, the sender's retransmits. A
+/// report with an `error` (iperf3 could not connect, the server went away) is an error.
+pub fn parse_iperf(out: &str) -> Result<IperfResult> {
+    let report: serde_json::Value = serde_json::from_str(out).context("iperf3 -J output")?;
+    if let Some(error) = report["error"].as_str() {
+        bail!("iperf3: {error}");
+    }
+    let end = &report["end"];
+    Ok(IperfResult {
+        bits_per_second: end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3 report")?,
+        bytes: end["sum_received"]["bytes"].as_u64().unwrap_or(0),
+        retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+    })
 }
 
 /// Reads sockperf's summary: `avg-latency=27.4`, `percentile 50.000 =  26.1`,
@@ -616,6 +645,30 @@ mod tests {
         assert_eq!(r.p50_us, Some(34.326));
         assert_eq!(r.p99_us, Some(49.958));
         assert_eq!(r.messages, 41597);
+    }
+
+    #[test]
+    fn reads_iperf_report() {
+        // iperf3 3.12 -J, trimmed to what is read.
+        let out = r#"{"start": {"version": "iperf 3.12"}, "intervals": [],
+            "end": {
+                "sum_sent": {"seconds": 1.000017, "bytes": 1528954880,
+                             "bits_per_second": 12231431105.671204, "retransmits": 11885},
+                "sum_received": {"seconds": 1.000043, "bytes": 1528954128,
+                                 "bits_per_second": 12231107086.395285}}}"#;
+        let r = parse_iperf(out).unwrap();
+        assert_eq!(r.bits_per_second, 12231107086.395285);
+        assert_eq!(r.bytes, 1528954128);
+        assert_eq!(r.retransmits, 11885);
+    }
+
+    #[test]
+    fn iperf_error_report_is_an_error() {
+        let out = r#"{"start": {"connected": []}, "intervals": [], "end": {},
+            "error": "unable to connect to server: Connection refused"}"#;
+        let e = parse_iperf(out).err().unwrap();
+        assert!(format!("{e:#}").contains("Connection refused"));
+        assert!(parse_iperf("iperf3: parameter error").is_err());
     }
 
     #[test]
