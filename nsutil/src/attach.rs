@@ -1022,7 +1022,10 @@ mod tests {
         );
         let rollback = AttachError::RollbackFailed {
             source: Box::new(AttachError::Options(OptionsError::Mtu { mtu: 1 })),
-            rollback: ClientError::Refused("no such port \"7\"".into()),
+            rollback: ClientError::Refused(switchyard::control::ControlError::new(
+                switchyard::control::ErrorCode::NoSuchPort,
+                "no such port \"7\"",
+            )),
             port: switchyard::PortId(7),
         };
         assert_eq!(

@@ -1,8 +1,9 @@
 //! The control protocol between switchd and its clients (swctl, nsutil, switchyard-cni).
 //!
 //! A Unix stream socket (mode 0600). Each request is one line of JSON, answered by one
-//! line of JSON: `{"result": ...}` on success, `{"error": "..."}` on failure. A client
-//! may send several requests on one connection.
+//! line of JSON: `{"result": ...}` on success, `{"error": {"code": "...", "message":
+//! "..."}}` on failure. Clients decide on the [`ErrorCode`], never on the message. A
+//! client may send several requests on one connection.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::controller::error::{ControlError, ErrorCode};
 use crate::fdb::{FdbCounters, FdbEntry};
 use crate::forward::{DropReason, PortCounters};
 use crate::network::NetworkConfig;
@@ -295,7 +297,32 @@ pub struct VxlanInfo {
 #[serde(rename_all = "snake_case")]
 pub enum Reply<T> {
     Result(T),
-    Error(String),
+    Error(ErrorReply),
+}
+
+/// A refusal as it crosses the socket: coded, or (from a switchd older than the codes)
+/// a bare message, which clients read as [`ErrorCode::Unknown`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorReply {
+    Coded(ControlError),
+    Text(String),
+}
+
+impl From<ErrorReply> for ControlError {
+    fn from(reply: ErrorReply) -> ControlError {
+        match reply {
+            ErrorReply::Coded(err) => err,
+            ErrorReply::Text(message) => ControlError::new(ErrorCode::Unknown, message),
+        }
+    }
+}
+
+impl<T> Reply<T> {
+    /// The answer to a request that was refused.
+    pub fn refused(err: ControlError) -> Reply<T> {
+        Reply::Error(ErrorReply::Coded(err))
+    }
 }
 
 #[cfg(test)]
@@ -343,8 +370,31 @@ mod tests {
     fn replies_wrap_results_and_errors() {
         let ok: Reply<Flushed> = serde_json::from_str(r#"{"result":{"removed":3}}"#).unwrap();
         assert!(matches!(ok, Reply::Result(Flushed { removed: 3 })));
-        let err: Reply<Flushed> = serde_json::from_str(r#"{"error":"no such port: 9"}"#).unwrap();
-        assert!(matches!(err, Reply::Error(m) if m == "no such port: 9"));
+        let err: Reply<Flushed> = serde_json::from_str(
+            r#"{"error":{"code":"no_such_port","message":"no such port: 9"}}"#,
+        )
+        .unwrap();
+        let Reply::Error(err) = err else {
+            panic!("an error")
+        };
+        let err = ControlError::from(err);
+        assert_eq!(err.code, ErrorCode::NoSuchPort);
+        assert_eq!(err.message, "no such port: 9");
+        // An older switchd's bare message still decodes.
+        let old: Reply<Flushed> = serde_json::from_str(r#"{"error":"no such port: 9"}"#).unwrap();
+        let Reply::Error(old) = old else {
+            panic!("an error")
+        };
+        assert_eq!(ControlError::from(old).code, ErrorCode::Unknown);
+        let refused = serde_json::to_string(&Reply::<Flushed>::refused(ControlError::new(
+            ErrorCode::NetworkInUse,
+            "in use",
+        )))
+        .unwrap();
+        assert_eq!(
+            refused,
+            r#"{"error":{"code":"network_in_use","message":"in use"}}"#
+        );
     }
 
     #[test]

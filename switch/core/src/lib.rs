@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod controller;
 pub mod datapath;
 pub mod fdb;
 pub mod forward;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use switchyard::control::{Reply, Request, SOCKET_ENV};
+use switchyard::control::{ControlError, ErrorCode, Reply, Request, SOCKET_ENV};
 
 /// How long a client waits for an answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,9 +35,19 @@ pub enum ClientError {
     },
     #[error("switchd sent an answer this client does not understand ({0}); are swctl and switchd the same version?")]
     Protocol(#[source] serde_json::Error),
-    /// switchd refused the request; the message says why.
+    /// switchd refused the request; the code says what kind of refusal, the message why.
     #[error("{0}")]
-    Refused(String),
+    Refused(ControlError),
+}
+
+impl ClientError {
+    /// The code of a refusal, if switchd refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused(err) => Some(err.code),
+            _ => None,
+        }
+    }
 }
 
 /// A blocking connection to switchd's control socket.
@@ -109,7 +119,7 @@ impl Client {
         }
         match serde_json::from_str(&answer).map_err(ClientError::Protocol)? {
             Reply::Result(value) => Ok(value),
-            Reply::Error(message) => Err(ClientError::Refused(message)),
+            Reply::Error(err) => Err(ClientError::Refused(err.into())),
         }
     }
 }

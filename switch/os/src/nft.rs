@@ -25,7 +25,6 @@
 //! [`remove`] from a thread in switchd's own namespace, never from a helper that entered
 //! a container's. Calls are not serialised here; the last batch the kernel sees wins.
 
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
@@ -50,24 +49,7 @@ pub const CHAIN: &str = "postrouting";
 /// it is being sent, so the answer is normally queued before `send` returns.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Masquerade traffic from `subnet` that leaves through any interface but `uplink`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Masquerade {
-    /// The network's subnet; host bits are ignored.
-    pub subnet: Ipv4Net,
-    /// switchd's uplink TUN (an interface name, 1 to 15 bytes).
-    pub uplink: String,
-}
-
-impl fmt::Display for Masquerade {
-    /// The rule in `nft` syntax.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.subnet.prefix_len() > 0 {
-            write!(f, "ip saddr {} ", self.subnet.trunc())?;
-        }
-        write!(f, "oifname != {:?} masquerade", self.uplink)
-    }
-}
+pub use switchyard::controller::Masquerade;
 
 /// Managing switchd's NAT table failed. Nothing changed: a batch is all or nothing.
 #[derive(Debug, thiserror::Error)]

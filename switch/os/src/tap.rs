@@ -117,6 +117,26 @@ impl Tap {
         })
     }
 
+    /// Attaches to the persistent TAP called `name` inside `netns`, if there is one
+    /// (`None` when no interface has that name, or it is not a TAP).
+    pub fn attach_in(netns: &Netns, name: &str) -> Result<Option<Tap>, TapError> {
+        netns.run(|| {
+            if nix::net::if_::if_nametoindex(name).is_err() {
+                return Ok(None);
+            }
+            match Tap::open(name) {
+                Ok(tap) => Ok(Some(tap)),
+                // An interface of another kind by that name: not ours.
+                Err(TapError::Create { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    Ok(None)
+                }
+                Err(err) => Err(err),
+            }
+        })
+    }
+
     /// Creates the TUN device `name` in the calling thread's namespace: IP packets, no
     /// link header, with a vnet header and TCP offloads like a TAP port. Not persistent:
     /// it goes away with switchd, and with it every route through it.

@@ -10,7 +10,9 @@
 //!   ports' lives.
 //! * `dataplane` — the forwarding threads: one per TAP port, one per VXLAN socket.
 //! * `conn` — one control connection, with bounds against misbehaving clients.
-//! * `ctl` — control requests, each saved to the state directory before it is answered.
+//! * `ctl` — control requests: decoded, handed to the core's controller, answered.
+//! * `system` — the controller's effects on this machine: TAPs and their threads,
+//!   namespaces, the uplink and routes, NAT, path MTU probes, the state directory.
 //! * `state` — the state directory: ports and static FDB entries, written atomically.
 //! * `tap` — persistent TAP devices with vnet headers and offloads, in other namespaces,
 //!   and the uplink's TUN.
@@ -26,6 +28,7 @@ mod ctl;
 mod daemon;
 mod dataplane;
 mod state;
+mod system;
 mod uplink;
 mod vtep;
 
@@ -291,7 +294,7 @@ fn run() -> Result<()> {
     tracing::info!(
         socket = %config.socket.display(),
         state_dir = %config.state_dir.display(),
-        ports = switchd.ports.len(),
+        ports = switchd.controller.model().ports.len(),
         "switchd ready"
     );
     let outcome = switchd.run();

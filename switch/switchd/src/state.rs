@@ -9,149 +9,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
-use switchyard::control::VniMapping;
-use switchyard::network::{Endpoint, Network, Networks};
-use switchyard::wire::{MacAddr, VlanId};
-use switchyard::{PortId, PortMode};
+pub use switchyard::controller::state::{SavedState, VERSION};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
-const VERSION: u32 = 1;
-
-/// A port as remembered across restarts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SavedPort {
-    pub id: PortId,
-    /// Short name of the namespace, shown in port names (`red` in `red/eth0`).
-    pub label: String,
-    pub netns: PathBuf,
-    /// Identity of the namespace (device and inode of its nsfs file), so a path that
-    /// now names a different namespace is noticed.
-    pub netns_dev: u64,
-    pub netns_ino: u64,
-    /// The namespace's cookie (never reused within a boot): what proves, after a
-    /// restart, that the path still names the same namespace.
-    #[serde(default)]
-    pub netns_cookie: u64,
-    /// The interface name at attach time; the TAP is found again by `ifindex`.
-    pub ifname: String,
-    pub ifindex: u32,
-    pub mode: PortMode,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SavedFdbEntry {
-    pub vlan: VlanId,
-    pub mac: MacAddr,
-    pub port: PortId,
-}
-
-/// The overlay's configuration: which VLANs travel as which VNI, and the peers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SavedOverlay {
-    pub map: Vec<VniMapping>,
-    pub peers: Vec<SavedPeer>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SavedPeer {
-    /// The tunnel port the peer is in the forwarding core.
-    pub id: PortId,
-    pub addr: SocketAddr,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SavedState {
-    pub version: u32,
-    /// The boot the namespace cookies belong to.
-    #[serde(default)]
-    pub boot_id: String,
-    pub next_port_id: u32,
-    pub ports: Vec<SavedPort>,
-    /// Static entries, pointing at local ports or at peers' tunnel ports.
-    pub static_fdb: Vec<SavedFdbEntry>,
-    #[serde(default, skip_serializing_if = "SavedOverlay::is_empty")]
-    pub overlay: SavedOverlay,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<Network>,
-    /// Which port holds which address on which network.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<Endpoint>,
-}
-
-impl SavedState {
-    /// Port ids unique (local ports and peers share one id space) and below
-    /// `next_port_id`; no two ports for one (namespace, interface); no two peers at one
-    /// address.
-    fn check(&self) -> Result<()> {
-        let mut ids = std::collections::HashSet::new();
-        let port_ids = self.ports.iter().map(|p| p.id);
-        let peer_ids = self.overlay.peers.iter().map(|p| p.id);
-        for id in port_ids.chain(peer_ids) {
-            if !ids.insert(id) {
-                bail!("port id {id} is used twice");
-            }
-            if id.0 >= self.next_port_id {
-                bail!(
-                    "port id {id} is not below next_port_id {}",
-                    self.next_port_id
-                );
-            }
-        }
-        let mut endpoints = std::collections::HashSet::new();
-        for port in &self.ports {
-            if !endpoints.insert((&port.netns, &port.ifname)) {
-                bail!("{}/{} is attached twice", port.netns.display(), port.ifname);
-            }
-        }
-        let mut peers = std::collections::HashSet::new();
-        for peer in &self.overlay.peers {
-            if !peers.insert(peer.addr.ip()) {
-                bail!("peer {} is listed twice", peer.addr);
-            }
-        }
-        for endpoint in &self.endpoints {
-            if !self.ports.iter().any(|p| p.id == endpoint.port) {
-                bail!(
-                    "endpoint {} on network {} belongs to port {}, which does not exist",
-                    endpoint.ip,
-                    endpoint.network,
-                    endpoint.port
-                );
-            }
-        }
-        Networks::restore(self.networks.clone(), self.endpoints.clone())?;
-        Ok(())
-    }
-}
-
-impl SavedOverlay {
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.peers.is_empty()
-    }
-}
-
-impl Default for SavedState {
-    fn default() -> Self {
-        SavedState {
-            version: VERSION,
-            boot_id: String::new(),
-            next_port_id: 1,
-            ports: Vec::new(),
-            static_fdb: Vec::new(),
-            overlay: SavedOverlay::default(),
-            networks: Vec::new(),
-            endpoints: Vec::new(),
-        }
-    }
-}
 
 /// The state directory, locked for this process.
 pub struct StateStore {
@@ -217,7 +83,7 @@ impl StateStore {
                 state.version
             );
         }
-        state.check().with_context(|| {
+        state.check().map_err(anyhow::Error::msg).with_context(|| {
             format!(
                 "state file {} is inconsistent; move it aside to start with no ports",
                 path.display()
@@ -259,6 +125,11 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard::control::VniMapping;
+    use switchyard::controller::state::{SavedFdbEntry, SavedOverlay, SavedPeer, SavedPort};
+    use switchyard::network::{Endpoint, Network};
+    use switchyard::wire::VlanId;
+    use switchyard::{PortId, PortMode};
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("switchd-state-{tag}-{}", std::process::id()));
@@ -283,6 +154,7 @@ mod tests {
                 mode: PortMode::Access {
                     vlan: VlanId::new(10).unwrap(),
                 },
+                pending: None,
             }],
             static_fdb: vec![SavedFdbEntry {
                 vlan: VlanId::new(10).unwrap(),

@@ -22,7 +22,9 @@ use nsutil::attach::{self, AttachError, AttachOptions};
 use nsutil::netns::{Netns, NetnsError, NetnsRef};
 use nsutil::rtnl::{Rtnl, RtnlError};
 use serde_json::Value;
-use switchyard::control::{EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET};
+use switchyard::control::{
+    EndpointInfo, ErrorCode, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET,
+};
 use switchyard::network::NetworkConfig;
 use switchyard_encap::Vni;
 use switchyard_os::client::{Client, ClientError};
@@ -166,7 +168,7 @@ fn inspect(client: &mut Client, name: &str) -> Result<Option<NetworkInfo>, CniEr
         name: name.to_string(),
     }) {
         Ok(info) => Ok(Some(info)),
-        Err(ClientError::Refused(message)) if message.starts_with("no such network") => Ok(None),
+        Err(ClientError::Refused(err)) if err.code == ErrorCode::NoSuchNetwork => Ok(None),
         Err(err) => Err(client_error(err)),
     }
 }
@@ -199,8 +201,8 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
     match client.call::<NetworkInfo>(&request) {
         Ok(info) => Ok(info),
         // Another ADD created it meanwhile.
-        Err(ClientError::Refused(message)) if message.contains("already exists") => {
-            inspect(client, &conf.name)?.ok_or_else(|| CniError::new(Code::Refused, message))
+        Err(ClientError::Refused(err)) if err.code == ErrorCode::AlreadyExists => {
+            inspect(client, &conf.name)?.ok_or_else(|| CniError::new(Code::Refused, err.message))
         }
         Err(err) => Err(client_error(err)),
     }
@@ -393,7 +395,7 @@ fn detach(client: &mut Client, endpoint: &EndpointInfo) -> Result<(), CniError> 
     }) {
         Ok(_) => Ok(()),
         // Gone meanwhile: what DEL wanted.
-        Err(ClientError::Refused(message)) if message.starts_with("no such port") => Ok(()),
+        Err(ClientError::Refused(err)) if err.code == ErrorCode::NoSuchPort => Ok(()),
         Err(err) => Err(client_error(err)),
     }
 }

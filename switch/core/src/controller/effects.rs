@@ -1,0 +1,117 @@
+//! The controller's side effects: small traits that switchd implements over the OS layer
+//! (`switchyard-os`) and tests implement in memory ([`super::fake`]).
+//!
+//! Each method does one thing to the world outside the process and says whether it
+//! worked. None is called with the controller in a half-changed state: the controller
+//! changes its model, derives the [`super::plan::Plan`] of steps that bring the world in
+//! line, and runs it through these traits.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::error::ControlError;
+use super::state::{SavedPort, SavedState};
+use crate::port::PortId;
+
+/// Which namespace something lives in: device and inode of its nsfs file (tell
+/// namespaces apart while both are alive) and the kernel's cookie (never reused within
+/// a boot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NamespaceId {
+    pub dev: u64,
+    pub ino: u64,
+    pub cookie: u64,
+}
+
+/// One masquerade (source NAT) rule: traffic from `subnet` that leaves through any
+/// interface but `uplink` (switchd's own TUN) is masqueraded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Masquerade {
+    /// The network's subnet; host bits are ignored.
+    pub subnet: Ipv4Net,
+    /// switchd's uplink TUN (an interface name, 1 to 15 bytes).
+    pub uplink: String,
+}
+
+impl std::fmt::Display for Masquerade {
+    /// The rule in `nft` syntax.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.subnet.prefix_len() > 0 {
+            write!(f, "ip saddr {} ", self.subnet.trunc())?;
+        }
+        write!(f, "oifname != {:?} masquerade", self.uplink)
+    }
+}
+
+/// Ports' TAP devices and the namespaces they live in.
+pub trait Links {
+    /// Opens the network namespace at `path` and identifies it.
+    fn identify_netns(&mut self, path: &Path) -> Result<NamespaceId, ControlError>;
+
+    /// Whether `path` still names the namespace with this device and inode.
+    fn netns_is(&self, path: &Path, dev: u64, ino: u64) -> bool;
+
+    /// Creates the TAP `ifname` inside the namespace at `netns` for port `port`, and
+    /// starts forwarding what it sends. Returns its interface index.
+    fn create_tap(&mut self, port: PortId, netns: &Path, ifname: &str)
+        -> Result<u32, ControlError>;
+
+    /// Finds a saved port's TAP again after a restart (checking that the path still
+    /// names the namespace it was attached in, with `same_boot` saying whether cookies
+    /// can be compared) and starts forwarding. The error says why it is down.
+    fn reattach_tap(&mut self, port: &SavedPort, same_boot: bool) -> Result<(), String>;
+
+    /// Stops forwarding for `port` and deletes its TAP.
+    fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError>;
+
+    /// Removes what a change that never finished may have left of `port`'s TAP: the
+    /// TAP named `port.ifname` in its namespace, if there is one. True if it removed one.
+    fn discard_tap(&mut self, port: &SavedPort) -> Result<bool, ControlError>;
+}
+
+/// The uplink to the host, its routes, and the NAT table.
+pub trait Routing {
+    /// IPv4 subnets the host already routes (main table, not the default route, not
+    /// through the uplink): what a new network must not shadow.
+    fn host_routes(&mut self) -> Result<Vec<Ipv4Net>, ControlError>;
+
+    /// Creates the uplink TUN, if there is none yet, and starts routing through it.
+    fn create_uplink(&mut self) -> Result<(), ControlError>;
+
+    /// The uplink's name, once it exists.
+    fn uplink_name(&self) -> Option<String>;
+
+    /// Routes `subnet` into the uplink with `mtu` as its path MTU.
+    fn route(&mut self, subnet: Ipv4Net, mtu: u32) -> Result<(), ControlError>;
+
+    fn unroute(&mut self, subnet: Ipv4Net) -> Result<(), ControlError>;
+
+    /// Replaces the whole NAT table with `rules` (none: the table goes).
+    fn replace_nat(&mut self, rules: &[Masquerade]) -> Result<(), ControlError>;
+}
+
+/// The VXLAN underlay.
+pub trait Underlay {
+    /// This switchd's VTEP address, when it has one (`--vtep`).
+    fn vtep(&self) -> Option<SocketAddr>;
+
+    /// The path MTU towards `peer`, as the kernel knows it.
+    fn path_mtu(&mut self, peer: SocketAddr) -> u32;
+}
+
+/// The state directory.
+pub trait Store {
+    /// Replaces the saved state atomically.
+    fn save(&mut self, state: &SavedState) -> Result<(), ControlError>;
+
+    /// A new random id for a network (64 hex digits, like Docker's).
+    fn random_id(&mut self) -> Result<String, ControlError>;
+}
+
+/// Everything the controller does to the world.
+pub trait Effects: Links + Routing + Underlay + Store {}
+
+impl<T: Links + Routing + Underlay + Store> Effects for T {}

@@ -1,0 +1,247 @@
+//! An in-memory world for the controller: namespaces, TAPs, the uplink, routes, the NAT
+//! table and the state file, with every side effect recorded, and failures and crashes
+//! to order. Tests (and the fuzzers) drive the real controller against it, without root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+use super::effects::{Links, Masquerade, NamespaceId, Routing, Store, Underlay};
+use super::error::{ControlError, ErrorCode};
+use super::state::{SavedPort, SavedState};
+use crate::port::PortId;
+
+/// One side effect, as the fake saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    CreateTap(PortId),
+    DestroyTap(PortId),
+    ReattachTap(PortId),
+    DiscardTap(PortId),
+    CreateUplink,
+    Route(Ipv4Net),
+    Unroute(Ipv4Net),
+    ReplaceNat(usize),
+    Save,
+}
+
+/// A TAP in some namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FakeTap {
+    pub netns: PathBuf,
+    pub ifname: String,
+    pub ifindex: u32,
+}
+
+/// The world. Public fields are what tests look at and set up.
+#[derive(Debug, Default)]
+pub struct FakeSystem {
+    /// Namespaces that exist, by path.
+    pub namespaces: BTreeMap<PathBuf, NamespaceId>,
+    /// TAPs that exist, persistent: they outlive the process that made them.
+    pub taps: BTreeSet<FakeTap>,
+    /// Which TAP each port of the running process forwards through.
+    pub attached: BTreeMap<PortId, FakeTap>,
+    pub uplink: bool,
+    pub routes: BTreeMap<Ipv4Net, u32>,
+    pub nat: Vec<Masquerade>,
+    pub host_routes: Vec<Ipv4Net>,
+    pub saved: Option<SavedState>,
+    pub vtep: Option<SocketAddr>,
+    /// Every effect that took place, in order.
+    pub calls: Vec<Call>,
+    /// The next call of this kind fails (once).
+    pub fail: Option<Call>,
+    /// After this many more effects the process "dies": every later effect fails and
+    /// changes nothing, as if it never ran.
+    pub crash_after: Option<usize>,
+    next_ifindex: u32,
+    next_id: u32,
+}
+
+impl FakeSystem {
+    pub fn new() -> FakeSystem {
+        FakeSystem {
+            next_ifindex: 2,
+            ..FakeSystem::default()
+        }
+    }
+
+    /// Adds a namespace at `/run/netns/NAME`; returns its path.
+    pub fn add_namespace(&mut self, name: &str) -> PathBuf {
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        let n = self.namespaces.len() as u64 + 1;
+        self.namespaces.insert(
+            path.clone(),
+            NamespaceId {
+                dev: 4,
+                ino: 4026532000 + n,
+                cookie: 4096 + n,
+            },
+        );
+        path
+    }
+
+    /// The process is restarted: forwarding threads are gone, TAPs and the saved state
+    /// stay; the uplink, its routes go with the process; the NAT table stays.
+    pub fn restart(&mut self) {
+        self.attached.clear();
+        self.uplink = false;
+        self.routes.clear();
+        self.crash_after = None;
+        self.fail = None;
+        self.calls.clear();
+    }
+
+    /// Whether the next effect may happen, counting it; fails the planned failure.
+    fn effect(&mut self, call: Call) -> Result<(), ControlError> {
+        if let Some(left) = self.crash_after.as_mut() {
+            if *left == 0 {
+                return Err(ControlError::system("the process is dead"));
+            }
+            *left -= 1;
+        }
+        if self.fail.as_ref() == Some(&call) {
+            self.fail = None;
+            return Err(ControlError::system(format!("{call:?} failed, as ordered")));
+        }
+        self.calls.push(call);
+        Ok(())
+    }
+}
+
+impl Links for FakeSystem {
+    fn identify_netns(&mut self, path: &Path) -> Result<NamespaceId, ControlError> {
+        self.namespaces.get(path).copied().ok_or_else(|| {
+            ControlError::new(
+                ErrorCode::NamespaceUnavailable,
+                format!("no such network namespace {}", path.display()),
+            )
+        })
+    }
+
+    fn netns_is(&self, path: &Path, dev: u64, ino: u64) -> bool {
+        self.namespaces
+            .get(path)
+            .is_some_and(|id| id.dev == dev && id.ino == ino)
+    }
+
+    fn create_tap(
+        &mut self,
+        port: PortId,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<u32, ControlError> {
+        if self
+            .taps
+            .iter()
+            .any(|t| t.netns == netns && t.ifname == ifname)
+        {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!("interface {ifname} already exists in that namespace"),
+            ));
+        }
+        self.effect(Call::CreateTap(port))?;
+        let tap = FakeTap {
+            netns: netns.to_path_buf(),
+            ifname: ifname.to_string(),
+            ifindex: self.next_ifindex,
+        };
+        self.next_ifindex += 1;
+        self.taps.insert(tap.clone());
+        self.attached.insert(port, tap);
+        Ok(self.next_ifindex - 1)
+    }
+
+    fn reattach_tap(&mut self, port: &SavedPort, _same_boot: bool) -> Result<(), String> {
+        self.effect(Call::ReattachTap(port.id))
+            .map_err(|e| e.message)?;
+        let tap = self
+            .taps
+            .iter()
+            .find(|t| t.netns == port.netns && t.ifindex == port.ifindex)
+            .cloned()
+            .ok_or_else(|| format!("no interface with index {} in that namespace", port.ifindex))?;
+        self.attached.insert(port.id, tap);
+        Ok(())
+    }
+
+    fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError> {
+        self.effect(Call::DestroyTap(port))?;
+        if let Some(tap) = self.attached.remove(&port) {
+            self.taps.remove(&tap);
+        }
+        Ok(())
+    }
+
+    fn discard_tap(&mut self, port: &SavedPort) -> Result<bool, ControlError> {
+        self.effect(Call::DiscardTap(port.id))?;
+        let found = self
+            .taps
+            .iter()
+            .find(|t| t.netns == port.netns && t.ifname == port.ifname)
+            .cloned();
+        Ok(found.is_some_and(|tap| self.taps.remove(&tap)))
+    }
+}
+
+impl Routing for FakeSystem {
+    fn host_routes(&mut self) -> Result<Vec<Ipv4Net>, ControlError> {
+        Ok(self.host_routes.clone())
+    }
+
+    fn create_uplink(&mut self) -> Result<(), ControlError> {
+        self.effect(Call::CreateUplink)?;
+        self.uplink = true;
+        Ok(())
+    }
+
+    fn uplink_name(&self) -> Option<String> {
+        self.uplink.then(|| "switchyard0".to_string())
+    }
+
+    fn route(&mut self, subnet: Ipv4Net, mtu: u32) -> Result<(), ControlError> {
+        self.effect(Call::Route(subnet))?;
+        self.routes.insert(subnet, mtu);
+        Ok(())
+    }
+
+    fn unroute(&mut self, subnet: Ipv4Net) -> Result<(), ControlError> {
+        self.effect(Call::Unroute(subnet))?;
+        self.routes.remove(&subnet);
+        Ok(())
+    }
+
+    fn replace_nat(&mut self, rules: &[Masquerade]) -> Result<(), ControlError> {
+        self.effect(Call::ReplaceNat(rules.len()))?;
+        self.nat = rules.to_vec();
+        Ok(())
+    }
+}
+
+impl Underlay for FakeSystem {
+    fn vtep(&self) -> Option<SocketAddr> {
+        self.vtep
+    }
+
+    fn path_mtu(&mut self, _peer: SocketAddr) -> u32 {
+        1500
+    }
+}
+
+impl Store for FakeSystem {
+    fn save(&mut self, state: &SavedState) -> Result<(), ControlError> {
+        self.effect(Call::Save)
+            .map_err(|e| ControlError::new(ErrorCode::StateNotSaved, e.message))?;
+        self.saved = Some(state.clone());
+        Ok(())
+    }
+
+    fn random_id(&mut self) -> Result<String, ControlError> {
+        self.next_id += 1;
+        Ok(format!("{:064x}", self.next_id))
+    }
+}

@@ -1,0 +1,264 @@
+//! The controller's model: what switchd is configured to be. It is the one owner of ports,
+//! peers, static FDB entries, the VLAN ↔ VNI map, networks and their endpoints; the
+//! datapath's configuration (the switch's ports and peers, static entries, the router's
+//! interfaces and neighbours) is derived from it by [`sync`], and the side effects by
+//! [`super::plan::Plan`].
+//!
+//! A model is a value: cloning it before a change and putting the clone back is how a
+//! failed change is undone.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use switchyard_encap::Vni;
+
+use super::state::{SavedFdbEntry, SavedOverlay, SavedPeer, SavedPort, SavedState, VERSION};
+use crate::control::VniMapping;
+use crate::datapath::{Datapath, ROUTER_PORT};
+use crate::network::Networks;
+use crate::port::{PortId, PortMode};
+use crate::router::Interface;
+use crate::wire::{MacAddr, VlanId, VlanSet};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub ports: BTreeMap<PortId, SavedPort>,
+    /// VXLAN peers by their tunnel port.
+    pub peers: BTreeMap<PortId, SocketAddr>,
+    /// Static FDB entries the operator added (the gateways' are derived from networks).
+    pub statics: BTreeMap<(VlanId, MacAddr), PortId>,
+    /// Every VLAN carried over the overlay (networks' VNIs included).
+    pub vni_map: BTreeMap<VlanId, Vni>,
+    pub networks: Networks,
+    pub next_port_id: u32,
+}
+
+impl Model {
+    pub fn new() -> Model {
+        Model {
+            next_port_id: 1,
+            ..Model::default()
+        }
+    }
+
+    /// A fresh port id (local ports and peers share one id space).
+    pub fn allocate_port_id(&mut self) -> PortId {
+        let id = PortId(self.next_port_id);
+        self.next_port_id += 1;
+        id
+    }
+
+    /// The model a saved state describes (checked by [`SavedState::check`] first).
+    pub fn from_saved(saved: &SavedState) -> Result<Model, String> {
+        saved.check()?;
+        Ok(Model {
+            ports: saved.ports.iter().map(|p| (p.id, p.clone())).collect(),
+            peers: saved.overlay.peers.iter().map(|p| (p.id, p.addr)).collect(),
+            statics: saved
+                .static_fdb
+                .iter()
+                .map(|e| ((e.vlan, e.mac), e.port))
+                .collect(),
+            vni_map: saved.overlay.map.iter().map(|m| (m.vlan, m.vni)).collect(),
+            networks: Networks::restore(saved.networks.clone(), saved.endpoints.clone())
+                .map_err(|err| err.to_string())?,
+            next_port_id: saved.next_port_id,
+        })
+    }
+
+    /// The state to save, with the ports of `intents` marked pending.
+    pub fn to_saved(
+        &self,
+        boot_id: &str,
+        intents: &BTreeMap<PortId, (SavedPort, super::state::Pending)>,
+    ) -> SavedState {
+        let (networks, endpoints) = self.networks.to_saved();
+        let mut ports: BTreeMap<PortId, SavedPort> = self.ports.clone();
+        for (id, (port, pending)) in intents {
+            let mut port = port.clone();
+            port.pending = Some(*pending);
+            ports.insert(*id, port);
+        }
+        SavedState {
+            version: VERSION,
+            boot_id: boot_id.to_string(),
+            next_port_id: self.next_port_id,
+            ports: ports.into_values().collect(),
+            static_fdb: self
+                .statics
+                .iter()
+                .map(|((vlan, mac), port)| SavedFdbEntry {
+                    vlan: *vlan,
+                    mac: *mac,
+                    port: *port,
+                })
+                .collect(),
+            overlay: SavedOverlay {
+                map: self
+                    .vni_map
+                    .iter()
+                    .map(|(vlan, vni)| VniMapping {
+                        vlan: *vlan,
+                        vni: *vni,
+                    })
+                    .collect(),
+                peers: self
+                    .peers
+                    .iter()
+                    .map(|(id, addr)| SavedPeer {
+                        id: *id,
+                        addr: *addr,
+                    })
+                    .collect(),
+            },
+            networks,
+            endpoints,
+        }
+    }
+
+    /// Whether `id` is a port or a peer's tunnel port.
+    pub fn has_port(&self, id: PortId) -> bool {
+        self.ports.contains_key(&id) || self.peers.contains_key(&id)
+    }
+
+    /// Forgets a local port: its endpoint (and address) and the static entries that
+    /// point at it.
+    pub fn remove_port(&mut self, id: PortId) -> Option<SavedPort> {
+        let port = self.ports.remove(&id)?;
+        self.networks.remove_endpoint(id);
+        self.statics.retain(|_, p| *p != id);
+        Some(port)
+    }
+
+    /// Forgets a peer and the static entries behind it.
+    pub fn remove_peer(&mut self, id: PortId) -> Option<SocketAddr> {
+        let addr = self.peers.remove(&id)?;
+        self.statics.retain(|_, p| *p != id);
+        Some(addr)
+    }
+
+    /// The VLANs the router's port trunks: every network's.
+    fn router_vlans(&self) -> VlanSet {
+        self.networks.iter().map(|n| n.vlan).collect()
+    }
+}
+
+/// Brings the datapath's configuration from what `old` asked for to what `new` asks for:
+/// the VLAN ↔ VNI map, switch ports and peers, static entries, the router's port,
+/// interfaces and neighbours. Only what differs is touched (reconfiguring a port flushes
+/// what it learned). `path_mtu` gives each new peer's path MTU. Fails only where the
+/// datapath can refuse (a full table of static entries, a VNI clash) — the caller checks
+/// those first, and undoes a failure by syncing back.
+pub fn sync(
+    dp: &Datapath,
+    old: &Model,
+    new: &Model,
+    path_mtu: impl Fn(SocketAddr) -> u32,
+) -> Result<(), super::error::ControlError> {
+    let switch = dp.switch();
+    // The overlay first: unmaps, then maps, so that a VNI moving between VLANs is free.
+    for (vlan, vni) in &old.vni_map {
+        if new.vni_map.get(vlan) != Some(vni) {
+            switch.unmap_vlan(*vlan);
+        }
+    }
+    for (vlan, vni) in &new.vni_map {
+        if old.vni_map.get(vlan) != Some(vni) {
+            switch.map_vni(*vlan, *vni)?;
+        }
+    }
+    // Ports and peers.
+    for (id, port) in &old.ports {
+        if !new.ports.contains_key(id) {
+            let _ = switch.remove_port(*id);
+        } else if new.ports[id].mode != port.mode {
+            switch.set_port(*id, new.ports[id].mode.clone());
+        }
+    }
+    for (id, port) in &new.ports {
+        if !old.ports.contains_key(id) {
+            switch.set_port(*id, port.mode.clone());
+        }
+    }
+    for (id, addr) in &old.peers {
+        if new.peers.get(id) != Some(addr) {
+            let _ = switch.remove_peer(addr.ip());
+        }
+    }
+    for (id, addr) in &new.peers {
+        if old.peers.get(id) != Some(addr) {
+            switch.add_peer(*id, *addr)?;
+            switch.set_path_mtu(addr.ip(), path_mtu(*addr))?;
+        }
+    }
+    // The router: its port trunks every network's VLAN, and it has one interface per
+    // network, whose gateway MAC is a static entry towards it.
+    let (old_vlans, new_vlans) = (old.router_vlans(), new.router_vlans());
+    if old_vlans != new_vlans {
+        if new_vlans.is_empty() {
+            let _ = switch.remove_port(ROUTER_PORT);
+        } else {
+            switch.set_port(
+                ROUTER_PORT,
+                PortMode::Trunk {
+                    allowed: new_vlans,
+                    native: None,
+                },
+            );
+            let _ = switch.set_port_up(ROUTER_PORT, true);
+        }
+    }
+    let mut router = dp.router();
+    for network in old.networks.iter() {
+        if new.networks.get(&network.name) != Some(network) {
+            switch.fdb().remove(network.vlan, network.router_mac());
+            router.remove_interface(network.vlan);
+        }
+    }
+    for network in new.networks.iter() {
+        if old.networks.get(&network.name) != Some(network) {
+            router.set_interface(Interface {
+                vlan: network.vlan,
+                subnet: network.subnet,
+                gateway: network.gateway,
+                mac: network.router_mac(),
+                uplink: !network.internal,
+            });
+            switch
+                .fdb()
+                .add_static(network.vlan, network.router_mac(), ROUTER_PORT)?;
+        }
+    }
+    // Endpoints: the router knows their MACs, never asks for them.
+    for endpoint in old.networks.endpoints() {
+        let vlan = old.networks.get(&endpoint.network).map(|n| n.vlan);
+        let stays = new.networks.endpoints().contains(endpoint)
+            && new.networks.get(&endpoint.network).map(|n| n.vlan) == vlan;
+        if let (false, Some(vlan)) = (stays, vlan) {
+            router.remove_neighbor(vlan, endpoint.ip);
+        }
+    }
+    for endpoint in new.networks.endpoints() {
+        let Some(network) = new.networks.get(&endpoint.network) else {
+            continue;
+        };
+        let known = old.networks.endpoints().contains(endpoint)
+            && old.networks.get(&endpoint.network).map(|n| n.vlan) == Some(network.vlan);
+        if !known {
+            router.set_static_neighbor(network.vlan, endpoint.ip, endpoint.mac);
+        }
+    }
+    drop(router);
+    // The operator's static entries, on ports that exist by now.
+    for (key, port) in &old.statics {
+        if new.statics.get(key) != Some(port) {
+            switch.fdb().remove(key.0, key.1);
+        }
+    }
+    for ((vlan, mac), port) in &new.statics {
+        if old.statics.get(&(*vlan, *mac)) != Some(port) {
+            switch.fdb().add_static(*vlan, *mac, *port)?;
+        }
+    }
+    Ok(())
+}

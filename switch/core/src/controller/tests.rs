@@ -1,0 +1,399 @@
+//! The controller against the in-memory world: plans, undo at every step, and a crash at
+//! every step followed by a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::fake::{Call, FakeSystem};
+use super::*;
+use crate::control::{AttachRequest, Attached, Detached, NetworkInfo, PortInfo, Request};
+use crate::fdb::FdbConfig;
+use crate::network::NetworkConfig;
+use crate::wire::VlanId;
+
+fn clock() -> Clock {
+    Clock {
+        now: Time::from_secs(10),
+        unix_secs: 1_796_000_000,
+    }
+}
+
+fn start(fx: &mut FakeSystem) -> Controller {
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    let config = ControllerConfig {
+        boot_id: "boot".into(),
+        uplink_name: "switchyard0".into(),
+    };
+    let saved = fx.saved.clone().unwrap_or_default();
+    let controller = Controller::restore(dp, config, saved, fx).expect("restore");
+    // What a start does (rewriting the NAT table) is not what the tests look at.
+    fx.calls.clear();
+    controller
+}
+
+fn attach_request(netns: &Path, network: Option<&str>) -> Request {
+    Request::Attach(AttachRequest {
+        netns: netns.to_path_buf(),
+        ifname: "eth0".into(),
+        mode: PortMode::Access {
+            vlan: VlanId::new(10).unwrap(),
+        },
+        label: None,
+        network: network.map(String::from),
+        ip: None,
+        container_id: None,
+    })
+}
+
+fn create_network(name: &str, subnet: &str, masquerade: bool) -> Request {
+    Request::NetworkCreate(NetworkConfig {
+        name: name.into(),
+        subnet: Some(subnet.parse().unwrap()),
+        masquerade,
+        ..NetworkConfig::default()
+    })
+}
+
+fn call<T: serde::de::DeserializeOwned>(
+    c: &mut Controller,
+    fx: &mut FakeSystem,
+    request: Request,
+) -> Result<T, ControlError> {
+    c.handle(fx, clock(), request)
+        .map(|value| serde_json::from_value(value).expect("answer decodes"))
+}
+
+/// What must hold after any sequence of changes, failures and restarts: every port has
+/// a TAP and forwards through it, every TAP belongs to a port, every endpoint to a port,
+/// the datapath knows exactly the model's ports, and the state file agrees.
+fn assert_consistent(c: &Controller, fx: &FakeSystem) {
+    let model = c.model();
+    for (id, port) in &model.ports {
+        let tap = fx
+            .attached
+            .get(id)
+            .unwrap_or_else(|| panic!("port {id} has no TAP"));
+        assert_eq!((&tap.netns, &tap.ifname), (&port.netns, &port.ifname));
+        assert_eq!(tap.ifindex, port.ifindex, "port {id}'s ifindex");
+        assert!(port.pending.is_none());
+    }
+    for tap in &fx.taps {
+        assert!(
+            model
+                .ports
+                .values()
+                .any(|p| p.netns == tap.netns && p.ifname == tap.ifname),
+            "TAP {tap:?} belongs to no port"
+        );
+    }
+    for endpoint in model.networks.endpoints() {
+        assert!(model.ports.contains_key(&endpoint.port), "{endpoint:?}");
+    }
+    let mut switch_ports = c.datapath().switch().port_ids();
+    switch_ports.retain(|id| *id != crate::datapath::ROUTER_PORT);
+    let mut expected: Vec<PortId> = model
+        .ports
+        .keys()
+        .chain(model.peers.keys())
+        .copied()
+        .collect();
+    expected.sort();
+    assert_eq!(switch_ports, expected, "the switch's ports");
+    if let Some(saved) = &fx.saved {
+        assert_eq!(Model::from_saved(saved).unwrap(), *model, "the state file");
+    }
+}
+
+#[test]
+fn an_attach_saves_its_intent_then_creates_the_tap_then_commits() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let mut c = start(&mut fx);
+    let attached: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    assert!(attached.created);
+    assert_eq!(attached.port.name, "red/eth0");
+    assert_eq!(
+        fx.calls,
+        vec![Call::Save, Call::CreateTap(PortId(1)), Call::Save]
+    );
+    assert_consistent(&c, &fx);
+    // Attaching again reports the same port and does nothing.
+    fx.calls.clear();
+    let again: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    assert!(!again.created);
+    assert!(fx.calls.is_empty());
+}
+
+#[test]
+fn a_network_routes_masquerades_and_gives_addresses() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let mut c = start(&mut fx);
+    let blue: NetworkInfo =
+        call(&mut c, &mut fx, create_network("blue", "10.9.0.0/24", true)).unwrap();
+    assert_eq!(
+        fx.calls,
+        vec![
+            Call::CreateUplink,
+            Call::Route("10.9.0.0/24".parse().unwrap()),
+            Call::ReplaceNat(1),
+            Call::Save
+        ]
+    );
+    assert_eq!(fx.nat[0].uplink, "switchyard0");
+    let attached: Attached = call(&mut c, &mut fx, attach_request(&red, Some("blue"))).unwrap();
+    let endpoint = attached.endpoint.expect("an endpoint");
+    assert_eq!(endpoint.address, "10.9.0.2/24".parse().unwrap());
+    assert_eq!(attached.port.mode, PortMode::Access { vlan: blue.vlan });
+    // The router knows the endpoint.
+    assert!(c
+        .datapath()
+        .router()
+        .neighbors()
+        .iter()
+        .any(|n| n.ip == "10.9.0.2".parse::<std::net::Ipv4Addr>().unwrap()));
+    assert_consistent(&c, &fx);
+    let in_use = c.handle(
+        &mut fx,
+        clock(),
+        Request::NetworkRemove {
+            name: "blue".into(),
+        },
+    );
+    assert_eq!(in_use.unwrap_err().code, ErrorCode::NetworkInUse);
+    let _: Detached = call(
+        &mut c,
+        &mut fx,
+        Request::Detach {
+            netns: red,
+            ifname: "eth0".into(),
+        },
+    )
+    .unwrap();
+    fx.calls.clear();
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkRemove {
+            name: "blue".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fx.calls,
+        vec![
+            Call::Unroute("10.9.0.0/24".parse().unwrap()),
+            Call::ReplaceNat(0),
+            Call::Save
+        ]
+    );
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn refusals_carry_stable_codes() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let mut c = start(&mut fx);
+    let code = |c: &mut Controller, fx: &mut FakeSystem, r: Request| {
+        c.handle(fx, clock(), r).unwrap_err().code
+    };
+    assert_eq!(
+        code(&mut c, &mut fx, Request::PortDel { port: "9".into() }),
+        ErrorCode::NoSuchPort
+    );
+    assert_eq!(
+        code(
+            &mut c,
+            &mut fx,
+            attach_request(Path::new("/run/netns/nope"), None)
+        ),
+        ErrorCode::NamespaceUnavailable
+    );
+    assert_eq!(
+        code(&mut c, &mut fx, attach_request(&red, Some("nope"))),
+        ErrorCode::NoSuchNetwork
+    );
+    assert_eq!(
+        code(&mut c, &mut fx, Request::VxlanShow),
+        ErrorCode::NoOverlay
+    );
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        create_network("blue", "10.9.0.0/24", false),
+    )
+    .unwrap();
+    assert_eq!(
+        code(
+            &mut c,
+            &mut fx,
+            create_network("blue", "10.8.0.0/24", false)
+        ),
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        code(
+            &mut c,
+            &mut fx,
+            create_network("green", "10.9.0.0/25", false)
+        ),
+        ErrorCode::Conflict
+    );
+    let mut bad = attach_request(&red, Some("blue"));
+    if let Request::Attach(req) = &mut bad {
+        req.ip = Some("10.9.0.1".parse().unwrap());
+    }
+    assert_eq!(code(&mut c, &mut fx, bad), ErrorCode::AddressUnavailable);
+    // A name taken in the namespace by something else.
+    fx.taps.insert(fake::FakeTap {
+        netns: red.clone(),
+        ifname: "eth0".into(),
+        ifindex: 99,
+    });
+    assert_eq!(
+        code(&mut c, &mut fx, attach_request(&red, None)),
+        ErrorCode::AlreadyExists
+    );
+    let detached: Detached = call(
+        &mut c,
+        &mut fx,
+        Request::Detach {
+            netns: red,
+            ifname: "eth0".into(),
+        },
+    )
+    .unwrap();
+    assert!(detached.port.is_none());
+}
+
+/// The requests of a day's work, each of which changes the world.
+fn workload(fx: &mut FakeSystem) -> Vec<Request> {
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    vec![
+        create_network("web", "10.20.0.0/24", true),
+        attach_request(&red, Some("web")),
+        attach_request(&blue, None),
+        Request::PortSet {
+            port: "blue/eth0".into(),
+            mode: PortMode::Access {
+                vlan: VlanId::new(20).unwrap(),
+            },
+        },
+        Request::Detach {
+            netns: red,
+            ifname: "eth0".into(),
+        },
+        Request::NetworkRemove { name: "web".into() },
+        Request::PortDel {
+            port: "blue/eth0".into(),
+        },
+    ]
+}
+
+#[test]
+fn a_failure_at_any_step_changes_nothing() {
+    let mut probe = FakeSystem::new();
+    let requests = workload(&mut probe);
+    for (index, request) in requests.iter().enumerate() {
+        // How many effects this request makes, when nothing fails.
+        let mut fx = FakeSystem::new();
+        let _ = workload(&mut fx);
+        let mut c = start(&mut fx);
+        for earlier in &requests[..index] {
+            c.handle(&mut fx, clock(), earlier.clone()).unwrap();
+        }
+        let before = c.model().clone();
+        fx.calls.clear();
+        c.handle(&mut fx, clock(), request.clone()).unwrap();
+        let steps = fx.calls.clone();
+        // Taking a route away is best effort (the route only leads into the uplink).
+        for failing in steps
+            .iter()
+            .filter(|s| !matches!(s, Call::DestroyTap(_) | Call::Unroute(_)))
+        {
+            let mut fx = FakeSystem::new();
+            let _ = workload(&mut fx);
+            let mut c = start(&mut fx);
+            for earlier in &requests[..index] {
+                c.handle(&mut fx, clock(), earlier.clone()).unwrap();
+            }
+            let taps = fx.taps.clone();
+            let routes = fx.routes.clone();
+            let nat = fx.nat.clone();
+            fx.fail = Some(failing.clone());
+            let destroys = steps.iter().any(|s| matches!(s, Call::DestroyTap(_)));
+            let result = c.handle(&mut fx, clock(), request.clone());
+            assert!(result.is_err(), "request {index} with {failing:?} failing");
+            if destroys {
+                // Past the point of no return: done, and the next start finishes it.
+                continue;
+            }
+            assert_eq!(
+                c.model(),
+                &before,
+                "request {index}, {failing:?} failed: model"
+            );
+            assert_eq!(fx.taps, taps, "request {index}, {failing:?} failed: TAPs");
+            assert_eq!(
+                fx.routes, routes,
+                "request {index}, {failing:?} failed: routes"
+            );
+            assert_eq!(fx.nat, nat, "request {index}, {failing:?} failed: NAT");
+            assert_consistent(&c, &fx);
+        }
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_is_finished_or_undone_on_the_next_start() {
+    let mut probe = FakeSystem::new();
+    let requests = workload(&mut probe);
+    for (index, request) in requests.iter().enumerate() {
+        for crash_after in 0..6 {
+            let mut fx = FakeSystem::new();
+            let _ = workload(&mut fx);
+            let mut c = start(&mut fx);
+            for earlier in &requests[..index] {
+                c.handle(&mut fx, clock(), earlier.clone()).unwrap();
+            }
+            fx.crash_after = Some(crash_after);
+            let _ = c.handle(&mut fx, clock(), request.clone());
+            drop(c);
+            fx.restart();
+            let c = start(&mut fx);
+            assert_consistent(&c, &fx);
+            // Masquerading networks have their rule again, and only they.
+            let masquerading = c.model().networks.iter().filter(|n| n.masquerade).count();
+            assert_eq!(
+                fx.nat.len(),
+                masquerading,
+                "request {index}, crash after {crash_after}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_restart_reattaches_and_a_missing_tap_marks_the_port_down() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    let mut c = start(&mut fx);
+    let _: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    let _: Attached = call(&mut c, &mut fx, attach_request(&blue, None)).unwrap();
+    drop(c);
+    fx.restart();
+    // blue's interface was deleted inside the container while switchd was down.
+    fx.taps.retain(|t| t.netns != blue);
+    let mut c = start(&mut fx);
+    let ports: Vec<PortInfo> = call(&mut c, &mut fx, Request::PortList).unwrap();
+    assert_eq!(ports[0].state, "up");
+    assert!(
+        ports[1].state.starts_with("down: no interface with index"),
+        "{}",
+        ports[1].state
+    );
+    assert!(!c.datapath().switch().is_port_up(ports[1].id));
+}

@@ -1,0 +1,302 @@
+//! The controller's effects, carried out on this machine: TAPs and their forwarding
+//! threads, namespaces, the uplink with its routes, the NAT table, the VTEP's path MTU
+//! probes, and the state directory. Everything here is a thin call into the OS layer
+//! (`switchyard-os`) or the data plane's threads; the decisions are the controller's.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use switchyard::controller::state::{SavedPort, SavedState};
+use switchyard::controller::{
+    ControlError, ErrorCode, Links, Masquerade, NamespaceId, Routing, Store, Underlay,
+};
+use switchyard::PortId;
+use switchyard_os::netns::{Netns, NetnsError, NetnsId};
+use switchyard_os::nft::{self, NatError};
+use switchyard_os::tap::{Tap, TapError};
+
+use crate::dataplane::{self, Shared, Thread};
+use crate::state::StateStore;
+use crate::uplink::{self, Uplink};
+
+/// A port's TAP and the thread that reads it.
+struct PortIo {
+    tap: Arc<Tap>,
+    _thread: Thread,
+}
+
+/// The machine, as the controller sees it.
+pub struct System {
+    shared: Arc<Shared>,
+    store: StateStore,
+    ports: BTreeMap<PortId, PortIo>,
+    uplink: Option<Uplink>,
+    uplink_name: String,
+    /// The namespace the last `identify_netns` opened, so that the TAP is created in the
+    /// very namespace that was identified, even if the path is rebound in between.
+    last_netns: Option<(PathBuf, Netns)>,
+}
+
+impl System {
+    pub fn new(shared: Arc<Shared>, store: StateStore, uplink_name: String) -> System {
+        System {
+            shared,
+            store,
+            ports: BTreeMap::new(),
+            uplink: None,
+            uplink_name,
+            last_netns: None,
+        }
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Starts forwarding for port `id` through `tap` (a thread of its own) and marks
+    /// the port up.
+    fn install(&mut self, id: PortId, tap: Tap) -> Result<u32, String> {
+        let tap = Arc::new(tap);
+        let ifindex = tap.ifindex();
+        self.shared.set_tap(id, Some(Arc::clone(&tap)));
+        let thread = match dataplane::spawn_port(Arc::clone(&self.shared), id, Arc::clone(&tap)) {
+            Ok(thread) => thread,
+            Err(err) => {
+                self.shared.set_tap(id, None);
+                let _ = tap.destroy();
+                return Err(format!(
+                    "cannot start the forwarding thread of TAP {}: {err}",
+                    tap.name()
+                ));
+            }
+        };
+        self.ports.insert(
+            id,
+            PortIo {
+                tap,
+                _thread: thread,
+            },
+        );
+        let _ = self.shared.dp.switch().set_port_up(id, true);
+        Ok(ifindex)
+    }
+
+    /// Stops port `id`'s forwarding thread and hands its TAP back (it stays in the
+    /// namespace until it is destroyed or the last reference goes).
+    pub fn release(&mut self, id: PortId) -> Option<Arc<Tap>> {
+        let io = self.ports.remove(&id)?;
+        self.shared.set_tap(id, None);
+        Some(io.tap)
+    }
+
+    /// Lets every TAP go (they stay, persistent, in their namespaces) and the uplink.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<PortId> = self.ports.keys().copied().collect();
+        for id in ids {
+            drop(self.release(id));
+        }
+        self.shared.set_uplink(None);
+        self.uplink = None;
+    }
+
+    fn open_netns(&mut self, path: &Path) -> Result<Netns, ControlError> {
+        if let Some((cached, _)) = &self.last_netns {
+            if cached == path {
+                if let Some((_, netns)) = self.last_netns.take() {
+                    return Ok(netns);
+                }
+            }
+        }
+        Netns::open_path(path).map_err(|err| netns_error(path, err))
+    }
+}
+
+fn netns_error(path: &Path, err: NetnsError) -> ControlError {
+    ControlError::new(
+        ErrorCode::NamespaceUnavailable,
+        format!("cannot open network namespace {}: {err}", path.display()),
+    )
+}
+
+/// A TAP error with its causes, one line, and its code.
+fn tap_error(err: TapError) -> ControlError {
+    let code = match &err {
+        TapError::NameTaken(_) => ErrorCode::AlreadyExists,
+        TapError::Netns(_) => ErrorCode::NamespaceUnavailable,
+        _ => ErrorCode::SystemError,
+    };
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        if !message.contains(&cause.to_string()) {
+            message.push_str(&format!(": {cause}"));
+        }
+        source = cause.source();
+    }
+    ControlError::new(code, message)
+}
+
+impl Links for System {
+    fn identify_netns(&mut self, path: &Path) -> Result<NamespaceId, ControlError> {
+        let netns = Netns::open_path(path).map_err(|err| netns_error(path, err))?;
+        let identity = netns.identity();
+        self.last_netns = Some((path.to_path_buf(), netns));
+        Ok(NamespaceId {
+            dev: identity.dev,
+            ino: identity.ino,
+            cookie: identity.cookie,
+        })
+    }
+
+    fn netns_is(&self, path: &Path, dev: u64, ino: u64) -> bool {
+        // Only asked of ports that are up: their TAP keeps the namespace alive, so its
+        // inode cannot have been reused and comparing inodes is enough.
+        NetnsId::of(path).is_ok_and(|id| (id.dev, id.ino) == (dev, ino))
+    }
+
+    fn create_tap(
+        &mut self,
+        port: PortId,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<u32, ControlError> {
+        let namespace = self.open_netns(netns)?;
+        let tap = Tap::create_in(&namespace, ifname).map_err(tap_error)?;
+        self.install(port, tap).map_err(ControlError::system)
+    }
+
+    fn reattach_tap(&mut self, port: &SavedPort, same_boot: bool) -> Result<(), String> {
+        let tap = reopen(port, same_boot)?;
+        self.install(port.id, tap).map(drop)
+    }
+
+    fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError> {
+        match self.release(port) {
+            Some(tap) => tap.destroy().map_err(tap_error),
+            None => Ok(()),
+        }
+    }
+
+    fn discard_tap(&mut self, port: &SavedPort) -> Result<bool, ControlError> {
+        let Ok(netns) = Netns::open_path(&port.netns) else {
+            // The namespace is gone, and a TAP in it with it.
+            return Ok(false);
+        };
+        if netns.identity().cookie != port.netns_cookie {
+            // The path names another namespace now: nothing of ours can be in it.
+            return Ok(false);
+        }
+        match Tap::attach_in(&netns, &port.ifname) {
+            Ok(Some(tap)) => tap.destroy().map(|()| true).map_err(tap_error),
+            Ok(None) => Ok(false),
+            Err(err) => Err(tap_error(err)),
+        }
+    }
+}
+
+/// Finds a saved port's TAP again, after checking that the namespace path still names
+/// the very namespace the port was attached in (same cookie, same boot).
+fn reopen(port: &SavedPort, same_boot: bool) -> Result<Tap, String> {
+    let advice = "remove the port with `swctl port del` (or `nsutil detach`) and attach again";
+    if !same_boot {
+        return Err(format!(
+            "the machine rebooted since the port was attached, so its TAP is gone; {advice}"
+        ));
+    }
+    let netns = Netns::open_path(&port.netns).map_err(|err| {
+        format!(
+            "namespace {} is gone; {advice}: {err}",
+            port.netns.display()
+        )
+    })?;
+    if netns.identity().cookie != port.netns_cookie {
+        return Err(format!(
+            "{} now names a different namespace than the one attached; {advice}",
+            port.netns.display()
+        ));
+    }
+    Tap::reopen_in(&netns, port.ifindex).map_err(|err| tap_error(err).message)
+}
+
+impl Routing for System {
+    fn host_routes(&mut self) -> Result<Vec<Ipv4Net>, ControlError> {
+        uplink::host_routes(self.uplink.as_ref().map(Uplink::ifindex))
+            .map_err(|err| ControlError::system(format!("{err:#}")))
+    }
+
+    fn create_uplink(&mut self) -> Result<(), ControlError> {
+        if self.uplink.is_none() {
+            let created = Uplink::create(&self.uplink_name, &self.shared)
+                .map_err(|err| ControlError::system(format!("{err:#}")))?;
+            self.uplink = Some(created);
+        }
+        Ok(())
+    }
+
+    fn uplink_name(&self) -> Option<String> {
+        self.uplink.as_ref().map(|u| u.name().to_string())
+    }
+
+    fn route(&mut self, subnet: Ipv4Net, mtu: u32) -> Result<(), ControlError> {
+        let uplink = self
+            .uplink
+            .as_ref()
+            .ok_or_else(|| ControlError::system("there is no uplink to route into"))?;
+        uplink
+            .route(subnet, mtu)
+            .map_err(|err| ControlError::system(format!("{err:#}")))
+    }
+
+    fn unroute(&mut self, subnet: Ipv4Net) -> Result<(), ControlError> {
+        match &self.uplink {
+            Some(uplink) => uplink
+                .unroute(subnet)
+                .map_err(|err| ControlError::system(format!("{err:#}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn replace_nat(&mut self, rules: &[Masquerade]) -> Result<(), ControlError> {
+        match nft::apply(rules) {
+            // No nf_tables here, and nothing to write: nothing to do either.
+            Err(NatError::Unavailable { .. }) if rules.is_empty() => Ok(()),
+            other => other.map_err(|err| ControlError::system(err.to_string())),
+        }
+    }
+}
+
+impl Underlay for System {
+    fn vtep(&self) -> Option<SocketAddr> {
+        self.shared.vtep.as_ref().map(|v| v.local())
+    }
+
+    fn path_mtu(&mut self, peer: SocketAddr) -> u32 {
+        match &self.shared.vtep {
+            Some(vtep) => vtep.learn_path_mtu(peer),
+            None => switchyard::forward::DEFAULT_PATH_MTU,
+        }
+    }
+}
+
+impl Store for System {
+    fn save(&mut self, state: &SavedState) -> Result<(), ControlError> {
+        self.store
+            .save(state)
+            .map_err(|err| ControlError::new(ErrorCode::StateNotSaved, format!("{err:#}")))
+    }
+
+    fn random_id(&mut self) -> Result<String, ControlError> {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut File::open("/dev/urandom")
+                .map_err(|err| ControlError::system(format!("cannot make a network id: {err}")))?,
+            &mut bytes,
+        )
+        .map_err(|err| ControlError::system(format!("cannot make a network id: {err}")))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
