@@ -19,7 +19,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod checksum;
+pub use switchyard_wire::checksum;
 pub mod coalesce;
 pub mod flow;
 pub mod icmp;
