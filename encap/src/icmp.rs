@@ -51,8 +51,8 @@ mod tests {
     use crate::checksum;
     use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-    const ETH_HEADER: usize = 14;
-    const PROTO_ICMP: u8 = 1;
+    const ETH_HEADER: usize = switchyard_wire::HEADER_LEN;
+    const PROTO_ICMP: u8 = switchyard_wire::IpProtocol::ICMP.0;
     const FLAG_DF: u8 = 0x40;
 
     fn tcp_frame(dont_fragment: bool) -> Vec<u8> {
