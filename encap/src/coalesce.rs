@@ -14,20 +14,23 @@
 //! CWR, and a transport checksum that is either correct or left partial by an offloading
 //! sender. Anything else is delivered as it came.
 
-use crate::checksum;
+use std::ops::Range;
+
+use switchyard_wire::ipv4::{self, Ipv4Packet};
+use switchyard_wire::ipv6::{self, Ipv6Packet};
+use switchyard_wire::tcp::{self, TcpFlags, TcpPacket};
+use switchyard_wire::{EtherType, EthernetFrame, IpProtocol};
+
 use crate::segment::{GsoKind, Offload};
 
-const ETH: usize = 14;
-const PROTO_TCP: u8 = 6;
+/// Frames are untagged: the IP header starts right after the Ethernet header.
+const ETH: usize = switchyard_wire::HEADER_LEN;
 /// The largest merged IP packet (the IPv4 total-length field's limit).
-const MAX_IP_LEN: usize = 65_535;
-
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const URG: u8 = 0x20;
-const CWR: u8 = 0x80;
+const MAX_IP_LEN: usize = ipv4::MAX_PACKET_LEN;
+/// Flags that keep a segment out of any merge.
+const UNMERGEABLE: TcpFlags = TcpFlags(
+    TcpFlags::FIN.0 | TcpFlags::SYN.0 | TcpFlags::RST.0 | TcpFlags::URG.0 | TcpFlags::CWR.0,
+);
 
 /// Where the parts of one TCP segment are, once checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,76 +43,63 @@ pub struct TcpSegment {
     /// Length of the frame that is packet (the rest is Ethernet padding).
     end: usize,
     seq: u32,
-    flags: u8,
+    flags: TcpFlags,
 }
 
 impl TcpSegment {
     /// Parses `frame` as an untagged Ethernet frame carrying one TCP segment that may be
     /// merged: IPv4 (unfragmented) or IPv6 (no extension headers), no SYN/FIN/RST/URG/CWR,
     /// a non-empty payload, and a checksum that is right or partial.
+    #[inline]
     pub fn parse(frame: &[u8]) -> Option<TcpSegment> {
-        let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-        let ip = frame.get(ETH..)?;
-        let (ipv6, l4, end, pseudo_of) = match ethertype {
-            0x0800 => {
-                let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-                let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
-                let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
-                if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || fragment != 0 {
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        let (ipv6, l4, end, pseudo_of) = match eth.ethertype() {
+            EtherType::IPV4 => {
+                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                if ip.is_fragment() || ip.protocol() != IpProtocol::TCP || !ip.verify_checksum() {
                     return None;
                 }
-                if ip[9] != PROTO_TCP || checksum::checksum(ip.get(..ihl)?) != 0 {
-                    return None;
-                }
-                let (src, dst): ([u8; 4], [u8; 4]) =
-                    (ip[12..16].try_into().ok()?, ip[16..20].try_into().ok()?);
-                let len = u16::try_from(total - ihl).ok()?;
+                let (header_len, total) = (ip.header_len(), ip.total_len());
+                let len = u16::try_from(total - header_len).ok()?;
                 (
                     false,
-                    ETH + ihl,
+                    ETH + header_len,
                     ETH + total,
-                    checksum::pseudo_header_v4(src, dst, PROTO_TCP, len),
+                    ip.pseudo_header_sum(len),
                 )
             }
-            0x86dd => {
-                if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != PROTO_TCP {
+            EtherType::IPV6 => {
+                let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+                if ip.next_header() != IpProtocol::TCP {
                     return None;
                 }
-                let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-                if 40 + payload_len > ip.len() {
-                    return None;
-                }
-                let (src, dst): ([u8; 16], [u8; 16]) =
-                    (ip[8..24].try_into().ok()?, ip[24..40].try_into().ok()?);
+                let payload_len = ip.payload_len();
                 (
                     true,
-                    ETH + 40,
-                    ETH + 40 + payload_len,
-                    checksum::pseudo_header_v6(src, dst, PROTO_TCP, payload_len as u32),
+                    ETH + ipv6::HEADER_LEN,
+                    ETH + ipv6::HEADER_LEN + payload_len,
+                    ip.pseudo_header_sum(payload_len as u32),
                 )
             }
             _ => return None,
         };
-        let tcp = frame.get(l4..end)?;
-        let data_offset = usize::from(*tcp.get(12)? >> 4) * 4;
-        if data_offset < 20 || data_offset >= tcp.len() {
+        let tcp = TcpPacket::new_checked(frame.get(l4..end)?).ok()?;
+        if tcp.payload().is_empty() {
             return None;
         }
-        let flags = tcp[13];
-        if flags & (FIN | SYN | RST | URG | CWR) != 0 {
+        let flags = tcp.flags();
+        if flags.intersects(UNMERGEABLE) {
             return None;
         }
-        let stored = u16::from_be_bytes([tcp[16], tcp[17]]);
-        let valid = checksum::add(pseudo_of, checksum::sum(tcp)) == 0xffff;
-        if !valid && stored != pseudo_of {
+        if !tcp.verify_checksum(pseudo_of) && tcp.checksum() != pseudo_of {
             return None;
         }
         Some(TcpSegment {
             ipv6,
             l4,
-            payload: l4 + data_offset,
+            payload: l4 + tcp.header_len(),
             end,
-            seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+            seq: tcp.seq_number(),
             flags,
         })
     }
@@ -137,7 +127,11 @@ pub fn continues(
     n: &TcpSegment,
     merged_len: usize,
 ) -> bool {
-    if p.ipv6 != n.ipv6 || p.l4 != n.l4 || p.payload != n.payload || p.flags & PSH != 0 {
+    if p.ipv6 != n.ipv6
+        || p.l4 != n.l4
+        || p.payload != n.payload
+        || p.flags.intersects(TcpFlags::PSH)
+    {
         return false;
     }
     if n.seq != p.seq.wrapping_add(p.payload_len() as u32) || n.payload_len() > p.payload_len() {
@@ -146,31 +140,41 @@ pub fn continues(
     if p.payload - ETH + merged_len + n.payload_len() > MAX_IP_LEN {
         return false;
     }
-    let same = |range: std::ops::Range<usize>| prev.get(range.clone()) == next.get(range);
+    let same = |range: Range<usize>| prev.get(range.clone()) == next.get(range);
+    // A range of header fields, `from` the first's start to the last's end, at `at`.
+    let fields = |at: usize, from: Range<usize>, to: Range<usize>| at + from.start..at + to.end;
     // Ethernet header.
     if !same(0..ETH) {
         return false;
     }
     let ip_same = if p.ipv6 {
+        use ipv6::field;
         // Version, class, flow label; next header, hop limit, addresses.
-        same(ETH..ETH + 4) && same(ETH + 6..ETH + 40)
+        same(fields(ETH, field::VER_TC_FLOW, field::VER_TC_FLOW))
+            && same(ETH + field::NEXT_HEADER..ETH + field::DST_ADDR.end)
     } else {
+        use ipv4::field;
         // Version, IHL, ToS; flags (not the fragment offset: zero anyway); TTL, protocol;
         // addresses and options. Not length, ID or checksum.
-        same(ETH..ETH + 2)
-            && same(ETH + 6..ETH + 7)
-            && same(ETH + 8..ETH + 10)
-            && same(ETH + 12..p.l4)
+        same(ETH + field::VER_IHL..ETH + field::DSCP_ECN + 1)
+            && same(ETH + field::FLAGS_FRAG.start..ETH + field::FLAGS_FRAG.start + 1)
+            && same(ETH + field::TTL..ETH + field::PROTOCOL + 1)
+            && same(ETH + field::SRC_ADDR.start..p.l4)
     };
     let l4 = p.l4;
+    let flags_but_psh = |frame: &[u8]| {
+        frame
+            .get(l4 + tcp::field::FLAGS)
+            .map(|f| f | TcpFlags::PSH.0)
+    };
     // Ports; acknowledgment; data offset; window; urgent pointer; options. Flags apart
     // from PSH must match too.
     ip_same
-        && same(l4..l4 + 4)
-        && same(l4 + 8..l4 + 13)
-        && (prev[l4 + 13] | PSH) == (next[l4 + 13] | PSH)
-        && same(l4 + 14..l4 + 16)
-        && same(l4 + 18..p.payload)
+        && same(fields(l4, tcp::field::SRC_PORT, tcp::field::DST_PORT))
+        && same(l4 + tcp::field::ACK.start..l4 + tcp::field::DATA_OFFSET + 1)
+        && flags_but_psh(prev) == flags_but_psh(next)
+        && same(fields(l4, tcp::field::WINDOW, tcp::field::WINDOW))
+        && same(l4 + tcp::field::URGENT.start..p.payload)
 }
 
 /// Writes into `out` one frame carrying the payloads of `segments` (which must be a run
@@ -235,7 +239,8 @@ pub fn append_into(
 /// Whether a run ending with `last`, `merged_len` payload bytes so far, could still be
 /// continued by a segment of the same size: `last` has no PSH and the IP packet has room.
 pub fn open_ended(last: &TcpSegment, merged_len: usize) -> bool {
-    last.flags & PSH == 0 && last.payload - ETH + merged_len + last.payload_len() <= MAX_IP_LEN
+    !last.flags.intersects(TcpFlags::PSH)
+        && last.payload - ETH + merged_len + last.payload_len() <= MAX_IP_LEN
 }
 
 /// Copies the payloads of `segments` one after the other into `out`, which holds them.
@@ -254,29 +259,29 @@ fn copy_payloads(segments: &[(&[u8], TcpSegment)], out: &mut [u8]) -> Option<()>
 /// offload. `f` is the frame's first segment's parse.
 fn finish(out: &mut [u8], f: &TcpSegment, added: &[(&[u8], TcpSegment)]) -> Offload {
     let total = out.len();
-    if let Some((_, last)) = added.last() {
-        out[f.l4 + 13] = (out[f.l4 + 13] & !PSH) | (last.flags & PSH);
-    }
     let ip_len = total - ETH;
     let l4_len = total - f.l4;
-    if f.ipv6 {
-        out[ETH + 4..ETH + 6].copy_from_slice(&((l4_len) as u16).to_be_bytes());
-    } else {
-        out[ETH + 2..ETH + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        out[ETH + 10..ETH + 12].fill(0);
-        let sum = checksum::checksum(&out[ETH..f.l4]);
-        out[ETH + 10..ETH + 12].copy_from_slice(&sum.to_be_bytes());
-    }
+    let (ip, segment) = out.split_at_mut(f.l4);
+    let ip = &mut ip[ETH..];
+    // Both views fit: `out` holds at least the first segment's headers, checked by parse.
     let pseudo = if f.ipv6 {
-        let src: [u8; 16] = out[ETH + 8..ETH + 24].try_into().unwrap_or_default();
-        let dst: [u8; 16] = out[ETH + 24..ETH + 40].try_into().unwrap_or_default();
-        checksum::pseudo_header_v6(src, dst, PROTO_TCP, l4_len as u32)
+        Ipv6Packet::new_fixed_header(ip).map_or(0, |mut ip| {
+            ip.set_payload_len(l4_len as u16);
+            ip.pseudo_header_sum(l4_len as u32)
+        })
     } else {
-        let src: [u8; 4] = out[ETH + 12..ETH + 16].try_into().unwrap_or_default();
-        let dst: [u8; 4] = out[ETH + 16..ETH + 20].try_into().unwrap_or_default();
-        checksum::pseudo_header_v4(src, dst, PROTO_TCP, l4_len as u16)
+        Ipv4Packet::new_fixed_header(ip).map_or(0, |mut ip| {
+            ip.set_total_len(ip_len as u16);
+            ip.fill_checksum();
+            ip.pseudo_header_sum(l4_len as u16)
+        })
     };
-    out[f.l4 + 16..f.l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
+    if let Ok(mut tcp) = TcpPacket::new_fixed_header(segment) {
+        if let Some((_, last)) = added.last() {
+            tcp.set_flags((tcp.flags() & !TcpFlags::PSH) | (last.flags & TcpFlags::PSH));
+        }
+        tcp.set_checksum(pseudo);
+    }
     Offload {
         // The first segment alone is sent as it is; anything longer is a GSO frame.
         kind: if total == f.end {
@@ -290,16 +295,20 @@ fn finish(out: &mut [u8], f: &TcpSegment, added: &[(&[u8], TcpSegment)]) -> Offl
         segment_size: f.payload_len() as u16,
         needs_csum: true,
         csum_start: f.l4 as u16,
-        csum_offset: 16,
+        csum_offset: tcp::field::CHECKSUM.start as u16,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum;
     use crate::segment::{complete_checksum, segment};
     use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
     use proptest::prelude::*;
+
+    const PROTO_TCP: u8 = IpProtocol::TCP.0;
+    const SYN: u8 = TcpFlags::SYN.0;
 
     /// A TCP super-frame as a TAP hands it over (checksum partial), and its offload.
     fn super_frame(ipv6: bool, payload: &[u8], mss: u16, psh: bool) -> (Vec<u8>, Offload) {

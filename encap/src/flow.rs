@@ -7,12 +7,8 @@
 //! flow is its own flow on the underlay, as the kernel does it. The function is fixed
 //! (FNV-1a with a final avalanche), so a flow maps to the same port in every run.
 
-const ETH_HEADER: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+use switchyard_wire::tcp::field::{DST_PORT, SRC_PORT};
+use switchyard_wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet};
 
 struct Fnv(u32);
 
@@ -43,49 +39,50 @@ impl Fnv {
 /// hash whatever of their header is there.
 pub fn flow_hash(frame: &[u8]) -> u32 {
     let mut h = Fnv::new();
-    let mut ethertype_at = 12;
-    let ethertype = |at: usize| {
-        frame
-            .get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
-    if ethertype(ethertype_at) == Some(ETHERTYPE_VLAN) {
-        ethertype_at += 4;
-    }
-    let l3 = ethertype_at + 2;
-    match ethertype(ethertype_at) {
-        Some(ETHERTYPE_IPV4) => {
-            if let Some(ip) = frame.get(l3..l3 + 20) {
-                let header_len = usize::from(ip[0] & 0x0f) * 4;
-                let protocol = ip[9];
-                h.bytes(&[protocol]);
-                h.bytes(&ip[12..20]);
-                // Ports only in the first fragment (offset 0), as the kernel does.
-                let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-                if first_fragment {
-                    hash_ports(&mut h, frame, l3 + header_len, protocol);
+    if let Ok(eth) = EthernetFrame::new_checked(frame) {
+        // The network header and everything after it, padding included: malformed
+        // headers hash what they say, as far as the frame goes.
+        let l3 = eth.payload();
+        match eth.payload_ethertype() {
+            EtherType::IPV4 => {
+                if let Ok(ip) = Ipv4Packet::new_fixed_header(l3) {
+                    let protocol = ip.protocol();
+                    h.bytes(&[protocol.0]);
+                    h.bytes(&ip.src_addr().octets());
+                    h.bytes(&ip.dst_addr().octets());
+                    // Ports only in the first fragment (offset 0), as the kernel does.
+                    if ip.frag_offset() == 0 {
+                        hash_ports(&mut h, l3.get(ip.header_len()..), protocol);
+                    }
+                    return h.finish();
                 }
-                return h.finish();
             }
-        }
-        Some(ETHERTYPE_IPV6) => {
-            if let Some(ip) = frame.get(l3..l3 + 40) {
-                let next_header = ip[6];
-                h.bytes(&[next_header]);
-                h.bytes(&ip[8..40]);
-                hash_ports(&mut h, frame, l3 + 40, next_header);
-                return h.finish();
+            EtherType::IPV6 => {
+                if let Ok(ip) = Ipv6Packet::new_fixed_header(l3) {
+                    let next_header = ip.next_header();
+                    h.bytes(&[next_header.0]);
+                    h.bytes(&ip.src_octets());
+                    h.bytes(&ip.dst_octets());
+                    hash_ports(
+                        &mut h,
+                        l3.get(switchyard_wire::ipv6::HEADER_LEN..),
+                        next_header,
+                    );
+                    return h.finish();
+                }
             }
+            _ => {}
         }
-        _ => {}
     }
-    h.bytes(frame.get(..ETH_HEADER).unwrap_or(frame));
+    h.bytes(frame.get(..switchyard_wire::HEADER_LEN).unwrap_or(frame));
     h.finish()
 }
 
-fn hash_ports(h: &mut Fnv, frame: &[u8], at: usize, protocol: u8) {
-    if protocol == PROTO_TCP || protocol == PROTO_UDP {
-        if let Some(ports) = frame.get(at..at + 4) {
+/// Hashes the ports at the start of `l4`, the transport header, for TCP and UDP (whose
+/// ports are in the same place).
+fn hash_ports(h: &mut Fnv, l4: Option<&[u8]>, protocol: IpProtocol) {
+    if protocol == IpProtocol::TCP || protocol == IpProtocol::UDP {
+        if let Some(ports) = l4.and_then(|l4| l4.get(SRC_PORT.start..DST_PORT.end)) {
             h.bytes(ports);
         }
     }

@@ -4,74 +4,56 @@
 //!
 //! The answer goes back to the sender as if from the destination it tried to reach (the
 //! Linux kernel does the same for bridged traffic entering a tunnel), since the switch
-//! has no address of its own on that segment.
+//! has no address of its own on that segment. It is built by
+//! [`switchyard_wire::icmpv4::Icmpv4Error`], which also decides, by RFC 1812's one rule,
+//! which packets never get an ICMP error.
 
-use crate::checksum;
-
-const ETH_HEADER: usize = 14;
-const IPV4_HEADER: usize = 20;
-const ICMP_HEADER: usize = 8;
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-const PROTO_ICMP: u8 = 1;
-const FLAG_DF: u8 = 0x40;
+use switchyard_wire::icmpv4::{self, Icmpv4Error, Quote};
+use switchyard_wire::{emit_header, EtherType, EthernetFrame, Ipv4Packet};
 
 /// The Ethernet frame (untagged) to send back to the sender of `frame` — an untagged
 /// IPv4 frame with Don't Fragment set — telling it that at most `mtu` bytes of IP fit.
-/// `None` when no answer is due: not IPv4, DF clear, a fragment other than the first,
-/// an ICMP error itself (never answer an error with an error), or a malformed header.
+/// The answer quotes the packet's header and the first 8 bytes of its payload.
+///
+/// `None` when no answer is due: not an untagged IPv4 frame, a malformed header
+/// ([`Ipv4Packet::new_checked`]), DF clear, or anything RFC 1812 §4.3.2.7 forbids
+/// answering ([`icmpv4::may_answer`]): an ICMP error, a fragment other than the first, a
+/// broadcast or multicast destination (IPv4 or Ethernet), a source that is not a unicast
+/// host.
 pub fn frag_needed(frame: &[u8], mtu: u16) -> Option<Vec<u8>> {
-    if frame.get(12..14)? != ETHERTYPE_IPV4 {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EtherType::IPV4 {
         return None;
     }
-    let ip = frame.get(ETH_HEADER..)?;
-    let header_len = usize::from(*ip.first()? & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || header_len < IPV4_HEADER || ip.len() < header_len {
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if !ip.dont_frag() {
         return None;
     }
-    let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-    if ip[6] & FLAG_DF == 0 || fragment_offset != 0 {
-        return None;
-    }
-    if ip[9] == PROTO_ICMP {
-        let icmp_type = *ip.get(header_len)?;
-        // Only echo request/reply and the like may be answered; errors (3, 4, 5, 11, 12) never.
-        if matches!(icmp_type, 3 | 4 | 5 | 11 | 12) {
-            return None;
-        }
-    }
-    // The original IP header and the first 8 bytes of its payload (RFC 792).
-    let quoted = &ip[..(header_len + 8).min(ip.len())];
-    let total = IPV4_HEADER + ICMP_HEADER + quoted.len();
+    // Checked before anything is allocated: refused frames may come in floods.
+    icmpv4::may_answer(&ip, Some(eth.dst())).ok()?;
+    let error = Icmpv4Error::frag_needed(ip.dst_addr(), ip.src_addr(), mtu, Quote::Minimal);
 
-    let mut out = Vec::with_capacity(ETH_HEADER + total);
-    out.extend_from_slice(&frame[6..12]); // to the sender's MAC
-    out.extend_from_slice(&frame[0..6]); // from the MAC it addressed
-    out.extend_from_slice(&ETHERTYPE_IPV4);
-
-    let mut reply_ip = [0u8; IPV4_HEADER];
-    reply_ip[0] = 0x45;
-    reply_ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    reply_ip[8] = 64; // TTL
-    reply_ip[9] = PROTO_ICMP;
-    reply_ip[12..16].copy_from_slice(&ip[16..20]); // from the original destination
-    reply_ip[16..20].copy_from_slice(&ip[12..16]); // to the original source
-    let sum = checksum::checksum(&reply_ip);
-    reply_ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    out.extend_from_slice(&reply_ip);
-
-    let icmp_at = out.len();
-    out.extend_from_slice(&[3, 4, 0, 0, 0, 0]);
-    out.extend_from_slice(&mtu.to_be_bytes());
-    out.extend_from_slice(quoted);
-    let sum = checksum::checksum(&out[icmp_at..]);
-    out[icmp_at + 2..icmp_at + 4].copy_from_slice(&sum.to_be_bytes());
+    let header_len = switchyard_wire::HEADER_LEN;
+    let quoted = error.quoted(&ip).len();
+    let mut out = Vec::with_capacity(
+        header_len + switchyard_wire::ipv4::HEADER_LEN + icmpv4::HEADER_LEN + quoted,
+    );
+    out.resize(header_len, 0);
+    // To the sender's MAC, from the MAC it addressed.
+    emit_header(&mut out, eth.src(), eth.dst(), EtherType::IPV4);
+    error.emit(&ip, Some(eth.dst()), &mut out).ok()?;
     Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum;
     use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+    const ETH_HEADER: usize = switchyard_wire::HEADER_LEN;
+    const PROTO_ICMP: u8 = switchyard_wire::IpProtocol::ICMP.0;
+    const FLAG_DF: u8 = 0x40;
 
     fn tcp_frame(dont_fragment: bool) -> Vec<u8> {
         let mut out = Vec::new();
@@ -141,6 +123,87 @@ mod tests {
         );
         assert_eq!(frag_needed(&tcp_frame(true)[..20], 1450), None);
         assert_eq!(frag_needed(&[], 1450), None);
+    }
+
+    /// `tcp_frame(true)` with `edit` applied to its IP header and the checksum fixed.
+    fn edited(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut frame = tcp_frame(true);
+        edit(&mut frame);
+        let ip = ETH_HEADER..ETH_HEADER + 20;
+        frame[ETH_HEADER + 10..ETH_HEADER + 12].fill(0);
+        let sum = checksum::checksum(&frame[ip]);
+        frame[ETH_HEADER + 10..ETH_HEADER + 12].copy_from_slice(&sum.to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn follows_rfc_1812_on_what_never_gets_an_error() {
+        // (a) ICMP errors are never answered; other ICMP is.
+        for (icmp_type, answered) in [
+            (3, false),
+            (4, false),
+            (5, false),
+            (11, false),
+            (12, false),
+            (0, true),
+            (8, true),
+            (13, true),
+        ] {
+            let frame = edited(|f| {
+                f[ETH_HEADER + 9] = PROTO_ICMP;
+                f[ETH_HEADER + 20] = icmp_type;
+            });
+            assert_eq!(
+                frag_needed(&frame, 1450).is_some(),
+                answered,
+                "ICMP type {icmp_type}"
+            );
+        }
+        // (b) A fragment other than the first; the first (MF, offset 0) is answered.
+        let later = edited(|f| f[ETH_HEADER + 7] = 0xb9);
+        assert_eq!(frag_needed(&later, 1450), None, "later fragment");
+        let first = edited(|f| f[ETH_HEADER + 6] |= 0x20);
+        assert!(frag_needed(&first, 1450).is_some(), "first fragment");
+        // (c) Broadcast or multicast destinations, IPv4 or Ethernet.
+        for dst in [[255, 255, 255, 255], [224, 0, 0, 251], [239, 1, 2, 3]] {
+            let frame = edited(|f| f[ETH_HEADER + 16..ETH_HEADER + 20].copy_from_slice(&dst));
+            assert_eq!(frag_needed(&frame, 1450), None, "to {dst:?}");
+        }
+        for mac in [
+            [0xff; 6],
+            [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb],
+            [0x33, 0x33, 0, 0, 0, 1],
+        ] {
+            let frame = edited(|f| f[..6].copy_from_slice(&mac));
+            assert_eq!(frag_needed(&frame, 1450), None, "to MAC {mac:02x?}");
+        }
+        // (d) Sources that are not unicast hosts.
+        for src in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [224, 0, 0, 1],
+            [240, 0, 0, 1],
+            [255, 255, 255, 255],
+        ] {
+            let frame = edited(|f| f[ETH_HEADER + 12..ETH_HEADER + 16].copy_from_slice(&src));
+            assert_eq!(frag_needed(&frame, 1450), None, "from {src:?}");
+        }
+        assert!(frag_needed(&edited(|_| {}), 1450).is_some());
+    }
+
+    #[test]
+    fn quotes_no_padding() {
+        // A 28-byte packet padded to the 60-byte minimum frame: the quote stops at 28.
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 53)
+            .write(&mut frame, &[])
+            .unwrap();
+        frame.resize(60, 0xee);
+        let reply = frag_needed(&frame, 1400).expect("an answer is due");
+        assert_eq!(reply.len(), 14 + 20 + 8 + 28);
+        assert_eq!(&reply[14 + 28..], &frame[14..42]);
     }
 
     proptest::proptest! {

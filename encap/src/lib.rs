@@ -4,11 +4,13 @@
 //! Ethernet frame into what goes on the underlay and back, with no sockets and no clock.
 //!
 //! * [`vxlan`] — the 8-byte VXLAN header as a zero-copy view, and [`Vni`].
-//! * [`checksum`] — the Internet checksum, incremental and pseudo-header forms.
+//! * [`checksum`] — the Internet checksum, incremental and pseudo-header forms (it lives
+//!   in `switchyard-wire`, beside the header views, and is re-exported here).
 //! * [`coalesce`] — merging received TCP segments of one flow back into a super-frame
 //!   (the inverse of [`segment`], like the kernel's GRO).
 //! * [`flow`] — the inner-flow hash that picks the outer UDP source port.
-//! * [`icmp`] — "fragmentation needed" answers for frames too big for the overlay.
+//! * [`icmp`] — "fragmentation needed" answers for frames too big for the overlay, built
+//!   by `switchyard-wire`'s one ICMP-error builder.
 //! * [`partial`] — spotting transport checksums left for an offload to finish.
 //! * [`segment`] — TCP and UDP segmentation of the super-frames a TAP hands over with
 //!   offloads on, with every checksum completed, laid out for one `sendmsg` with
@@ -19,7 +21,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod checksum;
+pub use switchyard_wire::checksum;
 pub mod coalesce;
 pub mod flow;
 pub mod icmp;

@@ -12,75 +12,55 @@
 //! the same packet over a veth. Treating a full checksum that happens to have that value
 //! as partial is harmless: the kernel then computes the correct checksum over the data.
 
-use crate::checksum;
-
-const ETH_HEADER: usize = 14;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+use switchyard_wire::{tcp, udp};
+use switchyard_wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet};
 
 /// Where the checksum of an untagged Ethernet `frame` would have to be completed —
 /// `(csum_start, csum_offset)` counted from the start of the frame, as in a
 /// `virtio_net_hdr` — if its TCP or UDP checksum field holds just the pseudo-header sum.
 /// `None` for anything else (including a UDP checksum of 0, which means "none").
 pub fn partial_checksum(frame: &[u8]) -> Option<(u16, u16)> {
-    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    let ip = frame.get(ETH_HEADER..)?;
-    let (l4_at, protocol, pseudo) = match ethertype {
-        0x0800 => {
-            let header_len = usize::from(*ip.first()? & 0x0f) * 4;
-            let total_len = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
-            let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
-            if ip[0] >> 4 != 4
-                || header_len < 20
-                || total_len < header_len
-                || total_len > ip.len()
-                || fragment != 0
-            {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let l3 = eth.payload();
+    let (l4_at, protocol, pseudo) = match eth.ethertype() {
+        EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_checked(l3).ok()?;
+            if ip.is_fragment() {
                 return None;
             }
-            let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
-            let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            let l4_len = u16::try_from(total_len - header_len).ok()?;
-            (
-                header_len,
-                ip[9],
-                checksum::pseudo_header_v4(src, dst, ip[9], l4_len),
-            )
+            let l4_len = u16::try_from(ip.total_len() - ip.header_len()).ok()?;
+            (ip.header_len(), ip.protocol(), ip.pseudo_header_sum(l4_len))
         }
-        0x86dd => {
-            if ip.len() < 40 || ip[0] >> 4 != 6 {
-                return None;
-            }
-            let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            if 40 + payload_len > ip.len() {
-                return None;
-            }
-            let src: [u8; 16] = ip[8..24].try_into().ok()?;
-            let dst: [u8; 16] = ip[24..40].try_into().ok()?;
+        EtherType::IPV6 => {
+            let ip = Ipv6Packet::new_checked(l3).ok()?;
             (
-                40,
-                ip[6],
-                checksum::pseudo_header_v6(src, dst, ip[6], payload_len as u32),
+                switchyard_wire::ipv6::HEADER_LEN,
+                ip.next_header(),
+                ip.pseudo_header_sum(ip.payload_len() as u32),
             )
         }
         _ => return None,
     };
-    let csum_offset: usize = match protocol {
-        PROTO_TCP => 16,
-        PROTO_UDP => 6,
+    let field = match protocol {
+        IpProtocol::TCP => tcp::field::CHECKSUM,
+        IpProtocol::UDP => udp::field::CHECKSUM,
         _ => return None,
     };
-    let at = l4_at + csum_offset;
-    let stored = u16::from_be_bytes([*ip.get(at)?, *ip.get(at + 1)?]);
-    if stored == 0 && protocol == PROTO_UDP {
+    // Read where the field is in the frame, even past the IP length: a header cut short
+    // is the receiving kernel's to refuse.
+    let stored = l3.get(l4_at + field.start..l4_at + field.end)?;
+    let stored = u16::from_be_bytes([stored[0], stored[1]]);
+    if stored == 0 && protocol == IpProtocol::UDP {
         return None;
     }
-    (stored == pseudo).then(|| ((ETH_HEADER + l4_at) as u16, csum_offset as u16))
+    let csum_start = eth.header_len() + l4_at;
+    (stored == pseudo).then_some((csum_start as u16, field.start as u16))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum;
     use etherparse::PacketBuilder;
 
     fn tcp4() -> Vec<u8> {

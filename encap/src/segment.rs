@@ -33,34 +33,15 @@
 
 use std::ops::Range;
 
-use crate::checksum;
+use switchyard_wire::ipv4::{self, Ipv4Packet};
+use switchyard_wire::ipv6::{self, Ipv6Packet};
+use switchyard_wire::tcp::{self, TcpFlags, TcpPacket};
+use switchyard_wire::udp::{self, UdpPacket};
+use switchyard_wire::vnet as virtio;
+use switchyard_wire::{checksum, EtherType, EthernetFrame, IpProtocol};
 
-/// The `virtio_net_hdr` values [`Offload::from_virtio`] reads. Same numbers as
-/// `switchyard::wire::vnet`, which this crate cannot depend on.
-mod virtio {
-    pub const F_NEEDS_CSUM: u8 = 1;
-    pub const GSO_NONE: u8 = 0;
-    pub const GSO_TCPV4: u8 = 1;
-    pub const GSO_TCPV6: u8 = 4;
-    pub const GSO_UDP_L4: u8 = 5;
-    pub const GSO_ECN: u8 = 0x80;
-}
-
-const ETH_LEN: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const IPV4_MIN_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
-const TCP_MIN_LEN: usize = 20;
-const UDP_LEN: usize = 8;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const TCP_CHECKSUM_OFFSET: usize = 16;
-const UDP_CHECKSUM_OFFSET: usize = 6;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
+/// Frames are untagged: the IP header starts right after the Ethernet header.
+const ETH_LEN: usize = switchyard_wire::HEADER_LEN;
 
 /// What a super-frame is to be cut into.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -410,19 +391,13 @@ struct Headers {
     len: usize,
 }
 
-fn read_u16(frame: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([frame[at], frame[at + 1]])
-}
-
-fn need(frame: &[u8], layer: &'static str, needed: usize) -> Result<(), SegmentError> {
-    if frame.len() < needed {
-        return Err(SegmentError::Truncated {
-            layer,
-            needed,
-            got: frame.len(),
-        });
+/// The frame is shorter than the `layer` that ends at `needed`.
+fn truncated(frame: &[u8], layer: &'static str, needed: usize) -> SegmentError {
+    SegmentError::Truncated {
+        layer,
+        needed,
+        got: frame.len(),
     }
-    Ok(())
 }
 
 impl Headers {
@@ -439,15 +414,18 @@ impl Headers {
             _ => Transport::Tcp,
         };
         let wanted_proto = match transport {
-            Transport::Tcp => PROTO_TCP,
-            Transport::Udp => PROTO_UDP,
+            Transport::Tcp => IpProtocol::TCP,
+            Transport::Udp => IpProtocol::UDP,
         };
 
-        let ethertype = read_u16(frame, 12);
+        // The caller checked the 14 bytes of an Ethernet header; only a tagged frame too
+        // short for its tag fails here, and tagged frames are refused anyway.
+        let ethertype =
+            EthernetFrame::new_checked(frame).map_or(EtherType::VLAN, |eth| eth.ethertype());
         let ipv4 = match ethertype {
-            ETHERTYPE_IPV4 => true,
-            ETHERTYPE_IPV6 => false,
-            other => return Err(SegmentError::EtherType(other)),
+            EtherType::IPV4 => true,
+            EtherType::IPV6 => false,
+            other => return Err(SegmentError::EtherType(other.0)),
         };
         match (kind, ipv4) {
             (GsoKind::TcpV4, false) => {
@@ -466,79 +444,92 @@ impl Headers {
         }
 
         let l3 = ETH_LEN;
+        let network = frame.get(l3..).unwrap_or_default();
         let l4 = if ipv4 {
-            need(frame, "IPv4 header", l3 + IPV4_MIN_LEN)?;
-            let version = frame[l3] >> 4;
+            let ip = Ipv4Packet::new_fixed_header(network)
+                .map_err(|_| truncated(frame, "IPv4 header", l3 + ipv4::HEADER_LEN))?;
+            let version = ip.version();
             if version != 4 {
-                return Err(SegmentError::IpVersion { version, ethertype });
+                return Err(SegmentError::IpVersion {
+                    version,
+                    ethertype: ethertype.0,
+                });
             }
-            let header = usize::from(frame[l3] & 0x0f) * 4;
-            if header < IPV4_MIN_LEN {
+            let header = ip.header_len();
+            if header < ipv4::HEADER_LEN {
                 return Err(SegmentError::Ipv4HeaderLen(header));
             }
-            let total = usize::from(read_u16(frame, l3 + 2));
-            let available = frame.len() - l3;
+            let (total, available) = (ip.total_len(), network.len());
             if total != available {
                 return Err(SegmentError::Ipv4TotalLen { total, available });
             }
             if header > total {
                 return Err(SegmentError::Ipv4HeaderPastTotal { header, total });
             }
-            let frag = read_u16(frame, l3 + 6);
-            let (more, offset) = (frag & 0x2000 != 0, frag & 0x1fff);
-            if more || offset != 0 {
-                return Err(SegmentError::Ipv4Fragment { offset, more });
+            if ip.is_fragment() {
+                return Err(SegmentError::Ipv4Fragment {
+                    offset: ip.frag_offset(),
+                    more: ip.more_frags(),
+                });
             }
-            let protocol = frame[l3 + 9];
+            let protocol = ip.protocol();
             if protocol != wanted_proto {
                 return Err(SegmentError::WrongProtocol {
                     kind: kind.name(),
-                    protocol,
+                    protocol: protocol.0,
                 });
             }
             l3 + header
         } else {
-            need(frame, "IPv6 header", l3 + IPV6_LEN)?;
-            let version = frame[l3] >> 4;
+            let ip = Ipv6Packet::new_fixed_header(network)
+                .map_err(|_| truncated(frame, "IPv6 header", l3 + ipv6::HEADER_LEN))?;
+            let version = ip.version();
             if version != 6 {
-                return Err(SegmentError::IpVersion { version, ethertype });
+                return Err(SegmentError::IpVersion {
+                    version,
+                    ethertype: ethertype.0,
+                });
             }
-            let payload = usize::from(read_u16(frame, l3 + 4));
-            let available = frame.len() - l3 - IPV6_LEN;
+            let payload = ip.payload_len();
+            let available = network.len() - ipv6::HEADER_LEN;
             if payload != available {
                 return Err(SegmentError::Ipv6PayloadLen { payload, available });
             }
-            let next = frame[l3 + 6];
-            if next != PROTO_TCP && next != PROTO_UDP {
-                return Err(SegmentError::Ipv6NextHeader(next));
+            let next = ip.next_header();
+            if next != IpProtocol::TCP && next != IpProtocol::UDP {
+                return Err(SegmentError::Ipv6NextHeader(next.0));
             }
             if next != wanted_proto {
                 return Err(SegmentError::WrongProtocol {
                     kind: kind.name(),
-                    protocol: next,
+                    protocol: next.0,
                 });
             }
-            l3 + IPV6_LEN
+            l3 + ipv6::HEADER_LEN
         };
 
+        let transport_bytes = frame.get(l4..).unwrap_or_default();
         let (len, csum_offset) = match transport {
             Transport::Tcp => {
-                need(frame, "TCP header", l4 + TCP_MIN_LEN)?;
-                let header = usize::from(frame[l4 + 12] >> 4) * 4;
-                if header < TCP_MIN_LEN {
+                let tcp = TcpPacket::new_fixed_header(transport_bytes)
+                    .map_err(|_| truncated(frame, "TCP header", l4 + tcp::HEADER_LEN))?;
+                let header = tcp.header_len();
+                if header < tcp::HEADER_LEN {
                     return Err(SegmentError::TcpHeaderLen(header));
                 }
-                need(frame, "TCP header with options", l4 + header)?;
-                (l4 + header, TCP_CHECKSUM_OFFSET)
+                if header > transport_bytes.len() {
+                    return Err(truncated(frame, "TCP header with options", l4 + header));
+                }
+                (l4 + header, tcp::field::CHECKSUM.start)
             }
             Transport::Udp => {
-                need(frame, "UDP header", l4 + UDP_LEN)?;
-                let udp = usize::from(read_u16(frame, l4 + 4));
-                let available = frame.len() - l4;
+                let udp = UdpPacket::new_checked(transport_bytes)
+                    .map_err(|_| truncated(frame, "UDP header", l4 + udp::HEADER_LEN))?;
+                let (udp, available) = (udp.len(), transport_bytes.len());
                 if udp != available {
                     return Err(SegmentError::UdpLen { udp, available });
                 }
-                (l4 + UDP_LEN, UDP_CHECKSUM_OFFSET)
+                (l4 + udp::HEADER_LEN, udp::field::CHECKSUM.start)
             }
         };
 
@@ -582,9 +573,15 @@ struct Plan<'a> {
     l4_sum: u16,
     /// TCP: the super-frame's sequence number.
     seq: u32,
-    /// TCP: the data-offset byte and the flags byte.
-    tcp_offset_byte: u8,
-    tcp_flags: u8,
+    /// TCP: the data-offset byte (the high half of the word it shares with the flags),
+    /// and the flags.
+    tcp_offset_word: u16,
+    tcp_flags: TcpFlags,
+}
+
+/// `range`, a field's bytes in its header, moved to where the header starts in the frame.
+const fn at(start: usize, range: Range<usize>) -> Range<usize> {
+    start + range.start..start + range.end
 }
 
 impl<'a> Plan<'a> {
@@ -599,35 +596,55 @@ impl<'a> Plan<'a> {
                     checksum::sub(s, checksum::sum(&frame[word.clone()]))
                 })
         };
+        let network = &frame[l3..];
+        let transport = &frame[l4..];
 
+        // Both views were built over the same bytes by Headers::parse.
         let (ip_sum, ip_id, pseudo) = if headers.ipv4 {
-            let ip_sum = header_sum(l3..l4, &[l3 + 2..l3 + 6, l3 + 10..l3 + 12]);
-            let addr = |at: usize| [frame[at], frame[at + 1], frame[at + 2], frame[at + 3]];
-            let pseudo = checksum::pseudo_header_v4(addr(l3 + 12), addr(l3 + 16), frame[l3 + 9], 0);
-            (ip_sum, read_u16(frame, l3 + 4), pseudo)
+            use ipv4::field;
+            let ip_sum = header_sum(
+                l3..l4,
+                &[
+                    at(l3, field::LENGTH.start..field::IDENT.end),
+                    at(l3, field::CHECKSUM),
+                ],
+            );
+            Ipv4Packet::new_fixed_header(network).map_or((0, 0, 0), |ip| {
+                (ip_sum, ip.ident(), ip.pseudo_header_sum(0))
+            })
         } else {
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src.copy_from_slice(&frame[l3 + 8..l3 + 24]);
-            dst.copy_from_slice(&frame[l3 + 24..l3 + 40]);
-            (0, 0, checksum::pseudo_header_v6(src, dst, frame[l3 + 6], 0))
+            Ipv6Packet::new_fixed_header(network)
+                .map_or((0, 0, 0), |ip| (0, 0, ip.pseudo_header_sum(0)))
         };
 
-        let (l4_header, seq, tcp_offset_byte, tcp_flags) = match headers.transport {
-            Transport::Tcp => (
+        let (l4_header, seq, tcp_offset_word, tcp_flags) = match headers.transport {
+            Transport::Tcp => {
+                use tcp::field;
+                let sum = header_sum(
+                    l4..headers.len,
+                    &[
+                        at(l4, field::SEQ),
+                        at(l4, field::DATA_OFFSET..field::FLAGS + 1),
+                        at(l4, field::CHECKSUM),
+                    ],
+                );
+                TcpPacket::new_fixed_header(transport).map_or((0, 0, 0, TcpFlags(0)), |tcp| {
+                    (
+                        sum,
+                        tcp.seq_number(),
+                        tcp.offset_and_flags() & 0xff00,
+                        tcp.flags(),
+                    )
+                })
+            }
+            Transport::Udp => (
                 header_sum(
                     l4..headers.len,
-                    &[l4 + 4..l4 + 8, l4 + 12..l4 + 14, l4 + 16..l4 + 18],
+                    &[at(l4, udp::field::LENGTH), at(l4, udp::field::CHECKSUM)],
                 ),
-                u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]),
-                frame[l4 + 12],
-                frame[l4 + 13],
-            ),
-            Transport::Udp => (
-                header_sum(l4..headers.len, &[l4 + 4..l4 + 6, l4 + 6..l4 + 8]),
                 0,
                 0,
-                0,
+                TcpFlags(0),
             ),
         };
         Plan {
@@ -638,7 +655,7 @@ impl<'a> Plan<'a> {
             ip_id,
             l4_sum: checksum::add(pseudo, l4_header),
             seq,
-            tcp_offset_byte,
+            tcp_offset_word,
             tcp_flags,
         }
     }
@@ -659,43 +676,54 @@ impl<'a> Plan<'a> {
         // Both fit in 16 bits: they are no longer than the super-frame's, which did.
         let l3_len = (seg.len() - l3) as u16;
         let l4_len = (seg.len() - l4) as u16;
+        let (network, transport) = seg.split_at_mut(l4);
+        let network = &mut network[l3..];
 
+        // Every view below is over a copy of headers that Headers::parse checked.
         if headers.ipv4 {
-            let id = self.ip_id.wrapping_add(index as u16);
-            seg[l3 + 2..l3 + 4].copy_from_slice(&l3_len.to_be_bytes());
-            seg[l3 + 4..l3 + 6].copy_from_slice(&id.to_be_bytes());
-            let ip_sum = checksum::add(checksum::add(self.ip_sum, l3_len), id);
-            seg[l3 + 10..l3 + 12].copy_from_slice(&(!ip_sum).to_be_bytes());
-        } else {
+            if let Ok(mut ip) = Ipv4Packet::new_fixed_header(network) {
+                let id = self.ip_id.wrapping_add(index as u16);
+                ip.set_total_len(l3_len);
+                ip.set_ident(id);
+                let ip_sum = checksum::add(checksum::add(self.ip_sum, l3_len), id);
+                ip.set_checksum(!ip_sum);
+            }
+        } else if let Ok(mut ip) = Ipv6Packet::new_fixed_header(network) {
             // No extension headers: the IPv6 payload is the transport segment.
-            seg[l3 + 4..l3 + 6].copy_from_slice(&l4_len.to_be_bytes());
+            ip.set_payload_len(l4_len);
         }
 
         let payload_sum = checksum::sum(piece);
         match headers.transport {
             Transport::Tcp => {
+                let Ok(mut tcp) = TcpPacket::new_fixed_header(transport) else {
+                    return;
+                };
                 let seq = self.seq.wrapping_add(payload.start as u32);
                 let mut flags = self.tcp_flags;
                 if !last {
-                    flags &= !(TCP_FIN | TCP_PSH);
+                    flags &= !(TcpFlags::FIN | TcpFlags::PSH);
                 }
                 if index > 0 {
-                    flags &= !TCP_CWR;
+                    flags &= !TcpFlags::CWR;
                 }
-                seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
-                seg[l4 + 13] = flags;
+                tcp.set_seq_number(seq);
+                tcp.set_flags(flags);
                 let varying = u64::from(l4_len)
                     + u64::from(seq >> 16)
                     + u64::from(seq & 0xffff)
-                    + u64::from(u16::from_be_bytes([self.tcp_offset_byte, flags]));
+                    + u64::from(self.tcp_offset_word | u16::from(flags.0));
                 let sum = checksum::add(
                     checksum::add(self.l4_sum, checksum::fold(varying)),
                     payload_sum,
                 );
-                seg[l4 + 16..l4 + 18].copy_from_slice(&(!sum).to_be_bytes());
+                tcp.set_checksum(!sum);
             }
             Transport::Udp => {
-                seg[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
+                let Ok(mut udp) = UdpPacket::new_checked(transport) else {
+                    return;
+                };
+                udp.set_len(l4_len);
                 // The length counts twice: in the pseudo-header and in the UDP header.
                 let varying = checksum::fold(2 * u64::from(l4_len));
                 let sum = checksum::add(checksum::add(self.l4_sum, varying), payload_sum);
@@ -703,7 +731,7 @@ impl<'a> Plan<'a> {
                     0 => 0xffff,
                     check => check,
                 };
-                seg[l4 + 6..l4 + 8].copy_from_slice(&check.to_be_bytes());
+                udp.set_checksum(check);
             }
         }
     }

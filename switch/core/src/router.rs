@@ -9,8 +9,10 @@
 //! that packet, edit it in place when it is forwarded, and push the packets the router
 //! originates (ARP, ICMP, released held packets) onto `out`.
 //!
-//! smoltcp's `wire` module parses and emits ARP, IPv4 and ICMP; this module is the policy.
-//! It performs no I/O and never reads a clock: time is an argument.
+//! [`crate::wire`]'s views parse and emit Ethernet, IPv4 and ICMP (its
+//! [`Icmpv4Error`](crate::wire::Icmpv4Error) builds the ICMP errors and decides which
+//! packets never get one); smoltcp's `wire` module parses and emits ARP. This module is
+//! the policy. It performs no I/O and never reads a clock: time is an argument.
 //!
 //! # Contract
 //!
@@ -22,10 +24,11 @@
 //!   of 0 (BIG TCP beyond 64 KiB) is malformed.
 //! * **IPv4 checks**, in both directions: version 4, IHL ≥ 5, header ≤ total length ≤
 //!   buffer, valid header checksum; otherwise `Malformed`.
-//! * **From the switch.** A frame shorter than an Ethernet header is `Malformed`. An unknown
-//!   VLAN, or a destination MAC that is neither broadcast nor the interface's MAC, is
-//!   `NotForRouter` (the switch floods unknown unicast to the router's port too). A
-//!   multicast or zero source MAC is `Malformed`. Then:
+//! * **From the switch.** A frame shorter than an Ethernet header (or than the 802.1Q tag
+//!   its EtherType announces) is `Malformed`. An unknown VLAN, or a destination MAC that
+//!   is neither broadcast nor the interface's MAC, is `NotForRouter` (the switch floods
+//!   unknown unicast to the router's port too). A multicast or zero source MAC is
+//!   `Malformed`. Then:
 //!   * *ARP* is answered when it asks for the interface's gateway (a unicast reply to the
 //!     sender, from the interface's MAC), and learned from (see Neighbours). Other ARP is
 //!     `Consumed` silently; non-Ethernet/IPv4 ARP is `Malformed`.
@@ -39,14 +42,17 @@
 //!     networks); a non-routable address (unspecified, loopback, link-local, multicast,
 //!     broadcast, 240/4): `InvalidDestination`; otherwise, if the network has no uplink
 //!     (`--internal`): `NoUplink`; TTL ≤ 1: `TtlExpired`, with an ICMP time exceeded to
-//!     the sender in `out` (not for ICMP errors or later fragments); else TTL is
+//!     the sender in `out` unless RFC 1812 §4.3.2.7 forbids one (an ICMP error, a
+//!     fragment other than the first, a broadcast or multicast destination, a source that
+//!     is not a unicast host: `switchyard_wire::icmpv4::may_answer`); else TTL is
 //!     decremented and the verdict is `ToUplink`.
 //!   * Other ethertypes (IPv6...) are `UnsupportedProtocol`.
 //! * **From the uplink.** The interface whose subnet contains the destination (longest
 //!   prefix; ties: lowest VLAN) routes it; none is `NoRoute`, one without uplink is
 //!   `NoUplink`. The gateway answers ICMP echo with a reply to the uplink (`Consumed`),
 //!   anything else is `ToGateway`; the network and broadcast addresses are
-//!   `InvalidDestination`; TTL ≤ 1 is `TtlExpired` (time exceeded to the uplink). A known
+//!   `InvalidDestination`; TTL ≤ 1 is `TtlExpired` (time exceeded to the uplink, by the
+//!   same rule as from the switch). A known
 //!   neighbour gets `ToSwitch` with the Ethernet addresses to prepend, TTL decremented. The
 //!   uplink is the host's own stack, so sources are not checked.
 //! * **Unresolved next hops.** An unknown neighbour gets an ARP request (broadcast, from
@@ -86,11 +92,13 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire as smol;
 
 use crate::time::Time;
-use crate::wire::{MacAddr, VlanId};
+use crate::wire::icmpv4::{self, Icmpv4Error, Icmpv4Packet, Icmpv4Type, Quote};
+use crate::wire::{
+    emit_header, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, MacAddr, VlanId,
+};
 
 /// How long after its last confirmation a learned neighbour stops being used.
 pub const NEIGHBOR_REACHABLE: Duration = Duration::from_secs(300);
@@ -109,12 +117,7 @@ pub const MAX_UNRESOLVED: usize = 256;
 
 /// TTL of the packets the router originates.
 const ORIGINATED_TTL: u8 = 64;
-const ETH_LEN: usize = smol::ETHERNET_HEADER_LEN;
-/// The largest ICMP error the router sends, quote of the offending packet included
-/// (RFC 1812 §4.3.2.3).
-const ICMP_ERROR_MAX_LEN: usize = 576;
-/// IPv4 header (no options) and ICMP header before the quote in an ICMP error.
-const ICMP_ERROR_HEADERS_LEN: usize = 20 + 8;
+const ETH_LEN: usize = crate::wire::HEADER_LEN;
 
 /// One network the router serves: a VLAN, its subnet and the router's address on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,12 +424,10 @@ impl Router {
         out: &mut Vec<RouterOutput>,
     ) -> Verdict {
         self.tick(now);
-        let Ok(eth) = smol::EthernetFrame::new_checked(&*frame) else {
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
             return self.reject(RouterDrop::Malformed);
         };
-        let dst = mac_from(eth.dst_addr());
-        let src = mac_from(eth.src_addr());
-        let ethertype = eth.ethertype();
+        let (dst, src, ethertype) = (eth.dst(), eth.src(), eth.ethertype());
         let Some(iface) = self.interfaces.get(&vlan).copied() else {
             return self.reject(RouterDrop::NotForRouter);
         };
@@ -441,11 +442,9 @@ impl Router {
             return self.reject(RouterDrop::Malformed);
         };
         match ethertype {
-            smol::EthernetProtocol::Arp => self.arp_from_switch(now, &iface, payload, out),
-            smol::EthernetProtocol::Ipv4 if dst == iface.mac => {
-                self.ipv4_from_switch(&iface, src, payload, out)
-            }
-            smol::EthernetProtocol::Ipv4 => self.reject(RouterDrop::NotForRouter),
+            EtherType::ARP => self.arp_from_switch(now, &iface, payload, out),
+            EtherType::IPV4 if dst == iface.mac => self.ipv4_from_switch(&iface, src, payload, out),
+            EtherType::IPV4 => self.reject(RouterDrop::NotForRouter),
             _ => self.reject(RouterDrop::UnsupportedProtocol),
         }
     }
@@ -492,7 +491,8 @@ impl Router {
             return self.reject(RouterDrop::InvalidDestination);
         }
         if header.ttl <= 1 {
-            if let Some(error) = time_exceeded(iface.gateway, &header, whole) {
+            // From a TUN: no link-layer destination to check.
+            if let Some(error) = time_exceeded(iface.gateway, whole, None) {
                 out.push(RouterOutput::ToUplink { packet: error });
                 self.counters.time_exceeded_sent += 1;
             }
@@ -700,7 +700,7 @@ impl Router {
         let whole = packet.get(..header.total_len).unwrap_or_default();
         let reply_to_sender = |ip_packet: Vec<u8>| RouterOutput::ToSwitch {
             vlan: iface.vlan,
-            frame: ethernet_frame(src_mac, iface.mac, smol::EthernetProtocol::Ipv4, &ip_packet),
+            frame: ethernet_frame(src_mac, iface.mac, EtherType::IPV4, &ip_packet),
         };
         let dst = header.dst;
         if dst == iface.gateway {
@@ -731,7 +731,8 @@ impl Router {
             return self.reject(RouterDrop::NoUplink);
         }
         if header.ttl <= 1 {
-            if let Some(error) = time_exceeded(iface.gateway, &header, whole) {
+            // It came addressed to the interface's MAC (from_switch checked).
+            if let Some(error) = time_exceeded(iface.gateway, whole, Some(iface.mac)) {
                 out.push(reply_to_sender(error));
                 self.counters.time_exceeded_sent += 1;
             }
@@ -913,7 +914,7 @@ impl Router {
             }
             out.push(RouterOutput::ToSwitch {
                 vlan: iface.vlan,
-                frame: ethernet_frame(mac, iface.mac, smol::EthernetProtocol::Ipv4, &held.packet),
+                frame: ethernet_frame(mac, iface.mac, EtherType::IPV4, &held.packet),
             });
             self.counters.released += 1;
         }
@@ -937,30 +938,28 @@ struct Ipv4Header {
     src: Ipv4Addr,
     dst: Ipv4Addr,
     ttl: u8,
-    protocol: smol::IpProtocol,
+    protocol: IpProtocol,
     header_len: usize,
     total_len: usize,
     /// A fragment (first or later): not reassembled, so never delivered locally.
     fragment: bool,
-    frag_offset: u16,
 }
 
 impl Ipv4Header {
     /// Checks version, lengths and header checksum; `None` if any is wrong.
     fn parse(packet: &[u8]) -> Option<Ipv4Header> {
-        let ip = smol::Ipv4Packet::new_checked(packet).ok()?;
-        if ip.version() != 4 || !ip.verify_checksum() {
+        let ip = Ipv4Packet::new_checked(packet).ok()?;
+        if !ip.verify_checksum() {
             return None;
         }
         Some(Ipv4Header {
             src: ip.src_addr(),
             dst: ip.dst_addr(),
-            ttl: ip.hop_limit(),
-            protocol: ip.next_header(),
-            header_len: usize::from(ip.header_len()),
-            total_len: usize::from(ip.total_len()),
-            fragment: ip.more_frags() || ip.frag_offset() != 0,
-            frag_offset: ip.frag_offset(),
+            ttl: ip.ttl(),
+            protocol: ip.protocol(),
+            header_len: ip.header_len(),
+            total_len: ip.total_len(),
+            fragment: ip.is_fragment(),
         })
     }
 }
@@ -978,120 +977,68 @@ enum Local {
 fn answer_echo(gateway: Ipv4Addr, header: &Ipv4Header, packet: &[u8]) -> Local {
     // Fragments would need reassembly; a reply to a non-unicast source would be an
     // amplifier.
-    if header.protocol != smol::IpProtocol::Icmp || header.fragment || !is_unicast(header.src) {
+    if header.protocol != IpProtocol::ICMP || header.fragment || !is_unicast(header.src) {
         return Local::NotEcho;
     }
     let Some(payload) = packet.get(header.header_len..) else {
         return Local::Malformed;
     };
-    let Ok(icmp) = smol::Icmpv4Packet::new_checked(payload) else {
+    let Ok(icmp) = Icmpv4Packet::new_checked(payload) else {
         return Local::Malformed;
     };
     if !icmp.verify_checksum() {
         return Local::Malformed;
     }
-    let Ok(smol::Icmpv4Repr::EchoRequest {
-        ident,
-        seq_no,
-        data,
-    }) = smol::Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default())
-    else {
+    if icmp.msg_type() != Icmpv4Type::ECHO_REQUEST || icmp.code() != 0 {
         return Local::NotEcho;
+    }
+    // The reply is the request with another type: same identifier, sequence and data.
+    let mut message = payload.to_vec();
+    let Ok(mut reply) = Icmpv4Packet::new_checked(&mut message[..]) else {
+        return Local::Malformed;
     };
-    let reply = smol::Icmpv4Repr::EchoReply {
-        ident,
-        seq_no,
-        data,
-    };
-    let mut message = vec![0; reply.buffer_len()];
-    reply.emit(
-        &mut smol::Icmpv4Packet::new_unchecked(&mut message[..]),
-        &ChecksumCapabilities::default(),
-    );
-    Local::Reply(ipv4_packet(
-        gateway,
-        header.src,
-        smol::IpProtocol::Icmp,
-        &message,
-    ))
+    reply.set_msg_type(Icmpv4Type::ECHO_REPLY);
+    reply.fill_checksum();
+    Local::Reply(ipv4_packet(gateway, header.src, IpProtocol::ICMP, &message))
 }
 
 /// An ICMP time exceeded from `gateway` about `packet` (the whole IPv4 packet, trimmed to
 /// its total length), quoting as much of it as fits in 576 bytes (at least its header and
-/// 8 bytes of payload, as RFC 792 asks). None for
-/// packets that must not get one (RFC 1812 §4.3.2.7): ICMP errors (to be safe, any ICMP
-/// but echo), non-first fragments and non-unicast sources.
-fn time_exceeded(gateway: Ipv4Addr, header: &Ipv4Header, packet: &[u8]) -> Option<Vec<u8>> {
-    if header.frag_offset != 0 || !is_unicast(header.src) {
-        return None;
-    }
-    if header.protocol == smol::IpProtocol::Icmp {
-        let kind = packet
-            .get(header.header_len)
-            .copied()
-            .map(smol::Icmpv4Message::from);
-        if !matches!(
-            kind,
-            Some(smol::Icmpv4Message::EchoRequest | smol::Icmpv4Message::EchoReply)
-        ) {
-            return None;
-        }
-    }
-    let quote = packet
-        .get(..ICMP_ERROR_MAX_LEN - ICMP_ERROR_HEADERS_LEN)
-        .unwrap_or(packet);
-    // Type, code, checksum and four unused bytes, then the quote.
-    let mut message = vec![0; 8];
-    message.extend_from_slice(quote);
-    let mut icmp = smol::Icmpv4Packet::new_unchecked(&mut message[..]);
-    icmp.set_msg_type(smol::Icmpv4Message::TimeExceeded);
-    icmp.set_msg_code(smol::Icmpv4TimeExceeded::TtlExpired.into());
-    icmp.fill_checksum();
-    Some(ipv4_packet(
-        gateway,
-        header.src,
-        smol::IpProtocol::Icmp,
-        &message,
-    ))
+/// 8 bytes of payload, as RFC 792 asks). `link_dst` is the Ethernet destination it
+/// arrived with, if any. None for packets that must not get one: RFC 1812 §4.3.2.7, as
+/// [`icmpv4::may_answer`] applies it.
+fn time_exceeded(gateway: Ipv4Addr, packet: &[u8], link_dst: Option<MacAddr>) -> Option<Vec<u8>> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    let error =
+        Icmpv4Error::ttl_expired(gateway, ip.src_addr(), Quote::UpTo(icmpv4::MAX_ERROR_LEN));
+    let mut out = Vec::new();
+    error.emit(&ip, link_dst, &mut out).ok()?;
+    Some(out)
 }
 
 /// A fresh IPv4 packet (no options, DF set) around `payload`.
-fn ipv4_packet(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    protocol: smol::IpProtocol,
-    payload: &[u8],
-) -> Vec<u8> {
-    let repr = smol::Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: protocol,
+fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload: &[u8]) -> Vec<u8> {
+    let repr = Ipv4Repr {
+        src,
+        dst,
+        protocol,
         payload_len: payload.len(),
-        hop_limit: ORIGINATED_TTL,
+        ttl: ORIGINATED_TTL,
+        dont_frag: true,
     };
-    let header_len = repr.buffer_len();
-    let mut packet = vec![0; header_len];
-    repr.emit(
-        &mut smol::Ipv4Packet::new_unchecked(&mut packet[..]),
-        &ChecksumCapabilities::default(),
-    );
+    let mut packet = vec![0; crate::wire::ipv4::HEADER_LEN];
+    // Only an echo reply to an echo request that fit in an IPv4 packet gets here, and the
+    // header is as long as the request's or shorter: it cannot be too long.
+    if repr.emit(&mut packet).is_err() {
+        return Vec::new();
+    }
     packet.extend_from_slice(payload);
     packet
 }
 
-fn ethernet_frame(
-    dst: MacAddr,
-    src: MacAddr,
-    ethertype: smol::EthernetProtocol,
-    payload: &[u8],
-) -> Vec<u8> {
+fn ethernet_frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![0; ETH_LEN];
-    smol::EthernetRepr {
-        src_addr: smol::EthernetAddress(src.octets()),
-        dst_addr: smol::EthernetAddress(dst.octets()),
-        ethertype,
-    }
-    .emit(&mut smol::EthernetFrame::new_unchecked(&mut frame[..]));
+    emit_header(&mut frame, dst, src, ethertype);
     frame.extend_from_slice(payload);
     frame
 }
@@ -1113,37 +1060,15 @@ fn arp_frame(
     };
     let mut arp = vec![0; repr.buffer_len()];
     repr.emit(&mut smol::ArpPacket::new_unchecked(&mut arp[..]));
-    ethernet_frame(eth_dst, sender.0, smol::EthernetProtocol::Arp, &arp)
+    ethernet_frame(eth_dst, sender.0, EtherType::ARP, &arp)
 }
 
 /// Decrements the TTL of a validated IPv4 packet and updates the header checksum
 /// incrementally (RFC 1624), leaving every other byte alone.
 fn decrement_ttl(packet: &mut [u8]) {
-    let Some(&protocol) = packet.get(9) else {
-        return;
-    };
-    let Ok(mut ip) = smol::Ipv4Packet::new_checked(packet) else {
-        return;
-    };
-    let ttl = ip.hop_limit();
-    let Some(new_ttl) = ttl.checked_sub(1) else {
-        return;
-    };
-    // TTL and protocol share one 16-bit word of the header.
-    let old_word = u16::from_be_bytes([ttl, protocol]);
-    let new_word = u16::from_be_bytes([new_ttl, protocol]);
-    let checksum = checksum_update(ip.checksum(), old_word, new_word);
-    ip.set_hop_limit(new_ttl);
-    ip.set_checksum(checksum);
-}
-
-/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), in ones' complement arithmetic.
-fn checksum_update(checksum: u16, old_word: u16, new_word: u16) -> u16 {
-    let mut sum = u32::from(!checksum) + u32::from(!old_word) + u32::from(new_word);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
+    if let Ok(mut ip) = Ipv4Packet::new_checked(packet) {
+        ip.decrement_ttl();
     }
-    !(sum as u16)
 }
 
 fn mac_from(address: smol::EthernetAddress) -> MacAddr {
@@ -1178,6 +1103,7 @@ fn is_routable(ip: Ipv4Addr) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use smoltcp::phy::ChecksumCapabilities;
 
     const ROUTER1: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
     const ROUTER2: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
@@ -1597,6 +1523,147 @@ mod tests {
         let (verdict, out, _) = switch_in(&mut router, ms(0), 10, to_container(&looped));
         assert_eq!(verdict, Verdict::Drop(RouterDrop::TtlExpired));
         assert!(out.is_empty());
+    }
+
+    /// `packet` with its IPv4 header edited by `edit` and its checksum made right again.
+    fn edited(mut packet: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+        edit(&mut packet);
+        smol::Ipv4Packet::new_unchecked(&mut packet[..]).fill_checksum();
+        packet
+    }
+
+    #[test]
+    fn time_exceeded_follows_rfc_1812() {
+        let mut router = router();
+        let from_switch = |router: &mut Router, packet: &[u8]| {
+            let (verdict, out, _) = switch_in(router, ms(0), 10, to_container(packet));
+            assert_eq!(verdict, Verdict::Drop(RouterDrop::TtlExpired));
+            out.len()
+        };
+        let from_uplink = |router: &mut Router, packet: Vec<u8>| {
+            let (verdict, out, _) = uplink_in(router, ms(0), packet, true);
+            assert_eq!(verdict, Verdict::Drop(RouterDrop::TtlExpired));
+            out.len()
+        };
+        let icmp = |src: &str, dst: &str, msg_type: u8| {
+            let message = [msg_type, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+            ipv4(src, dst, 1, smol::IpProtocol::Icmp, &message)
+        };
+
+        // (a) No error about an ICMP error, whichever way it comes; other ICMP (echo,
+        // timestamp) gets one.
+        for msg_type in [3, 4, 5, 11, 12] {
+            assert_eq!(
+                from_switch(&mut router, &icmp("10.1.0.2", "8.8.8.8", msg_type)),
+                0
+            );
+            assert_eq!(
+                from_uplink(&mut router, icmp("1.1.1.1", "10.1.0.2", msg_type)),
+                0
+            );
+        }
+        for msg_type in [0, 8, 13] {
+            assert_eq!(
+                from_switch(&mut router, &icmp("10.1.0.2", "8.8.8.8", msg_type)),
+                1
+            );
+            assert_eq!(
+                from_uplink(&mut router, icmp("1.1.1.1", "10.1.0.2", msg_type)),
+                1
+            );
+        }
+
+        // (b) No error about a later fragment; the first one gets one.
+        let later = |packet| edited(packet, |p| p[6..8].copy_from_slice(&[0x00, 0xb9]));
+        let first = |packet| edited(packet, |p| p[6] = 0x20);
+        assert_eq!(
+            from_switch(&mut router, &later(udp("10.1.0.2", "8.8.8.8", 1))),
+            0
+        );
+        assert_eq!(
+            from_uplink(&mut router, later(udp("1.1.1.1", "10.1.0.2", 1))),
+            0
+        );
+        assert_eq!(
+            from_switch(&mut router, &first(udp("10.1.0.2", "8.8.8.8", 1))),
+            1
+        );
+        assert_eq!(
+            from_uplink(&mut router, first(udp("1.1.1.1", "10.1.0.2", 1))),
+            1
+        );
+
+        // (c) Broadcast and multicast destinations never get this far (they are not
+        // routed), so the rule is shown on the builder the router calls, at both layers.
+        let gateway = ip("10.1.0.1");
+        for dst in ["255.255.255.255", "224.0.0.1", "239.255.255.250"] {
+            assert_eq!(
+                time_exceeded(gateway, &udp("10.1.0.2", dst, 1), None),
+                None,
+                "{dst}"
+            );
+        }
+        let unicast = udp("10.1.0.2", "8.8.8.8", 1);
+        assert!(time_exceeded(gateway, &unicast, Some(ROUTER1)).is_some());
+        for mac in [MacAddr::BROADCAST, MacAddr([0x01, 0x00, 0x5e, 0, 0, 1])] {
+            assert_eq!(time_exceeded(gateway, &unicast, Some(mac)), None, "{mac}");
+        }
+
+        // (d) No error to a source that is not a unicast host. From the switch such a
+        // source is already spoofed; from the uplink it is not checked, so the rule holds.
+        for src in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert_eq!(
+                from_uplink(&mut router, udp(src, "10.1.0.2", 1)),
+                0,
+                "{src}"
+            );
+            assert_eq!(time_exceeded(gateway, &udp(src, "8.8.8.8", 1), None), None);
+            let (verdict, out, _) = switch_in(
+                &mut router,
+                ms(0),
+                10,
+                to_container(&udp(src, "8.8.8.8", 1)),
+            );
+            assert_eq!(verdict, Verdict::Drop(RouterDrop::SpoofedSource));
+            assert!(out.is_empty());
+        }
+        assert_eq!(router.counters().time_exceeded_sent, 2 * 3 + 2);
+    }
+
+    #[test]
+    fn echo_reply_bytes_are_what_smoltcp_would_emit() {
+        let mut router = router();
+        let request = echo_request("10.1.0.2", "10.1.0.1", 64, b"abcdefgh12345678");
+        let (_, out, _) = switch_in(&mut router, ms(0), 10, to_container(&request));
+        let (_, frame) = only_switch_frame(&out);
+        let reply = smol::Icmpv4Repr::EchoReply {
+            ident: 0x1234,
+            seq_no: 7,
+            data: b"abcdefgh12345678",
+        };
+        let ip = smol::Ipv4Repr {
+            src_addr: ip("10.1.0.1"),
+            dst_addr: ip("10.1.0.2"),
+            next_header: smol::IpProtocol::Icmp,
+            payload_len: reply.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut expected = vec![0; ip.buffer_len() + reply.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut view = smol::Ipv4Packet::new_unchecked(&mut expected[..]);
+        ip.emit(&mut view, &caps);
+        reply.emit(
+            &mut smol::Icmpv4Packet::new_unchecked(view.payload_mut()),
+            &caps,
+        );
+        assert_eq!(&frame[14..], &expected[..]);
+        assert_eq!(&frame[..14], &eth(CONTAINER, ROUTER1, 0x0800, &[])[..]);
     }
 
     #[test]
