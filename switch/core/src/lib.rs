@@ -6,20 +6,30 @@
 //!
 //! How the pieces fit:
 //!
-//! * [`wire`] — zero-copy views of frames (Ethernet, 802.1Q, `virtio_net_hdr`) and
-//!   [`wire::PacketBuf`], a frame with headroom so tags can be pushed in place.
-//! * [`fdb`] — the MAC learning table, with its contract (bounds, aging, fair eviction).
-//! * [`forward`] — [`forward::Switch`], the pure core: `process(now, in_port, frame)` returns
-//!   a [`forward::Decision`]; `execute` carries one out through a caller-supplied `send`.
-//! * [`port`] — port ids and VLAN modes (access, trunk).
+//! * [`wire`] — the wire layer (`switchyard-wire`): zero-copy views of Ethernet, 802.1Q,
+//!   `virtio_net_hdr`, IPv4/IPv6, TCP, UDP and ICMP, checksums, and [`wire::PacketBuf`],
+//!   a frame with headroom so tags can be pushed in place.
+//! * [`datapath`] — everything a frame goes through, as a sans-IO core: a shared
+//!   [`datapath::Datapath`] and a [`datapath::Worker`] per thread, which takes (time,
+//!   ingress, frame) and hands [`datapath::Transmit`] actions to the driver's
+//!   [`datapath::Io`].
+//! * [`forward`] — [`forward::Switch`]: `process(view, now, in_port, frame)` returns a
+//!   [`forward::Decision`]; ports, VLANs and the overlay as published versions.
+//! * [`fdb`] — the MAC learning table, with its contract (bounds, aging, fair eviction,
+//!   lock-free lookups).
+//! * [`router`] — [`router::Router`], switchd's IPv4 router: `from_switch` and
+//!   `from_uplink` return a verdict and answers (ARP, ICMP).
 //! * [`network`] — networks, endpoints and IPAM (Docker's model), with their contract.
-//! * [`router`] — [`router::Router`], switchd's IPv4 router as a pure core:
-//!   `from_switch(now, vlan, frame)` and `from_uplink(now, packet)` return a verdict and
-//!   answers (ARP, ICMP), for the gateways of networks.
+//! * [`controller`] — the owner of ports, peers, networks and endpoints: each control
+//!   request becomes a change of its model and a plan of side effects, run through small
+//!   traits ([`controller::effects`]) that switchd implements and tests fake.
+//! * [`control`] — the JSON protocol of switchd's control socket, with stable error codes,
+//!   shared by `swctl`, `nsutil` and `switchyard-cni` (the client that speaks it is in
+//!   `switchyard-os`).
+//! * [`port`] — port ids and VLAN modes (access, trunk).
+//! * [`published`] — read-mostly state for many threads without a lock on the read path.
 //! * [`sim`] — a deterministic simulator of hosts, switches and routers over in-memory
-//!   links with a virtual clock, for testing the cores without root.
-//! * [`control`] — the JSON protocol of switchd's control socket, shared by `swctl`,
-//!   `nsutil` and `switchyard-cni` (the client that speaks it is in `switchyard-os`).
+//!   links with a virtual clock, driving the same datapath, for tests without root.
 //!
 //! Nothing here performs I/O or reads a clock: time is an argument ([`time::Time`]).
 //! The I/O edges (namespaces, TAPs, netlink, the control socket client) are in the

@@ -10,7 +10,7 @@
 //! originates (ARP, ICMP, released held packets) onto `out`.
 //!
 //! [`crate::wire`]'s views parse and emit Ethernet, IPv4 and ICMP (its
-//! [`Icmpv4Error`](crate::wire::Icmpv4Error) builds the ICMP errors and decides which
+//! [`Icmpv4Error`] builds the ICMP errors and decides which
 //! packets never get one); smoltcp's `wire` module parses and emits ARP. This module is
 //! the policy. It performs no I/O and never reads a clock: time is an argument.
 //!

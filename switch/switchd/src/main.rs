@@ -1,25 +1,27 @@
 //! switchd: the switchyard switch process.
 //!
 //! Reads Ethernet frames from TAP devices living in container network namespaces, runs
-//! them through the forwarding core (`switchyard::Switch`), and writes them out again.
+//! them through the core's datapath (`switchyard::datapath`), and writes out what it
+//! asks for; control requests go to the core's controller (`switchyard::controller`),
+//! whose side effects this binary carries out.
 //! Runs in the foreground and logs to stderr; controlled over a Unix socket (see
 //! `switchyard::control`). Layers, from the outside in:
 //!
 //! * `main` — flags, the optional TOML config file, logging.
 //! * `daemon` — the control thread's `mio` loop: control connections, signals, FDB aging,
 //!   ports' lives.
-//! * `dataplane` — the forwarding threads: one per TAP port, one per VXLAN socket.
+//! * `dataplane` — the forwarding threads (one per TAP port, per VXLAN socket, and the
+//!   uplink): thin drivers of the datapath's `Worker`.
 //! * `conn` — one control connection, with bounds against misbehaving clients.
 //! * `ctl` — control requests: decoded, handed to the core's controller, answered.
 //! * `system` — the controller's effects on this machine: TAPs and their threads,
 //!   namespaces, the uplink and routes, NAT, path MTU probes, the state directory.
-//! * `state` — the state directory: ports and static FDB entries, written atomically.
-//! * `tap` — persistent TAP devices with vnet headers and offloads, in other namespaces,
-//!   and the uplink's TUN.
+//! * `state` — the state directory: the controller's saved state, written atomically.
 //! * `uplink` — the TUN joining the networks' router to this namespace's routing.
-//! * `nat` — the nftables masquerade rules of `--masquerade` networks, over netlink.
-//! * `netns` — opening, identifying and entering network namespaces.
-//! * `sys` — the TUN ioctls and socket options libc/nix lack: the only `unsafe` code.
+//! * `vtep` — the underlay's UDP sockets: GSO sends, GRO receives, path MTU probes.
+//!
+//! TAPs, namespaces, rtnetlink, nftables and the ioctls are the OS layer's
+//! (`switchyard-os`), shared with nsutil and the CNI plugin.
 
 #![forbid(unsafe_code)]
 
@@ -195,6 +197,7 @@ impl Config {
         if fdb.max_entries == 0 || fdb.max_per_port == 0 {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
         }
+        fdb.validate().map_err(anyhow::Error::msg)?;
         let vtep = match args.vtep.or(file.vxlan.vtep) {
             Some(text) => Some(daemon::VtepOptions {
                 local: parse_vtep(&text)?,

@@ -4,7 +4,7 @@
 //!
 //! The controller performs no I/O of its own. Every side effect goes through the small
 //! traits of [`effects`], which switchd implements over the OS layer and tests implement
-//! in memory ([`fake`]). Every change follows the same path ([`Controller::commit`]):
+//! in memory ([`fake`]). Every change follows the same path (`Controller::commit`):
 //!
 //! 1. validate the request against the model, changing nothing;
 //! 2. change a copy of the model;
@@ -36,7 +36,7 @@ use switchyard_encap::Vni;
 
 use crate::control::{
     AttachRequest, Attached, Detached, EndpointInfo, FdbRecord, FdbStats, Flushed, NetworkInfo,
-    PeerInfo, PortInfo, PortStats, Request, RouterInfo, Stats, VniMapping, VxlanInfo,
+    PeerInfo, PortInfo, PortStats, Request, RouterInfo, Stats, VxlanInfo,
 };
 use crate::datapath::{max_inner_frame, Datapath};
 use crate::fdb::{FdbEntry, FlushFilter};
@@ -959,15 +959,7 @@ impl Controller {
         let switch = self.dp.switch();
         Ok(VxlanInfo {
             local,
-            map: self
-                .model
-                .vni_map
-                .iter()
-                .map(|(vlan, vni)| VniMapping {
-                    vlan: *vlan,
-                    vni: *vni,
-                })
-                .collect(),
+            map: self.model.vni_mappings(),
             peers: self
                 .model
                 .peers

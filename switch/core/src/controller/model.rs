@@ -94,14 +94,7 @@ impl Model {
                 })
                 .collect(),
             overlay: SavedOverlay {
-                map: self
-                    .vni_map
-                    .iter()
-                    .map(|(vlan, vni)| VniMapping {
-                        vlan: *vlan,
-                        vni: *vni,
-                    })
-                    .collect(),
+                map: self.vni_mappings(),
                 peers: self
                     .peers
                     .iter()
@@ -114,6 +107,17 @@ impl Model {
             networks,
             endpoints,
         }
+    }
+
+    /// The VLAN ↔ VNI map, by VLAN, as the protocol and the state file list it.
+    pub fn vni_mappings(&self) -> Vec<VniMapping> {
+        self.vni_map
+            .iter()
+            .map(|(vlan, vni)| VniMapping {
+                vlan: *vlan,
+                vni: *vni,
+            })
+            .collect()
     }
 
     /// Whether `id` is a port or a peer's tunnel port.
