@@ -62,6 +62,10 @@ pub struct AttachOptions {
     pub network_ip: Option<Ipv4Addr>,
     /// With `network`: the container runtime's id for the attachment (CNI).
     pub container_id: Option<String>,
+    /// With `network_ip`: the prefix length the user gave, which must be the network's.
+    pub network_prefix: Option<u8>,
+    /// Port security on or off; `None`: switchd's default (on for an access port).
+    pub port_security: Option<bool>,
 }
 
 impl AttachOptions {
@@ -78,6 +82,8 @@ impl AttachOptions {
             network: None,
             network_ip: None,
             container_id: None,
+            network_prefix: None,
+            port_security: None,
         }
     }
 
@@ -451,6 +457,18 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         network: options.network.clone(),
         ip: options.network_ip,
         container_id: options.container_id.clone(),
+        prefix_len: options.network_prefix,
+        // On a network, switchd assigns the MAC and the address.
+        mac: options.network.is_none().then(|| {
+            options
+                .mac
+                .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname))
+        }),
+        addresses: match (&options.network, options.addr) {
+            (None, Some(IpNet::V4(addr))) => vec![addr.addr()],
+            _ => Vec::new(),
+        },
+        port_security: options.port_security,
     });
     let attached: Attached = match client.call(&request) {
         Ok(attached) => attached,
@@ -941,6 +959,9 @@ mod tests {
                 vlan: VlanId::new(10).unwrap(),
             },
             state: "up".into(),
+            mac: None,
+            port_security: true,
+            storm_limit_pps: Some(2000),
         };
         let mut attachment = Attachment {
             network: None,

@@ -99,6 +99,11 @@ struct AttachArgs {
     #[arg(long)]
     mtu: Option<u32>,
 
+    /// Port security: switchd drops frames whose source MAC, IPv4 source or ARP sender
+    /// is not the interface's [default: on for an access port, off for a trunk]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    port_security: Option<bool>,
+
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -114,14 +119,36 @@ fn parse_cidr(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{text} is not an address in CIDR notation, such as 10.0.0.1/24"))
 }
 
-/// An address on a network: `10.10.0.50`, or with the network's prefix.
-fn parse_network_ip(network: &str, text: &str) -> Result<Ipv4Addr> {
-    let address = text.split_once('/').map_or(text, |(address, _)| address);
-    address.parse::<Ipv4Addr>().map_err(|_| {
+/// An address on a network: `10.10.0.50`, or with the network's prefix (switchd checks
+/// that it is the network's).
+fn parse_network_ip(network: &str, text: &str) -> Result<(Ipv4Addr, Option<u8>)> {
+    let invalid = || {
         anyhow::anyhow!(
             "invalid --ip {text:?} for network {network}: give an IPv4 address such as 10.10.0.50"
         )
-    })
+    };
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (
+            address,
+            Some(
+                prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 32)
+                    .ok_or_else(invalid)?,
+            ),
+        ),
+        None => (text, None),
+    };
+    Ok((address.parse::<Ipv4Addr>().map_err(|_| invalid())?, prefix))
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got {text:?}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -193,10 +220,17 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
             vlan: args.vlan.unwrap_or(VlanId::DEFAULT),
         },
     };
-    let (addr, network_ip) = match (&args.network, args.ip.as_deref()) {
-        (_, None) => (None, None),
-        (Some(network), Some(text)) => (None, Some(parse_network_ip(network, text)?)),
-        (None, Some(text)) => (Some(parse_cidr(text).map_err(anyhow::Error::msg)?), None),
+    let (addr, network_ip, network_prefix) = match (&args.network, args.ip.as_deref()) {
+        (_, None) => (None, None, None),
+        (Some(network), Some(text)) => {
+            let (ip, prefix) = parse_network_ip(network, text)?;
+            (None, Some(ip), prefix)
+        }
+        (None, Some(text)) => (
+            Some(parse_cidr(text).map_err(anyhow::Error::msg)?),
+            None,
+            None,
+        ),
     };
     let options = AttachOptions {
         netns: args.netns,
@@ -209,6 +243,8 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
         network: args.network,
         network_ip,
         container_id: None,
+        network_prefix,
+        port_security: args.port_security,
     };
     let attachment = attach::attach(socket, &options)?;
     if args.json {

@@ -41,6 +41,7 @@ fn switchd_only_attach(switchd: &Switchd, ns: &TestNs, ifname: &str, mode: PortM
             network: None,
             ip: None,
             container_id: None,
+            ..AttachRequest::default()
         }))
         .expect("attach through switchd");
     assert!(attached.created);

@@ -93,8 +93,18 @@ fn vlans_are_isolated_and_a_trunk_reaches_both() {
     let switchd = Switchd::start();
     switchd.nsutil_ok(&["attach", &a.name, "--ip", "10.72.10.1/24", "--vlan", "10"]);
     switchd.nsutil_ok(&["attach", &c.name, "--ip", "10.72.10.3/24", "--vlan", "10"]);
-    switchd.nsutil_ok(&["attach", &b.name, "--ip", "10.72.20.2/24", "--vlan", "20"]);
-    // b also answers for an address in VLAN 10's subnet: only a leak could reach it.
+    // b also answers for an address in VLAN 10's subnet: only a leak could reach it. It
+    // is an address switchd was not told of, so b's port security is off.
+    switchd.nsutil_ok(&[
+        "attach",
+        &b.name,
+        "--ip",
+        "10.72.20.2/24",
+        "--vlan",
+        "20",
+        "--port-security",
+        "off",
+    ]);
     b.exec_ok(&["ip", "addr", "add", "10.72.10.2/24", "dev", "eth0"]);
 
     // The trunk host speaks 802.1Q itself (see common::vlan_host: no VLAN devices here).

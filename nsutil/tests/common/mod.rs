@@ -220,6 +220,9 @@ pub mod fake_switchd {
                     ifindex: 0,
                     mode: attach.mode.clone(),
                     state: "up".into(),
+                    mac: attach.mac,
+                    port_security: false,
+                    storm_limit_pps: None,
                 };
                 state.ports.push(port.clone());
                 json!({ "result": Attached { port, created: true, endpoint: None } })

@@ -146,6 +146,7 @@ fn million_entry_table() {
         aging: Duration::from_secs(300),
         max_entries: ENTRIES as usize,
         max_per_port: ENTRIES as usize,
+        ..FdbConfig::default()
     });
     let vlan = VlanId::new(10).unwrap();
     for n in 0..ENTRIES {

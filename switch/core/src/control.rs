@@ -41,8 +41,19 @@ pub enum Request {
     PortDel { port: String },
     /// Answer: `Vec<PortInfo>`.
     PortList,
-    /// Change a port's VLAN mode. Answer: [`PortInfo`].
-    PortSet { port: String, mode: PortMode },
+    /// Change a port's VLAN mode, port security or storm limit (what is given). Answer:
+    /// [`PortInfo`].
+    PortSet {
+        port: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<PortMode>,
+        /// Port security on or off (see [`crate::port::PortSecurity`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port_security: Option<bool>,
+        /// Flooded frames per second the port may send; 0 for no limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        storm_limit_pps: Option<u32>,
+    },
     /// Answer: `Vec<FdbRecord>`.
     FdbShow {
         #[serde(default)]
@@ -96,7 +107,7 @@ pub enum Request {
     RouterShow,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttachRequest {
     /// The namespace, as a path switchd can open (`/run/netns/red`, `/proc/PID/ns/net`).
     pub netns: PathBuf,
@@ -116,6 +127,19 @@ pub struct AttachRequest {
     /// With `network`: the container runtime's id for the attachment (CNI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// With `ip`: the prefix the caller was given, which must be the network's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    /// Without a network: the MAC the caller gives the interface (switchd refuses one
+    /// already used on the port's VLANs, and port security allows only it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Without a network: the IPv4 addresses the caller gives the interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Ipv4Addr>,
+    /// Port security on or off; by default on for access ports whose MAC switchd knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 /// What a container's interface on a network is to be configured with.
@@ -198,6 +222,15 @@ pub struct PortInfo {
     pub mode: PortMode,
     /// `up`, or why the port is not forwarding.
     pub state: String,
+    /// The MAC switchd knows for the interface, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Whether port security checks what the port sends (absent: off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub port_security: bool,
+    /// Flooded frames per second the port may send; absent for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_limit_pps: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -409,6 +442,9 @@ mod tests {
                 vlan: VlanId::new(10).unwrap(),
             },
             state: "up".into(),
+            mac: None,
+            port_security: true,
+            storm_limit_pps: Some(2000),
         };
         let value = serde_json::to_value(&info).unwrap();
         assert_eq!(value["mode"], "access");

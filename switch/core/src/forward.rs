@@ -44,9 +44,10 @@ use switchyard_encap::vxlan::{VxlanHeader, HEADER_LEN as VXLAN_HEADER_LEN};
 use switchyard_encap::Vni;
 
 use crate::fdb::{FdbConfig, FlushFilter, MacTable};
-use crate::port::{PortId, PortMode};
+use crate::port::{PortId, PortMode, PortSecurity, StormLimit};
 use crate::published::{Published, Snapshot};
 use crate::time::Time;
+use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VlanId, VlanSet};
 
 /// Why a frame was not forwarded. Counted per ingress port (per egress port for the
@@ -97,10 +98,19 @@ pub enum DropReason {
     TooBig,
     /// A TAP handed over an offload (GSO) frame switchd cannot segment.
     BadOffload,
+    /// Port security: the Ethernet source is not the port's MAC.
+    SpoofedMac,
+    /// Port security: an IPv4 source that is not one of the port's addresses.
+    SpoofedIp,
+    /// Port security: ARP whose sender MAC or address is not the port's.
+    SpoofedArp,
+    /// Storm control: the port flooded more broadcast, multicast or unknown unicast
+    /// than its limit allows.
+    StormControl,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::InvalidSource,
         DropReason::ReservedMulticast,
@@ -121,6 +131,10 @@ impl DropReason {
         DropReason::DoubleTagged,
         DropReason::TooBig,
         DropReason::BadOffload,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::SpoofedArp,
+        DropReason::StormControl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +159,10 @@ impl DropReason {
             DropReason::DoubleTagged => "double_tagged",
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::SpoofedArp => "spoofed_arp",
+            DropReason::StormControl => "storm_control",
         }
     }
 
@@ -272,6 +290,82 @@ struct Port {
     /// Towards a tunnel port's VTEP.
     path_mtu: u32,
     counters: Arc<Counters>,
+    /// What source addresses frames from the port may carry (local ports only).
+    security: Option<PortSecurity>,
+    /// The limit on what the port floods (local ports only), and its bucket.
+    storm: Option<(StormLimit, Arc<TokenBucket>)>,
+}
+
+impl Port {
+    fn new(kind: PortKind, mode: PortMode) -> Port {
+        Port {
+            kind,
+            mode,
+            up: true,
+            path_mtu: DEFAULT_PATH_MTU,
+            counters: Arc::default(),
+            security: None,
+            storm: None,
+        }
+    }
+}
+
+/// A token bucket shared by the threads taking frames from one port: milli-tokens in
+/// one atomic, refilled lazily from the time of the last refill. Lock-free; under
+/// concurrent use it may admit a frame or two more than the limit, never many.
+#[derive(Debug)]
+pub struct TokenBucket {
+    milli_tokens: AtomicU64,
+    /// When it was last refilled (ms), or `u64::MAX` before its first use.
+    last_ms: AtomicU64,
+}
+
+impl TokenBucket {
+    /// A full bucket for `limit`.
+    pub fn new(limit: StormLimit) -> TokenBucket {
+        TokenBucket {
+            milli_tokens: AtomicU64::new(u64::from(limit.burst) * 1000),
+            last_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Takes one token at `now`, if there is one.
+    #[inline]
+    pub fn allow(&self, now: Time, limit: StormLimit) -> bool {
+        let now_ms = now.as_millis();
+        let cap = u64::from(limit.burst) * 1000;
+        let mut last = self.last_ms.load(Ordering::Relaxed);
+        if last == u64::MAX {
+            // First use: the bucket starts full, from now.
+            let _ = self.last_ms.compare_exchange(
+                u64::MAX,
+                now_ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            last = self.last_ms.load(Ordering::Relaxed);
+        }
+        if last != u64::MAX
+            && now_ms > last
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // pps tokens a second are pps milli-tokens a millisecond.
+            let add = (now_ms - last).saturating_mul(u64::from(limit.pps));
+            let _ = self
+                .milli_tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t.saturating_add(add).min(cap))
+                });
+        }
+        self.milli_tokens
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                t.checked_sub(1000)
+            })
+            .is_ok()
+    }
 }
 
 impl Port {
@@ -463,16 +557,7 @@ impl Switch {
                     true
                 }
                 None => {
-                    t.ports.insert(
-                        id,
-                        Port {
-                            kind: PortKind::Local,
-                            mode,
-                            up: true,
-                            path_mtu: DEFAULT_PATH_MTU,
-                            counters: Arc::default(),
-                        },
-                    );
+                    t.ports.insert(id, Port::new(PortKind::Local, mode));
                     false
                 }
             };
@@ -482,6 +567,31 @@ impl Switch {
         if existed {
             self.flush_learned(id);
         }
+    }
+
+    /// Sets what local port `id` lets in (port security) and how much it may flood
+    /// (storm control); `None` turns either off. A new limit starts with a full bucket.
+    pub fn set_port_policy(
+        &self,
+        id: PortId,
+        security: Option<PortSecurity>,
+        storm: Option<StormLimit>,
+    ) -> Result<(), NoSuchPort> {
+        self.topology.try_update(|t| {
+            let port = t.ports.get_mut(&id).ok_or(NoSuchPort(id))?;
+            port.security = security;
+            if port.storm.as_ref().map(|(limit, _)| *limit) != storm {
+                port.storm = storm.map(|limit| (limit, Arc::new(TokenBucket::new(limit))));
+            }
+            Ok(())
+        })
+    }
+
+    /// The port security and storm limit of port `id`.
+    pub fn port_policy(&self, id: PortId) -> Option<(Option<PortSecurity>, Option<StormLimit>)> {
+        let t = self.topology.load();
+        let port = t.ports.get(&id)?;
+        Some((port.security.clone(), port.storm.as_ref().map(|(l, _)| *l)))
     }
 
     /// Removes a port (local or tunnel) and every FDB entry, static or learned, that
@@ -617,16 +727,8 @@ impl Switch {
                 return Err(OverlayError::PortInUse(id));
             }
             let mode = t.tunnel_mode();
-            t.ports.insert(
-                id,
-                Port {
-                    kind: PortKind::Tunnel { remote },
-                    mode,
-                    up: true,
-                    path_mtu: DEFAULT_PATH_MTU,
-                    counters: Arc::default(),
-                },
-            );
+            t.ports
+                .insert(id, Port::new(PortKind::Tunnel { remote }, mode));
             t.overlay.peers.insert(remote.ip(), id);
             t.rebuild_members();
             Ok(())
@@ -707,6 +809,11 @@ impl Switch {
         if eth.tci().is_some() && eth.payload_ethertype() == EtherType::VLAN {
             return self.count_drop(view, in_port, DropReason::DoubleTagged);
         }
+        if let Some(security) = &port.security {
+            if let Err(reason) = check_sources(security, &eth) {
+                return self.count_drop(view, in_port, reason);
+            }
+        }
         self.forward(view, now, in_port, vlan, eth.src(), eth.dst())
     }
 
@@ -760,7 +867,7 @@ impl Switch {
             self.topology.load().carries(in_port, vlan)
         });
         if dst.is_multicast() {
-            return self.flood(view, vlan, in_port);
+            return self.flood(view, now, vlan, in_port);
         }
         let topology = view.topology();
         let from_tunnel = topology.ports.get(&in_port).is_some_and(Port::is_tunnel);
@@ -779,9 +886,9 @@ impl Switch {
                     // A static entry can point at a port outside the VLAN.
                     None => self.count_drop(view, in_port, DropReason::NoEgress),
                 },
-                _ => self.flood(view, vlan, in_port),
+                _ => self.flood(view, now, vlan, in_port),
             },
-            None => self.flood(view, vlan, in_port),
+            None => self.flood(view, now, vlan, in_port),
         }
     }
 
@@ -796,9 +903,15 @@ impl Switch {
                     .is_some_and(Port::is_tunnel))
     }
 
-    fn flood(&self, view: &View, vlan: VlanId, except: PortId) -> Decision {
+    fn flood(&self, view: &View, now: Time, vlan: VlanId, except: PortId) -> Decision {
         let topology = view.topology();
-        let from_tunnel = topology.ports.get(&except).is_some_and(Port::is_tunnel);
+        let ingress = topology.ports.get(&except);
+        if let Some((limit, bucket)) = ingress.and_then(|p| p.storm.as_ref()) {
+            if !bucket.allow(now, *limit) {
+                return self.count_drop(view, except, DropReason::StormControl);
+            }
+        }
+        let from_tunnel = ingress.is_some_and(Port::is_tunnel);
         let has_target = topology.members.get(&vlan).is_some_and(|m| {
             m.iter()
                 .any(|e| Self::floods_to(topology, from_tunnel, except, e))
@@ -876,5 +989,44 @@ impl Switch {
     /// When [`Switch::handle_timeout`] next has work, if ever.
     pub fn next_timeout(&self) -> Option<Time> {
         self.fdb.next_expiry()
+    }
+}
+
+/// Port security's checks of a frame from a port (see [`PortSecurity`]).
+#[inline]
+fn check_sources<T: AsRef<[u8]>>(
+    security: &PortSecurity,
+    eth: &EthernetFrame<T>,
+) -> Result<(), DropReason> {
+    if eth.src() != security.mac {
+        return Err(DropReason::SpoofedMac);
+    }
+    let allowed = |ip: std::net::Ipv4Addr| {
+        security.ipv4.is_empty() || ip.is_unspecified() || security.ipv4.contains(&ip)
+    };
+    match eth.payload_ethertype() {
+        EtherType::ARP => {
+            use smoltcp::wire::{ArpHardware, ArpPacket};
+            let arp = ArpPacket::new_checked(eth.payload()).map_err(|_| DropReason::Malformed)?;
+            let ethernet_ipv4 = arp.hardware_type() == ArpHardware::Ethernet
+                && arp.hardware_len() == 6
+                && arp.protocol_len() == 4;
+            let sender_mac = MacAddr::from_slice(arp.source_hardware_addr());
+            let sender_ip = <[u8; 4]>::try_from(arp.source_protocol_addr()).ok();
+            match (ethernet_ipv4, sender_mac, sender_ip) {
+                (true, Some(mac), Some(ip)) if mac == security.mac && allowed(ip.into()) => Ok(()),
+                _ => Err(DropReason::SpoofedArp),
+            }
+        }
+        EtherType::IPV4 if !security.ipv4.is_empty() => {
+            let ip =
+                Ipv4Packet::new_fixed_header(eth.payload()).map_err(|_| DropReason::Malformed)?;
+            if allowed(ip.src_addr()) {
+                Ok(())
+            } else {
+                Err(DropReason::SpoofedIp)
+            }
+        }
+        _ => Ok(()),
     }
 }

@@ -3,9 +3,11 @@
 
 use std::fmt;
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{VlanId, VlanSet};
+use crate::wire::{MacAddr, VlanId, VlanSet};
 
 /// A port's number, unique within one switch and stable across restarts.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,6 +23,43 @@ impl fmt::Display for PortId {
 impl fmt::Debug for PortId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "port{}", self.0)
+    }
+}
+
+/// The source addresses a port may use (as OVN's `port_security`): what switchd knows
+/// about the container behind it. Checked on every frame from the port: the Ethernet
+/// source must be `mac`; ARP's sender must be `mac` and, when `ipv4` is not empty, one
+/// of `ipv4` (or 0.0.0.0, an address probe); an IPv4 source must be one of `ipv4` (or
+/// 0.0.0.0, for DHCP) when `ipv4` is not empty. Anything else is dropped and counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSecurity {
+    pub mac: MacAddr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv4: Vec<Ipv4Addr>,
+}
+
+/// A rate limit for the frames a port floods (broadcast, multicast, unknown unicast):
+/// a token bucket of `burst` frames refilled at `pps` per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StormLimit {
+    pub pps: u32,
+    pub burst: u32,
+}
+
+impl StormLimit {
+    /// The default: 2,000 frames/s with a burst of 4,000, which leaves ARP, DHCP and mDNS
+    /// alone and caps a flood.
+    pub const DEFAULT: StormLimit = StormLimit {
+        pps: 2000,
+        burst: 4000,
+    };
+
+    /// `pps` frames/s with a burst of twice that; `None` for 0 (off).
+    pub fn per_second(pps: u32) -> Option<StormLimit> {
+        (pps > 0).then(|| StormLimit {
+            pps,
+            burst: pps.saturating_mul(2),
+        })
     }
 }
 

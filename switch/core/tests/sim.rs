@@ -241,6 +241,7 @@ fn a_mac_flood_on_one_port_does_not_push_out_other_ports() {
         aging: Duration::from_secs(300),
         max_entries: 64,
         max_per_port: 16,
+        ..FdbConfig::default()
     });
     let honest = net.add_host(sw, access(1));
     let other = net.add_host(sw, access(1));

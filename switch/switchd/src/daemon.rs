@@ -21,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note};
 use switchyard::datapath::Datapath;
 use switchyard::fdb::FdbConfig;
+use switchyard::port::StormLimit;
 use switchyard::{PortId, Time};
 use switchyard_os::netns;
 
@@ -46,6 +47,8 @@ pub struct Options {
     /// The name of the TUN device facing the host, made when a network needs it.
     pub uplink: String,
     pub busy_poll: dataplane::BusyPoll,
+    /// Every port's storm limit unless it has its own.
+    pub storm_limit: Option<StormLimit>,
 }
 
 /// How this switchd takes part in the VXLAN overlay.
@@ -107,7 +110,13 @@ impl Daemon {
             }
             None => None,
         };
-        let waker = mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?;
+        let waker =
+            Arc::new(mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?);
+        // A flapping MAC is logged by the control thread, which knows the ports' names.
+        let flap_waker = Arc::clone(&waker);
+        dp.switch().fdb().set_flap_notifier(move || {
+            let _ = flap_waker.wake();
+        });
         let (failed, failures) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared::new(
             Arc::clone(&dp),
@@ -120,6 +129,7 @@ impl Daemon {
         let config = ControllerConfig {
             boot_id: netns::boot_id(),
             uplink_name: options.uplink,
+            storm_limit: options.storm_limit,
         };
         let mut controller = Controller::restore(dp, config, saved, &mut system)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -177,7 +187,11 @@ impl Daemon {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
-                    WAKE => self.take_failures(),
+                    WAKE => {
+                        self.take_failures();
+                        self.controller.take_flaps();
+                        log_notes(&mut self.controller);
+                    }
                     SIGNALS => {
                         if let Some(signal) = self.take_signal() {
                             tracing::info!("received {signal}, shutting down");

@@ -48,7 +48,7 @@ pub struct Shared {
     started: Instant,
     /// Threads report a TAP that failed here; the control thread marks the port down.
     failures: crossbeam_channel::Sender<(PortId, String)>,
-    wake_control: mio::Waker,
+    wake_control: Arc<mio::Waker>,
 }
 
 impl Shared {
@@ -57,7 +57,7 @@ impl Shared {
         vtep: Option<Vtep>,
         busy_poll: BusyPoll,
         failures: crossbeam_channel::Sender<(PortId, String)>,
-        wake_control: mio::Waker,
+        wake_control: Arc<mio::Waker>,
     ) -> Shared {
         Shared {
             dp,

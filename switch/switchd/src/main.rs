@@ -44,6 +44,7 @@ use clap::Parser;
 use serde::Deserialize;
 use switchyard::control::DEFAULT_SOCKET;
 use switchyard::fdb::FdbConfig;
+use switchyard::port::StormLimit;
 use switchyard_encap::vxlan;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
@@ -56,7 +57,7 @@ const MAX_BUSY_POLL_US: u64 = 10_000;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// TOML file with any of: socket, state_dir, log, uplink, busy_poll_us, [fdb] aging_secs, max_entries,
+    /// TOML file with any of: socket, state_dir, log, uplink, busy_poll_us, storm_limit_pps, [fdb] aging_secs, max_entries,
     /// max_per_port, [vxlan] vtep, udp_checksum, accept_inner_tagged. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -99,6 +100,11 @@ struct Args {
     /// fewer wake-ups; an idle switch never spins [default: 20]
     #[arg(long, value_name = "USECS")]
     busy_poll_us: Option<u64>,
+    /// Storm control: broadcast, multicast and unknown-unicast frames per second each
+    /// port may flood (burst: twice that), unless the port has a limit of its own
+    /// (`swctl port set --storm-limit-pps`); 0 for no limit [default: 2000]
+    #[arg(long, value_name = "PPS")]
+    storm_limit_pps: Option<u32>,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -134,6 +140,7 @@ struct FileConfig {
     log: Option<String>,
     uplink: Option<String>,
     busy_poll_us: Option<u64>,
+    storm_limit_pps: Option<u32>,
     #[serde(default)]
     fdb: FileFdbConfig,
     #[serde(default)]
@@ -166,6 +173,7 @@ struct Config {
     vtep: Option<daemon::VtepOptions>,
     uplink: String,
     busy_poll: Duration,
+    storm_limit: Option<StormLimit>,
 }
 
 impl Config {
@@ -188,6 +196,7 @@ impl Config {
                 .fdb_max_per_port
                 .or(file.fdb.max_per_port)
                 .unwrap_or(defaults.max_per_port),
+            ..FdbConfig::default()
         };
         // Refreshes are recorded once a second, so a shorter aging time would forget
         // busy MACs between refreshes.
@@ -229,6 +238,10 @@ impl Config {
             vtep,
             uplink,
             busy_poll: Duration::from_micros(busy_poll_us),
+            storm_limit: match args.storm_limit_pps.or(file.storm_limit_pps) {
+                Some(pps) => StormLimit::per_second(pps),
+                None => Some(StormLimit::DEFAULT),
+            },
             socket: args
                 .socket
                 .or(file.socket)
@@ -290,6 +303,7 @@ fn run() -> Result<()> {
             vtep: config.vtep,
             uplink: config.uplink.clone(),
             busy_poll: dataplane::BusyPoll(config.busy_poll),
+            storm_limit: config.storm_limit,
         },
         store,
         signals,

@@ -154,6 +154,10 @@ mod tests {
                 mode: PortMode::Access {
                     vlan: VlanId::new(10).unwrap(),
                 },
+                mac: None,
+                addresses: Vec::new(),
+                port_security: None,
+                storm_limit_pps: None,
                 pending: None,
             }],
             static_fdb: vec![SavedFdbEntry {

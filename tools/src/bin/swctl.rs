@@ -169,29 +169,45 @@ enum PortCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["vlan", "trunk", "port_security", "storm_limit_pps"])
+))]
 struct PortSetArgs {
     /// Port id, or name such as red/eth0.
     port: String,
 
-    #[command(flatten)]
-    mode: ModeArgs,
-
-    /// Carry this VLAN untagged on the trunk.
-    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
-    native: Option<VlanId>,
-}
-
-/// Exactly one of `--vlan` and `--trunk`.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-struct ModeArgs {
     /// Access port: untagged frames of VLAN N.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "trunk")]
     vlan: Option<VlanId>,
 
     /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39.
     #[arg(long, value_name = "LIST")]
     trunk: Option<VlanSet>,
+
+    /// Carry this VLAN untagged on the trunk.
+    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
+    native: Option<VlanId>,
+
+    /// Port security: drop frames whose source MAC, IPv4 source or ARP sender is not
+    /// the port's (needs a MAC switchd knows: attached by nsutil, CNI or on a network).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    port_security: Option<bool>,
+
+    /// Storm control: broadcast, multicast and unknown-unicast frames per second the
+    /// port may flood (burst: twice that); 0 for no limit.
+    #[arg(long, value_name = "PPS")]
+    storm_limit_pps: Option<u32>,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,14 +261,14 @@ struct FdbTarget {
 }
 
 impl PortSetArgs {
-    fn port_mode(&self) -> PortMode {
-        match (&self.mode.vlan, &self.mode.trunk) {
-            (Some(vlan), _) => PortMode::Access { vlan: *vlan },
-            (None, Some(allowed)) => PortMode::Trunk {
+    fn port_mode(&self) -> Option<PortMode> {
+        match (&self.vlan, &self.trunk) {
+            (Some(vlan), _) => Some(PortMode::Access { vlan: *vlan }),
+            (None, Some(allowed)) => Some(PortMode::Trunk {
                 allowed: allowed.clone(),
                 native: self.native,
-            },
-            (None, None) => unreachable!("clap requires one of --vlan and --trunk"),
+            }),
+            (None, None) => None,
         }
     }
 }
@@ -267,6 +283,8 @@ impl Command {
             Command::Port(PortCommand::Set(args)) => Request::PortSet {
                 port: args.port.clone(),
                 mode: args.port_mode(),
+                port_security: args.port_security,
+                storm_limit_pps: args.storm_limit_pps,
             },
             Command::Port(PortCommand::Del { port }) => Request::PortDel { port: port.clone() },
             Command::Fdb(FdbCommand::Show { vlan, port }) => Request::FdbShow {
@@ -771,9 +789,17 @@ fn drops_line(port: &PortStats) -> Option<String> {
 
 fn fdb_stats_line(fdb: &FdbStats) -> String {
     let counters = &fdb.counters;
+    let flapping = if counters.flapped > 0 {
+        format!(
+            ", flapping {} (learns held back {})",
+            counters.flapped, counters.flap_held
+        )
+    } else {
+        String::new()
+    };
     format!(
         "fdb: {}/{} entries (at most {} learned per port, aging {}s); \
-         learned {}, moved {}, aged {}, evicted {}, refused {}",
+         learned {}, moved {}, aged {}, evicted {}, refused {}{flapping}",
         fdb.entries,
         fdb.max_entries,
         fdb.max_per_port,
@@ -1110,27 +1136,50 @@ mod tests {
             request(&["port", "set", "3", "--vlan", "10"]),
             Request::PortSet {
                 port: "3".into(),
-                mode: PortMode::Access { vlan: vlan(10) },
+                mode: Some(PortMode::Access { vlan: vlan(10) }),
+                port_security: None,
+                storm_limit_pps: None,
+            }
+        );
+        assert_eq!(
+            request(&[
+                "port",
+                "set",
+                "3",
+                "--port-security",
+                "off",
+                "--storm-limit-pps",
+                "0"
+            ]),
+            Request::PortSet {
+                port: "3".into(),
+                mode: None,
+                port_security: Some(false),
+                storm_limit_pps: Some(0),
             }
         );
         assert_eq!(
             request(&["port", "set", "red/eth0", "--trunk", "10,20-22", "--native", "30"]),
             Request::PortSet {
                 port: "red/eth0".into(),
-                mode: PortMode::Trunk {
+                mode: Some(PortMode::Trunk {
                     allowed: "10,20,21,22".parse().unwrap(),
                     native: Some(vlan(30)),
-                },
+                }),
+                port_security: None,
+                storm_limit_pps: None,
             }
         );
         assert_eq!(
             request(&["port", "set", "red/eth0", "--trunk", "5"]),
             Request::PortSet {
                 port: "red/eth0".into(),
-                mode: PortMode::Trunk {
+                mode: Some(PortMode::Trunk {
                     allowed: "5".parse().unwrap(),
                     native: None,
-                },
+                }),
+                port_security: None,
+                storm_limit_pps: None,
             }
         );
     }
@@ -1330,6 +1379,9 @@ mod tests {
             ifindex: 7,
             mode: PortMode::Access { vlan: vlan(10) },
             state: "up".into(),
+            mac: None,
+            port_security: true,
+            storm_limit_pps: Some(2000),
         }
     }
 
@@ -1345,6 +1397,9 @@ mod tests {
                 native: Some(vlan(30)),
             },
             state: "down: no carrier".into(),
+            mac: None,
+            port_security: false,
+            storm_limit_pps: None,
         }
     }
 
@@ -1436,6 +1491,7 @@ VLAN  MAC                PORT       TYPE       AGE
                 aged: 20,
                 evicted: 0,
                 refused: 2,
+                ..FdbCounters::default()
             },
         }
     }

@@ -42,7 +42,7 @@ use crate::datapath::{max_inner_frame, Datapath};
 use crate::fdb::{FdbEntry, FlushFilter};
 use crate::forward::DEFAULT_PATH_MTU;
 use crate::network::{Endpoint, Network, NetworkConfig};
-use crate::port::{PortId, PortMode};
+use crate::port::{PortId, PortMode, StormLimit};
 use crate::time::Time;
 use crate::wire::{MacAddr, VlanId};
 pub use effects::{Effects, Links, Masquerade, NamespaceId, Routing, Store, Underlay};
@@ -60,6 +60,8 @@ pub struct ControllerConfig {
     pub boot_id: String,
     /// The uplink TUN's name (what NAT rules name before it exists).
     pub uplink_name: String,
+    /// The storm limit of every port that has none of its own (`None`: no limit).
+    pub storm_limit: Option<StormLimit>,
 }
 
 /// When a request is handled: the datapath's clock (FDB ages) and the wall clock
@@ -169,12 +171,19 @@ impl Controller {
             controller.path_mtus.insert(addr.ip(), fx.path_mtu(*addr));
         }
         let path_mtus = controller.path_mtus.clone();
-        model::sync(&controller.dp, &Model::new(), &model, |addr| {
-            path_mtus
-                .get(&addr.ip())
-                .copied()
-                .unwrap_or(DEFAULT_PATH_MTU)
-        })?;
+        let storm = controller.config.storm_limit;
+        model::sync(
+            &controller.dp,
+            &Model::new(),
+            &model,
+            |addr| {
+                path_mtus
+                    .get(&addr.ip())
+                    .copied()
+                    .unwrap_or(DEFAULT_PATH_MTU)
+            },
+            storm,
+        )?;
         for port in model.ports.values() {
             let name = port_name(port);
             match fx.reattach_tap(port, same_boot) {
@@ -255,6 +264,21 @@ impl Controller {
         }
     }
 
+    /// Notes, for the log, about the MACs the FDB found flapping since the last call.
+    pub fn take_flaps(&mut self) {
+        let hold = self.dp.switch().fdb().config().flap_hold.as_secs();
+        for flap in self.dp.switch().fdb().take_flaps() {
+            let (stays, newcomer) = (
+                self.any_port_name(flap.port),
+                self.any_port_name(flap.newcomer),
+            );
+            self.warn(format!(
+                "MAC {} in VLAN {} is flapping between port {} ({stays}) and port {} ({newcomer}): it stays on {stays}, and learning it on {newcomer} is held back for {hold} s; look for a loop, or two hosts with one MAC",
+                flap.mac, flap.vlan, flap.port, flap.newcomer
+            ));
+        }
+    }
+
     /// Everything a stopping switchd undoes: the NAT table (the uplink and its routes go
     /// with the process; TAPs stay, persistent, for the next start).
     pub fn shutdown(&mut self, fx: &mut dyn Effects) {
@@ -281,7 +305,12 @@ impl Controller {
             Request::Detach { netns, ifname } => to_value(self.detach(fx, &netns, &ifname)),
             Request::PortDel { port } => to_value(self.port_del(fx, &port)),
             Request::PortList => to_value(Ok(self.port_list(fx))),
-            Request::PortSet { port, mode } => to_value(self.port_set(fx, &port, mode)),
+            Request::PortSet {
+                port,
+                mode,
+                port_security,
+                storm_limit_pps,
+            } => to_value(self.port_set(fx, &port, mode, port_security, storm_limit_pps)),
             Request::FdbShow { vlan, port } => {
                 to_value(self.fdb_show(clock, vlan, port.as_deref()))
             }
@@ -338,8 +367,9 @@ impl Controller {
                 .copied()
                 .unwrap_or(DEFAULT_PATH_MTU)
         };
-        if let Err(err) = model::sync(&self.dp, &old, &new, mtu_of) {
-            let _ = model::sync(&self.dp, &new, &old, mtu_of);
+        let storm = self.config.storm_limit;
+        if let Err(err) = model::sync(&self.dp, &old, &new, mtu_of, storm) {
+            let _ = model::sync(&self.dp, &new, &old, mtu_of, storm);
             self.model = old;
             return Err(err.context(failed));
         }
@@ -397,7 +427,7 @@ impl Controller {
                         self.warn(format!("while undoing a failed change: {undo_err}"));
                     }
                 }
-                let _ = model::sync(&self.dp, &new, &old, mtu_of);
+                let _ = model::sync(&self.dp, &new, &old, mtu_of, storm);
                 if intent_saved {
                     if let Err(save_err) =
                         fx.save(&old.to_saved(&self.config.boot_id, &BTreeMap::new()))
@@ -474,7 +504,17 @@ impl Controller {
     fn port_info(&self, fx: &dyn Effects, id: PortId) -> PortInfo {
         let port = &self.model.ports[&id];
         let gone = !fx.netns_is(&port.netns, port.netns_dev, port.netns_ino);
+        let (security, storm) =
+            model::port_policy(port, &self.model.networks, self.config.storm_limit);
         PortInfo {
+            mac: self
+                .model
+                .networks
+                .endpoint_of_port(id)
+                .map(|e| e.mac)
+                .or(port.mac),
+            port_security: security.is_some(),
+            storm_limit_pps: storm.map(|s| s.pps),
             id,
             name: port_name(port),
             netns: port.netns.clone(),
@@ -559,6 +599,19 @@ impl Controller {
         };
         if let Some(network) = &network {
             req.mode = PortMode::Access { vlan: network.vlan };
+            if let Some(prefix) = req.prefix_len.filter(|p| *p != network.subnet.prefix_len()) {
+                return Err(ControlError::invalid(format!(
+                    "network {} is {}, so its addresses are /{}, not /{prefix}; give the address without a prefix or with /{}",
+                    network.name,
+                    network.subnet,
+                    network.subnet.prefix_len(),
+                    network.subnet.prefix_len()
+                )));
+            }
+        } else if req.prefix_len.is_some() {
+            return Err(ControlError::invalid(
+                "a prefix length goes with an address on a network: name one",
+            ));
         }
         validate_mode(&req.mode)?;
         if !req.netns.is_absolute() {
@@ -571,6 +624,34 @@ impl Controller {
         if let Some(id) = self.find_endpoint(identity, &req.ifname) {
             return self.existing_attachment(fx, id, &req);
         }
+        let mac = match &network {
+            Some(_) => None,
+            None => {
+                self.check_not_reserved(&req.mode)?;
+                if let Some(mac) = req.mac {
+                    if !mac.is_valid_source() {
+                        return Err(ControlError::invalid(format!(
+                            "{mac} is a multicast or zero address; give a unicast MAC"
+                        )));
+                    }
+                    self.check_mac_free(mac, &req.mode)?;
+                }
+                for address in &req.addresses {
+                    if let Some(other) = self.model.ports.values().find(|p| {
+                        p.addresses.contains(address)
+                            && p.mode.vlans().iter().any(|v| req.mode.is_member(*v))
+                    }) {
+                        self.warn(format!(
+                            "{address} is already used by port {} on a VLAN {}/{} shares; on a plain VLAN switchd has no IPAM to prevent it",
+                            port_name(other),
+                            default_label(&req.netns),
+                            req.ifname
+                        ));
+                    }
+                }
+                req.mac
+            }
+        };
         let mut new = self.model.clone();
         let id = new.allocate_port_id();
         new.ports.insert(
@@ -588,6 +669,14 @@ impl Controller {
                 ifname: req.ifname.clone(),
                 ifindex: 0,
                 mode: req.mode.clone(),
+                mac,
+                addresses: if network.is_some() {
+                    Vec::new()
+                } else {
+                    req.addresses.clone()
+                },
+                port_security: req.port_security,
+                storm_limit_pps: None,
                 pending: None,
             },
         );
@@ -724,25 +813,84 @@ impl Controller {
         self.remove_port(fx, id)
     }
 
-    fn port_set(&mut self, fx: &mut dyn Effects, port: &str, mode: PortMode) -> Outcome<PortInfo> {
-        validate_mode(&mode)?;
-        let id = self.resolve_port(port)?;
-        if let Some(endpoint) = self.model.networks.endpoint_of_port(id) {
-            return Err(ControlError::conflict(format!(
-                "port {port} is an endpoint of network {}, which decides its VLAN; detach it instead",
-                endpoint.network
-            )));
+    fn port_set(
+        &mut self,
+        fx: &mut dyn Effects,
+        port: &str,
+        mode: Option<PortMode>,
+        port_security: Option<bool>,
+        storm_limit_pps: Option<u32>,
+    ) -> Outcome<PortInfo> {
+        if mode.is_none() && port_security.is_none() && storm_limit_pps.is_none() {
+            return Err(ControlError::invalid(
+                "nothing to change: give a mode, port security or a storm limit",
+            ));
         }
+        let id = self.resolve_port(port)?;
         let mut new = self.model.clone();
-        if let Some(record) = new.ports.get_mut(&id) {
+        let Some(record) = new.ports.get_mut(&id) else {
+            return Err(ControlError::new(
+                ErrorCode::NoSuchPort,
+                format!("no such port {port:?}"),
+            ));
+        };
+        if let Some(mode) = mode {
+            validate_mode(&mode)?;
+            if let Some(endpoint) = self.model.networks.endpoint_of_port(id) {
+                return Err(ControlError::conflict(format!(
+                    "port {port} is an endpoint of network {}, which decides its VLAN; detach it instead",
+                    endpoint.network
+                )));
+            }
+            self.check_not_reserved(&mode)?;
             record.mode = mode;
         }
-        self.commit(fx, new, "cannot save the new mode, left unchanged")?;
+        if port_security.is_some() {
+            record.port_security = port_security;
+        }
+        if storm_limit_pps.is_some() {
+            record.storm_limit_pps = storm_limit_pps;
+        }
+        self.commit(fx, new, "cannot save the change, left unchanged")?;
         self.info(format!(
             "port {id} reconfigured: {}",
             self.model.ports[&id].mode
         ));
         Ok(self.port_info(fx, id))
+    }
+
+    /// Refuses a mode that carries a network's VLAN: a network's VLAN belongs to it, and
+    /// only its endpoints (attached with the network named) may be on it.
+    fn check_not_reserved(&self, mode: &PortMode) -> Outcome<()> {
+        for vlan in mode.vlans() {
+            if let Some(network) = self.model.networks.by_vlan(vlan) {
+                return Err(ControlError::conflict(format!(
+                    "VLAN {vlan} belongs to network {}; attach with `--network {}` instead of naming its VLAN",
+                    network.name, network.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a MAC that another port already uses on one of `mode`'s VLANs.
+    fn check_mac_free(&self, mac: MacAddr, mode: &PortMode) -> Outcome<()> {
+        let vlans = mode.vlans();
+        for (id, port) in &self.model.ports {
+            let theirs = self
+                .model
+                .networks
+                .endpoint_of_port(*id)
+                .map(|e| e.mac)
+                .or(port.mac);
+            if theirs == Some(mac) && port.mode.vlans().iter().any(|v| vlans.contains(v)) {
+                return Err(ControlError::conflict(format!(
+                    "MAC {mac} is already used by port {} on a VLAN this port would share; give another --mac",
+                    port_name(port)
+                )));
+            }
+        }
+        Ok(())
     }
 
     // ---- the FDB ----
@@ -989,6 +1137,7 @@ impl Controller {
 
     fn vxlan_map(&mut self, fx: &mut dyn Effects, vlan: VlanId, vni: Vni) -> Outcome<VxlanInfo> {
         self.vtep(fx)?;
+        self.check_overlay_not_reserved(vlan, Some(vni))?;
         if let Some((other, _)) = self
             .model
             .vni_map
@@ -1008,6 +1157,7 @@ impl Controller {
 
     fn vxlan_unmap(&mut self, fx: &mut dyn Effects, vlan: VlanId) -> Outcome<VxlanInfo> {
         self.vtep(fx)?;
+        self.check_overlay_not_reserved(vlan, None)?;
         let mut new = self.model.clone();
         let vni = new.vni_map.remove(&vlan).ok_or_else(|| {
             ControlError::new(ErrorCode::NoSuchEntry, format!("VLAN {vlan} has no VNI"))
@@ -1015,6 +1165,27 @@ impl Controller {
         self.commit(fx, new, "cannot save, mapping kept")?;
         self.info(format!("VLAN {vlan} unmapped from VNI {vni}"));
         self.vxlan_info(fx)
+    }
+
+    /// Refuses to remap a network's VLAN, or to map another VLAN to a network's VNI:
+    /// both belong to the network (`swctl network create --vni` set them).
+    fn check_overlay_not_reserved(&self, vlan: VlanId, vni: Option<Vni>) -> Outcome<()> {
+        if let Some(network) = self.model.networks.by_vlan(vlan) {
+            return Err(ControlError::conflict(format!(
+                "VLAN {vlan} belongs to network {}, which decides its VNI; recreate the network to change it",
+                network.name
+            )));
+        }
+        if let Some(network) =
+            vni.and_then(|vni| self.model.networks.iter().find(|n| n.vni == Some(vni)))
+        {
+            return Err(ControlError::conflict(format!(
+                "VNI {} belongs to network {}; pick another VNI",
+                network.vni.map_or_else(String::new, |v| v.to_string()),
+                network.name
+            )));
+        }
+        Ok(())
     }
 
     fn peer_add(&mut self, fx: &mut dyn Effects, text: &str) -> Outcome<PeerInfo> {

@@ -16,7 +16,7 @@ use super::state::{SavedFdbEntry, SavedOverlay, SavedPeer, SavedPort, SavedState
 use crate::control::VniMapping;
 use crate::datapath::{Datapath, ROUTER_PORT};
 use crate::network::Networks;
-use crate::port::{PortId, PortMode};
+use crate::port::{PortId, PortMode, PortSecurity, StormLimit};
 use crate::router::Interface;
 use crate::wire::{MacAddr, VlanId, VlanSet};
 
@@ -147,6 +147,28 @@ impl Model {
     }
 }
 
+/// What a port lets in and how much it may flood: port security is on for an access
+/// port whose MAC switchd knows (an endpoint's, or the one the attach named) unless it
+/// was turned off, and off for a trunk unless turned on; the storm limit is the port's
+/// own, or `storm_default`.
+pub fn port_policy(
+    port: &SavedPort,
+    networks: &Networks,
+    storm_default: Option<StormLimit>,
+) -> (Option<PortSecurity>, Option<StormLimit>) {
+    let endpoint = networks.endpoint_of_port(port.id);
+    let mac = endpoint.map(|e| e.mac).or(port.mac);
+    let ipv4 = endpoint.map_or_else(|| port.addresses.clone(), |e| vec![e.ip]);
+    let access = matches!(port.mode, PortMode::Access { .. });
+    let on = port.port_security.unwrap_or(access);
+    let security = mac.filter(|_| on).map(|mac| PortSecurity { mac, ipv4 });
+    let storm = match port.storm_limit_pps {
+        Some(pps) => StormLimit::per_second(pps),
+        None => storm_default,
+    };
+    (security, storm)
+}
+
 /// Brings the datapath's configuration from what `old` asked for to what `new` asks for:
 /// the VLAN ↔ VNI map, switch ports and peers, static entries, the router's port,
 /// interfaces and neighbours. Only what differs is touched (reconfiguring a port flushes
@@ -158,6 +180,7 @@ pub fn sync(
     old: &Model,
     new: &Model,
     path_mtu: impl Fn(SocketAddr) -> u32,
+    storm_default: Option<StormLimit>,
 ) -> Result<(), super::error::ControlError> {
     let switch = dp.switch();
     // The overlay first: unmaps, then maps, so that a VNI moving between VLANs is free.
@@ -182,6 +205,14 @@ pub fn sync(
     for (id, port) in &new.ports {
         if !old.ports.contains_key(id) {
             switch.set_port(*id, port.mode.clone());
+        }
+        let policy = port_policy(port, &new.networks, storm_default);
+        let was = old
+            .ports
+            .get(id)
+            .map(|p| port_policy(p, &old.networks, storm_default));
+        if was.as_ref() != Some(&policy) {
+            switch.set_port_policy(*id, policy.0, policy.1)?;
         }
     }
     for (id, addr) in &old.peers {

@@ -38,6 +38,20 @@ pub struct SavedPort {
     pub ifname: String,
     pub ifindex: u32,
     pub mode: PortMode,
+    /// The MAC the interface has, when switchd knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// The IPv4 addresses the interface has on a plain VLAN, when switchd knows them
+    /// (an endpoint's address is its network's business).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<std::net::Ipv4Addr>,
+    /// Port security as set: `None` is the default (on for an access port whose MAC is
+    /// known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// The port's own storm limit (0: none); `None` is switchd's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_limit_pps: Option<u32>,
     /// A change to the port that was begun but not finished when this was saved: the
     /// intent, written before the side effect, so that a restart after a crash can
     /// finish or undo it. Absent once the change is done.

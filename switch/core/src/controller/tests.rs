@@ -10,6 +10,7 @@ use crate::control::{AttachRequest, Attached, Detached, NetworkInfo, PortInfo, R
 use crate::fdb::FdbConfig;
 use crate::network::NetworkConfig;
 use crate::wire::VlanId;
+use switchyard_encap::Vni;
 
 fn clock() -> Clock {
     Clock {
@@ -23,6 +24,7 @@ fn start(fx: &mut FakeSystem) -> Controller {
     let config = ControllerConfig {
         boot_id: "boot".into(),
         uplink_name: "switchyard0".into(),
+        storm_limit: StormLimit::per_second(2000),
     };
     let saved = fx.saved.clone().unwrap_or_default();
     let controller = Controller::restore(dp, config, saved, fx).expect("restore");
@@ -42,6 +44,10 @@ fn attach_request(netns: &Path, network: Option<&str>) -> Request {
         network: network.map(String::from),
         ip: None,
         container_id: None,
+        prefix_len: None,
+        mac: None,
+        addresses: Vec::new(),
+        port_security: None,
     })
 }
 
@@ -277,9 +283,11 @@ fn workload(fx: &mut FakeSystem) -> Vec<Request> {
         attach_request(&blue, None),
         Request::PortSet {
             port: "blue/eth0".into(),
-            mode: PortMode::Access {
+            mode: Some(PortMode::Access {
                 vlan: VlanId::new(20).unwrap(),
-            },
+            }),
+            port_security: None,
+            storm_limit_pps: None,
         },
         Request::Detach {
             netns: red,
@@ -416,4 +424,239 @@ fn a_state_file_of_the_previous_version_loads_and_saves_the_same() {
         serde_json::from_str::<serde_json::Value>(text).unwrap(),
         "the same file"
     );
+}
+
+fn attach_plain(netns: &Path, mode: PortMode, mac: Option<&str>, addresses: &[&str]) -> Request {
+    Request::Attach(AttachRequest {
+        netns: netns.to_path_buf(),
+        ifname: "eth0".into(),
+        mode,
+        mac: mac.map(|m| m.parse().unwrap()),
+        addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+        ..AttachRequest::default()
+    })
+}
+
+fn access(vlan: u16) -> PortMode {
+    PortMode::Access {
+        vlan: VlanId::new(vlan).unwrap(),
+    }
+}
+
+#[test]
+fn a_networks_vlan_and_vni_belong_to_it() {
+    let mut fx = FakeSystem::new();
+    fx.vtep = Some("192.0.2.1:4789".parse().unwrap());
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    let mut c = start(&mut fx);
+    let mut config = NetworkConfig {
+        name: "web".into(),
+        subnet: Some("10.20.0.0/24".parse().unwrap()),
+        vni: Some(Vni::new(77).unwrap()),
+        ..NetworkConfig::default()
+    };
+    config.internal = true;
+    let web: NetworkInfo = call(&mut c, &mut fx, Request::NetworkCreate(config)).unwrap();
+    let code = |c: &mut Controller, fx: &mut FakeSystem, r: Request| {
+        c.handle(fx, clock(), r).unwrap_err().code
+    };
+    // A plain port on the network's VLAN: refused (the isolation bypass).
+    assert_eq!(
+        code(
+            &mut c,
+            &mut fx,
+            attach_plain(&red, PortMode::Access { vlan: web.vlan }, None, &[])
+        ),
+        ErrorCode::Conflict
+    );
+    let trunk = PortMode::Trunk {
+        allowed: [web.vlan].into_iter().collect(),
+        native: None,
+    };
+    assert_eq!(
+        code(&mut c, &mut fx, attach_plain(&red, trunk, None, &[])),
+        ErrorCode::Conflict
+    );
+    // Nor may an existing port move onto it.
+    let _: Attached = call(&mut c, &mut fx, attach_plain(&blue, access(10), None, &[])).unwrap();
+    let move_onto = Request::PortSet {
+        port: "blue/eth0".into(),
+        mode: Some(PortMode::Access { vlan: web.vlan }),
+        port_security: None,
+        storm_limit_pps: None,
+    };
+    assert_eq!(code(&mut c, &mut fx, move_onto), ErrorCode::Conflict);
+    // Nor its VLAN be remapped, nor its VNI given to another VLAN.
+    assert_eq!(
+        code(
+            &mut c,
+            &mut fx,
+            Request::VxlanMap {
+                vlan: web.vlan,
+                vni: Vni::new(5).unwrap()
+            }
+        ),
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        code(
+            &mut c,
+            &mut fx,
+            Request::VxlanMap {
+                vlan: VlanId::new(10).unwrap(),
+                vni: Vni::new(77).unwrap()
+            }
+        ),
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        code(&mut c, &mut fx, Request::VxlanUnmap { vlan: web.vlan }),
+        ErrorCode::Conflict
+    );
+    // Its endpoints are fine.
+    let _: Attached = call(&mut c, &mut fx, attach_request(&red, Some("web"))).unwrap();
+}
+
+#[test]
+fn a_mac_is_refused_twice_on_a_vlan_and_an_address_warned_about() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    let green = fx.add_namespace("green");
+    let mut c = start(&mut fx);
+    let _: Attached = call(
+        &mut c,
+        &mut fx,
+        attach_plain(&red, access(10), Some("02:42:0a:00:00:02"), &["10.0.0.2"]),
+    )
+    .unwrap();
+    let dup = c.handle(
+        &mut fx,
+        clock(),
+        attach_plain(&blue, access(10), Some("02:42:0a:00:00:02"), &[]),
+    );
+    assert_eq!(dup.unwrap_err().code, ErrorCode::Conflict);
+    // The same MAC on another VLAN is another segment: allowed.
+    let _: Attached = call(
+        &mut c,
+        &mut fx,
+        attach_plain(&blue, access(20), Some("02:42:0a:00:00:02"), &[]),
+    )
+    .unwrap();
+    // The same address on a plain VLAN: allowed, with a warning.
+    c.take_notes();
+    let _: Attached = call(
+        &mut c,
+        &mut fx,
+        attach_plain(&green, access(10), Some("02:42:0a:00:00:03"), &["10.0.0.2"]),
+    )
+    .unwrap();
+    assert!(c
+        .take_notes()
+        .iter()
+        .any(|n| matches!(n, Note::Warn(m) if m.contains("10.0.0.2 is already used"))));
+}
+
+#[test]
+fn a_prefix_that_is_not_the_networks_is_refused() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let mut c = start(&mut fx);
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        create_network("blue", "10.9.0.0/24", false),
+    )
+    .unwrap();
+    let mut request = attach_request(&red, Some("blue"));
+    if let Request::Attach(req) = &mut request {
+        req.ip = Some("10.9.0.50".parse().unwrap());
+        req.prefix_len = Some(16);
+    }
+    let err = c.handle(&mut fx, clock(), request.clone()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(err.message.contains("/24, not /16"), "{}", err.message);
+    if let Request::Attach(req) = &mut request {
+        req.prefix_len = Some(24);
+    }
+    let attached: Attached = call(&mut c, &mut fx, request).unwrap();
+    assert_eq!(
+        attached.endpoint.unwrap().address,
+        "10.9.0.50/24".parse().unwrap()
+    );
+}
+
+#[test]
+fn port_security_is_on_for_known_access_ports_and_can_be_turned_off() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    let green = fx.add_namespace("green");
+    let mut c = start(&mut fx);
+    let _: NetworkInfo =
+        call(&mut c, &mut fx, create_network("net", "10.9.0.0/24", false)).unwrap();
+    let on_network: Attached = call(&mut c, &mut fx, attach_request(&red, Some("net"))).unwrap();
+    assert!(on_network.port.port_security);
+    let (security, storm) = c
+        .datapath()
+        .switch()
+        .port_policy(on_network.port.id)
+        .unwrap();
+    let security = security.expect("on");
+    assert_eq!(
+        security.ipv4,
+        ["10.9.0.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert_eq!(storm, StormLimit::per_second(2000));
+    let trunk = PortMode::Trunk {
+        allowed: "10".parse().unwrap(),
+        native: None,
+    };
+    let on_trunk: Attached = call(
+        &mut c,
+        &mut fx,
+        attach_plain(&blue, trunk, Some("02:00:00:00:00:05"), &[]),
+    )
+    .unwrap();
+    assert!(!on_trunk.port.port_security, "off on a trunk by default");
+    let plain: Attached = call(
+        &mut c,
+        &mut fx,
+        attach_plain(&green, access(10), Some("02:00:00:00:00:06"), &[]),
+    )
+    .unwrap();
+    assert!(plain.port.port_security);
+    let off: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortSet {
+            port: "green/eth0".into(),
+            mode: None,
+            port_security: Some(false),
+            storm_limit_pps: Some(0),
+        },
+    )
+    .unwrap();
+    assert!(!off.port_security);
+    assert_eq!(off.storm_limit_pps, None);
+    assert_eq!(
+        c.datapath().switch().port_policy(off.id).unwrap(),
+        (None, None)
+    );
+    // It is kept across a restart.
+    drop(c);
+    fx.restart();
+    let c = start(&mut fx);
+    assert_eq!(
+        c.datapath().switch().port_policy(off.id).unwrap(),
+        (None, None)
+    );
+    assert!(c
+        .datapath()
+        .switch()
+        .port_policy(on_network.port.id)
+        .unwrap()
+        .0
+        .is_some());
 }

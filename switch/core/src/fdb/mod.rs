@@ -22,7 +22,13 @@
 //!   port id), so a port flooding random source MACs recycles its own entries instead of
 //!   pushing everyone else out. If nothing can be evicted (the table holds only statics),
 //!   the address is not learned and `refused` counts it.
-//! * **Counters.** learned, moved, aged, evicted and refused only ever increase.
+//! * **Flapping.** A MAC that moves between ports more than `flap_moves` times within
+//!   one second is flapping (a loop, or two hosts claiming one address): it stays on the
+//!   port it was on, learning it on another port is held back for `flap_hold`
+//!   (`Learned::Held`, counted as `flap_held`), and one [`Flap`] is recorded for the log
+//!   ([`MacTable::take_flaps`], at most [`MAX_PENDING_FLAPS`] waiting).
+//! * **Counters.** learned, moved, aged, evicted, refused, flapped and flap_held only
+//!   ever increase.
 //! * **Threads.** The table is shared by every forwarding thread (`&self` throughout).
 //!   - *Lookups* ([`MacTable::lookup`]) never lock: they read a lock-free index
 //!     (`index.rs`, with its own contract: a lookup racing a change sees the old or the
@@ -67,6 +73,11 @@ pub struct FdbConfig {
     pub max_entries: usize,
     /// Learned entries per port.
     pub max_per_port: usize,
+    /// Moves within one second above which a MAC is flapping.
+    pub flap_moves: u32,
+    /// How long learning a flapping MAC on another port is held back.
+    #[serde(with = "secs")]
+    pub flap_hold: Duration,
 }
 
 impl Default for FdbConfig {
@@ -75,8 +86,24 @@ impl Default for FdbConfig {
             aging: Duration::from_secs(300),
             max_entries: 128 * 1024,
             max_per_port: 64 * 1024,
+            flap_moves: 5,
+            flap_hold: Duration::from_secs(10),
         }
     }
+}
+
+/// Flap events waiting for [`MacTable::take_flaps`] at most; more are counted only.
+pub const MAX_PENDING_FLAPS: usize = 64;
+
+/// A MAC found flapping between two ports (see the contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flap {
+    pub vlan: VlanId,
+    pub mac: MacAddr,
+    /// Where the entry stays.
+    pub port: PortId,
+    /// Where it kept moving to; learning there is held back.
+    pub newcomer: PortId,
 }
 
 impl FdbConfig {
@@ -126,6 +153,9 @@ pub enum Learned {
     /// Not learned: multicast or zero source, a port that is gone, or a table full of
     /// static entries.
     Refused,
+    /// The address is flapping: it stays where it was, and learning it here is held
+    /// back for a while.
+    Held,
 }
 
 /// A static entry could not be added.
@@ -145,6 +175,12 @@ pub struct FdbCounters {
     pub aged: u64,
     pub evicted: u64,
     pub refused: u64,
+    /// Addresses found flapping.
+    #[serde(default)]
+    pub flapped: u64,
+    /// Learns held back because the address was flapping.
+    #[serde(default)]
+    pub flap_held: u64,
 }
 
 /// One entry as reported by [`MacTable::entries`].
@@ -177,8 +213,30 @@ struct Slot {
     /// Whole seconds.
     last_seen: u32,
     is_static: bool,
+    /// Moves within the second `moved_in` (flap detection).
+    moves: u32,
+    moved_in: u32,
+    /// Learning elsewhere is held back until this second.
+    held_until: u32,
     prev: u32,
     next: u32,
+}
+
+impl Slot {
+    fn new(vlan: VlanId, mac: MacAddr, port: PortId, last_seen: u32, is_static: bool) -> Slot {
+        Slot {
+            vlan,
+            mac,
+            port,
+            last_seen,
+            is_static,
+            moves: 0,
+            moved_in: 0,
+            held_until: 0,
+            prev: NIL,
+            next: NIL,
+        }
+    }
 }
 
 /// A doubly linked list of slots, oldest first.
@@ -217,6 +275,7 @@ struct State {
     /// The static entries, by (VLAN, MAC).
     statics: BTreeMap<(VlanId, MacAddr), PortId>,
     counters: FdbCounters,
+    flaps: Vec<Flap>,
 }
 
 /// The MAC learning table. See the module documentation for its contract.
@@ -224,6 +283,8 @@ pub struct MacTable {
     config: FdbConfig,
     index: Index,
     state: Mutex<State>,
+    /// Told when a flap is recorded (switchd wakes its control thread to log it).
+    on_flap: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 fn secs_of(now: Time) -> u32 {
@@ -236,7 +297,18 @@ impl MacTable {
             index: Index::new(config.max_entries),
             config,
             state: Mutex::new(State::default()),
+            on_flap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Calls `notify` whenever a flap is recorded (once; later calls are ignored).
+    pub fn set_flap_notifier(&self, notify: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_flap.set(Box::new(notify));
+    }
+
+    /// The flaps recorded since the last call, oldest first.
+    pub fn take_flaps(&self) -> Vec<Flap> {
+        std::mem::take(&mut self.state().state.flaps)
     }
 
     pub fn config(&self) -> &FdbConfig {
@@ -321,7 +393,14 @@ impl MacTable {
         if !still_valid() {
             return Learned::Refused;
         }
-        writer.learn(now, vlan, mac, port)
+        let flapped = writer.state.counters.flapped;
+        let learned = writer.learn(now, vlan, mac, port);
+        let new_flap = writer.state.counters.flapped != flapped;
+        drop(writer);
+        if let (true, Some(notify)) = (new_flap, self.on_flap.get()) {
+            notify();
+        }
+        learned
     }
 
     /// Adds or replaces a static entry for (`vlan`, `mac`).
@@ -476,6 +555,33 @@ impl Writer<'_> {
             return Learned::Refreshed;
         }
         let from = slot.port;
+        if slot.held_until > seen {
+            self.state.counters.flap_held += 1;
+            return Learned::Held;
+        }
+        let slot = &mut self.state.slots[index as usize];
+        if slot.moved_in == seen {
+            slot.moves += 1;
+        } else {
+            slot.moved_in = seen;
+            slot.moves = 1;
+        }
+        if slot.moves > self.config.flap_moves {
+            let hold = u32::try_from(self.config.flap_hold.as_secs()).unwrap_or(u32::MAX);
+            slot.held_until = seen.saturating_add(hold.max(1));
+            slot.moves = 0;
+            self.state.counters.flapped += 1;
+            self.state.counters.flap_held += 1;
+            if self.state.flaps.len() < MAX_PENDING_FLAPS {
+                self.state.flaps.push(Flap {
+                    vlan,
+                    mac,
+                    port: from,
+                    newcomer: port,
+                });
+            }
+            return Learned::Held;
+        }
         self.unlink(index);
         if self.dynamic_len(port) >= self.config.max_per_port {
             self.evict_oldest_of(port);
@@ -509,15 +615,7 @@ impl Writer<'_> {
                 }
             }
         }
-        self.alloc(Slot {
-            vlan,
-            mac,
-            port,
-            last_seen: secs_of(now),
-            is_static: false,
-            prev: NIL,
-            next: NIL,
-        });
+        self.alloc(Slot::new(vlan, mac, port, secs_of(now), false));
         self.state.counters.learned += 1;
         Learned::New
     }
@@ -543,15 +641,7 @@ impl Writer<'_> {
                 None => return Err(FdbError::Full(self.state.len)),
             }
         }
-        self.alloc(Slot {
-            vlan,
-            mac,
-            port,
-            last_seen: 0,
-            is_static: true,
-            prev: NIL,
-            next: NIL,
-        });
+        self.alloc(Slot::new(vlan, mac, port, 0, true));
         Ok(())
     }
 
@@ -755,6 +845,7 @@ mod tests {
             aging: Duration::from_secs(300),
             max_entries,
             max_per_port,
+            ..FdbConfig::default()
         })
     }
 
@@ -977,6 +1068,52 @@ mod tests {
         assert_eq!(fdb.len(), 4);
         let slots = fdb.state.lock().unwrap().slots.len();
         assert!(slots <= 5, "slab grew to {slots}");
+    }
+
+    #[test]
+    fn a_flapping_mac_stays_put_and_is_reported_once() {
+        let fdb = MacTable::new(FdbConfig::default());
+        let notified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n = notified.clone();
+        fdb.set_flap_notifier(move || {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        fdb.learn(secs(10), vlan(1), mac(1), PortId(1));
+        // Five moves within one second are allowed; the sixth is a flap.
+        let mut last = Learned::New;
+        for i in 0..6 {
+            let port = PortId(if i % 2 == 0 { 2 } else { 1 });
+            last = fdb.learn(Time::from_millis(11_000 + i * 10), vlan(1), mac(1), port);
+        }
+        assert_eq!(last, Learned::Held);
+        let stays = fdb.lookup(secs(11), vlan(1), mac(1)).unwrap();
+        let flaps = fdb.take_flaps();
+        assert_eq!(flaps.len(), 1);
+        assert_eq!(flaps[0].port, stays);
+        assert_ne!(flaps[0].newcomer, stays);
+        assert_eq!(notified.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // While held, learning elsewhere changes nothing and reports no new flap.
+        let other = flaps[0].newcomer;
+        assert_eq!(fdb.learn(secs(15), vlan(1), mac(1), other), Learned::Held);
+        assert_eq!(fdb.lookup(secs(15), vlan(1), mac(1)), Some(stays));
+        assert!(fdb.take_flaps().is_empty());
+        assert_eq!(fdb.counters().flapped, 1);
+        assert!(fdb.counters().flap_held >= 2);
+        // After the hold (10 s) the address may move again.
+        assert_eq!(
+            fdb.learn(secs(22), vlan(1), mac(1), other),
+            Learned::Moved { from: stays }
+        );
+    }
+
+    #[test]
+    fn moves_spread_over_seconds_are_no_flap() {
+        let fdb = MacTable::new(FdbConfig::default());
+        for t in 0..40u64 {
+            let port = PortId(1 + (t % 2) as u32);
+            assert_ne!(fdb.learn(secs(t), vlan(1), mac(1), port), Learned::Held);
+        }
+        assert_eq!(fdb.counters().flapped, 0);
     }
 
     #[test]
