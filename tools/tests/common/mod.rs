@@ -224,6 +224,16 @@ impl Switchd {
         self.launch();
     }
 
+    /// Kills switchd with SIGKILL (a crash), waits for it, and starts it again on the
+    /// same socket and state directory.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.launch();
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
