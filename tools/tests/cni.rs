@@ -34,13 +34,42 @@ type Outcome = (i32, Value, String);
 
 /// Runs the plugin with exactly `env` (plus PATH) and `stdin`.
 fn cni_raw(env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
-    let mut command = Command::new(common::bin("switchyard-cni"));
+    cni_launch(&Launch::default(), env, stdin)
+}
+
+/// The test's own PATH (the one the plugin gets unless a test says otherwise).
+fn default_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+}
+
+/// Where and how the plugin is started, beyond its `CNI_*` environment.
+#[derive(Default)]
+struct Launch<'a> {
+    /// Run it inside this namespace (`ip netns exec`) instead of the test's own.
+    netns: Option<&'a Netns>,
+    /// Its working directory; the test's own unless set.
+    cwd: Option<&'a Path>,
+    /// Its PATH; the test's own unless set.
+    path: Option<String>,
+}
+
+/// Runs the plugin as `launch` says, with exactly `env` (plus PATH) and `stdin`.
+fn cni_launch(launch: &Launch, env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+    let plugin = common::bin("switchyard-cni");
+    let mut command = match launch.netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", &ns.name]).arg(&plugin);
+            command
+        }
+        None => Command::new(&plugin),
+    };
+    if let Some(cwd) = launch.cwd {
+        command.current_dir(cwd);
+    }
     command
         .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        )
+        .env("PATH", launch.path.clone().unwrap_or_else(default_path))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -1036,4 +1065,396 @@ fn one_container_on_two_networks() {
     // And DEL on blue with the wrong ifname detaches nothing.
     host.del(&blue, &id, Some(&c.path()), "eth1");
     assert!(host.endpoint_of("blue", &id).is_some());
+}
+
+/// Everything a namespace has that an ADD could add to: its links, addresses and routes
+/// (IPv4 and IPv6, every table), as `ip` prints them.
+fn snapshot(ns: &Netns) -> String {
+    [
+        &["ip", "-o", "link", "show"][..],
+        &["ip", "-o", "addr", "show"],
+        &["ip", "-4", "route", "show", "table", "all"],
+        &["ip", "-6", "route", "show", "table", "all"],
+    ]
+    .iter()
+    .map(|args| ns.exec_ok(args))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// How many control requests switchd has logged (it logs each one at debug level).
+fn control_requests(switchd: &common::Switchd) -> usize {
+    switchd.log().matches("control request").count()
+}
+
+/// A process that sleeps inside a namespace, so that `/proc/PID/ns/net` names that
+/// namespace; killed (by its own pid) and reaped on drop.
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    fn start_in(ns: &Netns) -> Sleeper {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start sleep");
+        // `ip netns exec` becomes `sleep` (same pid) once it has entered the namespace.
+        let sleeper = Sleeper(child);
+        let want = std::fs::metadata(ns.path()).expect("the namespace's file");
+        let link = format!("/proc/{}/ns/net", sleeper.pid());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let entered = std::fs::metadata(&link).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino()) == (want.dev(), want.ino())
+            });
+            if entered {
+                return sleeper;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep did not enter {} within 10 s",
+                ns.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ADD with `CNI_NETNS` = `netns`, the plugin started as `launch` says: must be refused
+/// with code 4 and a message that names `CNI_NETNS`.
+fn assert_netns_refused(launch: &Launch, host: &Host, netns: &str, what: &str) {
+    let config = host.config("blue", "10.10.0.0/24");
+    let id = common::unique("cs");
+    let outcome = cni_launch(
+        launch,
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", &id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_PATH),
+        ],
+        config.to_string().as_bytes(),
+    );
+    let error = assert_cni_error(&outcome, Some(4), what);
+    let msg = error["msg"].as_str().unwrap();
+    assert!(msg.contains("CNI_NETNS"), "{what}: {error}");
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn the_plugins_own_namespace_is_refused() {
+    // The usual setup: the runtime runs the plugin in the host's namespace, where switchd
+    // runs too. Here the "host" is the test's namespace with switchd in it, and the
+    // plugin runs there as well; the machine's own namespace is never named.
+    let host = Host::new();
+    let sleeper = Sleeper::start_in(&host.ns);
+    let before = snapshot(&host.ns);
+    let launch = Launch {
+        netns: Some(&host.ns),
+        ..Launch::default()
+    };
+    let by_pid = format!("/proc/{}/ns/net", sleeper.pid());
+    for (netns, what) in [
+        ("/proc/self/ns/net", "/proc/self/ns/net"),
+        ("/proc/thread-self/ns/net", "/proc/thread-self/ns/net"),
+        (
+            &*by_pid,
+            "/proc/PID/ns/net of a process in the plugin's namespace",
+        ),
+        (&*host.ns.path(), "a bind mount of the plugin's namespace"),
+    ] {
+        assert_netns_refused(&launch, &host, netns, what);
+        assert_eq!(
+            snapshot(&host.ns),
+            before,
+            "ADD with CNI_NETNS={netns} changed the plugin's namespace\nswitchd log:\n{}",
+            host.switchd.log()
+        );
+    }
+    let networks = host.switchd.swctl_json(&["network", "ls"]);
+    assert_eq!(networks, json!([]), "a refused ADD created a network");
+    assert!(host.ports().is_empty(), "{:?}", host.ports());
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn switchds_namespace_is_refused_from_elsewhere() {
+    // The plugin in a namespace of its own (a runtime's), switchd in the host's: the
+    // plugin's namespace and switchd's are both refused, by identity whatever the path.
+    let host = Host::new();
+    let runtime = Netns::new("rt");
+    runtime.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let launch = Launch {
+        netns: Some(&runtime),
+        ..Launch::default()
+    };
+    let host_before = snapshot(&host.ns);
+    let runtime_before = snapshot(&runtime);
+    let switchd_pid = host.switchd.pid().expect("switchd runs");
+    let by_pid = format!("/proc/{switchd_pid}/ns/net");
+    for (netns, what) in [
+        ("/proc/self/ns/net", "the plugin's own namespace"),
+        (
+            &*runtime.path(),
+            "a bind mount of the plugin's own namespace",
+        ),
+        (&*host.ns.path(), "a bind mount of switchd's namespace"),
+        (&*by_pid, "/proc/PID/ns/net of switchd"),
+    ] {
+        assert_netns_refused(&launch, &host, netns, what);
+        assert_eq!(
+            snapshot(&host.ns),
+            host_before,
+            "ADD with CNI_NETNS={netns} changed switchd's namespace\nswitchd log:\n{}",
+            host.switchd.log()
+        );
+        assert_eq!(
+            snapshot(&runtime),
+            runtime_before,
+            "ADD with CNI_NETNS={netns} changed the plugin's namespace"
+        );
+    }
+    let networks = host.switchd.swctl_json(&["network", "ls"]);
+    assert_eq!(networks, json!([]), "a refused ADD created a network");
+    assert!(host.ports().is_empty(), "{:?}", host.ports());
+
+    // A container's namespace still works from there.
+    let c = Netns::new("c");
+    let id = common::unique("cs");
+    let config = host.config("blue", "10.10.0.0/24");
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", &*id),
+        ("CNI_NETNS", &*c.path()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", CNI_PATH),
+    ];
+    let (code, result, logs) = cni_launch(&launch, &env, config.to_string().as_bytes());
+    assert_eq!(
+        code, 0,
+        "ADD from the runtime's namespace: {result}\n{logs}"
+    );
+    assert_eq!(ipv4_addresses(&c, "eth0"), ["10.10.0.2/24"]);
+}
+
+/// Writes an executable script at `dir/name` that records each run (its `CNI_COMMAND`)
+/// in `marker` and answers like an IPAM plugin.
+fn marker_plugin(dir: &Path, name: &str, marker: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\n\
+         cat > /dev/null\n\
+         echo \"$CNI_COMMAND\" >> '{}'\n\
+         case \"$CNI_COMMAND\" in\n\
+         VERSION) echo '{{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}}' ;;\n\
+         ADD) echo '{{\"cniVersion\":\"1.1.0\",\"ips\":[{{\"address\":\"10.70.0.5/24\"}}]}}' ;;\n\
+         esac\n",
+        marker.display()
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, script).expect("write the marker plugin");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_delegated_plugin_is_found_only_in_cni_path() {
+    let host = Host::new();
+    let name = common::unique("ipam");
+    // A plugin of that name in the plugin's working directory, in a directory of its
+    // PATH, and in a subdirectory of the working directory: none of them may run.
+    let cwd = TempDir::new("cwd");
+    let bin = TempDir::new("pathbin");
+    let markers = TempDir::new("marks");
+    let ran_from_cwd = markers.path().join("cwd");
+    let ran_from_path = markers.path().join("path");
+    let ran_from_sub = markers.path().join("sub");
+    marker_plugin(cwd.path(), &name, &ran_from_cwd);
+    marker_plugin(bin.path(), &name, &ran_from_path);
+    std::fs::create_dir(cwd.path().join("sub")).expect("mkdir");
+    marker_plugin(&cwd.path().join("sub"), &name, &ran_from_sub);
+    let launch = Launch {
+        cwd: Some(cwd.path()),
+        path: Some(format!("{}:{}", bin.str(), default_path())),
+        ..Launch::default()
+    };
+    let mut config = host.config("blue", "10.70.0.0/24");
+    config["ipam"] = json!({ "type": name });
+    let c = Netns::new("c");
+    let id = common::unique("ci");
+    let run = |command: &str, cni_path: Option<&str>, config: &Value| {
+        let mut env = vec![
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", &*id),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let netns = c.path();
+        env.push(("CNI_NETNS", &netns));
+        if let Some(cni_path) = cni_path {
+            env.push(("CNI_PATH", cni_path));
+        }
+        cni_launch(&launch, &env, config.to_string().as_bytes())
+    };
+    let nothing_ran = |what: &str| {
+        for marker in [&ran_from_cwd, &ran_from_path, &ran_from_sub] {
+            assert!(
+                !marker.exists(),
+                "{what}: the plugin ran {} ({})",
+                marker.display(),
+                std::fs::read_to_string(marker).unwrap_or_default().trim()
+            );
+        }
+    };
+
+    for command in ["ADD", "DEL"] {
+        let outcome = run(command, None, &config);
+        let error = assert_cni_error(&outcome, Some(4), &format!("{command} without CNI_PATH"));
+        assert!(
+            error["msg"].as_str().unwrap().contains("CNI_PATH"),
+            "{error}"
+        );
+        nothing_ran(&format!("{command} without CNI_PATH"));
+        let outcome = run(command, Some(""), &config);
+        assert_cni_error(
+            &outcome,
+            Some(4),
+            &format!("{command} with an empty CNI_PATH"),
+        );
+        nothing_ran(&format!("{command} with an empty CNI_PATH"));
+    }
+    // A relative directory in CNI_PATH, and an empty entry (which once meant the working
+    // directory).
+    let outcome = run("ADD", Some(&format!("{CNI_PATH}:.")), &config);
+    assert_cni_error(&outcome, Some(4), "CNI_PATH with a relative directory");
+    nothing_ran("CNI_PATH with a relative directory");
+    let outcome = run("ADD", Some(&format!("{CNI_PATH}:")), &config);
+    assert_cni_error(&outcome, Some(7), "CNI_PATH with an empty entry");
+    nothing_ran("CNI_PATH with an empty entry");
+    // A plugin named like a path, even with the working directory in CNI_PATH.
+    for kind in [format!("./{name}"), format!("sub/{name}"), "..".to_string()] {
+        let mut named = config.clone();
+        named["ipam"]["type"] = json!(kind);
+        let outcome = run("ADD", Some(cwd.str()), &named);
+        assert_cni_error(&outcome, Some(7), &format!("ipam type {kind}"));
+        nothing_ran(&format!("ipam type {kind}"));
+    }
+    assert_eq!(c.links(), ["lo"], "a refused ADD left an interface");
+    let networks = host.switchd.swctl_json(&["network", "ls"]);
+    assert_eq!(networks, json!([]), "a refused ADD created a network");
+
+    // The marker works: the plugin in a CNI_PATH directory does run.
+    let (code, out, logs) = run("DEL", Some(&format!("/nonexistent:{}", cwd.str())), &config);
+    assert_eq!(code, 0, "DEL with the plugin in CNI_PATH: {out}\n{logs}");
+    let ran = std::fs::read_to_string(&ran_from_cwd).unwrap_or_default();
+    assert!(
+        ran.contains("DEL"),
+        "the plugin in CNI_PATH did not run: {ran:?}\n{logs}"
+    );
+    assert!(!ran_from_path.exists() && !ran_from_sub.exists());
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn invalid_fields_are_refused_before_switchd_is_asked() {
+    let host = Host::new();
+    let config = host.config("blue", "10.10.0.0/24");
+    let c = Netns::new("c");
+    let id = common::unique("cv");
+    let asked = control_requests(&host.switchd);
+    let with = |key: &str, value: Value| {
+        let mut config = config.clone();
+        config[key] = value;
+        config
+    };
+    let huge = "n".repeat(50 << 20);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("a 50 MiB network name", with("name", json!(huge)), "1 MiB"),
+        (
+            "a 65-byte network name",
+            with("name", json!("n".repeat(65))),
+            "name",
+        ),
+        (
+            "a network name with '/'",
+            with("name", json!("a/b")),
+            "name",
+        ),
+        (
+            "no cniVersion",
+            {
+                let mut config = config.clone();
+                config.as_object_mut().unwrap().remove("cniVersion");
+                config
+            },
+            "cniVersion",
+        ),
+        ("mtu 0", with("mtu", json!(0)), "mtu"),
+        ("mtu \"big\"", with("mtu", json!("big")), "mtu"),
+        ("vni 2^24", with("vni", json!(1 << 24)), "vni"),
+        ("gateway \"x\"", with("gateway", json!("x")), "gateway"),
+        (
+            "a relative socket",
+            with("socket", json!("switchd.sock")),
+            "socket",
+        ),
+    ];
+    for (what, config, field) in &cases {
+        let outcome = cni("ADD", Some(&c.path()), &id, "eth0", config, CNI_PATH);
+        let error = assert_cni_error(&outcome, Some(7), what);
+        let msg = error["msg"].as_str().unwrap();
+        assert!(
+            msg.contains(field),
+            "{what}: the message does not name {field}: {error}"
+        );
+        assert!(msg.len() < 1000, "{what}: a message of {} bytes", msg.len());
+    }
+    let env_cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "an interface name of 16 bytes",
+            "CNI_IFNAME",
+            &id,
+            "eth0123456789012",
+        ),
+        ("an interface name with ':'", "CNI_IFNAME", &id, "eth0:1"),
+        (
+            "a container id with '/'",
+            "CNI_CONTAINERID",
+            "../../etc",
+            "eth0",
+        ),
+        (
+            "a container id of 300 bytes",
+            "CNI_CONTAINERID",
+            &"c".repeat(300),
+            "eth0",
+        ),
+    ];
+    for (what, variable, container, ifname) in env_cases {
+        let outcome = cni("ADD", Some(&c.path()), container, ifname, &config, CNI_PATH);
+        let error = assert_cni_error(&outcome, Some(4), what);
+        assert!(
+            error["msg"].as_str().unwrap().contains(variable),
+            "{what}: {error}"
+        );
+    }
+    assert_eq!(
+        control_requests(&host.switchd),
+        asked,
+        "switchd was asked:\n{}",
+        host.switchd.log()
+    );
+    assert_eq!(c.links(), ["lo"], "a refused ADD left an interface");
 }

@@ -50,7 +50,8 @@ pub const DEFAULT_MTU: u32 = 1500;
 pub const DEFAULT_OVERLAY_MTU: u32 = 1450;
 pub const MIN_MTU: u32 = 68;
 pub const MAX_MTU: u32 = 65535;
-const MAX_NAME_LEN: usize = 64;
+/// The longest network name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
 /// The widest subnet a network may have (a /8 is 16 million addresses already).
 const MIN_PREFIX: u8 = 8;
 
@@ -576,7 +577,10 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-fn validate_name(name: &str) -> Result<(), NetworkError> {
+/// Checks a network name on its own: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `_`,
+/// `.` or `-`, starting with a letter or digit. (Clients such as the CNI plugin check names
+/// with this before they ask switchd.)
+pub fn validate_name(name: &str) -> Result<(), NetworkError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())

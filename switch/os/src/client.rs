@@ -89,6 +89,18 @@ impl Client {
         &self.path
     }
 
+    /// The pid of the process listening on the socket (switchd, unless something else
+    /// holds its socket), as this process's pid namespace numbers it (`SO_PEERCRED`).
+    /// `None` when the kernel cannot say, as for a listener in a pid namespace this
+    /// process does not see.
+    pub fn peer_pid(&self) -> Option<u32> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let credentials = getsockopt(&self.writer, PeerCredentials).ok()?;
+        u32::try_from(credentials.pid())
+            .ok()
+            .filter(|pid| *pid != 0)
+    }
+
     /// Sends `request` and decodes the answer as `T`.
     pub fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
         let io_err = |source| ClientError::Io {
@@ -138,5 +150,19 @@ mod tests {
             text.starts_with("switchd is not running at /nonexistent/switchyard.sock"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_peer_is_the_listening_process() {
+        let dir = std::env::temp_dir().join(format!("swclient{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peer.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let client = Client::connect(&path).unwrap();
+        let peer = client.peer_pid();
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(peer, Some(std::process::id()));
     }
 }

@@ -7,13 +7,13 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use crate::spec::{CniError, Code, SUPPORTED_VERSIONS};
+use crate::spec::{plugin_name_problem, shown, CniError, Code, NetConf, SUPPORTED_VERSIONS};
 use crate::Env;
 
 /// The IPAM plugin of a configuration.
@@ -23,35 +23,13 @@ pub struct Ipam {
 }
 
 impl Ipam {
-    /// The plugin `raw`'s `ipam` section names, or `None` without one.
-    pub fn from_config(raw: &Value, env: &Env) -> Result<Option<Ipam>, CniError> {
-        let Some(section) = raw.get("ipam") else {
+    /// The IPAM plugin the configuration's `ipam.type` names, found in `CNI_PATH`, or
+    /// `None` without an `ipam` section. Asks the plugin for its versions (VERSION).
+    pub fn from_config(conf: &NetConf, raw: &Value, env: &Env) -> Result<Option<Ipam>, CniError> {
+        let Some(kind) = conf.ipam_type.as_deref() else {
             return Ok(None);
         };
-        let Some(kind) = section.get("type").and_then(Value::as_str) else {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                "the ipam section has no type (such as \"host-local\")",
-            ));
-        };
-        if kind.is_empty() || kind.contains('/') {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                format!("invalid IPAM plugin type {kind:?}"),
-            ));
-        }
-        let plugin = env
-            .cni_path
-            .iter()
-            .map(|dir| dir.join(kind))
-            .find(|path| path.is_file())
-            .ok_or_else(|| {
-                CniError::new(
-                    Code::InvalidConfig,
-                    format!("IPAM plugin {kind} not found in CNI_PATH"),
-                )
-                .details(format!("searched: {:?}", env.cni_path))
-            })?;
+        let plugin = find_plugin(&env.cni_path, kind)?;
         let mut ipam = Ipam {
             plugin,
             config: raw.clone(),
@@ -157,7 +135,7 @@ impl Ipam {
             .env("CNI_NETNS", &env.netns)
             .env("CNI_IFNAME", ifname)
             .env("CNI_ARGS", &env.args)
-            .env("CNI_PATH", &env.cni_path_text)
+            .env("CNI_PATH", &env.cni_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -207,5 +185,138 @@ impl Ipam {
             error.details = details.to_string();
         }
         Err(error)
+    }
+}
+
+/// Where the delegated plugin `name` is: the first directory of `cni_path` (`CNI_PATH`, a
+/// colon-separated list) that has a file of that name. Only those directories are
+/// searched: never the working directory, never `PATH`. `CNI_PATH` missing or empty, or
+/// with a relative directory in it, is code 4; empty entries (`a::b`, a trailing `:`)
+/// are skipped; `name` must be a plain file name (code 7).
+pub fn find_plugin(cni_path: &str, name: &str) -> Result<PathBuf, CniError> {
+    if let Some(problem) = plugin_name_problem(name) {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            format!(
+                "invalid ipam.type in the network configuration: {:?} is not a plugin's name ({problem})",
+                shown(name)
+            ),
+        ));
+    }
+    let dirs: Vec<&Path> = cni_path
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(Path::new)
+        .collect();
+    if dirs.is_empty() {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!(
+                "CNI_PATH is not set, and the IPAM plugin {name} is looked up only in its directories; \
+                 the runtime must set CNI_PATH to its plugin directories (such as /opt/cni/bin)"
+            ),
+        ));
+    }
+    if let Some(relative) = dirs.iter().find(|dir| !dir.is_absolute()) {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!(
+                "CNI_PATH has the relative directory {:?}, which would depend on the working directory; \
+                 give absolute directories only (such as /opt/cni/bin)",
+                shown(&relative.to_string_lossy())
+            ),
+        ));
+    }
+    dirs.iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "IPAM plugin {name} is not in any directory of CNI_PATH ({}); install it there, or fix ipam.type",
+                    shown(cni_path)
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory under the temp dir with an (empty) file `name` in it; removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn with(tag: &str, name: &str) -> Dir {
+            let path = std::env::temp_dir().join(format!("swcni{}{tag}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join(name), b"").unwrap();
+            Dir(path)
+        }
+
+        fn text(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn plugins_are_found_in_the_first_cni_path_directory_that_has_them() {
+        let first = Dir::with("a", "ipam-x");
+        let second = Dir::with("b", "ipam-x");
+        let cni_path = format!("/nonexistent::{}:{}:", first.text(), second.text());
+        assert_eq!(
+            find_plugin(&cni_path, "ipam-x").unwrap(),
+            first.0.join("ipam-x")
+        );
+        let err = find_plugin(&cni_path, "ipam-y").unwrap_err();
+        assert_eq!(err.code, Code::InvalidConfig as u32, "{}", err.msg);
+        assert!(err.msg.contains("CNI_PATH"), "{}", err.msg);
+        // A directory of that name is not a plugin.
+        std::fs::create_dir(second.0.join("ipam-d")).unwrap();
+        assert!(find_plugin(second.text(), "ipam-d").is_err());
+    }
+
+    #[test]
+    fn cni_path_must_be_set_and_absolute() {
+        let dir = Dir::with("c", "ipam-x");
+        for cni_path in ["", ":", "::"] {
+            let err = find_plugin(cni_path, "ipam-x").unwrap_err();
+            assert_eq!(err.code, Code::InvalidEnvironment as u32, "{cni_path:?}");
+            assert!(err.msg.contains("CNI_PATH"), "{}", err.msg);
+        }
+        for cni_path in [
+            ".".to_string(),
+            "bin".to_string(),
+            format!("{}:lib/cni", dir.text()),
+        ] {
+            let err = find_plugin(&cni_path, "ipam-x").unwrap_err();
+            assert_eq!(err.code, Code::InvalidEnvironment as u32, "{cni_path:?}");
+            assert!(err.msg.contains("relative"), "{}", err.msg);
+        }
+    }
+
+    #[test]
+    fn a_plugin_name_is_a_plain_file_name() {
+        let dir = Dir::with("d", "ipam-x");
+        for name in [
+            "",
+            ".",
+            "..",
+            "./ipam-x",
+            "../ipam-x",
+            "sub/ipam-x",
+            "/bin/sh",
+        ] {
+            let err = find_plugin(dir.text(), name).unwrap_err();
+            assert_eq!(err.code, Code::InvalidConfig as u32, "{name:?}");
+        }
     }
 }

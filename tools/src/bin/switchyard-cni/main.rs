@@ -20,17 +20,21 @@ use std::process::ExitCode;
 use ipnet::{IpNet, Ipv4Net};
 use nsutil::attach::{self, AttachError, AttachOptions};
 use nsutil::netns::{Netns, NetnsError, NetnsRef};
-use nsutil::rtnl::{Rtnl, RtnlError};
+use nsutil::rtnl::{validate_ifname, InvalidIfname, Rtnl, RtnlError};
 use serde_json::Value;
 use switchyard::control::{
     EndpointInfo, ErrorCode, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET,
 };
 use switchyard::network::NetworkConfig;
-use switchyard_encap::Vni;
 use switchyard_os::client::{Client, ClientError};
 
 use ipam::Ipam;
-use spec::{CniError, CniResult, Code, Input, IpConfig, NetConf, Route, SUPPORTED_VERSIONS};
+use spec::{shown, CniError, CniResult, Code, Input, IpConfig, NetConf, Route, SUPPORTED_VERSIONS};
+
+/// The longest `CNI_CONTAINERID` accepted, in bytes (runtimes use 64 hex digits).
+const MAX_CONTAINER_ID_LEN: usize = 256;
+/// The longest `CNI_NETNS` accepted, in bytes (Linux's `PATH_MAX` less its NUL).
+const MAX_NETNS_PATH_LEN: usize = 4095;
 
 /// The CNI_* environment.
 pub struct Env {
@@ -39,26 +43,24 @@ pub struct Env {
     pub netns: String,
     pub ifname: String,
     pub args: String,
-    pub cni_path: Vec<PathBuf>,
-    pub cni_path_text: String,
+    /// Where delegated plugins are looked up: a colon-separated list of directories.
+    pub cni_path: String,
 }
 
 impl Env {
     fn read() -> Env {
         let var = |name| std::env::var(name).unwrap_or_default();
-        let cni_path_text = var("CNI_PATH");
         Env {
             command: var("CNI_COMMAND"),
             container_id: var("CNI_CONTAINERID"),
             netns: var("CNI_NETNS"),
             ifname: var("CNI_IFNAME"),
             args: var("CNI_ARGS"),
-            cni_path: std::env::split_paths(&cni_path_text).collect(),
-            cni_path_text,
+            cni_path: var("CNI_PATH"),
         }
     }
 
-    /// Fails with code 4 unless every variable named is set.
+    /// Fails with code 4 unless every variable named is set and valid.
     fn require(&self, names: &[&str]) -> Result<(), CniError> {
         let missing: Vec<&str> = names
             .iter()
@@ -70,22 +72,80 @@ impl Env {
                 _ => false,
             })
             .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(CniError::new(
+        if !missing.is_empty() {
+            return Err(CniError::new(
                 Code::InvalidEnvironment,
                 format!("{} must be set for {}", missing.join(", "), self.command),
-            ))
+            ));
         }
+        for name in names {
+            let problem = match *name {
+                "CNI_CONTAINERID" => container_id_problem(&self.container_id),
+                "CNI_NETNS" => netns_problem(&self.netns),
+                "CNI_IFNAME" => validate_ifname(&self.ifname).err().map(|err| {
+                    // The kernel's rule, with a long name shortened.
+                    let err = InvalidIfname {
+                        name: shown(&err.name),
+                        ..err
+                    };
+                    format!("{err}; give the name the container's interface gets, such as eth0")
+                }),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(CniError::new(
+                    Code::InvalidEnvironment,
+                    format!("invalid {name}: {problem}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a container id, if anything. The spec's rule: a letter or digit,
+/// then letters, digits, `_`, `.` or `-`; and at most [`MAX_CONTAINER_ID_LEN`] bytes.
+fn container_id_problem(id: &str) -> Option<String> {
+    let valid = id.len() <= MAX_CONTAINER_ID_LEN
+        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    (!valid).then(|| {
+        format!(
+            "{:?} is not a container id: use 1 to {MAX_CONTAINER_ID_LEN} letters, digits, '_', '.' or '-', \
+             starting with a letter or digit, as the CNI spec says; the runtime passes its id for the container",
+            shown(id)
+        )
+    })
+}
+
+/// What is wrong with a `CNI_NETNS` path on its own, if anything.
+fn netns_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        Some(format!(
+            "{:?} is not an absolute path; give the path of the container's network namespace, \
+             such as /run/netns/NAME or /proc/PID/ns/net",
+            shown(path)
+        ))
+    } else if path.len() > MAX_NETNS_PATH_LEN {
+        Some(format!(
+            "{:?} is longer than a path can be ({MAX_NETNS_PATH_LEN} bytes)",
+            shown(path)
+        ))
+    } else {
+        None
     }
 }
 
 fn main() -> ExitCode {
     let env = Env::read();
     let mut stdin = Vec::new();
-    // VERSION may come without a configuration; every other command needs one.
-    let _ = std::io::stdin().read_to_end(&mut stdin);
+    // VERSION may come without a configuration; every other command needs one. Reading
+    // stops one byte past the limit, which parse_input then refuses.
+    let _ = std::io::stdin()
+        .take(spec::MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut stdin);
     let version = serde_json::from_slice::<Value>(&stdin)
         .ok()
         .and_then(|v| {
@@ -175,25 +235,16 @@ fn inspect(client: &mut Client, name: &str) -> Result<Option<NetworkInfo>, CniEr
 
 /// The network named by the configuration, created from it if switchd has none yet.
 fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, CniError> {
-    let subnet = conf.subnet()?;
     if let Some(info) = inspect(client, &conf.name)? {
         check_same_network(conf, &info)?;
         return Ok(info);
     }
-    let vni = conf
-        .vni
-        .map(|v| {
-            Vni::new(v).ok_or_else(|| {
-                CniError::new(Code::InvalidConfig, format!("vni {v} is not a 24-bit VNI"))
-            })
-        })
-        .transpose()?;
     let request = Request::NetworkCreate(NetworkConfig {
         name: conf.name.clone(),
-        subnet,
-        gateway: conf.gateway()?,
+        subnet: conf.subnet,
+        gateway: conf.gateway,
         mtu: conf.mtu,
-        vni,
+        vni: conf.vni,
         ip_range: None,
         internal: conf.internal,
         masquerade: conf.masquerade,
@@ -204,6 +255,17 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
         Err(ClientError::Refused(err)) if err.code == ErrorCode::AlreadyExists => {
             inspect(client, &conf.name)?.ok_or_else(|| CniError::new(Code::Refused, err.message))
         }
+        // What the plugin cannot tell alone: a subnet with host bits or of a size switchd
+        // does not take, a gateway outside the subnet, masquerade with internal...
+        Err(ClientError::Refused(err)) if err.code == ErrorCode::InvalidArgument => {
+            Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "switchd refused network {} as configured: {}",
+                    conf.name, err.message
+                ),
+            ))
+        }
         Err(err) => Err(client_error(err)),
     }
 }
@@ -212,10 +274,10 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
 /// (subnet, gateway, MTU, VNI) must match, and so must `masquerade` and `internal` when set.
 fn check_same_network(conf: &NetConf, info: &NetworkInfo) -> Result<(), CniError> {
     let mut differences = Vec::new();
-    if let Some(subnet) = conf.subnet()?.filter(|s| *s != info.subnet) {
+    if let Some(subnet) = conf.subnet.filter(|s| *s != info.subnet) {
         differences.push(format!("subnet {} (configuration: {subnet})", info.subnet));
     }
-    if let Some(gateway) = conf.gateway()?.filter(|g| *g != info.gateway) {
+    if let Some(gateway) = conf.gateway.filter(|g| *g != info.gateway) {
         differences.push(format!(
             "gateway {} (configuration: {gateway})",
             info.gateway
@@ -224,9 +286,9 @@ fn check_same_network(conf: &NetConf, info: &NetworkInfo) -> Result<(), CniError
     if let Some(mtu) = conf.mtu.filter(|m| *m != info.mtu) {
         differences.push(format!("mtu {} (configuration: {mtu})", info.mtu));
     }
-    if conf.vni.is_some() && conf.vni != info.vni.map(Vni::get) {
+    if let Some(vni) = conf.vni.filter(|v| Some(*v) != info.vni) {
         let have = info.vni.map_or("none".to_string(), |v| v.to_string());
-        differences.push(format!("vni {have} (configuration: {:?})", conf.vni));
+        differences.push(format!("vni {have} (configuration: {vni})"));
     }
     if conf.masquerade && !info.masquerade {
         differences.push("no masquerade (configuration: masquerade)".to_string());
@@ -247,24 +309,75 @@ fn check_same_network(conf: &NetConf, info: &NetworkInfo) -> Result<(), CniError
     ))
 }
 
-fn namespace(env: &Env) -> Result<Netns, CniError> {
+/// Opens `CNI_NETNS`, refusing the namespace the plugin itself runs in (the runtime's,
+/// normally the host's): configuring that would put the container's interface, address
+/// and default route on the host. Compared by identity, so every path to it
+/// (`/proc/self/ns/net`, `/proc/PID/ns/net`, a bind mount) is refused alike.
+fn container_namespace(env: &Env) -> Result<Netns, CniError> {
     let reference = NetnsRef::from_path(&env.netns);
-    Netns::open(&reference).map_err(|err| {
+    let netns = Netns::open(&reference).map_err(|err| {
         CniError::new(
             Code::UnknownContainer,
             format!("network namespace {} is not there", env.netns),
         )
         .details(err)
-    })
+    })?;
+    let own = Netns::current().map_err(|err| {
+        CniError::new(
+            Code::Io,
+            "cannot open the plugin's own network namespace to compare CNI_NETNS with it",
+        )
+        .details(err)
+    })?;
+    if netns.id() == own.id() {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!(
+                "invalid CNI_NETNS: {} is the network namespace this plugin runs in (the runtime's, \
+                 normally the host's), not a container's; give the container's namespace",
+                env.netns
+            ),
+        ));
+    }
+    Ok(netns)
+}
+
+/// Refuses `netns` when it is switchd's own namespace (usually the host's too). switchd
+/// says its pid; `/proc/PID/ns/net` is switchd's only when this process numbers pids as
+/// switchd does, which holds when the kernel reports that pid for the socket's listener.
+/// When it does not (other pid namespaces), or switchd's namespace cannot be opened,
+/// there is nothing to compare with and only [`container_namespace`]'s check applies.
+fn refuse_switchd_namespace(client: &mut Client, env: &Env, netns: &Netns) -> Result<(), CniError> {
+    let status: Status = client.call(&Request::Status).map_err(client_error)?;
+    if client.peer_pid() != Some(status.pid) {
+        return Ok(());
+    }
+    let path = PathBuf::from(format!("/proc/{}/ns/net", status.pid));
+    let Ok(switchd) = Netns::open_path(&path) else {
+        return Ok(());
+    };
+    if switchd.id() == netns.id() {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!(
+                "invalid CNI_NETNS: {} is switchd's own network namespace (switchd is pid {}), \
+                 not a container's; give the container's namespace",
+                env.netns, status.pid
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
     env.require(&["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])?;
     let conf = &input.conf;
-    namespace(env)?;
+    let netns = container_namespace(env)?;
+    // Found (in CNI_PATH) before switchd is asked for anything.
+    let ipam = Ipam::from_config(conf, &input.raw, env)?;
     let mut client = connect(conf)?;
+    refuse_switchd_namespace(&mut client, env, &netns)?;
     let network = ensure_network(&mut client, conf)?;
-    let ipam = Ipam::from_config(&input.raw, env)?;
     let requested = match &ipam {
         Some(ipam) => Some(ipam.add(env)?.0.addr()),
         None => None,
@@ -405,13 +518,16 @@ fn detach(client: &mut Client, endpoint: &EndpointInfo) -> Result<(), CniError> 
 fn del(env: &Env, input: &Input) -> Result<(), CniError> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
     let conf = &input.conf;
+    // Found before anything is detached, so a DEL that cannot release the address in the
+    // IPAM plugin changes nothing.
+    let ipam = Ipam::from_config(conf, &input.raw, env)?;
     let mut client = connect(conf)?;
     if let Some(network) = inspect(&mut client, &conf.name)? {
         for endpoint in endpoints_of(&network, &env.container_id, Some(&env.ifname)) {
             detach(&mut client, endpoint)?;
         }
     }
-    if let Some(ipam) = Ipam::from_config(&input.raw, env)? {
+    if let Some(ipam) = ipam {
         ipam.del(env, &env.container_id, &env.ifname)?;
     }
     Ok(())
@@ -431,8 +547,9 @@ fn check(env: &Env, input: &Input) -> Result<(), CniError> {
             ))
         }
     };
-    let netns = namespace(env)?;
+    let netns = container_namespace(env)?;
     let mut client = connect(conf)?;
+    refuse_switchd_namespace(&mut client, env, &netns)?;
     let network = inspect(&mut client, &conf.name)?.ok_or_else(|| {
         CniError::new(
             Code::CheckFailed,
@@ -555,11 +672,11 @@ fn gc(env: &Env, input: &Input) -> Result<(), CniError> {
             "GC needs cni.dev/valid-attachments, the attachments to keep (an empty list detaches all)",
         )
     })?;
+    let ipam = Ipam::from_config(conf, &input.raw, env)?;
     let mut client = connect(conf)?;
     let Some(network) = inspect(&mut client, &conf.name)? else {
         return Ok(());
     };
-    let ipam = Ipam::from_config(&input.raw, env)?;
     for endpoint in &network.endpoints {
         let Some(container_id) = endpoint.container_id.as_deref() else {
             continue; // attached by hand (nsutil), not by a runtime
@@ -605,6 +722,140 @@ mod tests {
             options: Default::default(),
             endpoints: vec![],
         }
+    }
+
+    /// An environment as a runtime sets it: `vars` are `CNI_*` names and values.
+    fn env(vars: &[(&str, &str)]) -> Env {
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map_or(String::new(), |(_, value)| value.to_string())
+        };
+        Env {
+            command: var("CNI_COMMAND"),
+            container_id: var("CNI_CONTAINERID"),
+            netns: var("CNI_NETNS"),
+            ifname: var("CNI_IFNAME"),
+            args: var("CNI_ARGS"),
+            cni_path: var("CNI_PATH"),
+        }
+    }
+
+    /// A configuration whose switchd is not there: anything that reaches switchd fails
+    /// with "try again later" (11), so a code other than that was decided before.
+    fn config(extra: Value) -> Vec<u8> {
+        let mut config = serde_json::json!({
+            "cniVersion": "1.1.0",
+            "name": "blue",
+            "type": "switchyard-cni",
+            "socket": "/nonexistent/switchyard-cni-test/switchd.sock",
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        serde_json::to_vec(&config).unwrap()
+    }
+
+    /// Runs `vars` on `stdin`; the error's code and message.
+    fn refusal(vars: &[(&str, &str)], stdin: &[u8]) -> (u32, String) {
+        let err = run(&env(vars), stdin, "1.1.0").expect_err("must be refused");
+        (err.code, err.msg)
+    }
+
+    const ADD: [(&str, &str); 4] = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/nonexistent/switchyard-cni-test/netns"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+
+    /// `ADD` with `name` set to `value`.
+    fn add_with(name: &str, value: &str) -> Vec<(&'static str, String)> {
+        ADD.iter()
+            .map(|(key, default)| {
+                let value = if *key == name { value } else { default };
+                (*key, value.to_string())
+            })
+            .collect()
+    }
+
+    fn refusal_of(vars: &[(&'static str, String)], stdin: &[u8]) -> (u32, String) {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        refusal(&vars, stdin)
+    }
+
+    #[test]
+    fn bad_environment_variables_are_code_4_and_named() {
+        let cases = [
+            ("CNI_IFNAME", "eth0/x"),
+            ("CNI_IFNAME", "eth0:1"),
+            ("CNI_IFNAME", "eth 0"),
+            ("CNI_IFNAME", "a-name-of-16-byt"),
+            ("CNI_IFNAME", ".."),
+            ("CNI_CONTAINERID", "../../etc/passwd"),
+            ("CNI_CONTAINERID", "-starts-with-a-dash"),
+            ("CNI_CONTAINERID", "has space"),
+            ("CNI_CONTAINERID", "tab\there"),
+            ("CNI_NETNS", "relative/netns"),
+        ];
+        for (name, value) in cases {
+            let (code, msg) = refusal_of(&add_with(name, value), &config(serde_json::json!({})));
+            assert_eq!(code, 4, "{name}={value:?}: {msg}");
+            assert!(msg.contains(name), "{name}={value:?}: {msg}");
+        }
+        let long = "c".repeat(257);
+        let (code, msg) = refusal_of(
+            &add_with("CNI_CONTAINERID", &long),
+            &config(serde_json::json!({})),
+        );
+        assert_eq!(code, 4, "{msg}");
+        assert!(msg.contains("CNI_CONTAINERID") && msg.len() < 400, "{msg}");
+        // The longest accepted container id gets past the check (to the missing namespace).
+        let longest = "c".repeat(256);
+        let (code, msg) = refusal_of(
+            &add_with("CNI_CONTAINERID", &longest),
+            &config(serde_json::json!({})),
+        );
+        assert_eq!(code, 3, "{msg}");
+    }
+
+    #[test]
+    fn a_delegated_plugin_needs_cni_path() {
+        let ipam = config(serde_json::json!({"ipam": {"type": "host-local"}}));
+        let del = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let (code, msg) = refusal(&del, &ipam);
+        assert_eq!(code, 4, "{msg}");
+        assert!(msg.contains("CNI_PATH"), "{msg}");
+        for cni_path in ["", ":", "relative/bin", "/usr/lib/cni:bin"] {
+            let mut vars = del.to_vec();
+            vars.push(("CNI_PATH", cni_path));
+            let (code, msg) = refusal(&vars, &ipam);
+            assert_eq!(code, 4, "CNI_PATH={cni_path:?}: {msg}");
+            assert!(msg.contains("CNI_PATH"), "{msg}");
+        }
+        // ... and a plain file name.
+        for kind in [
+            "./host-local",
+            "../host-local",
+            "bin/host-local",
+            "..",
+            ".",
+            "",
+        ] {
+            let config = config(serde_json::json!({"ipam": {"type": kind}}));
+            let mut vars = del.to_vec();
+            vars.push(("CNI_PATH", "/usr/lib/cni"));
+            let (code, msg) = refusal(&vars, &config);
+            assert_eq!(code, 7, "type {kind:?}: {msg}");
+            assert!(msg.contains("ipam"), "{msg}");
+        }
+        // Without ipam, CNI_PATH is not needed (DEL gets as far as switchd).
+        let (code, msg) = refusal(&del, &config(serde_json::json!({})));
+        assert_eq!(code, 11, "{msg}");
     }
 
     #[test]

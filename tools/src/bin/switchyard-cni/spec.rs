@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use switchyard::control::DEFAULT_SOCKET;
+use switchyard::network::{validate_name, NetworkError, MAX_MTU, MIN_MTU};
+use switchyard_encap::Vni;
 
 /// The versions this plugin speaks, oldest first.
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
@@ -74,34 +77,35 @@ pub struct ValidAttachment {
     pub ifname: String,
 }
 
-/// The network configuration: the spec's fields and switchyard's.
-#[derive(Clone, Debug, Deserialize)]
+/// The largest network configuration read from stdin. Real ones are a few hundred bytes;
+/// the cap keeps a runaway one from reaching switchd (whose request lines are limited
+/// too) or filling memory.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// How much of a refused value a message shows.
+const SHOWN_CHARS: usize = 64;
+
+/// The network configuration: the spec's fields and switchyard's, each checked on its
+/// own (syntax and range) when read; what depends on switchd's state is checked there.
+#[derive(Clone, Debug)]
 pub struct NetConf {
-    #[serde(rename = "cniVersion")]
     pub cni_version: String,
+    /// A valid switchyard network name.
     pub name: String,
-    /// switchd's control socket.
-    #[serde(default)]
+    /// switchd's control socket: an absolute path.
     pub socket: Option<PathBuf>,
-    #[serde(default)]
-    pub subnet: Option<String>,
-    #[serde(default)]
-    pub gateway: Option<String>,
-    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    /// From [`MIN_MTU`] to [`MAX_MTU`].
     pub mtu: Option<u32>,
-    #[serde(default)]
-    pub vni: Option<u32>,
-    #[serde(default)]
+    pub vni: Option<Vni>,
     pub masquerade: bool,
-    #[serde(default)]
     pub internal: bool,
-    /// Passed through to the result. (`ipam` is read from the raw configuration, which a
-    /// delegated IPAM plugin gets whole.)
-    #[serde(default)]
+    /// Passed through to the result. (A delegated IPAM plugin gets the raw configuration.)
     pub dns: Option<Value>,
-    #[serde(rename = "prevResult", default)]
+    /// `ipam.type`: the delegated IPAM plugin, a plain file name.
+    pub ipam_type: Option<String>,
     pub prev_result: Option<Value>,
-    #[serde(rename = "cni.dev/valid-attachments", default)]
     pub valid_attachments: Option<Vec<ValidAttachment>>,
 }
 
@@ -112,9 +116,55 @@ pub struct Input {
     pub raw: Value,
 }
 
+/// `text` as a message shows it: whole when short, otherwise its start and its length.
+pub fn shown(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        return text.to_string();
+    }
+    let start: String = text.chars().take(SHOWN_CHARS).collect();
+    format!("{start}... ({} bytes)", text.len())
+}
+
+/// A JSON value as a message shows it.
+fn shown_value(value: &Value) -> String {
+    shown(&value.to_string())
+}
+
+/// Code 7 for `field`: what is wrong with it, and what to give instead.
+fn invalid(field: &str, problem: impl fmt::Display) -> CniError {
+    CniError::new(
+        Code::InvalidConfig,
+        format!("invalid {field} in the network configuration: {problem}"),
+    )
+}
+
+/// Why `name` cannot be a delegated plugin's name, if it cannot: the spec's `type` is a
+/// file name to look up in `CNI_PATH`, never a path.
+pub fn plugin_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are directories")
+    } else if name.contains('/') || name.contains('\0') {
+        Some("it must be a plain file name, without '/'")
+    } else {
+        None
+    }
+}
+
 /// Parses stdin: a network configuration, or a configuration list (`plugins`), of which
-/// the switchyard-cni entry is used with the list's name and version.
+/// the switchyard-cni entry is used with the list's name and version. Every field is
+/// checked here, before anything asks switchd.
 pub fn parse_input(bytes: &[u8]) -> Result<Input, CniError> {
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            format!(
+                "the network configuration on stdin is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes); \
+                 a real one is a few hundred bytes: check what the runtime passes"
+            ),
+        ));
+    }
     let mut raw: Value = serde_json::from_slice(bytes).map_err(|err| {
         CniError::new(Code::Decode, "cannot decode the network configuration").details(err)
     })?;
@@ -137,54 +187,227 @@ pub fn parse_input(bytes: &[u8]) -> Result<Input, CniError> {
         }
         raw = entry;
     }
-    let conf: NetConf = serde_json::from_value(raw.clone()).map_err(|err| {
-        CniError::new(Code::InvalidConfig, "invalid network configuration").details(err)
-    })?;
-    if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
-        return Err(CniError::new(
-            Code::IncompatibleVersion,
-            format!(
-                "CNI version {} is not supported; this plugin speaks {}",
-                conf.cni_version,
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-        ));
-    }
+    let conf = NetConf::from_json(&raw)?;
     Ok(Input { conf, raw })
 }
 
 impl NetConf {
-    pub fn subnet(&self) -> Result<Option<Ipv4Net>, CniError> {
-        self.subnet
-            .as_deref()
+    /// Reads and checks every field of a configuration object.
+    fn from_json(raw: &Value) -> Result<NetConf, CniError> {
+        let Some(object) = raw.as_object() else {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "the network configuration must be a JSON object, not {}",
+                    shown_value(raw)
+                ),
+            ));
+        };
+        let field = |key: &str| object.get(key).filter(|v| !v.is_null());
+        let string = |key: &str, example: &str| -> Result<Option<&str>, CniError> {
+            field(key)
+                .map(|value| {
+                    value.as_str().ok_or_else(|| {
+                        invalid(
+                            key,
+                            format!("{} is not a string such as {example}", shown_value(value)),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let boolean = |key: &str| -> Result<bool, CniError> {
+            field(key).map_or(Ok(false), |value| {
+                value.as_bool().ok_or_else(|| {
+                    invalid(key, format!("{} is not true or false", shown_value(value)))
+                })
+            })
+        };
+
+        let cni_version = string("cniVersion", "\"1.1.0\"")?
+            .ok_or_else(|| {
+                invalid(
+                    "cniVersion",
+                    format!(
+                        "it is missing; give the CNI version the configuration is written in ({})",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                )
+            })?
+            .to_string();
+        if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(CniError::new(
+                Code::IncompatibleVersion,
+                format!(
+                    "CNI version {} is not supported; this plugin speaks {}",
+                    shown(&cni_version),
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
+
+        let name = string("name", "\"blue\"")?
+            .ok_or_else(|| invalid("name", "it is missing; give the switchyard network's name"))?;
+        // switchd's own rule; the message shows a long name shortened.
+        validate_name(name).map_err(|_| invalid("name", NetworkError::InvalidName(shown(name))))?;
+
+        let socket = string("socket", "\"/run/switchyard/switchd.sock\"")?
+            .map(|text| {
+                if text.starts_with('/') {
+                    Ok(PathBuf::from(text))
+                } else {
+                    Err(invalid(
+                        "socket",
+                        format!(
+                            "{:?} is not an absolute path; give switchd's socket as one, such as {DEFAULT_SOCKET}",
+                            shown(text)
+                        ),
+                    ))
+                }
+            })
+            .transpose()?;
+
+        let subnet = string("subnet", "\"10.10.0.0/24\"")?
             .map(|text| {
                 text.parse::<Ipv4Net>().map_err(|_| {
-                    let code = if text.contains(':') {
-                        Code::UnsupportedField
+                    let problem = format!(
+                        "{:?} is not an IPv4 subnet such as 10.10.0.0/24",
+                        shown(text)
+                    );
+                    if text.contains(':') {
+                        CniError::new(
+                            Code::UnsupportedField,
+                            format!("unsupported subnet in the network configuration: {problem} (IPv6 is not supported)"),
+                        )
                     } else {
-                        Code::InvalidConfig
-                    };
-                    CniError::new(
-                        code,
-                        format!("subnet {text:?} is not an IPv4 subnet such as 10.10.0.0/24"),
-                    )
+                        invalid("subnet", problem)
+                    }
                 })
             })
-            .transpose()
-    }
+            .transpose()?;
 
-    pub fn gateway(&self) -> Result<Option<Ipv4Addr>, CniError> {
-        self.gateway
-            .as_deref()
+        let gateway = string("gateway", "\"10.10.0.1\"")?
             .map(|text| {
                 text.parse::<Ipv4Addr>().map_err(|_| {
-                    CniError::new(
-                        Code::InvalidConfig,
-                        format!("gateway {text:?} is not an IPv4 address"),
+                    invalid(
+                        "gateway",
+                        format!("{:?} is not an IPv4 address such as 10.10.0.1", shown(text)),
                     )
                 })
             })
-            .transpose()
+            .transpose()?;
+
+        let mtu = field("mtu")
+            .map(|value| {
+                value
+                    .as_u64()
+                    .and_then(|mtu| u32::try_from(mtu).ok())
+                    .filter(|mtu| (MIN_MTU..=MAX_MTU).contains(mtu))
+                    .ok_or_else(|| {
+                        invalid(
+                            "mtu",
+                            format!(
+                                "{} is not an MTU; give a number from {MIN_MTU} to {MAX_MTU}",
+                                shown_value(value)
+                            ),
+                        )
+                    })
+            })
+            .transpose()?;
+
+        let vni = field("vni")
+            .map(|value| {
+                value
+                    .as_u64()
+                    .and_then(|vni| u32::try_from(vni).ok())
+                    .and_then(Vni::new)
+                    .ok_or_else(|| {
+                        invalid(
+                            "vni",
+                            format!(
+                                "{} is not a VXLAN network identifier; give a number from 0 to {}",
+                                shown_value(value),
+                                Vni::MAX
+                            ),
+                        )
+                    })
+            })
+            .transpose()?;
+
+        let masquerade = boolean("masquerade")?;
+        let internal = boolean("internal")?;
+
+        let dns = field("dns")
+            .map(|value| {
+                if value.is_object() {
+                    Ok(value.clone())
+                } else {
+                    Err(invalid(
+                        "dns",
+                        format!(
+                            "{} is not an object such as {{\"nameservers\": [\"10.10.0.1\"]}}",
+                            shown_value(value)
+                        ),
+                    ))
+                }
+            })
+            .transpose()?;
+
+        let ipam_type = field("ipam")
+            .map(|section| {
+                let kind = section.get("type").and_then(Value::as_str).ok_or_else(|| {
+                    invalid(
+                        "ipam",
+                        format!(
+                            "{} has no type; give the IPAM plugin's name, such as {{\"type\": \"host-local\"}}",
+                            shown_value(section)
+                        ),
+                    )
+                })?;
+                match plugin_name_problem(kind) {
+                    Some(problem) => Err(invalid(
+                        "ipam.type",
+                        format!(
+                            "{:?} is not an IPAM plugin's name ({problem}); give the name of a plugin in CNI_PATH, such as \"host-local\"",
+                            shown(kind)
+                        ),
+                    )),
+                    None => Ok(kind.to_string()),
+                }
+            })
+            .transpose()?;
+
+        let prev_result = field("prevResult").cloned();
+
+        let valid_attachments = field("cni.dev/valid-attachments")
+            .map(|value| {
+                serde_json::from_value::<Vec<ValidAttachment>>(value.clone()).map_err(|err| {
+                    invalid(
+                        "cni.dev/valid-attachments",
+                        format!(
+                            "{} is not a list of {{\"containerID\": ..., \"ifname\": ...}} ({err})",
+                            shown_value(value)
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+
+        Ok(NetConf {
+            cni_version,
+            name: name.to_string(),
+            socket,
+            subnet,
+            gateway,
+            mtu,
+            vni,
+            masquerade,
+            internal,
+            dns,
+            ipam_type,
+            prev_result,
+            valid_attachments,
+        })
     }
 }
 
@@ -245,10 +468,7 @@ mod tests {
         let input = parse_input(list).unwrap();
         assert_eq!(input.conf.name, "blue");
         assert_eq!(input.conf.cni_version, "1.0.0");
-        assert_eq!(
-            input.conf.subnet().unwrap().unwrap().to_string(),
-            "10.10.0.0/24"
-        );
+        assert_eq!(input.conf.subnet.unwrap().to_string(), "10.10.0.0/24");
     }
 
     #[test]
@@ -267,11 +487,107 @@ mod tests {
             code(br#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"bridge"}]}"#),
             Code::InvalidConfig as u32
         );
-        let v6 = parse_input(br#"{"cniVersion":"1.1.0","name":"x","subnet":"fd00::/64"}"#).unwrap();
         assert_eq!(
-            v6.conf.subnet().err().unwrap().code,
+            code(br#"{"cniVersion":"1.1.0","name":"x","subnet":"fd00::/64"}"#),
             Code::UnsupportedField as u32
         );
+    }
+
+    /// The code and message `parse_input` refuses `config` with.
+    fn refusal(config: Value) -> (u32, String) {
+        let bytes = serde_json::to_vec(&config).unwrap();
+        let err = parse_input(&bytes).err().expect("must be refused");
+        (err.code, err.msg)
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut config = serde_json::json!({
+            "cniVersion": "1.1.0", "name": "blue", "type": "switchyard-cni",
+        });
+        config[key] = value;
+        config
+    }
+
+    #[test]
+    fn every_field_is_checked_and_named() {
+        let cases = [
+            (with("name", Value::from("n".repeat(65))), "name"),
+            (with("name", Value::from("")), "name"),
+            (with("name", Value::from("a/b")), "name"),
+            (with("name", Value::from("-blue")), "name"),
+            (with("name", Value::from(7)), "name"),
+            (with("cniVersion", Value::from(1)), "cniVersion"),
+            (with("subnet", Value::from("banana")), "subnet"),
+            (with("subnet", Value::from("10.0.0.0/33")), "subnet"),
+            (with("gateway", Value::from("10.0.0.256")), "gateway"),
+            (with("mtu", Value::from(0)), "mtu"),
+            (with("mtu", Value::from(67)), "mtu"),
+            (with("mtu", Value::from(65536)), "mtu"),
+            (with("mtu", Value::from(-1)), "mtu"),
+            (with("mtu", Value::from("1500")), "mtu"),
+            (with("vni", Value::from(1 << 24)), "vni"),
+            (with("vni", Value::from("7")), "vni"),
+            (with("masquerade", Value::from("yes")), "masquerade"),
+            (with("internal", Value::from(1)), "internal"),
+            (with("socket", Value::from("switchd.sock")), "socket"),
+            (with("socket", Value::from("")), "socket"),
+            (with("dns", Value::from("10.0.0.1")), "dns"),
+            (with("ipam", Value::from("host-local")), "ipam"),
+            (with("ipam", serde_json::json!({})), "ipam"),
+            (
+                with("cni.dev/valid-attachments", Value::from("all")),
+                "cni.dev/valid-attachments",
+            ),
+        ];
+        for (config, field) in cases {
+            let (code, msg) = refusal(config.clone());
+            assert_eq!(code, Code::InvalidConfig as u32, "{config}: {msg}");
+            assert!(
+                msg.contains(field),
+                "{config}: {field} not named in {msg:?}"
+            );
+        }
+        let mut missing = with("name", Value::Null);
+        missing.as_object_mut().unwrap().remove("cniVersion");
+        let (code, msg) = refusal(missing);
+        assert_eq!(code, Code::InvalidConfig as u32, "{msg}");
+        assert!(msg.contains("cniVersion"), "{msg}");
+    }
+
+    #[test]
+    fn a_long_name_is_not_echoed_whole() {
+        let (code, msg) = refusal(with("name", Value::from("n".repeat(100_000))));
+        assert_eq!(code, Code::InvalidConfig as u32);
+        assert!(msg.len() < 400, "a message of {} bytes", msg.len());
+    }
+
+    #[test]
+    fn the_configuration_is_at_most_1_mib() {
+        let mut config = with("subnet", Value::from("10.10.0.0/24"));
+        config["padding"] = Value::from(" ".repeat(1 << 20));
+        let (code, msg) = refusal(config);
+        assert_eq!(code, Code::InvalidConfig as u32, "{msg}");
+        assert!(msg.contains("1 MiB"), "{msg}");
+        // Just under the limit is fine.
+        let mut config = with("subnet", Value::from("10.10.0.0/24"));
+        config["padding"] = Value::from(" ".repeat((1 << 20) - 200));
+        assert!(parse_input(&serde_json::to_vec(&config).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn valid_fields_are_accepted() {
+        let config = br#"{"cniVersion":"0.4.0","name":"Blue_1.a-b","type":"switchyard-cni",
+            "socket":"/run/sw.sock","subnet":"10.10.0.0/24","gateway":"10.10.0.1",
+            "mtu":68,"vni":16777215,"masquerade":true,"internal":false,
+            "dns":{"nameservers":["10.10.0.1"]},"ipam":{"type":"host-local"},
+            "cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#;
+        let input = parse_input(config).unwrap();
+        assert_eq!(input.conf.name, "Blue_1.a-b");
+        let long = format!(
+            r#"{{"cniVersion":"1.1.0","name":"{}","mtu":65535}}"#,
+            "n".repeat(64)
+        );
+        assert!(parse_input(long.as_bytes()).is_ok());
     }
 
     #[test]
