@@ -138,6 +138,10 @@ struct Args {
     /// (repeat for several).
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
     switchd_arg: Vec<String>,
+    /// An extra flag for every `nsutil attach` the bench runs, e.g.
+    /// `--attach-arg=--port-security=off` (repeat for several).
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    attach_arg: Vec<String>,
     /// Directory for the JSON results and the chart.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -223,6 +227,9 @@ struct Settings {
     pairs: Option<u32>,
     /// Extra switchd flags (`--switchd-arg`).
     switchd_args: Vec<String>,
+    /// Extra `nsutil attach` flags (`--attach-arg`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attach_args: Vec<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -616,6 +623,7 @@ fn run_pairs(round: u32, args: &Args, report: &mut Report) -> Result<()> {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
+    let _ = topo::ATTACH_ARGS.set(args.attach_arg.clone());
     if !nix::unistd::Uid::effective().is_root() {
         bail!("bench needs root: it creates network namespaces and TAP devices");
     }
@@ -675,6 +683,7 @@ fn main() -> Result<()> {
             ovs_userspace_tso: None,
             pairs: with_pairs.then_some(args.pairs),
             switchd_args: args.switchd_arg.clone(),
+            attach_args: args.attach_arg.clone(),
         },
         throughput: Vec::new(),
         latency: Vec::new(),
@@ -1161,6 +1170,7 @@ mod tests {
                 ovs_userspace_tso: None,
                 pairs: Some(16),
                 switchd_args: Vec::new(),
+                attach_args: Vec::new(),
             },
             throughput: Vec::new(),
             latency: Vec::new(),

@@ -91,6 +91,9 @@ pub struct Topology {
     ovs: Option<Ovs>,
 }
 
+/// Extra flags for every `nsutil attach` (`--attach-arg`), set once at start.
+pub static ATTACH_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 impl Topology {
     /// No namespaces yet; names start with `syb<pid>`.
     /// No namespaces yet; every switchd it starts gets `switchd_args` too.
@@ -335,7 +338,11 @@ impl Topology {
     }
 
     pub fn nsutil(&self, bin_dir: &Path, socket: &str, args: &[&str]) -> Result<String> {
-        self.tool(bin_dir, "nsutil", socket, args)
+        let mut args = args.to_vec();
+        if args.first() == Some(&"attach") {
+            args.extend(ATTACH_ARGS.get().into_iter().flatten().map(String::as_str));
+        }
+        self.tool(bin_dir, "nsutil", socket, &args)
     }
 
     pub fn swctl(&self, bin_dir: &Path, socket: &str, args: &[&str]) -> Result<String> {
