@@ -198,8 +198,9 @@ impl Controller {
                 }
             }
         }
-        // The uplink and its routes went with the last process; the NAT table did not,
-        // and may hold what a crash left: it is rewritten whole.
+        // The uplink and its routes went with the last process; the NAT table did not:
+        // it is rewritten whole when the model masquerades or a change of it was under
+        // way, and otherwise left alone (it is not ours to touch then).
         let uplink = controller.uplink_name(fx);
         let mut steps = Plan::networking(&Model::new(), &model, false, &uplink);
         steps.retain(|step| !matches!(step, Step::ReplaceNat(_)));
@@ -209,8 +210,11 @@ impl Controller {
             }
         }
         let rules = plan::masquerade_rules(&model, &controller.uplink_name(fx));
-        if let Err(err) = fx.replace_nat(&rules) {
-            controller.warn(format!("cannot set the NAT rules up again: {err}"));
+        if !rules.is_empty() || saved.nat_pending {
+            match fx.replace_nat(&rules) {
+                Ok(()) => finished |= saved.nat_pending,
+                Err(err) => controller.warn(format!("cannot set the NAT rules up again: {err}")),
+            }
         }
         for network in model.networks.iter() {
             controller.info(format!(
@@ -380,7 +384,8 @@ impl Controller {
             let result = match step {
                 Step::SaveIntent => {
                     let intents = intents(&old, &new);
-                    let saved = new.to_saved(&self.config.boot_id, &intents);
+                    let mut saved = new.to_saved(&self.config.boot_id, &intents);
+                    saved.nat_pending = plan.steps.iter().any(|s| matches!(s, Step::ReplaceNat(_)));
                     // A port being created has no interface index yet.
                     fx.save(&saved).map(|()| intent_saved = true)
                 }

@@ -106,6 +106,7 @@ impl Model {
             },
             networks,
             endpoints,
+            nat_pending: false,
         }
     }
 

@@ -9,13 +9,15 @@
 //!
 //! The order of steps is what makes a crash at any point recoverable on the next start:
 //!
-//! 1. `SaveIntent`: when ports are added or removed, the state is saved first with each
-//!    of them marked [`Pending`] (`creating` for a new port, `removing` for one going
-//!    away). From here on, whatever the next start finds, it knows what was under way.
+//! 1. `SaveIntent`: when ports are added or removed, or the NAT table changes, the state
+//!    is saved first with each such port marked [`Pending`] (`creating` for a new port,
+//!    `removing` for one going away) and the NAT change marked too. From here on,
+//!    whatever the next start finds, it knows what was under way.
 //! 2. TAPs are removed, then created.
-//! 3. The uplink, routes and NAT follow. They live in switchd's own namespace and die
-//!    with it (the uplink TUN and every route through it), or are rewritten whole from
-//!    the model at every start (the NAT table), so a crash leaves nothing of them to undo.
+//! 3. The uplink, routes and NAT follow. The uplink TUN and every route through it die
+//!    with the process; the NAT table is rewritten whole at the next start when the
+//!    model masquerades or a NAT change was under way (and otherwise never touched), so
+//!    a crash leaves nothing of them to undo.
 //! 4. `Save`: the model as it now is, with no intents: the commit point.
 //!
 //! On start, a port saved as `creating` or `removing` is finished off: whatever is left
@@ -75,12 +77,14 @@ impl Plan {
             .filter(|id| !old.ports.contains_key(id))
             .copied()
             .collect();
-        if !removed.is_empty() || !added.is_empty() {
+        let networking = Plan::networking(old, new, uplink, uplink_name);
+        let nat = networking.iter().any(|s| matches!(s, Step::ReplaceNat(_)));
+        if !removed.is_empty() || !added.is_empty() || nat {
             steps.push(Step::SaveIntent);
         }
         steps.extend(removed.into_iter().map(Step::DestroyTap));
         steps.extend(added.into_iter().map(Step::CreateTap));
-        steps.extend(Plan::networking(old, new, uplink, uplink_name));
+        steps.extend(networking);
         if old != new {
             steps.push(Step::Save);
         }

@@ -107,6 +107,11 @@ pub struct SavedState {
     /// Which port holds which address on which network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
+    /// A change of the NAT table was under way when this was saved: the next start
+    /// rewrites the table even if no network masquerades (the change may have left
+    /// rules behind).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat_pending: bool,
 }
 
 impl SavedState {
@@ -175,6 +180,7 @@ impl Default for SavedState {
             overlay: SavedOverlay::default(),
             networks: Vec::new(),
             endpoints: Vec::new(),
+            nat_pending: false,
         }
     }
 }

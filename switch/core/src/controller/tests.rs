@@ -140,6 +140,7 @@ fn a_network_routes_masquerades_and_gives_addresses() {
     assert_eq!(
         fx.calls,
         vec![
+            Call::Save,
             Call::CreateUplink,
             Call::Route("10.9.0.0/24".parse().unwrap()),
             Call::ReplaceNat(1),
@@ -188,6 +189,7 @@ fn a_network_routes_masquerades_and_gives_addresses() {
     assert_eq!(
         fx.calls,
         vec![
+            Call::Save,
             Call::Unroute("10.9.0.0/24".parse().unwrap()),
             Call::ReplaceNat(0),
             Call::Save
@@ -659,4 +661,31 @@ fn port_security_is_on_for_known_access_ports_and_can_be_turned_off() {
         .unwrap()
         .0
         .is_some());
+}
+
+#[test]
+fn a_start_leaves_the_nat_table_alone_unless_it_has_business_there() {
+    let mut fx = FakeSystem::new();
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    let config = ControllerConfig {
+        boot_id: "boot".into(),
+        uplink_name: "switchyard0".into(),
+        storm_limit: None,
+    };
+    let _ = Controller::restore(dp, config.clone(), SavedState::default(), &mut fx).unwrap();
+    assert!(
+        !fx.calls.iter().any(|c| matches!(c, Call::ReplaceNat(_))),
+        "no masquerading network, no NAT change pending: {:?}",
+        fx.calls
+    );
+    // A NAT change that a crash interrupted is finished (here: the table goes), and the
+    // mark is cleared.
+    let pending = SavedState {
+        nat_pending: true,
+        ..SavedState::default()
+    };
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    let _ = Controller::restore(dp, config, pending, &mut fx).unwrap();
+    assert!(fx.calls.contains(&Call::ReplaceNat(0)), "{:?}", fx.calls);
+    assert!(!fx.saved.as_ref().unwrap().nat_pending);
 }
