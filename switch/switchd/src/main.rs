@@ -75,7 +75,8 @@ struct Args {
     /// Learned MACs per port [default: 65536]
     #[arg(long, value_name = "N")]
     fdb_max_per_port: Option<usize>,
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info]
+    /// Log filter: a level (error, warn, info, debug, trace, off), or tracing directives
+    /// whose levels are among those, such as `switchd=debug,warn` [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
     /// Be a VXLAN tunnel endpoint on this underlay address: IP or IP:PORT
@@ -123,6 +124,50 @@ fn parse_vtep(text: &str) -> Result<SocketAddr> {
         anyhow::bail!("invalid --vtep {text:?}: the VTEP needs this host's own unicast address");
     }
     Ok(SocketAddr::new(ip, vxlan::IANA_PORT))
+}
+
+/// The levels a log filter may name.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Checks a log filter: comma-separated directives, each a level or `TARGET=LEVEL`
+/// (`TARGET` may carry a `[span{field=value}]` part), every level one of
+/// [`LOG_LEVELS`]. tracing's own parser takes an unknown word for a target, so a typo
+/// such as `inf0` would silence every line without a word; here it is an error.
+/// Returns the filter without blanks around its directives, as tracing wants it.
+fn check_log_filter(filter: &str) -> Result<String> {
+    let valid = LOG_LEVELS.join(", ");
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        anyhow::bail!("empty log filter {filter:?}: give a level ({valid}) or directives such as switchd=debug,warn");
+    }
+    for &directive in &directives {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if target == Some("") {
+            anyhow::bail!(
+                "invalid log filter {filter:?}: {directive:?} names no target before '='; give a level ({valid}) or TARGET=LEVEL, such as switchd=debug"
+            );
+        }
+        if !LOG_LEVELS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(level))
+        {
+            let what = match target {
+                Some(target) => format!("{level:?} (for {target})"),
+                None => format!("{level:?}"),
+            };
+            anyhow::bail!(
+                "invalid log filter {filter:?}: {what} is not a log level; valid levels are {valid}, alone or as TARGET=LEVEL (such as switchd=debug,warn)"
+            );
+        }
+    }
+    Ok(directives.join(","))
 }
 
 /// The config file.
@@ -225,6 +270,8 @@ impl Config {
                 "--busy-poll-us {busy_poll_us} is too long: give 0 to {MAX_BUSY_POLL_US} microseconds"
             );
         }
+        let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
+        let log = check_log_filter(&log)?;
         Ok(Config {
             vtep,
             uplink,
@@ -237,7 +284,7 @@ impl Config {
                 .state_dir
                 .or(file.state_dir)
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
-            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log,
             fdb,
         })
     }
@@ -385,5 +432,45 @@ mod tests {
         assert!(Config::resolve(args(&["--fdb-aging", "1"])).is_err());
         assert!(Config::resolve(args(&["--fdb-aging", "2"])).is_ok());
         assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
+    }
+
+    #[test]
+    fn log_filters_name_known_levels() {
+        for good in [
+            "info",
+            "off",
+            "TRACE",
+            "switchd=debug,warn",
+            "switchd=debug, switchyard::controller=trace",
+            "warn,",
+            "switchd[conn{id=3}]=debug",
+        ] {
+            let checked = check_log_filter(good).unwrap_or_else(|err| panic!("{good:?}: {err:#}"));
+            // And tracing reads them as we do.
+            tracing_subscriber::EnvFilter::try_new(&checked)
+                .unwrap_or_else(|err| panic!("{good:?}: {err}"));
+        }
+        for bad in [
+            "inf0",
+            "",
+            " , ",
+            "switchd",
+            "switchd=loud",
+            "=debug",
+            "info,debgu",
+            "switchd[conn{id=3}]",
+            "3",
+        ] {
+            let err = check_log_filter(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("error, warn, info, debug, trace, off"),
+                "{bad:?}: the message names the valid levels: {err}"
+            );
+        }
+        let err = Config::resolve(args(&["--log", "inf0"])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("\"inf0\" is not a log level"),
+            "{err:#}"
+        );
     }
 }
