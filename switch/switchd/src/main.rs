@@ -290,6 +290,60 @@ impl Config {
     }
 }
 
+/// The capabilities switchd cannot work without, with the bit each has in `CapEff`, and
+/// what for.
+const NEEDED_CAPABILITIES: [(&str, u32, &str); 2] = [
+    (
+        "CAP_NET_ADMIN",
+        12,
+        "create TAP devices, the uplink, routes and NAT rules",
+    ),
+    (
+        "CAP_SYS_ADMIN",
+        21,
+        "enter containers' network namespaces (setns)",
+    ),
+];
+
+/// The needed capabilities missing from the effective set in `status` (the text of
+/// `/proc/self/status`). An unreadable set counts as none.
+fn missing_capabilities(status: &str) -> Vec<(&'static str, &'static str)> {
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    NEEDED_CAPABILITIES
+        .iter()
+        .filter(|(_, bit, _)| effective & (1 << bit) == 0)
+        .map(|(name, _, why)| (*name, *why))
+        .collect()
+}
+
+/// Refuses to start without the capabilities every port needs: without them switchd
+/// would say it is ready, and fail at the first attach.
+fn check_capabilities() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").context(
+        "cannot read /proc/self/status to check switchd's capabilities; is /proc mounted?",
+    )?;
+    let missing = missing_capabilities(&status);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|(name, _)| *name).collect();
+    let reasons: Vec<String> = missing
+        .iter()
+        .map(|(name, why)| format!("{name} to {why}"))
+        .collect();
+    anyhow::bail!(
+        "missing capabilities {} (running as uid {}): switchd needs {}; run it as root, or grant them (systemd: AmbientCapabilities={})",
+        names.join(", "),
+        nix::unistd::Uid::effective(),
+        reasons.join(" and "),
+        names.join(" "),
+    )
+}
+
 /// Every TAP and control connection is a descriptor; the default soft limit (1024) is
 /// low for a switch. Raise it to the hard limit.
 fn raise_fd_limit() {
@@ -318,6 +372,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let config = Config::resolve(Args::parse())?;
+    check_capabilities()?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("invalid log filter {:?}", config.log))?;
     tracing_subscriber::fmt()
@@ -432,6 +487,32 @@ mod tests {
         assert!(Config::resolve(args(&["--fdb-aging", "1"])).is_err());
         assert!(Config::resolve(args(&["--fdb-aging", "2"])).is_ok());
         assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
+    }
+
+    #[test]
+    fn capabilities_are_read_from_the_effective_set() {
+        let status = |eff: &str| {
+            format!("Name:\tswitchd\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t{eff}\nCapBnd:\t000001ffffffffff\n")
+        };
+        let names = |eff: &str| {
+            missing_capabilities(&status(eff))
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+        };
+        assert!(names("000001ffffffffff").is_empty(), "root has them all");
+        assert!(names("0000000000201000").is_empty(), "exactly the two");
+        assert_eq!(names("0000000000001000"), ["CAP_SYS_ADMIN"]);
+        assert_eq!(names("0000000000200000"), ["CAP_NET_ADMIN"]);
+        assert_eq!(
+            names("0000000000000000"),
+            ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+        );
+        assert_eq!(
+            missing_capabilities("Name:\tswitchd\n").len(),
+            2,
+            "no CapEff line: none"
+        );
     }
 
     #[test]

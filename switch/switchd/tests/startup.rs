@@ -1,5 +1,11 @@
-//! switchd refuses to start, in one clear line, when it could not work as asked.
+//! switchd refuses to start, in one clear line, when it could not work as asked: an
+//! unknown log level, or missing capabilities.
+//!
+//! The log-level test needs no root (the flags are checked first). The capability test
+//! runs switchd as `nobody` through `setpriv`, so it needs root, and is marked
+//! `#[ignore]`; `make test` runs it with `--include-ignored`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -69,5 +75,44 @@ fn an_unknown_log_level_is_refused() {
         "the message names the bad level and the valid ones: {stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!dir.0.join("s.sock").exists(), "no socket was made");
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn without_capabilities_switchd_refuses_to_start() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test runs switchd as nobody with setpriv; run it as root"
+    );
+    // Paths nobody may write to, so that only the capabilities stand in the way.
+    let dir = TempDir::new("caps");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_switchd"))
+        .arg("--socket")
+        .arg(dir.0.join("s.sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
+    let out = run_expecting_exit(command);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("CAP_NET_ADMIN") && stderr.contains("CAP_SYS_ADMIN"),
+        "the message names the missing capabilities: {stderr}"
+    );
+    assert!(
+        !stderr.contains("switchd ready"),
+        "it never said it was ready: {stderr}"
+    );
     assert!(!dir.0.join("s.sock").exists(), "no socket was made");
 }
