@@ -35,6 +35,8 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// A forwarding thread has news (a TAP failed).
 const WAKE: Token = Token(2);
+/// Another switchd asks who owns our VTEP.
+const VTEP_CLAIM: Token = Token(3);
 const FIRST_CONN: usize = 16;
 /// Control connections served at once; more wait in the listen backlog.
 const MAX_CONNS: usize = 256;
@@ -84,18 +86,8 @@ impl Daemon {
     pub fn new(options: Options, store: StateStore, signals: SignalFd) -> Result<Daemon> {
         // State first: a corrupt state file must not leave a socket file behind.
         let saved = store.load()?;
-        let poll = Poll::new().context("cannot create the event loop (epoll)")?;
-        let mut listener = bind_control_socket(&options.socket)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .context("cannot watch the control socket")?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&signals.as_fd())),
-                SIGNALS,
-                Interest::READABLE,
-            )
-            .context("cannot watch signals")?;
+        // The VTEP before the control socket: a switchd refused because another owns the
+        // VTEP leaves no socket file behind.
         let dp = Arc::new(Datapath::new(options.fdb));
         let vtep = match &options.vtep {
             Some(vtep_options) => {
@@ -107,6 +99,27 @@ impl Daemon {
             }
             None => None,
         };
+        let poll = Poll::new().context("cannot create the event loop (epoll)")?;
+        if let Some(vtep) = &vtep {
+            poll.registry()
+                .register(
+                    &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&vtep.claim_fd())),
+                    VTEP_CLAIM,
+                    Interest::READABLE,
+                )
+                .context("cannot watch the VTEP claim")?;
+        }
+        let mut listener = bind_control_socket(&options.socket)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("cannot watch the control socket")?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&signals.as_fd())),
+                SIGNALS,
+                Interest::READABLE,
+            )
+            .context("cannot watch signals")?;
         let waker = mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?;
         let (failed, failures) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared::new(
@@ -178,6 +191,11 @@ impl Daemon {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKE => self.take_failures(),
+                    VTEP_CLAIM => {
+                        if let Some(vtep) = &self.shared.vtep {
+                            vtep.drop_claim_queries();
+                        }
+                    }
                     SIGNALS => {
                         if let Some(signal) = self.take_signal() {
                             tracing::info!("received {signal}, shutting down");
