@@ -570,7 +570,9 @@ fn a_second_switchd_on_the_same_vtep_refuses_to_start() {
 
     // Names are per network namespace: the same address in another namespace is free.
     let h3 = Netns::new("h3");
-    h3.exec_ok(&["ip", "link", "add", "u3", "type", "veth", "peer", "name", "u4"]);
+    h3.exec_ok(&[
+        "ip", "link", "add", "u3", "type", "veth", "peer", "name", "u4",
+    ]);
     h3.exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "u3"]);
     h3.exec_ok(&["ip", "link", "set", "u3", "up"]);
     let mut elsewhere = Switchd::start_in(&h3, &["--vtep", "192.0.2.1"]);

@@ -38,7 +38,8 @@ const WAKE: Token = Token(2);
 /// Another switchd asks who owns our VTEP.
 const VTEP_CLAIM: Token = Token(3);
 const FIRST_CONN: usize = 16;
-/// Control connections served at once; more wait in the listen backlog.
+/// Control connections served at once. At the cap, a new one is let in by closing the
+/// connection idle the longest (see `conn`).
 const MAX_CONNS: usize = 256;
 
 pub struct Options {
@@ -75,8 +76,13 @@ pub struct Daemon {
     /// Connections with work left after their turn (edge-triggered polling will not
     /// report them again).
     conn_backlog: VecDeque<Token>,
-    /// Accepting stopped (connection cap, or out of descriptors): try again soon.
+    /// Accepting stopped (out of descriptors): try again soon.
     accept_pending: bool,
+    /// When the next control connection may time out (`conn::IDLE_TIMEOUT`); `None`
+    /// without connections.
+    next_idle_check: Option<Instant>,
+    /// When switchd last logged that it was at `MAX_CONNS`.
+    cap_noted: Option<Instant>,
     signals: SignalFd,
 }
 
@@ -155,6 +161,8 @@ impl Daemon {
             next_conn: FIRST_CONN,
             conn_backlog: VecDeque::new(),
             accept_pending: false,
+            next_idle_check: None,
+            cap_noted: None,
             signals,
         })
     }
@@ -173,13 +181,17 @@ impl Daemon {
         loop {
             let timeout = if !self.conn_backlog.is_empty() {
                 Some(Duration::ZERO)
-            } else if self.accept_pending {
-                Some(Duration::from_millis(100))
             } else {
-                self.shared
+                let aging = self
+                    .shared
                     .dp
                     .next_timeout()
-                    .map(|at| at.since(self.now()) + Duration::from_millis(1))
+                    .map(|at| at.since(self.now()) + Duration::from_millis(1));
+                let accepting = self.accept_pending.then_some(Duration::from_millis(100));
+                let idle = self.next_idle_check.map(|at| {
+                    at.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
+                });
+                [aging, accepting, idle].into_iter().flatten().min()
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -208,6 +220,9 @@ impl Daemon {
             self.serve_conn_backlog();
             if self.accept_pending {
                 self.accept();
+            }
+            if self.next_idle_check.is_some_and(|at| at <= Instant::now()) {
+                self.close_idle_conns();
             }
             let aged = self.shared.dp.handle_timeout(self.now());
             if aged > 0 {
@@ -241,12 +256,11 @@ impl Daemon {
 
     fn accept(&mut self) {
         loop {
-            if self.conns.len() >= MAX_CONNS {
-                self.accept_pending = true;
-                return;
-            }
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    if self.conns.len() >= MAX_CONNS {
+                        self.close_longest_idle();
+                    }
                     let token = Token(self.next_conn);
                     self.next_conn = if self.next_conn == usize::MAX {
                         FIRST_CONN
@@ -261,7 +275,11 @@ impl Daemon {
                         tracing::warn!("cannot watch a control connection: {err}");
                         continue;
                     }
-                    self.conns.insert(token, Conn::new(stream));
+                    let conn = Conn::new(stream);
+                    if self.next_idle_check.is_none() {
+                        self.next_idle_check = Some(conn.deadline());
+                    }
+                    self.conns.insert(token, conn);
                     // It may have sent its request before we watched it.
                     self.conn_backlog.push_back(token);
                 }
@@ -283,8 +301,65 @@ impl Daemon {
         }
     }
 
+    /// Closes the connection `token`.
+    fn close_conn(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    /// Makes room for a new connection at the cap: closes the one idle the longest.
+    fn close_longest_idle(&mut self) {
+        let now = Instant::now();
+        let Some((token, idle)) = self
+            .conns
+            .iter()
+            .map(|(token, conn)| (*token, conn.idle_for(now)))
+            .max_by_key(|(_, idle)| *idle)
+        else {
+            return;
+        };
+        // Once a minute at most: a client opening connections in a loop would flood the log.
+        if self
+            .cap_noted
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60))
+        {
+            self.cap_noted = Some(now);
+            tracing::info!(
+                "{MAX_CONNS} control connections open: closing the longest-idle ones to let new clients in"
+            );
+        }
+        tracing::debug!(
+            conn = token.0,
+            "closing a control connection idle for {} ms to make room",
+            idle.as_millis()
+        );
+        self.close_conn(token);
+    }
+
+    /// Closes the connections that made no progress for `conn::IDLE_TIMEOUT`, and notes
+    /// when the next one may time out.
+    fn close_idle_conns(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.deadline() <= now)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in expired {
+            tracing::debug!(
+                conn = token.0,
+                "closing a control connection idle for {} s",
+                crate::conn::IDLE_TIMEOUT.as_secs()
+            );
+            self.close_conn(token);
+        }
+        self.next_idle_check = self.conns.values().map(Conn::deadline).min();
+    }
+
     /// Gives the connection `token` one turn: flush answers, read (within budget),
-    /// answer up to a batch of requests, flush again.
+    /// answer up to a batch of requests while the client takes its answers, flush again.
     fn serve_conn(&mut self, token: Token) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
@@ -292,6 +367,9 @@ impl Daemon {
         conn.flush();
         let stopped_at_budget = conn.wants_input() && conn.fill();
         for _ in 0..crate::conn::LINES_PER_TURN {
+            if !conn.may_answer() {
+                break;
+            }
             let Some(line) = conn.next_line() else { break };
             let answer = ctl::handle_line(self, &line);
             conn.push_answer(&answer);
@@ -310,14 +388,15 @@ impl Daemon {
             }
             return;
         }
-        let interest = conn.interest();
-        if self
-            .poll
-            .registry()
-            .reregister(&mut conn.stream, token, interest)
-            .is_err()
-        {
-            return;
+        if let Some(interest) = conn.interest_change() {
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
+                return;
+            }
         }
         if conn.has_more(stopped_at_budget) {
             self.conn_backlog.push_back(token);

@@ -65,6 +65,17 @@ impl Daemon {
             .unwrap()
     }
 
+    /// CPU time switchd has used so far, in clock ticks (user + system, /proc/PID/stat).
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name, which is in parentheses and may hold blanks.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 of the whole line; 3 is the first here.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
     fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -155,4 +166,129 @@ fn an_overlong_request_is_refused_and_the_connection_closed() {
     let _ = stream.read_to_string(&mut answer);
     assert!(answer.contains("request too long"), "{answer:?}");
     assert_eq!(daemon.status().ports, 0, "switchd still serves others");
+}
+
+/// Clock ticks per second, for [`Daemon::cpu_ticks`].
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap() as u64
+}
+
+/// A client that writes garbage lines and never reads the answers: once its answers pile
+/// up, switchd must stop serving it, not spin on it.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_garbage_writer_that_never_reads_does_not_make_switchd_spin() {
+    let daemon = Daemon::start("spin");
+    let flooder = UnixStream::connect(&daemon.socket).unwrap();
+    flooder.set_nonblocking(true).unwrap();
+    let chunk = b"garbage, not a request\n".repeat(4096);
+    let mut writer = &flooder;
+    let mut write_for = |how_long: Duration| {
+        let until = Instant::now() + how_long;
+        while Instant::now() < until {
+            if writer.write(&chunk).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    // Fill every buffer on the way: switchd's answers, the socket's both ways.
+    write_for(Duration::from_secs(2));
+    let before = daemon.cpu_ticks();
+    let started = Instant::now();
+    write_for(Duration::from_secs(4));
+    let used = daemon.cpu_ticks() - before;
+    let elapsed = started.elapsed().as_secs_f64();
+    let share = used as f64 / ticks_per_second() as f64 / elapsed;
+    assert!(
+        share < 0.5,
+        "switchd used {:.0} % of a core on a client that never reads",
+        share * 100.0
+    );
+    assert_eq!(daemon.status().ports, 0, "everyone else is still served");
+    drop(flooder);
+}
+
+/// Connections that never send a request must not lock everyone else out.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn five_hundred_idle_connections_leave_room_for_a_new_client() {
+    let daemon = Daemon::start("idle");
+    let idle: Vec<UnixStream> = (0..500)
+        .map(|_| UnixStream::connect(&daemon.socket).unwrap())
+        .collect();
+    // A bound for failure only, well below the idle timeout: the room must be kept for a
+    // new client, not freed by connections timing out.
+    let stream = UnixStream::connect(&daemon.socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut writer = &stream;
+    writer.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .expect("status is answered despite 500 idle connections");
+    assert!(answer.contains("\"result\""), "{answer:?}");
+    drop(idle);
+}
+
+/// Whether switchd has closed its end of `stream`: reads until EOF (or a reset), at
+/// most `bound`.
+fn closed_by_switchd(stream: &UnixStream, bound: Duration) -> bool {
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(bound)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut reader = stream;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// An idle connection, and one whose answers pile up unread, are closed after the idle
+/// timeout (30 s); a connection in use is not.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn idle_and_stuck_connections_are_closed_after_a_while() {
+    let daemon = Daemon::start("timeout");
+    let idle = UnixStream::connect(&daemon.socket).unwrap();
+    let stuck = UnixStream::connect(&daemon.socket).unwrap();
+    stuck.set_nonblocking(true).unwrap();
+    let chunk = b"{}\n".repeat(64 * 1024);
+    let mut writer = &stuck;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if writer.write(&chunk).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut busy = Client::connect(&daemon.socket).unwrap();
+    // Bounds for failure only: generously past the 30 s timeout.
+    let bound = Duration::from_secs(90);
+    let waiter = {
+        let idle = idle.try_clone().unwrap();
+        std::thread::spawn(move || closed_by_switchd(&idle, bound))
+    };
+    // Meanwhile a client that keeps asking keeps its connection.
+    let until = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < until && !waiter.is_finished() {
+        let status: Status = busy
+            .call(&Request::Status)
+            .expect("a busy connection stays open");
+        assert_eq!(status.ports, 0);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(waiter.join().unwrap(), "the idle connection was closed");
+    assert!(
+        closed_by_switchd(&stuck, bound),
+        "the connection whose answers were never read was closed"
+    );
+    let status: Status = busy.call(&Request::Status).expect("still open");
+    assert_eq!(status.ports, 0);
 }
