@@ -1,7 +1,8 @@
 //! switchd's control socket under bad clients, each test with its own switchd, socket and
-//! state directory. switchd refuses to start without CAP_NET_ADMIN and CAP_SYS_ADMIN, so
-//! these need root, and are marked `#[ignore]`; `make test` runs them with
-//! `--include-ignored`.
+//! state directory, and its own network namespace (switchd rewrites its NAT table when it
+//! starts, which must not happen in the machine's own). switchd refuses to start without
+//! CAP_NET_ADMIN and CAP_SYS_ADMIN, so these need root, and are marked `#[ignore]`;
+//! `make test` runs them with `--include-ignored`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +18,8 @@ struct Daemon {
     dir: PathBuf,
     socket: PathBuf,
     child: Child,
+    /// The network namespace it runs in, deleted on drop (after switchd stopped).
+    netns: String,
 }
 
 impl Daemon {
@@ -29,7 +32,16 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("s.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_switchd"))
+        let netns = format!("sytctl{}{tag}", std::process::id());
+        let added = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap();
+        assert!(added.success(), "ip netns add {netns}");
+        // `ip netns exec` execs switchd: the child's pid is switchd's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .arg(env!("CARGO_BIN_EXE_switchd"))
             .arg("--socket")
             .arg(&socket)
             .arg("--state-dir")
@@ -40,12 +52,18 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("start switchd");
+        let daemon = Daemon {
+            dir,
+            socket,
+            child,
+            netns,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&socket).is_err() {
+        while UnixStream::connect(&daemon.socket).is_err() {
             assert!(Instant::now() < deadline, "switchd did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Daemon { dir, socket, child }
+        daemon
     }
 
     fn status(&self) -> Status {
@@ -88,6 +106,10 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
