@@ -32,8 +32,30 @@ pub const MAX_REQUEST: usize = 1 << 20;
 /// closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who is at the other end of a connection, from `SO_PEERCRED` when it was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl Peer {
+    /// The client of `stream`, if the kernel says.
+    pub fn of(stream: &UnixStream) -> Option<Peer> {
+        let credentials =
+            nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
+        Some(Peer {
+            uid: credentials.uid(),
+            pid: credentials.pid(),
+        })
+    }
+}
+
 pub struct Conn {
     pub stream: UnixStream,
+    /// The client, for the log of what it changes.
+    pub peer: Option<Peer>,
     inbuf: Vec<u8>,
     /// Start of the unconsumed part of `inbuf` (consumed bytes are dropped once a turn).
     consumed: usize,
@@ -52,6 +74,7 @@ impl Conn {
     /// A connection just accepted, registered for [`Interest::READABLE`].
     pub fn new(stream: UnixStream) -> Conn {
         Conn {
+            peer: Peer::of(&stream),
             stream,
             inbuf: Vec::new(),
             consumed: 0,

@@ -18,6 +18,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::unistd::Gid;
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note};
 use switchyard::datapath::Datapath;
 use switchyard::fdb::FdbConfig;
@@ -44,11 +46,20 @@ const MAX_CONNS: usize = 256;
 
 pub struct Options {
     pub socket: PathBuf,
+    /// Members of this group may use the control socket too; otherwise only its owner.
+    pub socket_group: Option<SocketGroup>,
     pub fdb: FdbConfig,
     pub vtep: Option<VtepOptions>,
     /// The name of the TUN device facing the host, made when a network needs it.
     pub uplink: String,
     pub busy_poll: dataplane::BusyPoll,
+}
+
+/// The group whose members may use the control socket (`--socket-group`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SocketGroup {
+    pub name: String,
+    pub gid: Gid,
 }
 
 /// How this switchd takes part in the VXLAN overlay.
@@ -115,7 +126,7 @@ impl Daemon {
                 )
                 .context("cannot watch the VTEP claim")?;
         }
-        let mut listener = bind_control_socket(&options.socket)?;
+        let mut listener = bind_control_socket(&options.socket, options.socket_group.as_ref())?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .context("cannot watch the control socket")?;
@@ -371,7 +382,7 @@ impl Daemon {
                 break;
             }
             let Some(line) = conn.next_line() else { break };
-            let answer = ctl::handle_line(self, &line);
+            let answer = ctl::handle_line(self, conn.peer, &line);
             conn.push_answer(&answer);
         }
         conn.end_turn(|| {
@@ -435,9 +446,9 @@ pub fn log_notes(controller: &mut Controller) {
     }
 }
 
-/// Binds the control socket with mode 0600, replacing a stale socket file but never a
-/// live daemon's.
-fn bind_control_socket(path: &Path) -> Result<UnixListener> {
+/// Binds the control socket, replacing a stale socket file but never a live daemon's:
+/// mode 0600, or with `group` mode 0660 and owned by that group.
+fn bind_control_socket(path: &Path, group: Option<&SocketGroup>) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
@@ -452,12 +463,91 @@ fn bind_control_socket(path: &Path) -> Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    // Create the socket with no group/other permissions from the start: no window in
-    // which another user could connect.
-    let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = match group {
+        None => bind_with_umask(path, 0o177)?,
+        Some(group) => bind_for_group(path, group)?,
+    };
+    // What was made is what was meant, or the socket goes.
+    let (mode, gid) = (
+        if group.is_some() { 0o660 } else { 0o600 },
+        group.map(|g| g.gid),
+    );
+    let checked = std::fs::metadata(path)
+        .with_context(|| format!("cannot check the socket {}", path.display()))
+        .and_then(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            let made = (meta.mode() & 0o777, Gid::from_raw(meta.gid()));
+            if made.0 != mode || gid.is_some_and(|gid| gid != made.1) {
+                anyhow::bail!(
+                    "the socket {} came out with mode {:o} and group {} instead of {mode:o}{}",
+                    path.display(),
+                    made.0,
+                    made.1,
+                    gid.map_or(String::new(), |gid| format!(" and group {gid}"))
+                );
+            }
+            Ok(())
+        });
+    if let Err(err) = checked {
+        let _ = std::fs::remove_file(path);
+        return Err(err);
+    }
+    Ok(listener)
+}
+
+/// Binds with the process's umask set to `mask` (restored after): the socket is created
+/// with its final mode, so there is no moment in which others could connect.
+fn bind_with_umask(path: &Path, mask: u32) -> Result<UnixListener> {
+    let old_mask = nix::sys::stat::umask(Mode::from_bits_truncate(mask));
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old_mask);
     bound.with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+/// Binds the socket for `group`, mode 0660. A new file takes the creating thread's
+/// filesystem gid, so the socket is made with this thread's set to the group (per
+/// thread: nothing else in switchd sees it): it is born with its final mode and group.
+/// Where that cannot be (a set-group-ID directory, or no right to take the gid), it is
+/// made private (0600) first and then handed to the group: never open to another one.
+fn bind_for_group(path: &Path, group: &SocketGroup) -> Result<UnixListener> {
+    use std::os::unix::fs::MetadataExt;
+    let dir_imposes_group = path
+        .parent()
+        .and_then(|dir| std::fs::metadata(dir).ok())
+        .is_some_and(|dir| dir.mode() & 0o2000 != 0 && dir.gid() != group.gid.as_raw());
+    if !dir_imposes_group {
+        let previous = nix::unistd::setfsgid(group.gid);
+        // setfsgid reports the previous value, not whether it worked: ask again.
+        let taken = nix::unistd::setfsgid(group.gid) == group.gid;
+        let bound = taken.then(|| bind_with_umask(path, 0o117));
+        nix::unistd::setfsgid(previous);
+        if let Some(bound) = bound {
+            return bound;
+        }
+    }
+    let listener = bind_with_umask(path, 0o177)?;
+    let handed = nix::unistd::chown(path, None, Some(group.gid))
+        .and_then(|()| {
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                path,
+                Mode::from_bits_truncate(0o660),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        })
+        .with_context(|| {
+            format!(
+                "cannot give the control socket {} to group {} ({}); switchd must run as root or be a member of the group",
+                path.display(),
+                group.name,
+                group.gid
+            )
+        });
+    if let Err(err) = handed {
+        let _ = std::fs::remove_file(path);
+        return Err(err);
+    }
+    Ok(listener)
 }
 
 /// Blocks SIGTERM and SIGINT (in this thread and every thread spawned later) and returns a

@@ -56,13 +56,17 @@ const MAX_BUSY_POLL_US: u64 = 10_000;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// TOML file with any of: socket, state_dir, log, uplink, busy_poll_us, [fdb] aging_secs, max_entries,
+    /// TOML file with any of: socket, socket_group, state_dir, log, uplink, busy_poll_us, [fdb] aging_secs, max_entries,
     /// max_per_port, [vxlan] vtep, udp_checksum, accept_inner_tagged. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket path [default: /run/switchyard/switchd.sock]
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Let this group's members use the control socket too (mode 0660, owned by the
+    /// group) [default: none, only root (mode 0600)]
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Where ports and static FDB entries are kept [default: /var/lib/switchyard]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -126,6 +130,29 @@ fn parse_vtep(text: &str) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, vxlan::IANA_PORT))
 }
 
+/// The group named `name` (or a numeric gid), for `--socket-group`.
+fn resolve_group(name: &str) -> Result<daemon::SocketGroup> {
+    let found = nix::unistd::Group::from_name(name)
+        .with_context(|| format!("cannot look up the group {name:?} for --socket-group"))?;
+    let group = match found {
+        Some(group) => Some(group),
+        None => match name.parse::<u32>() {
+            Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                .with_context(|| format!("cannot look up the group {name:?} for --socket-group"))?,
+            Err(_) => None,
+        },
+    };
+    match group {
+        Some(group) => Ok(daemon::SocketGroup {
+            name: group.name,
+            gid: group.gid,
+        }),
+        None => anyhow::bail!(
+            "unknown group {name:?} for --socket-group: name an existing group (see getent group), or create it first (groupadd {name})"
+        ),
+    }
+}
+
 /// The levels a log filter may name.
 const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
@@ -175,6 +202,7 @@ fn check_log_filter(filter: &str) -> Result<String> {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     socket: Option<PathBuf>,
+    socket_group: Option<String>,
     state_dir: Option<PathBuf>,
     log: Option<String>,
     uplink: Option<String>,
@@ -205,6 +233,7 @@ struct FileFdbConfig {
 #[derive(Debug, PartialEq)]
 struct Config {
     socket: PathBuf,
+    socket_group: Option<daemon::SocketGroup>,
     state_dir: PathBuf,
     log: String,
     fdb: FdbConfig,
@@ -270,6 +299,11 @@ impl Config {
                 "--busy-poll-us {busy_poll_us} is too long: give 0 to {MAX_BUSY_POLL_US} microseconds"
             );
         }
+        let socket_group = args
+            .socket_group
+            .or(file.socket_group)
+            .map(|name| resolve_group(&name))
+            .transpose()?;
         let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
         let log = check_log_filter(&log)?;
         Ok(Config {
@@ -280,6 +314,7 @@ impl Config {
                 .socket
                 .or(file.socket)
                 .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket_group,
             state_dir: args
                 .state_dir
                 .or(file.state_dir)
@@ -388,6 +423,7 @@ fn run() -> Result<()> {
     let mut switchd = daemon::Daemon::new(
         daemon::Options {
             socket: config.socket.clone(),
+            socket_group: config.socket_group.clone(),
             fdb: config.fdb,
             vtep: config.vtep,
             uplink: config.uplink.clone(),
@@ -398,6 +434,7 @@ fn run() -> Result<()> {
     )?;
     tracing::info!(
         socket = %config.socket.display(),
+        socket_group = config.socket_group.as_ref().map_or("none (root only)", |g| g.name.as_str()),
         state_dir = %config.state_dir.display(),
         ports = switchd.controller.model().ports.len(),
         "switchd ready"
@@ -487,6 +524,33 @@ mod tests {
         assert!(Config::resolve(args(&["--fdb-aging", "1"])).is_err());
         assert!(Config::resolve(args(&["--fdb-aging", "2"])).is_ok());
         assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
+    }
+
+    #[test]
+    fn the_socket_group_must_exist() {
+        assert_eq!(Config::resolve(args(&[])).unwrap().socket_group, None);
+        let root = Config::resolve(args(&["--socket-group", "root"]))
+            .unwrap()
+            .socket_group
+            .unwrap();
+        assert_eq!(root.gid.as_raw(), 0);
+        let by_gid = Config::resolve(args(&["--socket-group", "0"]))
+            .unwrap()
+            .socket_group
+            .unwrap();
+        assert_eq!(by_gid.name, "root");
+        let err = Config::resolve(args(&["--socket-group", "no-such-group-here"])).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("unknown group \"no-such-group-here\" for --socket-group"),
+            "{err}"
+        );
+        let path =
+            std::env::temp_dir().join(format!("switchd-config-group-{}.toml", std::process::id()));
+        std::fs::write(&path, "socket_group = \"root\"\n").unwrap();
+        let config = Config::resolve(args(&["--config", path.to_str().unwrap()])).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.socket_group.unwrap().name, "root");
     }
 
     #[test]
