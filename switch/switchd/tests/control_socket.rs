@@ -314,3 +314,37 @@ fn idle_and_stuck_connections_are_closed_after_a_while() {
     let status: Status = busy.call(&Request::Status).expect("still open");
     assert_eq!(status.ports, 0);
 }
+
+/// A client that pipelines far more requests than switchd buffers answers for, and reads
+/// them all, gets every answer: pausing a client whose answers wait must resume it as soon
+/// as it reads.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_client_that_pipelines_many_requests_gets_every_answer() {
+    let daemon = Daemon::start("pipeline");
+    let stream = UnixStream::connect(&daemon.socket).unwrap();
+    // A bound for failure only.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    const REQUESTS: usize = 20_000;
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let batch = b"{\"cmd\":\"status\"}\n{}\n".repeat(REQUESTS / 2);
+        writer.write_all(&batch).unwrap();
+    });
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    let (mut results, mut errors) = (0, 0);
+    for _ in 0..REQUESTS {
+        line.clear();
+        reader.read_line(&mut line).expect("every answer comes");
+        if line.starts_with("{\"result\"") {
+            results += 1;
+        } else if line.contains("malformed") {
+            errors += 1;
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!((results, errors), (REQUESTS / 2, REQUESTS / 2));
+}
