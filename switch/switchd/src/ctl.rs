@@ -54,9 +54,17 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
             )
         }
     };
-    tracing::debug!(?request, "control request");
+    // A change is logged at info once answered (below); a read only at debug.
     // As the protocol spells it (the line as parsed, without anything it ignored).
     let audit = mutates(&request).then(|| serde_json::to_string(&request).unwrap_or_default());
+    if audit.is_none() {
+        tracing::debug!(
+            uid = peer.map_or(-1, |p| i64::from(p.uid)),
+            pid = peer.map_or(-1, |p| p.pid),
+            ?request,
+            "control request"
+        );
+    }
     let answer = match request {
         Request::Status => serde_json::to_value(status(daemon))
             .map_err(|err| ControlError::system(format!("cannot encode the answer: {err}"))),
