@@ -522,3 +522,97 @@ fn the_overlay_survives_a_restart() {
     );
     assert!(c1.ping("10.86.0.2", 5));
 }
+
+/// Only one switchd may own a VTEP address and port in a network namespace: a second one
+/// on the same `--vtep` would share the UDP port (SO_REUSEPORT) and quietly take half of
+/// the first one's overlay traffic.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_second_switchd_on_the_same_vtep_refuses_to_start() {
+    let net = Underlay::new();
+    let c1 = Netns::new("c1");
+    let c2 = Netns::new("c2");
+    let s1 = vtep(&net.h1, "192.0.2.1", &[("10", "42")], &["192.0.2.2"]);
+    let s2 = vtep(&net.h2, "192.0.2.2", &[("10", "42")], &["192.0.2.1"]);
+    for (switchd, c, ip) in [(&s1, &c1, "10.86.0.1/24"), (&s2, &c2, "10.86.0.2/24")] {
+        switchd.nsutil_ok(&[
+            "attach", &c.name, "--ip", ip, "--vlan", "10", "--mtu", "1450",
+        ]);
+    }
+    assert!(c1.ping("10.86.0.2", 5), "h1 log:\n{}", s1.log());
+
+    for vtep in ["192.0.2.1", "192.0.2.1:4789"] {
+        let out = common::switchd_refusing(&net.h1, &["--vtep", vtep]);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        let expected = format!(
+            "VTEP 192.0.2.1:4789 is already used by another switchd (pid {})",
+            s1.pid().unwrap()
+        );
+        assert!(
+            said.contains(&expected),
+            "expected {expected:?} in {said:?}"
+        );
+        assert!(said.contains("--vtep"), "it says what to do: {said}");
+        assert_eq!(said.lines().count(), 1, "one line: {said}");
+    }
+
+    // The first one still owns the overlay, every flow of it.
+    assert_eq!(s1.swctl_json(&["vxlan", "show"])["local"], "192.0.2.1:4789");
+    for _ in 0..3 {
+        assert!(c1.ping("10.86.0.2", 5), "h1 log:\n{}", s1.log());
+        assert!(c2.ping("10.86.0.1", 5), "h1 log:\n{}", s1.log());
+    }
+
+    // Another port of the same address is another VTEP.
+    let mut other = Switchd::start_in(&net.h1, &["--vtep", "192.0.2.1:8472"]);
+    assert!(other.stop().unwrap().success());
+
+    // Names are per network namespace: the same address in another namespace is free.
+    let h3 = Netns::new("h3");
+    h3.exec_ok(&[
+        "ip", "link", "add", "u3", "type", "veth", "peer", "name", "u4",
+    ]);
+    h3.exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "u3"]);
+    h3.exec_ok(&["ip", "link", "set", "u3", "up"]);
+    let mut elsewhere = Switchd::start_in(&h3, &["--vtep", "192.0.2.1"]);
+    assert!(elsewhere.stop().unwrap().success());
+}
+
+/// A program other than switchd on the VTEP's UDP port, even one that shares it with
+/// SO_REUSEPORT, is refused too.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_vtep_port_another_program_holds_is_refused() {
+    use std::os::fd::AsRawFd;
+    let net = Underlay::new();
+    let holder = common::in_netns(&net.h1, || {
+        use nix::sys::socket::{
+            bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("socket");
+        setsockopt(&fd, sockopt::ReusePort, &true).expect("SO_REUSEPORT");
+        bind(fd.as_raw_fd(), &SockaddrIn::new(192, 0, 2, 1, 4789)).expect("bind 192.0.2.1:4789");
+        fd
+    })
+    .join()
+    .expect("the holding thread");
+    let out = common::switchd_refusing(&net.h1, &["--vtep", "192.0.2.1"]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("192.0.2.1:4789")
+            && said.contains("already in use")
+            && said.contains("--vtep"),
+        "{said}"
+    );
+    drop(holder);
+    let mut free = Switchd::start_in(&net.h1, &["--vtep", "192.0.2.1"]);
+    assert!(free.stop().unwrap().success());
+}

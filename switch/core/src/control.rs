@@ -1,9 +1,10 @@
 //! The control protocol between switchd and its clients (swctl, nsutil, switchyard-cni).
 //!
-//! A Unix stream socket (mode 0600). Each request is one line of JSON, answered by one
-//! line of JSON: `{"result": ...}` on success, `{"error": {"code": "...", "message":
-//! "..."}}` on failure. Clients decide on the [`ErrorCode`], never on the message. A
-//! client may send several requests on one connection.
+//! A Unix stream socket (mode 0600, or 0660 for switchd's `--socket-group`). Each request
+//! is one line of JSON, answered by one line of JSON: `{"result": ...}` on success,
+//! `{"error": {"code": "...", "message": "..."}}` on failure. Clients decide on the
+//! [`ErrorCode`], never on the message. A client may send several requests on one
+//! connection, at least one every 30 s: switchd closes idle connections.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -22,7 +22,7 @@ pub enum ClientError {
         source: std::io::Error,
     },
     #[error(
-        "no permission to use switchd's socket {path} (it is private to root); run this as root"
+        "no permission to use switchd's socket {path} (it is private to root, or to switchd's --socket-group); run this as root or as a member of that group"
     )]
     Forbidden { path: PathBuf },
     #[error("switchd at {path} did not answer within {secs} seconds; it may still be working (see its log)")]

@@ -1,14 +1,21 @@
 //! One control connection: a byte stream of request lines in, answer lines out, with
-//! bounds that keep a misbehaving client from stalling the event loop or growing
-//! switchd's memory.
+//! bounds that keep a misbehaving client from stalling the event loop, spinning it, or
+//! growing switchd's memory, and keep room for everyone else.
 //!
-//! * At most [`READ_BUDGET`] bytes are read and [`LINES_PER_TURN`] requests answered per
-//!   turn; a connection with more waiting gets another turn after the other work.
-//! * While more than [`OUT_HIGH_WATER`] bytes of answers wait for a client that is not
-//!   reading them, or a turn's worth of requests waits unanswered, nothing more is read.
-//! * A request line longer than [`MAX_REQUEST`] is refused and the connection closed.
+//! | bound | value | what happens |
+//! | --- | --- | --- |
+//! | request size | [`MAX_REQUEST`] (1 MiB) | a longer line is refused (`request_too_long`) and the connection closed |
+//! | work per turn | [`READ_BUDGET`] (64 KiB) read, [`LINES_PER_TURN`] (32) answered | a connection with more waiting gets another turn after the other work |
+//! | answers buffered | [`OUT_HIGH_WATER`] (64 KiB) unsent | above it, nothing more is read *or answered* for that client, and it is not scheduled again until it reads (the socket reports it writable) |
+//! | idle time | [`IDLE_TIMEOUT`] (30 s) | a connection that neither completes a request nor takes any answer bytes for that long is closed: an idle one, and one whose answers pile up unread |
+//! | connections | `daemon::MAX_CONNS` (256) | at the cap, a new client is let in by closing the connection idle the longest |
+//!
+//! A connection is only watched for what it can act on: not for input while its answers
+//! wait unread, so a client that keeps writing and never reads costs nothing until it
+//! reads or times out.
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
 use mio::Interest;
@@ -21,9 +28,34 @@ pub const LINES_PER_TURN: usize = 32;
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
 /// The longest request line accepted.
 pub const MAX_REQUEST: usize = 1 << 20;
+/// A connection without a complete request or an answer byte taken for this long is
+/// closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who is at the other end of a connection, from `SO_PEERCRED` when it was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl Peer {
+    /// The client of `stream`, if the kernel says.
+    pub fn of(stream: &UnixStream) -> Option<Peer> {
+        let credentials =
+            nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
+        Some(Peer {
+            uid: credentials.uid(),
+            pid: credentials.pid(),
+        })
+    }
+}
 
 pub struct Conn {
     pub stream: UnixStream,
+    /// The client, for the log of what it changes.
+    pub peer: Option<Peer>,
     inbuf: Vec<u8>,
     /// Start of the unconsumed part of `inbuf` (consumed bytes are dropped once a turn).
     consumed: usize,
@@ -32,18 +64,41 @@ pub struct Conn {
     eof: bool,
     /// The connection failed or was refused: close once the answers are out (or at once).
     closing: bool,
+    /// When it was accepted, last completed a request, or last took answer bytes.
+    last_progress: Instant,
+    /// What the event loop watches it for.
+    registered: Interest,
 }
 
 impl Conn {
+    /// A connection just accepted, registered for [`Interest::READABLE`].
     pub fn new(stream: UnixStream) -> Conn {
         Conn {
+            peer: Peer::of(&stream),
             stream,
             inbuf: Vec::new(),
             consumed: 0,
             outbuf: Vec::new(),
             eof: false,
             closing: false,
+            last_progress: Instant::now(),
+            registered: Interest::READABLE,
         }
+    }
+
+    /// How long since it last made progress (see [`IDLE_TIMEOUT`]).
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_progress)
+    }
+
+    /// When it times out unless it makes progress first.
+    pub fn deadline(&self) -> Instant {
+        self.last_progress + IDLE_TIMEOUT
+    }
+
+    /// Whether another request may be answered now: not while answers pile up unread.
+    pub fn may_answer(&self) -> bool {
+        !self.closing && self.outbuf.len() < OUT_HIGH_WATER
     }
 
     /// Whether the connection may read more now: not while a turn's worth of input is
@@ -85,6 +140,7 @@ impl Conn {
         let end = rest.iter().position(|b| *b == b'\n')?;
         let line = rest[..end].to_vec();
         self.consumed += end + 1;
+        self.last_progress = Instant::now();
         Some(line)
     }
 
@@ -125,7 +181,10 @@ impl Conn {
                 }
             }
         }
-        self.outbuf.drain(..written);
+        if written > 0 {
+            self.outbuf.drain(..written);
+            self.last_progress = Instant::now();
+        }
     }
 
     /// Nothing more will happen on this connection.
@@ -135,15 +194,24 @@ impl Conn {
 
     /// Whether it deserves another turn without waiting for an event.
     pub fn has_more(&self, stopped_at_budget: bool) -> bool {
-        self.outbuf.len() < OUT_HIGH_WATER
-            && (self.has_line() || (stopped_at_budget && self.wants_input()))
+        self.may_answer() && (self.has_line() || (stopped_at_budget && self.wants_input()))
     }
 
-    pub fn interest(&self) -> Interest {
-        if self.outbuf.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
+    /// What to watch the connection for, if that changed since it was last registered.
+    /// Input only while it may read; output only while answers wait. Re-registering
+    /// re-arms the readiness a connection already has, so doing it every turn for a
+    /// client whose unread input is being ignored would spin the event loop.
+    pub fn interest_change(&mut self) -> Option<Interest> {
+        let wanted = match (self.wants_input(), self.outbuf.is_empty()) {
+            (true, false) => Interest::READABLE | Interest::WRITABLE,
+            (false, false) => Interest::WRITABLE,
+            // Nothing to write: watch for input, or at least for the hang-up.
+            (_, true) => Interest::READABLE,
+        };
+        if wanted == self.registered {
+            return None;
         }
+        self.registered = wanted;
+        Some(wanted)
     }
 }

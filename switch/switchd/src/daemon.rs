@@ -18,6 +18,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::unistd::Gid;
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note};
 use switchyard::datapath::Datapath;
 use switchyard::fdb::FdbConfig;
@@ -36,12 +38,17 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// A forwarding thread has news (a TAP failed).
 const WAKE: Token = Token(2);
+/// Another switchd asks who owns our VTEP.
+const VTEP_CLAIM: Token = Token(3);
 const FIRST_CONN: usize = 16;
-/// Control connections served at once; more wait in the listen backlog.
+/// Control connections served at once. At the cap, a new one is let in by closing the
+/// connection idle the longest (see `conn`).
 const MAX_CONNS: usize = 256;
 
 pub struct Options {
     pub socket: PathBuf,
+    /// Members of this group may use the control socket too; otherwise only its owner.
+    pub socket_group: Option<SocketGroup>,
     pub fdb: FdbConfig,
     pub vtep: Option<VtepOptions>,
     /// The name of the TUN device facing the host, made when a network needs it.
@@ -49,6 +56,13 @@ pub struct Options {
     pub busy_poll: dataplane::BusyPoll,
     /// Every port's storm limit unless it has its own.
     pub storm_limit: Option<StormLimit>,
+}
+
+/// The group whose members may use the control socket (`--socket-group`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SocketGroup {
+    pub name: String,
+    pub gid: Gid,
 }
 
 /// How this switchd takes part in the VXLAN overlay.
@@ -76,8 +90,13 @@ pub struct Daemon {
     /// Connections with work left after their turn (edge-triggered polling will not
     /// report them again).
     conn_backlog: VecDeque<Token>,
-    /// Accepting stopped (connection cap, or out of descriptors): try again soon.
+    /// Accepting stopped (out of descriptors): try again soon.
     accept_pending: bool,
+    /// When the next control connection may time out (`conn::IDLE_TIMEOUT`); `None`
+    /// without connections.
+    next_idle_check: Option<Instant>,
+    /// When switchd last logged that it was at `MAX_CONNS`.
+    cap_noted: Option<Instant>,
     signals: SignalFd,
 }
 
@@ -87,18 +106,8 @@ impl Daemon {
     pub fn new(options: Options, store: StateStore, signals: SignalFd) -> Result<Daemon> {
         // State first: a corrupt state file must not leave a socket file behind.
         let saved = store.load()?;
-        let poll = Poll::new().context("cannot create the event loop (epoll)")?;
-        let mut listener = bind_control_socket(&options.socket)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .context("cannot watch the control socket")?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&signals.as_fd())),
-                SIGNALS,
-                Interest::READABLE,
-            )
-            .context("cannot watch signals")?;
+        // The VTEP before the control socket: a switchd refused because another owns the
+        // VTEP leaves no socket file behind.
         let dp = Arc::new(Datapath::new(options.fdb));
         let vtep = match &options.vtep {
             Some(vtep_options) => {
@@ -110,6 +119,27 @@ impl Daemon {
             }
             None => None,
         };
+        let poll = Poll::new().context("cannot create the event loop (epoll)")?;
+        if let Some(vtep) = &vtep {
+            poll.registry()
+                .register(
+                    &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&vtep.claim_fd())),
+                    VTEP_CLAIM,
+                    Interest::READABLE,
+                )
+                .context("cannot watch the VTEP claim")?;
+        }
+        let mut listener = bind_control_socket(&options.socket, options.socket_group.as_ref())?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("cannot watch the control socket")?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&signals.as_fd())),
+                SIGNALS,
+                Interest::READABLE,
+            )
+            .context("cannot watch signals")?;
         let waker =
             Arc::new(mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?);
         // A flapping MAC is logged by the control thread, which knows the ports' names.
@@ -152,6 +182,8 @@ impl Daemon {
             next_conn: FIRST_CONN,
             conn_backlog: VecDeque::new(),
             accept_pending: false,
+            next_idle_check: None,
+            cap_noted: None,
             signals,
         })
     }
@@ -170,13 +202,17 @@ impl Daemon {
         loop {
             let timeout = if !self.conn_backlog.is_empty() {
                 Some(Duration::ZERO)
-            } else if self.accept_pending {
-                Some(Duration::from_millis(100))
             } else {
-                self.shared
+                let aging = self
+                    .shared
                     .dp
                     .next_timeout()
-                    .map(|at| at.since(self.now()) + Duration::from_millis(1))
+                    .map(|at| at.since(self.now()) + Duration::from_millis(1));
+                let accepting = self.accept_pending.then_some(Duration::from_millis(100));
+                let idle = self.next_idle_check.map(|at| {
+                    at.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
+                });
+                [aging, accepting, idle].into_iter().flatten().min()
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -192,6 +228,11 @@ impl Daemon {
                         self.controller.take_flaps();
                         log_notes(&mut self.controller);
                     }
+                    VTEP_CLAIM => {
+                        if let Some(vtep) = &self.shared.vtep {
+                            vtep.drop_claim_queries();
+                        }
+                    }
                     SIGNALS => {
                         if let Some(signal) = self.take_signal() {
                             tracing::info!("received {signal}, shutting down");
@@ -204,6 +245,9 @@ impl Daemon {
             self.serve_conn_backlog();
             if self.accept_pending {
                 self.accept();
+            }
+            if self.next_idle_check.is_some_and(|at| at <= Instant::now()) {
+                self.close_idle_conns();
             }
             let aged = self.shared.dp.handle_timeout(self.now());
             if aged > 0 {
@@ -237,12 +281,11 @@ impl Daemon {
 
     fn accept(&mut self) {
         loop {
-            if self.conns.len() >= MAX_CONNS {
-                self.accept_pending = true;
-                return;
-            }
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    if self.conns.len() >= MAX_CONNS {
+                        self.close_longest_idle();
+                    }
                     let token = Token(self.next_conn);
                     self.next_conn = if self.next_conn == usize::MAX {
                         FIRST_CONN
@@ -257,7 +300,11 @@ impl Daemon {
                         tracing::warn!("cannot watch a control connection: {err}");
                         continue;
                     }
-                    self.conns.insert(token, Conn::new(stream));
+                    let conn = Conn::new(stream);
+                    if self.next_idle_check.is_none() {
+                        self.next_idle_check = Some(conn.deadline());
+                    }
+                    self.conns.insert(token, conn);
                     // It may have sent its request before we watched it.
                     self.conn_backlog.push_back(token);
                 }
@@ -279,8 +326,65 @@ impl Daemon {
         }
     }
 
+    /// Closes the connection `token`.
+    fn close_conn(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    /// Makes room for a new connection at the cap: closes the one idle the longest.
+    fn close_longest_idle(&mut self) {
+        let now = Instant::now();
+        let Some((token, idle)) = self
+            .conns
+            .iter()
+            .map(|(token, conn)| (*token, conn.idle_for(now)))
+            .max_by_key(|(_, idle)| *idle)
+        else {
+            return;
+        };
+        // Once a minute at most: a client opening connections in a loop would flood the log.
+        if self
+            .cap_noted
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60))
+        {
+            self.cap_noted = Some(now);
+            tracing::info!(
+                "{MAX_CONNS} control connections open: closing the longest-idle ones to let new clients in"
+            );
+        }
+        tracing::debug!(
+            conn = token.0,
+            "closing a control connection idle for {} ms to make room",
+            idle.as_millis()
+        );
+        self.close_conn(token);
+    }
+
+    /// Closes the connections that made no progress for `conn::IDLE_TIMEOUT`, and notes
+    /// when the next one may time out.
+    fn close_idle_conns(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.deadline() <= now)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in expired {
+            tracing::debug!(
+                conn = token.0,
+                "closing a control connection idle for {} s",
+                crate::conn::IDLE_TIMEOUT.as_secs()
+            );
+            self.close_conn(token);
+        }
+        self.next_idle_check = self.conns.values().map(Conn::deadline).min();
+    }
+
     /// Gives the connection `token` one turn: flush answers, read (within budget),
-    /// answer up to a batch of requests, flush again.
+    /// answer up to a batch of requests while the client takes its answers, flush again.
     fn serve_conn(&mut self, token: Token) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
@@ -288,8 +392,11 @@ impl Daemon {
         conn.flush();
         let stopped_at_budget = conn.wants_input() && conn.fill();
         for _ in 0..crate::conn::LINES_PER_TURN {
+            if !conn.may_answer() {
+                break;
+            }
             let Some(line) = conn.next_line() else { break };
-            let answer = ctl::handle_line(self, &line);
+            let answer = ctl::handle_line(self, conn.peer, &line);
             conn.push_answer(&answer);
         }
         conn.end_turn(|| {
@@ -306,14 +413,15 @@ impl Daemon {
             }
             return;
         }
-        let interest = conn.interest();
-        if self
-            .poll
-            .registry()
-            .reregister(&mut conn.stream, token, interest)
-            .is_err()
-        {
-            return;
+        if let Some(interest) = conn.interest_change() {
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
+                return;
+            }
         }
         if conn.has_more(stopped_at_budget) {
             self.conn_backlog.push_back(token);
@@ -352,9 +460,9 @@ pub fn log_notes(controller: &mut Controller) {
     }
 }
 
-/// Binds the control socket with mode 0600, replacing a stale socket file but never a
-/// live daemon's.
-fn bind_control_socket(path: &Path) -> Result<UnixListener> {
+/// Binds the control socket, replacing a stale socket file but never a live daemon's:
+/// mode 0600, or with `group` mode 0660 and owned by that group.
+fn bind_control_socket(path: &Path, group: Option<&SocketGroup>) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
@@ -369,12 +477,91 @@ fn bind_control_socket(path: &Path) -> Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    // Create the socket with no group/other permissions from the start: no window in
-    // which another user could connect.
-    let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = match group {
+        None => bind_with_umask(path, 0o177)?,
+        Some(group) => bind_for_group(path, group)?,
+    };
+    // What was made is what was meant, or the socket goes.
+    let (mode, gid) = (
+        if group.is_some() { 0o660 } else { 0o600 },
+        group.map(|g| g.gid),
+    );
+    let checked = std::fs::metadata(path)
+        .with_context(|| format!("cannot check the socket {}", path.display()))
+        .and_then(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            let made = (meta.mode() & 0o777, Gid::from_raw(meta.gid()));
+            if made.0 != mode || gid.is_some_and(|gid| gid != made.1) {
+                anyhow::bail!(
+                    "the socket {} came out with mode {:o} and group {} instead of {mode:o}{}",
+                    path.display(),
+                    made.0,
+                    made.1,
+                    gid.map_or(String::new(), |gid| format!(" and group {gid}"))
+                );
+            }
+            Ok(())
+        });
+    if let Err(err) = checked {
+        let _ = std::fs::remove_file(path);
+        return Err(err);
+    }
+    Ok(listener)
+}
+
+/// Binds with the process's umask set to `mask` (restored after): the socket is created
+/// with its final mode, so there is no moment in which others could connect.
+fn bind_with_umask(path: &Path, mask: u32) -> Result<UnixListener> {
+    let old_mask = nix::sys::stat::umask(Mode::from_bits_truncate(mask));
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old_mask);
     bound.with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+/// Binds the socket for `group`, mode 0660. A new file takes the creating thread's
+/// filesystem gid, so the socket is made with this thread's set to the group (per
+/// thread: nothing else in switchd sees it): it is born with its final mode and group.
+/// Where that cannot be (a set-group-ID directory, or no right to take the gid), it is
+/// made private (0600) first and then handed to the group: never open to another one.
+fn bind_for_group(path: &Path, group: &SocketGroup) -> Result<UnixListener> {
+    use std::os::unix::fs::MetadataExt;
+    let dir_imposes_group = path
+        .parent()
+        .and_then(|dir| std::fs::metadata(dir).ok())
+        .is_some_and(|dir| dir.mode() & 0o2000 != 0 && dir.gid() != group.gid.as_raw());
+    if !dir_imposes_group {
+        let previous = nix::unistd::setfsgid(group.gid);
+        // setfsgid reports the previous value, not whether it worked: ask again.
+        let taken = nix::unistd::setfsgid(group.gid) == group.gid;
+        let bound = taken.then(|| bind_with_umask(path, 0o117));
+        nix::unistd::setfsgid(previous);
+        if let Some(bound) = bound {
+            return bound;
+        }
+    }
+    let listener = bind_with_umask(path, 0o177)?;
+    let handed = nix::unistd::chown(path, None, Some(group.gid))
+        .and_then(|()| {
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                path,
+                Mode::from_bits_truncate(0o660),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        })
+        .with_context(|| {
+            format!(
+                "cannot give the control socket {} to group {} ({}); switchd must run as root or be a member of the group",
+                path.display(),
+                group.name,
+                group.gid
+            )
+        });
+    if let Err(err) = handed {
+        let _ = std::fs::remove_file(path);
+        return Err(err);
+    }
+    Ok(listener)
 }
 
 /// Blocks SIGTERM and SIGINT (in this thread and every thread spawned later) and returns a

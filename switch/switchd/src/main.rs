@@ -57,13 +57,17 @@ const MAX_BUSY_POLL_US: u64 = 10_000;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// TOML file with any of: socket, state_dir, log, uplink, busy_poll_us, storm_limit_pps, [fdb] aging_secs, max_entries,
+    /// TOML file with any of: socket, socket_group, state_dir, log, uplink, busy_poll_us, storm_limit_pps, [fdb] aging_secs, max_entries,
     /// max_per_port, [vxlan] vtep, udp_checksum, accept_inner_tagged. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket path [default: /run/switchyard/switchd.sock]
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Let this group's members use the control socket too (mode 0660, owned by the
+    /// group) [default: none, only root (mode 0600)]
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Where ports and static FDB entries are kept [default: /var/lib/switchyard]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -76,7 +80,8 @@ struct Args {
     /// Learned MACs per port [default: 65536]
     #[arg(long, value_name = "N")]
     fdb_max_per_port: Option<usize>,
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info]
+    /// Log filter: a level (error, warn, info, debug, trace, off), or tracing directives
+    /// whose levels are among those, such as `switchd=debug,warn` [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
     /// Be a VXLAN tunnel endpoint on this underlay address: IP or IP:PORT
@@ -131,11 +136,79 @@ fn parse_vtep(text: &str) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, vxlan::IANA_PORT))
 }
 
+/// The group named `name` (or a numeric gid), for `--socket-group`.
+fn resolve_group(name: &str) -> Result<daemon::SocketGroup> {
+    let found = nix::unistd::Group::from_name(name)
+        .with_context(|| format!("cannot look up the group {name:?} for --socket-group"))?;
+    let group = match found {
+        Some(group) => Some(group),
+        None => match name.parse::<u32>() {
+            Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                .with_context(|| format!("cannot look up the group {name:?} for --socket-group"))?,
+            Err(_) => None,
+        },
+    };
+    match group {
+        Some(group) => Ok(daemon::SocketGroup {
+            name: group.name,
+            gid: group.gid,
+        }),
+        None => anyhow::bail!(
+            "unknown group {name:?} for --socket-group: name an existing group (see getent group), or create it first (groupadd {name})"
+        ),
+    }
+}
+
+/// The levels a log filter may name.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Checks a log filter: comma-separated directives, each a level or `TARGET=LEVEL`
+/// (`TARGET` may carry a `[span{field=value}]` part), every level one of
+/// [`LOG_LEVELS`]. tracing's own parser takes an unknown word for a target, so a typo
+/// such as `inf0` would silence every line without a word; here it is an error.
+/// Returns the filter without blanks around its directives, as tracing wants it.
+fn check_log_filter(filter: &str) -> Result<String> {
+    let valid = LOG_LEVELS.join(", ");
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        anyhow::bail!("empty log filter {filter:?}: give a level ({valid}) or directives such as switchd=debug,warn");
+    }
+    for &directive in &directives {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if target == Some("") {
+            anyhow::bail!(
+                "invalid log filter {filter:?}: {directive:?} names no target before '='; give a level ({valid}) or TARGET=LEVEL, such as switchd=debug"
+            );
+        }
+        if !LOG_LEVELS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(level))
+        {
+            let what = match target {
+                Some(target) => format!("{level:?} (for {target})"),
+                None => format!("{level:?}"),
+            };
+            anyhow::bail!(
+                "invalid log filter {filter:?}: {what} is not a log level; valid levels are {valid}, alone or as TARGET=LEVEL (such as switchd=debug,warn)"
+            );
+        }
+    }
+    Ok(directives.join(","))
+}
+
 /// The config file.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     socket: Option<PathBuf>,
+    socket_group: Option<String>,
     state_dir: Option<PathBuf>,
     log: Option<String>,
     uplink: Option<String>,
@@ -167,6 +240,7 @@ struct FileFdbConfig {
 #[derive(Debug, PartialEq)]
 struct Config {
     socket: PathBuf,
+    socket_group: Option<daemon::SocketGroup>,
     state_dir: PathBuf,
     log: String,
     fdb: FdbConfig,
@@ -234,6 +308,13 @@ impl Config {
                 "--busy-poll-us {busy_poll_us} is too long: give 0 to {MAX_BUSY_POLL_US} microseconds"
             );
         }
+        let socket_group = args
+            .socket_group
+            .or(file.socket_group)
+            .map(|name| resolve_group(&name))
+            .transpose()?;
+        let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
+        let log = check_log_filter(&log)?;
         Ok(Config {
             vtep,
             uplink,
@@ -246,14 +327,69 @@ impl Config {
                 .socket
                 .or(file.socket)
                 .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket_group,
             state_dir: args
                 .state_dir
                 .or(file.state_dir)
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
-            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log,
             fdb,
         })
     }
+}
+
+/// The capabilities switchd cannot work without, with the bit each has in `CapEff`, and
+/// what for.
+const NEEDED_CAPABILITIES: [(&str, u32, &str); 2] = [
+    (
+        "CAP_NET_ADMIN",
+        12,
+        "create TAP devices, the uplink, routes and NAT rules",
+    ),
+    (
+        "CAP_SYS_ADMIN",
+        21,
+        "enter containers' network namespaces (setns)",
+    ),
+];
+
+/// The needed capabilities missing from the effective set in `status` (the text of
+/// `/proc/self/status`). An unreadable set counts as none.
+fn missing_capabilities(status: &str) -> Vec<(&'static str, &'static str)> {
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    NEEDED_CAPABILITIES
+        .iter()
+        .filter(|(_, bit, _)| effective & (1 << bit) == 0)
+        .map(|(name, _, why)| (*name, *why))
+        .collect()
+}
+
+/// Refuses to start without the capabilities every port needs: without them switchd
+/// would say it is ready, and fail at the first attach.
+fn check_capabilities() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").context(
+        "cannot read /proc/self/status to check switchd's capabilities; is /proc mounted?",
+    )?;
+    let missing = missing_capabilities(&status);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|(name, _)| *name).collect();
+    let reasons: Vec<String> = missing
+        .iter()
+        .map(|(name, why)| format!("{name} to {why}"))
+        .collect();
+    anyhow::bail!(
+        "missing capabilities {} (running as uid {}): switchd needs {}; run it as root, or grant them (systemd: AmbientCapabilities={})",
+        names.join(", "),
+        nix::unistd::Uid::effective(),
+        reasons.join(" and "),
+        names.join(" "),
+    )
 }
 
 /// Every TAP and control connection is a descriptor; the default soft limit (1024) is
@@ -284,6 +420,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let config = Config::resolve(Args::parse())?;
+    check_capabilities()?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("invalid log filter {:?}", config.log))?;
     tracing_subscriber::fmt()
@@ -299,6 +436,7 @@ fn run() -> Result<()> {
     let mut switchd = daemon::Daemon::new(
         daemon::Options {
             socket: config.socket.clone(),
+            socket_group: config.socket_group.clone(),
             fdb: config.fdb,
             vtep: config.vtep,
             uplink: config.uplink.clone(),
@@ -310,6 +448,7 @@ fn run() -> Result<()> {
     )?;
     tracing::info!(
         socket = %config.socket.display(),
+        socket_group = config.socket_group.as_ref().map_or("none (root only)", |g| g.name.as_str()),
         state_dir = %config.state_dir.display(),
         ports = switchd.controller.model().ports.len(),
         "switchd ready"
@@ -399,5 +538,98 @@ mod tests {
         assert!(Config::resolve(args(&["--fdb-aging", "1"])).is_err());
         assert!(Config::resolve(args(&["--fdb-aging", "2"])).is_ok());
         assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
+    }
+
+    #[test]
+    fn the_socket_group_must_exist() {
+        assert_eq!(Config::resolve(args(&[])).unwrap().socket_group, None);
+        let root = Config::resolve(args(&["--socket-group", "root"]))
+            .unwrap()
+            .socket_group
+            .unwrap();
+        assert_eq!(root.gid.as_raw(), 0);
+        let by_gid = Config::resolve(args(&["--socket-group", "0"]))
+            .unwrap()
+            .socket_group
+            .unwrap();
+        assert_eq!(by_gid.name, "root");
+        let err = Config::resolve(args(&["--socket-group", "no-such-group-here"])).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("unknown group \"no-such-group-here\" for --socket-group"),
+            "{err}"
+        );
+        let path =
+            std::env::temp_dir().join(format!("switchd-config-group-{}.toml", std::process::id()));
+        std::fs::write(&path, "socket_group = \"root\"\n").unwrap();
+        let config = Config::resolve(args(&["--config", path.to_str().unwrap()])).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.socket_group.unwrap().name, "root");
+    }
+
+    #[test]
+    fn capabilities_are_read_from_the_effective_set() {
+        let status = |eff: &str| {
+            format!("Name:\tswitchd\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t{eff}\nCapBnd:\t000001ffffffffff\n")
+        };
+        let names = |eff: &str| {
+            missing_capabilities(&status(eff))
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+        };
+        assert!(names("000001ffffffffff").is_empty(), "root has them all");
+        assert!(names("0000000000201000").is_empty(), "exactly the two");
+        assert_eq!(names("0000000000001000"), ["CAP_SYS_ADMIN"]);
+        assert_eq!(names("0000000000200000"), ["CAP_NET_ADMIN"]);
+        assert_eq!(
+            names("0000000000000000"),
+            ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+        );
+        assert_eq!(
+            missing_capabilities("Name:\tswitchd\n").len(),
+            2,
+            "no CapEff line: none"
+        );
+    }
+
+    #[test]
+    fn log_filters_name_known_levels() {
+        for good in [
+            "info",
+            "off",
+            "TRACE",
+            "switchd=debug,warn",
+            "switchd=debug, switchyard::controller=trace",
+            "warn,",
+            "switchd[conn{id=3}]=debug",
+        ] {
+            let checked = check_log_filter(good).unwrap_or_else(|err| panic!("{good:?}: {err:#}"));
+            // And tracing reads them as we do.
+            tracing_subscriber::EnvFilter::try_new(&checked)
+                .unwrap_or_else(|err| panic!("{good:?}: {err}"));
+        }
+        for bad in [
+            "inf0",
+            "",
+            " , ",
+            "switchd",
+            "switchd=loud",
+            "=debug",
+            "info,debgu",
+            "switchd[conn{id=3}]",
+            "3",
+        ] {
+            let err = check_log_filter(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("error, warn, info, debug, trace, off"),
+                "{bad:?}: the message names the valid levels: {err}"
+            );
+        }
+        let err = Config::resolve(args(&["--log", "inf0"])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("\"inf0\" is not a log level"),
+            "{err:#}"
+        );
     }
 }

@@ -56,6 +56,96 @@ fn bind_reuseport(local: SocketAddr) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from(fd))
 }
 
+/// This switchd's claim on its VTEP address and port in its network namespace: an
+/// abstract Unix socket named `switchyard-vtep-ADDR:PORT` (`\0switchyard-vtep-192.0.2.1:4789`).
+///
+/// Abstract names belong to the network namespace and vanish with the process that bound
+/// them, so a crashed switchd leaves nothing stale behind, and switchds in different
+/// namespaces never see each other's. A second switchd on the same VTEP finds the name
+/// taken and stops, instead of sharing the UDP port through `SO_REUSEPORT` and quietly
+/// taking part of the first one's overlay traffic. It connects to learn the holder's pid
+/// (`SO_PEERCRED`); the holder accepts and drops such connections (see [`Vtep::claim_fd`]).
+struct Claim {
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl Claim {
+    fn name(local: SocketAddr) -> String {
+        format!("switchyard-vtep-{local}")
+    }
+
+    fn take(local: SocketAddr) -> Result<Claim> {
+        use std::os::linux::net::SocketAddrExt;
+        let name = Claim::name(local);
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .with_context(|| format!("cannot name the VTEP claim {name:?}"))?;
+        match std::os::unix::net::UnixListener::bind_addr(&addr) {
+            Ok(listener) => {
+                listener
+                    .set_nonblocking(true)
+                    .context("cannot set up the VTEP claim")?;
+                Ok(Claim { listener })
+            }
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+                let holder = match Claim::holder(&name) {
+                    Some(pid) => format!("pid {pid}"),
+                    None => "pid unknown".to_string(),
+                };
+                anyhow::bail!(
+                    "VTEP {local} is already used by another switchd ({holder}) in this network namespace; stop it or pick another --vtep"
+                )
+            }
+            Err(err) => {
+                Err(err).with_context(|| format!("cannot claim the VTEP {local} for this switchd"))
+            }
+        }
+    }
+
+    /// The pid of the process holding the claim `name`, if it says.
+    fn holder(name: &str) -> Option<i32> {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .ok()?;
+        // Non-blocking: a holder that is stopped, with its backlog full, makes this fail
+        // at once rather than hang.
+        connect(
+            fd.as_raw_fd(),
+            &UnixAddr::new_abstract(name.as_bytes()).ok()?,
+        )
+        .ok()?;
+        let credentials = nix::sys::socket::getsockopt(&fd, sockopt::PeerCredentials).ok()?;
+        // 0: the holder is in a pid namespace this one cannot see.
+        (credentials.pid() > 0).then_some(credentials.pid())
+    }
+}
+
+/// Fails if another socket holds `local`'s UDP port, sharing (`SO_REUSEPORT`) or not: a
+/// program other than switchd, or the kernel's own VXLAN device. Binds once without
+/// `SO_REUSEPORT`, which only a free port allows.
+fn check_port_free(local: SocketAddr) -> Result<()> {
+    match UdpSocket::bind(local) {
+        Ok(_probe) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AddrInUse => anyhow::bail!(
+            "VTEP {local}: UDP port {} on {} is already in use by another program or a kernel VXLAN device (`ss -ulpn sport = :{}` shows which); stop it or pick another --vtep",
+            local.port(),
+            local.ip(),
+            local.port()
+        ),
+        Err(err) if err.kind() == io::ErrorKind::AddrNotAvailable => anyhow::bail!(
+            "cannot be the VTEP {local}: {} is not an address of this host in this network namespace; give one of its own to --vtep",
+            local.ip()
+        ),
+        Err(err) => Err(err).with_context(|| {
+            format!("cannot bind the VXLAN socket to {local}; is the address configured here and the port free?")
+        }),
+    }
+}
+
 /// Most datagrams one `UDP_SEGMENT` send may carry (the kernel's `UDP_MAX_SEGMENTS`).
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Most bytes one `UDP_SEGMENT` send may carry: one IP packet's worth, less headers.
@@ -105,6 +195,8 @@ pub struct Batch {
 /// `&mut`.
 pub struct Vtep {
     local: SocketAddr,
+    /// Held as long as the sockets: no other switchd may take this VTEP meanwhile.
+    claim: Claim,
     /// Whether the kernel coalesces received datagrams (UDP_GRO, Linux 5.0+).
     gro: bool,
     /// Receiving sockets on the VTEP port, one per receiving thread (`SO_REUSEPORT`: the
@@ -116,7 +208,10 @@ pub struct Vtep {
 impl Vtep {
     /// Binds the receiving socket at `local` and the sending pool on the same address.
     /// `udp_checksums: false` sends IPv4 without outer UDP checksums (IPv6 always has them).
+    /// Refuses a VTEP another switchd or program already uses in this namespace.
     pub fn bind(local: SocketAddr, udp_checksums: bool, receivers: usize) -> Result<Vtep> {
+        let claim = Claim::take(local)?;
+        check_port_free(local)?;
         let mut rx = Vec::with_capacity(receivers);
         let mut gro = true;
         for _ in 0..receivers.max(1) {
@@ -143,11 +238,35 @@ impl Vtep {
             }
             tx.push(socket);
         }
-        Ok(Vtep { local, gro, rx, tx })
+        Ok(Vtep {
+            local,
+            claim,
+            gro,
+            rx,
+            tx,
+        })
     }
 
     pub fn local(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The claim's listening socket: readable when another switchd asked who holds this
+    /// VTEP ([`Vtep::drop_claim_queries`] answers by closing).
+    pub fn claim_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.claim.listener.as_fd()
+    }
+
+    /// Accepts and closes the connections of switchds that asked who holds this VTEP
+    /// (they read our pid from the connection itself), so they never fill the backlog.
+    pub fn drop_claim_queries(&self) {
+        loop {
+            match self.claim.listener.accept() {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// The receiving sockets, one per receiving thread.

@@ -285,6 +285,46 @@ impl Drop for Switchd {
     }
 }
 
+/// Runs switchd in `netns` with a socket and state directory of its own and `args`,
+/// expecting it to refuse to start: waits for it to exit and returns what it said. A
+/// switchd still running after 10 s is killed, and the test fails.
+pub fn switchd_refusing(netns: &Netns, args: &[&str]) -> Output {
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = Dir(std::env::temp_dir().join(unique("swr")));
+    std::fs::create_dir_all(&dir.0).expect("test directory");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &netns.name])
+        .arg(bin("switchd"))
+        .args(args)
+        .arg("--socket")
+        .arg(dir.0.join("switchd.sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start switchd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait for switchd").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("switchd's output");
+            panic!(
+                "switchd {args:?} kept running instead of refusing to start; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("switchd's output")
+}
+
 /// Waits until something in `ns` listens on TCP `port` (at most 10 s).
 pub fn wait_for_listener(ns: &Netns, port: u16) {
     let filter = format!("sport = :{port}");
