@@ -297,9 +297,13 @@ fn idle_and_stuck_connections_are_closed_after_a_while() {
         let idle = idle.try_clone().unwrap();
         std::thread::spawn(move || closed_by_switchd(&idle, bound))
     };
+    let stuck_waiter = {
+        let stuck = stuck.try_clone().unwrap();
+        std::thread::spawn(move || closed_by_switchd(&stuck, bound))
+    };
     // Meanwhile a client that keeps asking keeps its connection.
-    let until = Instant::now() + Duration::from_secs(40);
-    while Instant::now() < until && !waiter.is_finished() {
+    let until = Instant::now() + bound;
+    while Instant::now() < until && !(waiter.is_finished() && stuck_waiter.is_finished()) {
         let status: Status = busy
             .call(&Request::Status)
             .expect("a busy connection stays open");
@@ -308,7 +312,7 @@ fn idle_and_stuck_connections_are_closed_after_a_while() {
     }
     assert!(waiter.join().unwrap(), "the idle connection was closed");
     assert!(
-        closed_by_switchd(&stuck, bound),
+        stuck_waiter.join().unwrap(),
         "the connection whose answers were never read was closed"
     );
     let status: Status = busy.call(&Request::Status).expect("still open");
