@@ -56,10 +56,11 @@ fuzz-deps:
 	$(FUZZ) build --fuzz-dir $(FUZZ_DIR)
 
 fuzz: fuzz-deps
-	@for t in $(FUZZ_TARGETS); do \
+	@failed=; for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  $(FUZZ) run --fuzz-dir $(FUZZ_DIR) $$t -- -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
-	done
+	  $(FUZZ) run --fuzz-dir $(FUZZ_DIR) $$t -- -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || failed="$$failed $$t"; \
+	done; \
+	[ -z "$$failed" ] || { echo "fuzz: crashed:$$failed (inputs in $(FUZZ_DIR)/artifacts/)" >&2; exit 1; }
 
 fuzz-smoke: fuzz-deps
 	@for t in $(FUZZ_TARGETS); do \

@@ -124,8 +124,9 @@ impl Controller {
             uplink: false,
             notes: Vec::new(),
         };
+        // Whether the state had to be repaired (and so is saved again at the end).
+        let mut repaired = false;
         // Changes a crash interrupted: whatever is left of the TAP goes, and the port.
-        let mut finished = false;
         let pending: Vec<SavedPort> = model
             .ports
             .values()
@@ -155,7 +156,7 @@ impl Controller {
                 )),
             }
             model.remove_port(port.id);
-            finished = true;
+            repaired = true;
         }
         for ((vlan, mac), port) in model.statics.clone() {
             if !model.has_port(port) {
@@ -163,6 +164,7 @@ impl Controller {
                     "static FDB entry {mac} vlan {vlan} points at port {port}, which no longer exists; dropped"
                 ));
                 model.statics.remove(&(vlan, mac));
+                repaired = true;
             }
         }
         for addr in model.peers.values() {
@@ -210,10 +212,10 @@ impl Controller {
             ));
         }
         controller.model = model;
-        if finished {
+        if repaired {
             if let Err(err) = fx.save(&controller.saved_state()) {
                 controller.warn(format!(
-                    "cannot save the state after finishing interrupted changes: {err}"
+                    "cannot save the state after finishing interrupted changes and dropping dangling entries: {err}"
                 ));
             }
         }
