@@ -5,17 +5,19 @@
 //!
 //! Checked: a state that passes `check` makes a model; a restored controller's datapath
 //! has exactly its model's ports and peers, and the state it would save loads back as
-//! its model (the next start must be able to read what this one writes); then a few
+//! its model (the next start must be able to read what this one writes); a port and a
+//! peer can be added and removed again, the state file following the model; then a few
 //! read-only requests are answered and encode.
 
 use std::sync::Arc;
 
-use switchyard::control::{Reply, Request};
+use switchyard::control::{AttachRequest, Reply, Request};
 use switchyard::controller::effects::NamespaceId;
 use switchyard::controller::fake::{FakeSystem, FakeTap};
 use switchyard::controller::state::{SavedState, VERSION};
 use switchyard::controller::{Controller, Model};
 use switchyard::datapath::Datapath;
+use switchyard::port::PortMode;
 
 use crate::control_json::{clock, config, consistent};
 use crate::datapath::small_fdb;
@@ -58,6 +60,48 @@ pub fn run(data: &[u8]) {
     let again = controller.saved_state();
     let reloaded = Model::from_saved(&again).expect("the state a start would save loads");
     assert_eq!(reloaded, *controller.model(), "and is the model");
+
+    // The restored switch keeps working: a port and a peer come and go.
+    fx.namespaces.insert(
+        "/run/netns/fuzz".into(),
+        NamespaceId {
+            dev: 4,
+            ino: 1,
+            cookie: 1,
+        },
+    );
+    let changes = [
+        Request::Attach(AttachRequest {
+            netns: "/run/netns/fuzz".into(),
+            ifname: "eth9".into(),
+            mode: PortMode::default(),
+            label: None,
+            network: None,
+            ip: None,
+            container_id: None,
+        }),
+        Request::PeerAdd {
+            addr: "192.0.2.99".into(),
+        },
+        Request::PeerDel {
+            addr: "192.0.2.99".into(),
+        },
+        Request::Detach {
+            netns: "/run/netns/fuzz".into(),
+            ifname: "eth9".into(),
+        },
+    ];
+    for request in changes {
+        let before = controller.model().clone();
+        if controller.handle(&mut fx, clock(), request).is_err() {
+            assert_eq!(
+                *controller.model(),
+                before,
+                "a refused request changes nothing"
+            );
+        }
+        consistent(&controller, &fx);
+    }
 
     for request in [
         Request::PortList,

@@ -574,7 +574,7 @@ impl Controller {
             return self.existing_attachment(fx, id, &req);
         }
         let mut new = self.model.clone();
-        let id = new.allocate_port_id();
+        let id = new.allocate_port_id().ok_or_else(no_port_ids_left)?;
         new.ports.insert(
             id,
             SavedPort {
@@ -1042,7 +1042,7 @@ impl Controller {
         let mtu = fx.path_mtu(addr);
         self.path_mtus.insert(addr.ip(), mtu);
         let mut new = self.model.clone();
-        let id = new.allocate_port_id();
+        let id = new.allocate_port_id().ok_or_else(no_port_ids_left)?;
         new.peers.insert(id, addr);
         if let Err(err) = self.commit(fx, new, "cannot save the peer, not added") {
             self.path_mtus.remove(&addr.ip());
@@ -1202,6 +1202,16 @@ fn to_value<T: Serialize>(outcome: Outcome<T>) -> Outcome<serde_json::Value> {
 }
 
 /// `label/ifname`, the name users see.
+fn no_port_ids_left() -> ControlError {
+    ControlError::new(
+        ErrorCode::Conflict,
+        format!(
+            "every port id below {} has been given out; no port or peer can be added",
+            u32::MAX
+        ),
+    )
+}
+
 pub fn port_name(port: &SavedPort) -> String {
     format!("{}/{}", port.label, port.ifname)
 }

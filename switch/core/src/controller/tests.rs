@@ -448,6 +448,38 @@ fn a_static_entry_left_dangling_in_the_state_file_is_dropped_and_the_file_saved(
     let c = Controller::restore(dp, config, saved, &mut fx).expect("restore");
     let kept: Vec<_> = c.model().statics.values().copied().collect();
     assert_eq!(kept, vec![PortId(1)], "the dangling entry is dropped");
-    assert!(fx.calls.contains(&Call::Save), "and the repaired state saved");
+    assert!(
+        fx.calls.contains(&Call::Save),
+        "and the repaired state saved"
+    );
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn port_ids_run_out_with_a_refusal() {
+    // The state file says which id comes next; at the last one, allocating the next
+    // overflowed (a panic, or in a release build id 0: the router's port).
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    fx.vtep = Some("192.0.2.1:4789".parse().unwrap());
+    fx.saved = Some(state::SavedState {
+        next_port_id: u32::MAX - 1,
+        ..state::SavedState::default()
+    });
+    let mut c = start(&mut fx);
+    let last: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    assert_eq!(last.port.id, PortId(u32::MAX - 1));
+    let before = c.model().clone();
+    for request in [
+        attach_request(&blue, None),
+        Request::PeerAdd {
+            addr: "192.0.2.2".into(),
+        },
+    ] {
+        let err = call::<serde_json::Value>(&mut c, &mut fx, request).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+        assert_eq!(*c.model(), before, "nothing changed");
+    }
     assert_consistent(&c, &fx);
 }
