@@ -41,7 +41,8 @@ lint:
 # switch/fuzz/target. `make fuzz` runs each target FUZZ_SECONDS; what it finds new is
 # added to switch/fuzz/corpus/TARGET (not kept in git), crashes go to
 # switch/fuzz/artifacts/TARGET. `make fuzz-smoke` (the end of `make test`) runs each a few
-# seconds from its seeds, into a scratch corpus, so the targets keep building and working.
+# seconds from a scratch copy of its committed seeds (crashes found included), so the
+# targets keep building and the bugs they found stay fixed.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file
@@ -65,7 +66,8 @@ fuzz: fuzz-deps
 fuzz-smoke: fuzz-deps
 	@for t in $(FUZZ_TARGETS); do \
 	  dir=$(FUZZ_DIR)/target/smoke/$$t; rm -rf $$dir && mkdir -p $$dir; \
-	  if $(FUZZ) run --fuzz-dir $(FUZZ_DIR) $$t $$dir $(FUZZ_DIR)/corpus/$$t \
+	  cp $(FUZZ_DIR)/corpus/$$t/seed-* $$dir/; \
+	  if $(FUZZ) run --fuzz-dir $(FUZZ_DIR) $$t $$dir \
 	      -- -max_total_time=$(FUZZ_SMOKE_SECONDS) $(FUZZ_FLAGS) >$$dir.log 2>&1; then \
 	    echo "fuzz-smoke: $$t: $$(grep -E '^Done' $$dir.log)"; \
 	  else \
