@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build build-debug deps demo test lint unit bench clean
+.PHONY: all build build-debug deps demo test lint unit bench clean fuzz fuzz-smoke fuzz-deps
 
 all: build
 
@@ -26,6 +26,7 @@ demo: deps build
 test: deps lint build-debug
 	$(CARGO) test --workspace -- --include-ignored
 	$(CARGO) run -p bench -- --smoke --bin-dir target/debug
+	$(MAKE) fuzz-smoke
 
 # Only the tests that need no root.
 unit:
@@ -34,6 +35,45 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Fuzzing (switch/fuzz, docs/security.md#fuzzing): cargo-fuzz on the stable toolchain
+# (RUSTC_BOOTSTRAP=1 lets it use the sanitizer flags), one build for every target, in
+# switch/fuzz/target. `make fuzz` runs each target FUZZ_SECONDS; what it finds new is
+# added to switch/fuzz/corpus/TARGET (not kept in git), crashes go to
+# switch/fuzz/artifacts/TARGET. `make fuzz-smoke` (the end of `make test`) runs each a few
+# seconds from a scratch copy of its committed seeds (crashes found included), so the
+# targets keep building and the bugs they found stay fixed.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_DIR := switch/fuzz
+FUZZ_FLAGS := -timeout=10 -print_final_stats=1
+
+fuzz-deps:
+	@command -v c++ >/dev/null || { echo "fuzz: libFuzzer needs a C++ compiler (apt-get install g++)" >&2; exit 1; }
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	$(FUZZ) build --fuzz-dir $(FUZZ_DIR)
+
+fuzz: fuzz-deps
+	@failed=; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ) run --fuzz-dir $(FUZZ_DIR) $$t -- -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || failed="$$failed $$t"; \
+	done; \
+	[ -z "$$failed" ] || { echo "fuzz: crashed:$$failed (inputs in $(FUZZ_DIR)/artifacts/)" >&2; exit 1; }
+
+fuzz-smoke: fuzz-deps
+	@for t in $(FUZZ_TARGETS); do \
+	  dir=$(FUZZ_DIR)/target/smoke/$$t; rm -rf $$dir && mkdir -p $$dir; \
+	  cp $(FUZZ_DIR)/corpus/$$t/seed-* $$dir/; \
+	  if $(FUZZ) run --fuzz-dir $(FUZZ_DIR) $$t $$dir \
+	      -- -max_total_time=$(FUZZ_SMOKE_SECONDS) $(FUZZ_FLAGS) >$$dir.log 2>&1; then \
+	    echo "fuzz-smoke: $$t: $$(grep -E '^Done' $$dir.log)"; \
+	  else \
+	    tail -n 60 $$dir.log; echo "fuzz-smoke: $$t failed (log: $$dir.log)" >&2; exit 1; \
+	  fi; \
+	done
 
 # Every comparison scenario (switchyard, bridge, veth, OVS when installed, overlay, kernel
 # VXLAN), the 100-namespace scale test and 16 pairs at once on switchd and on a bridge;

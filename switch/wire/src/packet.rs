@@ -113,6 +113,7 @@ impl PacketBuf {
     /// Removes the first `len` bytes of the frame (a link header, when a frame goes out
     /// of a TUN device as an IP packet) by moving the vnet header forward over them.
     pub fn strip_front(&mut self, len: usize) -> Result<(), WireError> {
+        self.check_vnet_hdr()?;
         let frame_len = self.frame().len();
         if frame_len < len {
             return Err(WireError::Truncated {
@@ -134,6 +135,7 @@ impl PacketBuf {
     /// Puts `header` in front of the frame (a link header, when an IP packet from a TUN
     /// device becomes a frame), moving only the vnet header into the headroom.
     pub fn push_front(&mut self, header: &[u8]) -> Result<(), WireError> {
+        self.check_vnet_hdr()?;
         if self.start < header.len() {
             return Err(WireError::NoHeadroom);
         }
@@ -145,6 +147,19 @@ impl PacketBuf {
         self.start = new_start;
         if let Some(mut hdr) = self.vnet_hdr_mut() {
             hdr.shift_offsets(header.len() as i16);
+        }
+        Ok(())
+    }
+
+    /// The vnet header the buffer should have is all there: moving it is safe.
+    fn check_vnet_hdr(&self) -> Result<(), WireError> {
+        let got = self.wire().len();
+        if got < self.vnet_len() {
+            return Err(WireError::Truncated {
+                layer: "virtio_net_hdr",
+                needed: VNET_HDR_LEN,
+                got,
+            });
         }
         Ok(())
     }
@@ -371,6 +386,29 @@ mod tests {
         let mut buf = PacketBuf::from_wire(&[0u8; 5], true);
         assert_eq!(buf.frame(), &[] as &[u8]);
         assert!(buf.set_vlan_tag(None).is_err());
+    }
+
+    #[test]
+    fn link_headers_need_the_whole_vnet_header() {
+        // Found by the wire_views fuzz target: a buffer holding less than the vnet header
+        // it should start with panicked moving that header.
+        for wire in [&[][..], &[0u8; 3][..], &[0u8; VNET_HDR_LEN - 1][..]] {
+            let mut buf = PacketBuf::from_wire(wire, true);
+            assert!(buf.push_front(&[]).is_err());
+            assert!(buf.push_front(&UNTAGGED[..14]).is_err());
+            assert!(buf.strip_front(0).is_err());
+            assert_eq!(buf.wire(), wire, "a refused edit changes nothing");
+        }
+        let mut big = PacketBuf::with_capacity(64, true);
+        big.read_space()[..3].fill(7);
+        big.set_len(3);
+        assert!(big.push_front(&[1, 2]).is_err());
+        assert!(big.strip_front(0).is_err());
+        assert_eq!(big.wire(), &[7, 7, 7]);
+        let mut empty = PacketBuf::from_wire(&[0u8; VNET_HDR_LEN], true);
+        empty.push_front(&[]).unwrap();
+        empty.strip_front(0).unwrap();
+        assert_eq!(empty.wire(), &[0u8; VNET_HDR_LEN]);
     }
 
     #[test]

@@ -121,11 +121,20 @@ impl VlanSet {
             .sum()
     }
 
-    /// Members in ascending order.
+    /// Members in ascending order. Walks the set bits only: a port's VLANs are listed
+    /// every time the topology is rebuilt.
     pub fn iter(&self) -> impl Iterator<Item = VlanId> + '_ {
-        (VlanId::MIN..=VlanId::MAX)
-            .filter_map(VlanId::new)
-            .filter(|vlan| self.contains(*vlan))
+        self.bits.iter().enumerate().flat_map(|(at, &word)| {
+            let mut left = word;
+            std::iter::from_fn(move || {
+                let bit = left.trailing_zeros();
+                (bit < 64).then(|| {
+                    left &= left - 1;
+                    at * 64 + bit as usize
+                })
+            })
+            .filter_map(|id| VlanId::new(u16::try_from(id).ok()?))
+        })
     }
 }
 
@@ -273,6 +282,20 @@ mod tests {
         for bad in ["", "10,", "0", "4095", "20-10", "1-2-3", "a"] {
             assert!(bad.parse::<VlanSet>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn vlan_set_iterates_every_member_in_order() {
+        let all: VlanSet = "1-4094".parse().unwrap();
+        let ids: Vec<u16> = all.iter().map(VlanId::get).collect();
+        assert_eq!(ids, (1..=4094).collect::<Vec<u16>>());
+        let some: VlanSet = "1,63-65,127,128,4000-4094".parse().unwrap();
+        let naive: Vec<VlanId> = (1..=4094)
+            .filter_map(VlanId::new)
+            .filter(|v| some.contains(*v))
+            .collect();
+        assert_eq!(some.iter().collect::<Vec<_>>(), naive);
+        assert_eq!(VlanSet::new().iter().count(), 0);
     }
 
     #[test]

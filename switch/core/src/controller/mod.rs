@@ -126,8 +126,9 @@ impl Controller {
             uplink: false,
             notes: Vec::new(),
         };
+        // Whether the state had to be repaired (and so is saved again at the end).
+        let mut repaired = false;
         // Changes a crash interrupted: whatever is left of the TAP goes, and the port.
-        let mut finished = false;
         let pending: Vec<SavedPort> = model
             .ports
             .values()
@@ -157,7 +158,7 @@ impl Controller {
                 )),
             }
             model.remove_port(port.id);
-            finished = true;
+            repaired = true;
         }
         for ((vlan, mac), port) in model.statics.clone() {
             if !model.has_port(port) {
@@ -165,6 +166,7 @@ impl Controller {
                     "static FDB entry {mac} vlan {vlan} points at port {port}, which no longer exists; dropped"
                 ));
                 model.statics.remove(&(vlan, mac));
+                repaired = true;
             }
         }
         for addr in model.peers.values() {
@@ -212,7 +214,7 @@ impl Controller {
         let rules = plan::masquerade_rules(&model, &controller.uplink_name(fx));
         if !rules.is_empty() || saved.nat_pending {
             match fx.replace_nat(&rules) {
-                Ok(()) => finished |= saved.nat_pending,
+                Ok(()) => repaired |= saved.nat_pending,
                 Err(err) => controller.warn(format!("cannot set the NAT rules up again: {err}")),
             }
         }
@@ -223,10 +225,10 @@ impl Controller {
             ));
         }
         controller.model = model;
-        if finished {
+        if repaired {
             if let Err(err) = fx.save(&controller.saved_state()) {
                 controller.warn(format!(
-                    "cannot save the state after finishing interrupted changes: {err}"
+                    "cannot save the state after finishing interrupted changes and dropping dangling entries: {err}"
                 ));
             }
         }
@@ -658,7 +660,7 @@ impl Controller {
             }
         };
         let mut new = self.model.clone();
-        let id = new.allocate_port_id();
+        let id = new.allocate_port_id().ok_or_else(no_port_ids_left)?;
         new.ports.insert(
             id,
             SavedPort {
@@ -1216,7 +1218,7 @@ impl Controller {
         let mtu = fx.path_mtu(addr);
         self.path_mtus.insert(addr.ip(), mtu);
         let mut new = self.model.clone();
-        let id = new.allocate_port_id();
+        let id = new.allocate_port_id().ok_or_else(no_port_ids_left)?;
         new.peers.insert(id, addr);
         if let Err(err) = self.commit(fx, new, "cannot save the peer, not added") {
             self.path_mtus.remove(&addr.ip());
@@ -1376,6 +1378,16 @@ fn to_value<T: Serialize>(outcome: Outcome<T>) -> Outcome<serde_json::Value> {
 }
 
 /// `label/ifname`, the name users see.
+fn no_port_ids_left() -> ControlError {
+    ControlError::new(
+        ErrorCode::Conflict,
+        format!(
+            "every port id below {} has been given out; no port or peer can be added",
+            u32::MAX
+        ),
+    )
+}
+
 pub fn port_name(port: &SavedPort) -> String {
     format!("{}/{}", port.label, port.ifname)
 }

@@ -41,11 +41,12 @@ impl Model {
         }
     }
 
-    /// A fresh port id (local ports and peers share one id space).
-    pub fn allocate_port_id(&mut self) -> PortId {
+    /// A fresh port id (local ports and peers share one id space), or `None` when every
+    /// id has been given out (which only a state file can claim).
+    pub fn allocate_port_id(&mut self) -> Option<PortId> {
         let id = PortId(self.next_port_id);
-        self.next_port_id += 1;
-        id
+        self.next_port_id = self.next_port_id.checked_add(1)?;
+        Some(id)
     }
 
     /// The model a saved state describes (checked by [`SavedState::check`] first).

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::control::VniMapping;
+use crate::datapath::ROUTER_PORT;
 use crate::network::{Endpoint, Network, Networks};
 use crate::port::{PortId, PortMode};
 use crate::wire::{MacAddr, VlanId};
@@ -115,14 +116,23 @@ pub struct SavedState {
 }
 
 impl SavedState {
-    /// Port ids unique (local ports and peers share one id space) and below
-    /// `next_port_id`; no two ports for one (namespace, interface); no two peers at one
-    /// address.
+    /// Port ids unique (local ports and peers share one id space), not 0 (the router's
+    /// port) and below `next_port_id`; no two ports for one (namespace, interface); no
+    /// two peers at one address.
     pub fn check(&self) -> Result<(), String> {
+        if self.next_port_id == ROUTER_PORT.0 {
+            return Err(format!(
+                "next_port_id is {}, the router's port; port ids start at 1",
+                ROUTER_PORT.0
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         let port_ids = self.ports.iter().map(|p| p.id);
         let peer_ids = self.overlay.peers.iter().map(|p| p.id);
         for id in port_ids.chain(peer_ids) {
+            if id == ROUTER_PORT {
+                return Err(format!("port id {id} is the router's; port ids start at 1"));
+            }
             if !ids.insert(id) {
                 return Err(format!("port id {id} is used twice"));
             }
@@ -182,5 +192,62 @@ impl Default for SavedState {
             endpoints: Vec::new(),
             nat_pending: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(id: u32) -> SavedPort {
+        SavedPort {
+            id: PortId(id),
+            label: "red".into(),
+            netns: "/run/netns/red".into(),
+            netns_dev: 4,
+            netns_ino: 4026532001,
+            netns_cookie: 4097,
+            ifname: "eth0".into(),
+            ifindex: 2,
+            mode: PortMode::default(),
+            mac: None,
+            addresses: Vec::new(),
+            port_security: None,
+            storm_limit_pps: None,
+            pending: None,
+        }
+    }
+
+    #[test]
+    fn port_id_0_is_the_routers() {
+        // Found by the state_file fuzz target: a state file giving a TAP port (or a
+        // peer) id 0 loaded, and the port took the router's place in the switch.
+        let mut state = SavedState {
+            next_port_id: 4,
+            ports: vec![port(0), port(2)],
+            ..SavedState::default()
+        };
+        state.ports[1].netns = "/run/netns/blue".into();
+        let err = state.check().unwrap_err();
+        assert!(err.contains("router"), "{err}");
+        assert!(crate::controller::Model::from_saved(&state).is_err());
+        state.ports[0].id = PortId(1);
+        state.check().unwrap();
+
+        state.overlay.peers.push(SavedPeer {
+            id: PortId(0),
+            addr: "192.0.2.2:4789".parse().unwrap(),
+        });
+        assert!(state.check().is_err(), "nor a peer");
+        state.overlay.peers.clear();
+
+        let empty = SavedState {
+            next_port_id: 0,
+            ..SavedState::default()
+        };
+        assert!(
+            empty.check().is_err(),
+            "the next port would be the router's"
+        );
     }
 }

@@ -689,3 +689,70 @@ fn a_start_leaves_the_nat_table_alone_unless_it_has_business_there() {
     assert!(fx.calls.contains(&Call::ReplaceNat(0)), "{:?}", fx.calls);
     assert!(!fx.saved.as_ref().unwrap().nat_pending);
 }
+
+#[test]
+fn a_static_entry_left_dangling_in_the_state_file_is_dropped_and_the_file_saved() {
+    // Found by the state_file fuzz target: a state file whose static entry points at a
+    // port that is not there (here a peer that was removed from the file by hand) was
+    // repaired in memory only, so the file and the running model disagreed, and every
+    // start warned again.
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let mut c = start(&mut fx);
+    let _: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    let mut saved = c.saved_state();
+    drop(c);
+    let entry = |last, port| state::SavedFdbEntry {
+        vlan: VlanId::new(20).unwrap(),
+        mac: MacAddr([2, 0, 0, 0, 0, last]),
+        port: PortId(port),
+    };
+    saved.static_fdb = vec![entry(9, 1), entry(10, 3)];
+    saved.next_port_id = 4;
+    fx.restart();
+    fx.saved = Some(saved);
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    let config = ControllerConfig {
+        boot_id: "boot".into(),
+        uplink_name: "switchyard0".into(),
+        storm_limit: None,
+    };
+    let saved = fx.saved.clone().unwrap();
+    let c = Controller::restore(dp, config, saved, &mut fx).expect("restore");
+    let kept: Vec<_> = c.model().statics.values().copied().collect();
+    assert_eq!(kept, vec![PortId(1)], "the dangling entry is dropped");
+    assert!(
+        fx.calls.contains(&Call::Save),
+        "and the repaired state saved"
+    );
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn port_ids_run_out_with_a_refusal() {
+    // The state file says which id comes next; at the last one, allocating the next
+    // overflowed (a panic, or in a release build id 0: the router's port).
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    fx.vtep = Some("192.0.2.1:4789".parse().unwrap());
+    fx.saved = Some(state::SavedState {
+        next_port_id: u32::MAX - 1,
+        ..state::SavedState::default()
+    });
+    let mut c = start(&mut fx);
+    let last: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    assert_eq!(last.port.id, PortId(u32::MAX - 1));
+    let before = c.model().clone();
+    for request in [
+        attach_request(&blue, None),
+        Request::PeerAdd {
+            addr: "192.0.2.2".into(),
+        },
+    ] {
+        let err = call::<serde_json::Value>(&mut c, &mut fx, request).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+        assert_eq!(*c.model(), before, "nothing changed");
+    }
+    assert_consistent(&c, &fx);
+}
