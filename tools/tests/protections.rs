@@ -321,3 +321,43 @@ fn a_kill_at_any_moment_leaves_everything_consistent_after_a_restart() {
         assert!(switchd.swctl(&["status"]).status.success());
     }
 }
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn an_address_with_another_prefix_than_the_networks_is_refused() {
+    let ns = Netns::new("pp");
+    let switchd = Switchd::start();
+    let out = switchd.swctl(&[
+        "network",
+        "create",
+        "pfx",
+        "--subnet",
+        "10.96.0.0/24",
+        "--internal",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = switchd.nsutil(&[
+        "attach",
+        &ns.name,
+        "--network",
+        "pfx",
+        "--ip",
+        "10.96.0.50/16",
+    ]);
+    assert!(!out.status.success(), "a /16 was accepted on a /24 network");
+    assert!(
+        common::stderr(&out).contains("not /16"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(ns.links(), ["lo"], "nothing was made");
+    // The network's own prefix, or none, is fine.
+    switchd.nsutil_ok(&[
+        "attach",
+        &ns.name,
+        "--network",
+        "pfx",
+        "--ip",
+        "10.96.0.50/24",
+    ]);
+}
