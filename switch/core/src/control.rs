@@ -106,6 +106,43 @@ pub enum Request {
     NetworkRemove { name: String },
     /// The router: its interfaces, neighbours and counters. Answer: [`RouterInfo`].
     RouterShow,
+    /// Rename a network (found by name or id). Answer: [`NetworkInfo`].
+    NetworkRename { name: String, new_name: String },
+    /// Set an address aside in a network for `owner` (which has no port yet): `ip` if
+    /// free, else the next free one. An attach with that address and `owner` as its
+    /// container id takes it over. Answer: [`Reserved`].
+    AddressReserve {
+        network: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<Ipv4Addr>,
+        owner: String,
+    },
+    /// Give a reserved address back. Answer: [`Reserved`] as it was.
+    AddressRelease { network: String, ip: Ipv4Addr },
+    /// A subnet a new network could have (not created). Answer: [`Suggested`].
+    SubnetSuggest {
+        #[serde(default)]
+        internal: bool,
+    },
+    /// The port's TAP was moved (by a container runtime) into the namespace at `netns`:
+    /// switchd checks it through the TAP's descriptor and records where it is now, so a
+    /// restart finds it. Answer: [`PortInfo`].
+    PortMoved { port: String, netns: PathBuf },
+}
+
+/// A reserved address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reserved {
+    pub network: String,
+    /// The address with the network's prefix.
+    pub address: Ipv4Net,
+    pub owner: String,
+}
+
+/// A free subnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suggested {
+    pub subnet: Ipv4Net,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -188,6 +225,9 @@ pub struct NetworkInfo {
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     pub endpoints: Vec<EndpointInfo>,
+    /// Addresses set aside for owners that have no port yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reservations: Vec<crate::network::Reservation>,
 }
 
 /// The router's view: one interface per network, the neighbours it knows, its counters.

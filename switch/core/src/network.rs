@@ -59,6 +59,10 @@ const MIN_PREFIX: u8 = 8;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkConfig {
     pub name: String,
+    /// The network's id, when the caller has one (the Docker plugin passes Docker's):
+    /// 1 to 64 lowercase hex digits, unique. Without it switchd makes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Ipv4Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +203,12 @@ pub enum NetworkError {
     InternalMasquerade,
     #[error("no free VLAN left for a network (VLANs {FIRST_NETWORK_VLAN}-4094 are all in use)")]
     NoVlan,
+    #[error("invalid network id {0:?}: give 1 to 64 lowercase hexadecimal digits")]
+    InvalidId(String),
+    #[error("network id {id} is already network {other}'s")]
+    IdTaken { id: String, other: String },
+    #[error("{ip} is not reserved in network {network}")]
+    NotReserved { ip: Ipv4Addr, network: String },
     #[error("network {name} has {count} endpoint(s) attached; detach them first (`swctl network inspect {name}` lists them)")]
     InUse { name: String, count: usize },
     #[error("address {ip} is outside network {network}'s subnet {subnet}")]
@@ -219,11 +229,22 @@ pub enum NetworkError {
     Exhausted { network: String, subnet: Ipv4Net },
 }
 
+/// An address IPAM set aside for someone who has no port yet: Docker's IPAM driver asks
+/// for a container's address before its interface exists. An attach naming the address
+/// with the owner as its container id takes it over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub owner: String,
+}
+
 /// Every network and endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Networks {
     networks: BTreeMap<String, Network>,
     endpoints: Vec<Endpoint>,
+    reservations: Vec<Reservation>,
 }
 
 impl Networks {
@@ -332,6 +353,109 @@ impl Networks {
             .find(|e| e.network == network && e.ip == ip)
     }
 
+    /// Who reserved `ip` in `network`, if anyone.
+    fn reserved_by(&self, network: &str, ip: Ipv4Addr) -> Option<&str> {
+        self.reservations
+            .iter()
+            .find(|r| r.network == network && r.ip == ip)
+            .map(|r| r.owner.as_str())
+    }
+
+    /// Whether `ip` is free in `network` for `claimant`: held by no endpoint, and
+    /// reserved by nobody else.
+    fn is_free_for(&self, network: &str, ip: Ipv4Addr, claimant: Option<&str>) -> bool {
+        self.address_holder(network, ip).is_none()
+            && self
+                .reserved_by(network, ip)
+                .is_none_or(|owner| Some(owner) == claimant)
+    }
+
+    pub fn reservations(&self) -> &[Reservation] {
+        &self.reservations
+    }
+
+    /// The reservation `owner` holds, if any.
+    pub fn reservation_of(&self, owner: &str) -> Option<&Reservation> {
+        self.reservations.iter().find(|r| r.owner == owner)
+    }
+
+    /// Sets an address aside in `network` for `owner`: `requested` if it is free (or
+    /// already `owner`'s), else the next free one. Returns it.
+    pub fn reserve(
+        &mut self,
+        network: &str,
+        requested: Option<Ipv4Addr>,
+        owner: &str,
+    ) -> Result<Ipv4Addr, NetworkError> {
+        if let Some(existing) = self.reservations.iter().find(|r| {
+            r.network == network && r.owner == owner && requested.is_none_or(|ip| ip == r.ip)
+        }) {
+            return Ok(existing.ip);
+        }
+        let ip = self.pick_address_for(network, requested, Some(owner))?;
+        if let Some(net) = self.networks.get_mut(network) {
+            net.last_allocated = Some(ip);
+        }
+        self.reservations
+            .retain(|r| !(r.network == network && r.ip == ip));
+        self.reservations.push(Reservation {
+            network: network.to_string(),
+            ip,
+            owner: owner.to_string(),
+        });
+        Ok(ip)
+    }
+
+    /// Gives back a reserved address.
+    pub fn release(&mut self, network: &str, ip: Ipv4Addr) -> Result<Reservation, NetworkError> {
+        let index = self
+            .reservations
+            .iter()
+            .position(|r| r.network == network && r.ip == ip)
+            .ok_or_else(|| NetworkError::NotReserved {
+                ip,
+                network: network.to_string(),
+            })?;
+        Ok(self.reservations.remove(index))
+    }
+
+    /// The network called `key`, or whose id is `key`, or whose id starts with `key`
+    /// (at least 12 digits, as Docker shortens ids) when only one does.
+    pub fn find_by_name_or_id(&self, key: &str) -> Result<&Network, NetworkError> {
+        if let Some(network) = self.networks.get(key) {
+            return Ok(network);
+        }
+        let mut by_id = self
+            .networks
+            .values()
+            .filter(|n| n.id == key || (key.len() >= 12 && n.id.starts_with(key)));
+        match (by_id.next(), by_id.next()) {
+            (Some(network), None) => Ok(network),
+            _ => Err(NetworkError::NotFound(key.to_string())),
+        }
+    }
+
+    /// Renames a network (its endpoints and reservations follow).
+    pub fn rename(&mut self, name: &str, new_name: &str) -> Result<(), NetworkError> {
+        validate_name(new_name)?;
+        if self.networks.contains_key(new_name) {
+            return Err(NetworkError::Exists(new_name.to_string()));
+        }
+        let mut network = self
+            .networks
+            .remove(name)
+            .ok_or_else(|| NetworkError::NotFound(name.to_string()))?;
+        network.name = new_name.to_string();
+        self.networks.insert(new_name.to_string(), network);
+        for endpoint in self.endpoints.iter_mut().filter(|e| e.network == name) {
+            endpoint.network = new_name.to_string();
+        }
+        for reservation in self.reservations.iter_mut().filter(|r| r.network == name) {
+            reservation.network = new_name.to_string();
+        }
+        Ok(())
+    }
+
     /// Validates `config` and returns the network it would make, changing nothing.
     /// `host_routes` are the IPv4 routes the host already has (never overlapped, except
     /// by internal networks, which are not routed); `vlan_busy` says which VLANs ports
@@ -348,6 +472,26 @@ impl Networks {
         if self.networks.contains_key(&config.name) {
             return Err(NetworkError::Exists(config.name.clone()));
         }
+        let id = match &config.id {
+            Some(given) => {
+                let hex = !given.is_empty()
+                    && given.len() <= 64
+                    && given
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if !hex {
+                    return Err(NetworkError::InvalidId(given.clone()));
+                }
+                if let Some(other) = self.networks.values().find(|n| n.id == *given) {
+                    return Err(NetworkError::IdTaken {
+                        id: given.clone(),
+                        other: other.name.clone(),
+                    });
+                }
+                given.clone()
+            }
+            None => id,
+        };
         if config.internal && config.masquerade {
             return Err(NetworkError::InternalMasquerade);
         }
@@ -445,7 +589,7 @@ impl Networks {
         Ok(())
     }
 
-    fn free_subnet(&self, host_routes: &[Ipv4Net]) -> Result<Ipv4Net, NetworkError> {
+    pub fn free_subnet(&self, host_routes: &[Ipv4Net]) -> Result<Ipv4Net, NetworkError> {
         let candidates = DEFAULT_POOL
             .subnets(DEFAULT_POOL_PREFIX)
             .map_err(|_| NetworkError::PoolExhausted)?;
@@ -470,6 +614,7 @@ impl Networks {
     /// Removes a network without endpoints.
     pub fn remove(&mut self, name: &str) -> Result<Network, NetworkError> {
         self.check_removable(name)?;
+        self.reservations.retain(|r| r.network != name);
         self.networks
             .remove(name)
             .ok_or_else(|| NetworkError::NotFound(name.to_string()))
@@ -495,6 +640,16 @@ impl Networks {
         network: &str,
         requested: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, NetworkError> {
+        self.pick_address_for(network, requested, None)
+    }
+
+    /// [`Networks::pick_address`], where an address `claimant` reserved counts as free.
+    pub fn pick_address_for(
+        &self,
+        network: &str,
+        requested: Option<Ipv4Addr>,
+        claimant: Option<&str>,
+    ) -> Result<Ipv4Addr, NetworkError> {
         let net = self.find(network)?;
         if let Some(ip) = requested {
             if !net.subnet.contains(&ip) {
@@ -510,7 +665,7 @@ impl Networks {
                     network: network.to_string(),
                 });
             }
-            if self.address_holder(network, ip).is_some() {
+            if !self.is_free_for(network, ip, claimant) {
                 return Err(NetworkError::AddressTaken {
                     ip,
                     network: network.to_string(),
@@ -529,7 +684,7 @@ impl Networks {
         // Walk the pool once, starting after the last address handed out.
         (0..size)
             .map(|step| Ipv4Addr::from(first + (begin + step) % size))
-            .find(|ip| net.is_assignable(*ip) && self.address_holder(network, *ip).is_none())
+            .find(|ip| net.is_assignable(*ip) && self.is_free_for(network, *ip, claimant))
             .ok_or_else(|| NetworkError::Exhausted {
                 network: network.to_string(),
                 subnet: net.subnet,
@@ -538,10 +693,14 @@ impl Networks {
 
     /// Records an endpoint at an address [`Networks::pick_address`] chose.
     pub fn add_endpoint(&mut self, endpoint: Endpoint) -> Result<(), NetworkError> {
-        self.pick_address(&endpoint.network, Some(endpoint.ip))?;
+        let claimant = endpoint.container_id.as_deref();
+        self.pick_address_for(&endpoint.network, Some(endpoint.ip), claimant)?;
         if let Some(network) = self.networks.get_mut(&endpoint.network) {
             network.last_allocated = Some(endpoint.ip);
         }
+        // The endpoint takes over its owner's reservation.
+        self.reservations
+            .retain(|r| !(r.network == endpoint.network && r.ip == endpoint.ip));
         self.endpoints.push(endpoint);
         Ok(())
     }
@@ -558,6 +717,31 @@ impl Networks {
             self.networks.values().cloned().collect(),
             self.endpoints.clone(),
         )
+    }
+
+    /// Restores reservations after [`Networks::restore`], checking them the same way.
+    pub fn restore_reservations(
+        &mut self,
+        reservations: Vec<Reservation>,
+    ) -> Result<(), RestoreError> {
+        for reservation in reservations {
+            let Some(network) = self.networks.get(&reservation.network) else {
+                return Err(RestoreError(format!(
+                    "a reservation of {} is in network {}, which does not exist",
+                    reservation.ip, reservation.network
+                )));
+            };
+            if !network.is_assignable(reservation.ip)
+                || !self.is_free_for(&reservation.network, reservation.ip, None)
+            {
+                return Err(RestoreError(format!(
+                    "reserved address {} cannot be in network {}",
+                    reservation.ip, reservation.network
+                )));
+            }
+            self.reservations.push(reservation);
+        }
+        Ok(())
     }
 }
 

@@ -22,6 +22,36 @@ pub fn tun_device_netns(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> 
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc) })
 }
 
+/// `TUNGETIFF`: the current name of the TUN/TAP device behind `fd` (it follows renames
+/// and moves to other namespaces).
+pub fn tun_get_name(fd: BorrowedFd<'_>) -> io::Result<String> {
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes are a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open TUN/TAP descriptor for the call; TUNGETIFF writes exactly
+    // one `struct ifreq`, which `ifr` is, and the kernel does not keep the pointer.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETIFF,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let name: Vec<u8> = ifr.ifr_name.iter().map(|c| *c as u8).collect();
+    CStr::from_bytes_until_nul(&name)
+        .ok()
+        .and_then(|c| c.to_str().ok())
+        .map(String::from)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the device's name is not a string",
+            )
+        })
+}
+
 /// `TUNSETIFF`: creates the TAP `name` (or attaches to an existing one of that name) with
 /// `flags` (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`...). Returns the name the kernel used.
 pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> io::Result<String> {

@@ -56,6 +56,12 @@ pub enum TapError {
     },
     #[error("no interface with index {0} in that namespace: it was deleted inside the container; remove the port with `swctl port del` and attach again")]
     NoSuchIfindex(u32),
+    #[error("cannot find where TAP {name} is now: {source}")]
+    Locate {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot remove TAP {name}: {source}")]
     Destroy {
         name: String,
@@ -197,6 +203,22 @@ impl Tap {
     /// Writes one wire image (vnet header + frame).
     pub fn write(&self, wire: &[u8]) -> io::Result<usize> {
         nix::unistd::write(&self.fd, wire).map_err(io::Error::from)
+    }
+
+    /// Where the device is now, wherever it was moved or renamed since it was opened: its
+    /// namespace, name and interface index there.
+    pub fn locate(&self) -> Result<(crate::netns::Identity, String, u32), TapError> {
+        let failed = |source: io::Error| TapError::Locate {
+            name: self.name.clone(),
+            source,
+        };
+        let netns = sys::tun_device_netns(self.fd.as_fd()).map_err(failed)?;
+        let netns = Netns::from_fd(netns, NetnsRef::Path(format!("of {}", self.name).into()))?;
+        let name = sys::tun_get_name(self.fd.as_fd()).map_err(failed)?;
+        let ifindex = netns.run(|| {
+            nix::net::if_::if_nametoindex(name.as_str()).map_err(|e| failed(io::Error::from(e)))
+        })?;
+        Ok((netns.identity(), name, ifindex))
     }
 
     /// Removes the device now: clears persistence (so that nothing is left even if the

@@ -30,7 +30,11 @@ fn mutates(request: &Request) -> bool {
         | Request::PeerAdd { .. }
         | Request::PeerDel { .. }
         | Request::NetworkCreate(_)
-        | Request::NetworkRemove { .. } => true,
+        | Request::NetworkRemove { .. }
+        | Request::NetworkRename { .. }
+        | Request::AddressReserve { .. }
+        | Request::AddressRelease { .. }
+        | Request::PortMoved { .. } => true,
         Request::Status
         | Request::PortList
         | Request::FdbShow { .. }
@@ -39,7 +43,8 @@ fn mutates(request: &Request) -> bool {
         | Request::PeerList
         | Request::NetworkList
         | Request::NetworkInspect { .. }
-        | Request::RouterShow => false,
+        | Request::RouterShow
+        | Request::SubnetSuggest { .. } => false,
     }
 }
 

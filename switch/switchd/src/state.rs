@@ -196,6 +196,7 @@ mod tests {
                 mac: "02:42:0a:0a:00:02".parse().unwrap(),
                 container_id: None,
             }],
+            reservations: Vec::new(),
             nat_pending: false,
         }
     }

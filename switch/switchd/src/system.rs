@@ -174,6 +174,23 @@ impl Links for System {
         self.install(port.id, tap).map(drop)
     }
 
+    fn locate_tap(&mut self, port: PortId) -> Result<(NamespaceId, String, u32), ControlError> {
+        let io = self
+            .ports
+            .get(&port)
+            .ok_or_else(|| ControlError::system(format!("port {port} has no TAP open")))?;
+        let (identity, name, ifindex) = io.tap.locate().map_err(tap_error)?;
+        Ok((
+            NamespaceId {
+                dev: identity.dev,
+                ino: identity.ino,
+                cookie: identity.cookie,
+            },
+            name,
+            ifindex,
+        ))
+    }
+
     fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError> {
         match self.release(port) {
             Some(tap) => tap.destroy().map_err(tap_error),

@@ -326,6 +326,7 @@ impl Command {
             Command::Network(NetworkCommand::Create(args)) => {
                 Request::NetworkCreate(NetworkConfig {
                     name: args.name.clone(),
+                    id: None,
                     subnet: args.subnet,
                     gateway: args.gateway,
                     mtu: args.mtu,

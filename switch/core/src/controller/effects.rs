@@ -64,6 +64,10 @@ pub trait Links {
     /// can be compared) and starts forwarding. The error says why it is down.
     fn reattach_tap(&mut self, port: &SavedPort, same_boot: bool) -> Result<(), String>;
 
+    /// Where `port`'s TAP is now, from its descriptor: the namespace it lives in, its
+    /// name and its interface index there.
+    fn locate_tap(&mut self, port: PortId) -> Result<(NamespaceId, String, u32), ControlError>;
+
     /// Stops forwarding for `port` and deletes its TAP.
     fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError>;
 

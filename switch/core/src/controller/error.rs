@@ -126,7 +126,8 @@ impl From<NetworkError> for ControlError {
     fn from(err: NetworkError) -> ControlError {
         let code = match &err {
             NetworkError::NotFound(_) => ErrorCode::NoSuchNetwork,
-            NetworkError::Exists(_) => ErrorCode::AlreadyExists,
+            NetworkError::Exists(_) | NetworkError::IdTaken { .. } => ErrorCode::AlreadyExists,
+            NetworkError::NotReserved { .. } => ErrorCode::NoSuchEntry,
             NetworkError::InUse { .. } => ErrorCode::NetworkInUse,
             NetworkError::Overlap { .. }
             | NetworkError::OverlapsHostRoute { .. }
@@ -145,7 +146,8 @@ impl From<NetworkError> for ControlError {
             | NetworkError::GatewayNotHost { .. }
             | NetworkError::Mtu(_)
             | NetworkError::RangeOutside { .. }
-            | NetworkError::InternalMasquerade => ErrorCode::InvalidArgument,
+            | NetworkError::InternalMasquerade
+            | NetworkError::InvalidId(_) => ErrorCode::InvalidArgument,
         };
         ControlError::new(code, err.to_string())
     }

@@ -84,6 +84,19 @@ impl FakeSystem {
         path
     }
 
+    /// A runtime moves `port`'s TAP into the namespace at `netns` and renames it.
+    pub fn move_tap(&mut self, port: PortId, netns: &Path, ifname: &str) {
+        if let Some(tap) = self.attached.get_mut(&port) {
+            let old = tap.clone();
+            tap.netns = netns.to_path_buf();
+            tap.ifname = ifname.to_string();
+            tap.ifindex += 100;
+            let new = tap.clone();
+            self.taps.remove(&old);
+            self.taps.insert(new);
+        }
+    }
+
     /// The process is restarted: forwarding threads are gone, TAPs and the saved state
     /// stay; the uplink, its routes go with the process; the NAT table stays.
     pub fn restart(&mut self) {
@@ -167,6 +180,19 @@ impl Links for FakeSystem {
             .ok_or_else(|| format!("no interface with index {} in that namespace", port.ifindex))?;
         self.attached.insert(port.id, tap);
         Ok(())
+    }
+
+    fn locate_tap(&mut self, port: PortId) -> Result<(NamespaceId, String, u32), ControlError> {
+        let tap = self
+            .attached
+            .get(&port)
+            .ok_or_else(|| ControlError::system(format!("port {port} has no TAP")))?;
+        let id = self
+            .namespaces
+            .get(&tap.netns)
+            .copied()
+            .ok_or_else(|| ControlError::system("the TAP's namespace is gone"))?;
+        Ok((id, tap.ifname.clone(), tap.ifindex))
     }
 
     fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError> {

@@ -349,12 +349,23 @@ impl Controller {
             Request::NetworkInspect { name } => to_value(
                 self.model
                     .networks
-                    .find(&name)
+                    .find_by_name_or_id(&name)
                     .map(|n| self.network_info(fx, n))
                     .map_err(ControlError::from),
             ),
             Request::NetworkRemove { name } => to_value(self.network_remove(fx, &name)),
             Request::RouterShow => to_value(Ok(self.router_info(fx))),
+            Request::NetworkRename { name, new_name } => {
+                to_value(self.network_rename(fx, &name, &new_name))
+            }
+            Request::AddressReserve { network, ip, owner } => {
+                to_value(self.address_reserve(fx, &network, ip, &owner))
+            }
+            Request::AddressRelease { network, ip } => {
+                to_value(self.address_release(fx, &network, ip))
+            }
+            Request::SubnetSuggest { internal } => to_value(self.subnet_suggest(fx, internal)),
+            Request::PortMoved { port, netns } => to_value(self.port_moved(fx, &port, &netns)),
         }
     }
 
@@ -596,7 +607,7 @@ impl Controller {
         validate_ifname(&req.ifname)?;
         // A network decides the port's mode and address.
         let network = match &req.network {
-            Some(name) => Some(self.model.networks.find(name)?.clone()),
+            Some(name) => Some(self.model.networks.find_by_name_or_id(name)?.clone()),
             None if req.ip.is_some() => {
                 return Err(ControlError::invalid(
                     "an address can only be assigned on a network: name one",
@@ -688,7 +699,11 @@ impl Controller {
             },
         );
         if let Some(network) = &network {
-            let ip = new.networks.pick_address(&network.name, req.ip)?;
+            let ip = new.networks.pick_address_for(
+                &network.name,
+                req.ip,
+                req.container_id.as_deref(),
+            )?;
             new.networks.add_endpoint(Endpoint {
                 network: network.name.clone(),
                 port: id,
@@ -1273,7 +1288,125 @@ impl Controller {
                 .endpoints_of(&network.name)
                 .filter_map(|e| self.endpoint_info(e.port))
                 .collect(),
+            reservations: self
+                .model
+                .networks
+                .reservations()
+                .iter()
+                .filter(|r| r.network == network.name)
+                .cloned()
+                .collect(),
         }
+    }
+
+    fn network_rename(
+        &mut self,
+        fx: &mut dyn Effects,
+        name: &str,
+        new_name: &str,
+    ) -> Outcome<NetworkInfo> {
+        let old = self.model.networks.find_by_name_or_id(name)?.name.clone();
+        let mut new = self.model.clone();
+        new.networks.rename(&old, new_name)?;
+        self.commit(fx, new, &format!("cannot rename network {old}"))?;
+        self.info(format!("network {old} renamed to {new_name}"));
+        let network = self.model.networks.find(new_name)?.clone();
+        Ok(self.network_info(fx, &network))
+    }
+
+    fn address_reserve(
+        &mut self,
+        fx: &mut dyn Effects,
+        network: &str,
+        ip: Option<std::net::Ipv4Addr>,
+        owner: &str,
+    ) -> Outcome<crate::control::Reserved> {
+        if owner.is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
+            return Err(ControlError::invalid(
+                "a reservation's owner is 1 to 256 printable characters",
+            ));
+        }
+        let net = self.model.networks.find_by_name_or_id(network)?.clone();
+        let mut new = self.model.clone();
+        let address = new.networks.reserve(&net.name, ip, owner)?;
+        self.commit(
+            fx,
+            new,
+            &format!("cannot reserve an address in network {}", net.name),
+        )?;
+        Ok(crate::control::Reserved {
+            network: net.name.clone(),
+            address: Ipv4Net::new(address, net.subnet.prefix_len())
+                .map_err(|e| ControlError::system(e.to_string()))?,
+            owner: owner.to_string(),
+        })
+    }
+
+    fn address_release(
+        &mut self,
+        fx: &mut dyn Effects,
+        network: &str,
+        ip: std::net::Ipv4Addr,
+    ) -> Outcome<crate::control::Reserved> {
+        let net = self.model.networks.find_by_name_or_id(network)?.clone();
+        let mut new = self.model.clone();
+        let released = new.networks.release(&net.name, ip)?;
+        self.commit(
+            fx,
+            new,
+            &format!("cannot release {ip} in network {}", net.name),
+        )?;
+        Ok(crate::control::Reserved {
+            network: net.name.clone(),
+            address: Ipv4Net::new(ip, net.subnet.prefix_len())
+                .map_err(|e| ControlError::system(e.to_string()))?,
+            owner: released.owner,
+        })
+    }
+
+    fn subnet_suggest(
+        &mut self,
+        fx: &mut dyn Effects,
+        internal: bool,
+    ) -> Outcome<crate::control::Suggested> {
+        let host_routes = if internal {
+            Vec::new()
+        } else {
+            fx.host_routes()?
+        };
+        Ok(crate::control::Suggested {
+            subnet: self.model.networks.free_subnet(&host_routes)?,
+        })
+    }
+
+    /// Records that a runtime moved port `port`'s TAP into the namespace at `netns`
+    /// (Docker moves it into the container after Join), as the TAP's descriptor says.
+    fn port_moved(&mut self, fx: &mut dyn Effects, port: &str, netns: &Path) -> Outcome<PortInfo> {
+        let id = self.resolve_port(port)?;
+        let target = fx.identify_netns(netns)?;
+        let (actual, ifname, ifindex) = fx.locate_tap(id)?;
+        if actual.cookie != target.cookie {
+            return Err(ControlError::conflict(format!(
+                "port {port}'s TAP is not in namespace {}; nothing changed",
+                netns.display()
+            )));
+        }
+        let mut new = self.model.clone();
+        if let Some(record) = new.ports.get_mut(&id) {
+            record.netns = netns.to_path_buf();
+            record.netns_dev = target.dev;
+            record.netns_ino = target.ino;
+            record.netns_cookie = target.cookie;
+            record.ifname = ifname;
+            record.ifindex = ifindex;
+        }
+        self.commit(fx, new, "cannot save where the port went, left as it was")?;
+        self.info(format!(
+            "port {id} now lives in {} as {}",
+            netns.display(),
+            self.model.ports[&id].ifname
+        ));
+        Ok(self.port_info(fx, id))
     }
 
     fn network_create(
@@ -1326,6 +1459,8 @@ impl Controller {
     }
 
     fn network_remove(&mut self, fx: &mut dyn Effects, name: &str) -> Outcome<NetworkInfo> {
+        let name = self.model.networks.find_by_name_or_id(name)?.name.clone();
+        let name = name.as_str();
         let network = self.model.networks.check_removable(name)?.clone();
         let info = self.network_info(fx, &network);
         let mut new = self.model.clone();

@@ -61,8 +61,15 @@ impl Model {
                 .map(|e| ((e.vlan, e.mac), e.port))
                 .collect(),
             vni_map: saved.overlay.map.iter().map(|m| (m.vlan, m.vni)).collect(),
-            networks: Networks::restore(saved.networks.clone(), saved.endpoints.clone())
-                .map_err(|err| err.to_string())?,
+            networks: {
+                let mut networks =
+                    Networks::restore(saved.networks.clone(), saved.endpoints.clone())
+                        .map_err(|err| err.to_string())?;
+                networks
+                    .restore_reservations(saved.reservations.clone())
+                    .map_err(|err| err.to_string())?;
+                networks
+            },
             next_port_id: saved.next_port_id,
         })
     }
@@ -107,6 +114,7 @@ impl Model {
             },
             networks,
             endpoints,
+            reservations: self.networks.reservations().to_vec(),
             nat_pending: false,
         }
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::VniMapping;
 use crate::datapath::ROUTER_PORT;
-use crate::network::{Endpoint, Network, Networks};
+use crate::network::{Endpoint, Network, Networks, Reservation};
 use crate::port::{PortId, PortMode};
 use crate::wire::{MacAddr, VlanId};
 
@@ -108,6 +108,9 @@ pub struct SavedState {
     /// Which port holds which address on which network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
+    /// Addresses set aside for owners that have no port yet (Docker's IPAM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reservations: Vec<Reservation>,
     /// A change of the NAT table was under way when this was saved: the next start
     /// rewrites the table even if no network masquerades (the change may have left
     /// rules behind).
@@ -168,6 +171,7 @@ impl SavedState {
             }
         }
         Networks::restore(self.networks.clone(), self.endpoints.clone())
+            .and_then(|mut n| n.restore_reservations(self.reservations.clone()))
             .map_err(|err| err.to_string())?;
         Ok(())
     }
@@ -190,6 +194,7 @@ impl Default for SavedState {
             overlay: SavedOverlay::default(),
             networks: Vec::new(),
             endpoints: Vec::new(),
+            reservations: Vec::new(),
             nat_pending: false,
         }
     }

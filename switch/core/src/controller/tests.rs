@@ -756,3 +756,184 @@ fn port_ids_run_out_with_a_refusal() {
     }
     assert_consistent(&c, &fx);
 }
+
+#[test]
+fn docker_style_ids_reservations_renames_and_moves() {
+    let mut fx = FakeSystem::new();
+    let daemon_ns = fx.add_namespace("dockerd");
+    let sandbox = fx.add_namespace("sandbox");
+    let mut c = start(&mut fx);
+    let id = "ab".repeat(32);
+    let created: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkCreate(NetworkConfig {
+            name: "docker-abababababab".into(),
+            id: Some(id.clone()),
+            subnet: Some("10.30.0.0/24".parse().unwrap()),
+            ..NetworkConfig::default()
+        }),
+    )
+    .unwrap();
+    assert_eq!(created.id, id);
+    // Found by id, and by a 12-digit prefix of it.
+    let by_id: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkInspect {
+            name: id[..12].into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(by_id.name, "docker-abababababab");
+    let dup = c.handle(
+        &mut fx,
+        clock(),
+        Request::NetworkCreate(NetworkConfig {
+            name: "other".into(),
+            id: Some(id.clone()),
+            subnet: Some("10.31.0.0/24".parse().unwrap()),
+            ..NetworkConfig::default()
+        }),
+    );
+    assert_eq!(dup.unwrap_err().code, ErrorCode::AlreadyExists);
+    // Renamed to the name Docker knows it by.
+    let renamed: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkRename {
+            name: id.clone(),
+            new_name: "blue".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(renamed.name, "blue");
+    // An address set aside before the container's interface exists...
+    let reserved: crate::control::Reserved = call(
+        &mut c,
+        &mut fx,
+        Request::AddressReserve {
+            network: id.clone(),
+            ip: None,
+            owner: "endpoint-1".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(reserved.address, "10.30.0.2/24".parse().unwrap());
+    // ...is nobody else's: an attach asking for it is refused, the next free one goes.
+    let other = fx.add_namespace("other");
+    let mut taken = attach_request(&other, Some("blue"));
+    if let Request::Attach(req) = &mut taken {
+        req.ip = Some("10.30.0.2".parse().unwrap());
+    }
+    assert_eq!(
+        c.handle(&mut fx, clock(), taken).unwrap_err().code,
+        ErrorCode::AddressUnavailable
+    );
+    // Its owner takes it over.
+    let mut join = attach_request(&daemon_ns, Some("blue"));
+    if let Request::Attach(req) = &mut join {
+        req.ip = Some("10.30.0.2".parse().unwrap());
+        req.container_id = Some("endpoint-1".into());
+        req.ifname = "sy0123456789".into();
+    }
+    let joined: Attached = call(&mut c, &mut fx, join).unwrap();
+    assert_eq!(
+        joined.endpoint.unwrap().address,
+        "10.30.0.2/24".parse().unwrap()
+    );
+    assert!(
+        c.model().networks.reservations().is_empty(),
+        "the reservation became the endpoint"
+    );
+    // The runtime moves the TAP into the sandbox and renames it; switchd records it.
+    fx.move_tap(joined.port.id, &sandbox, "eth0");
+    let moved: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortMoved {
+            port: joined.port.id.to_string(),
+            netns: sandbox.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (moved.netns.as_path(), moved.ifname.as_str()),
+        (sandbox.as_path(), "eth0")
+    );
+    // A move to where the TAP is not is refused.
+    let wrong = c.handle(
+        &mut fx,
+        clock(),
+        Request::PortMoved {
+            port: joined.port.id.to_string(),
+            netns: daemon_ns.clone(),
+        },
+    );
+    assert_eq!(wrong.unwrap_err().code, ErrorCode::Conflict);
+    assert_consistent(&c, &fx);
+    // It survives a restart where it now is.
+    drop(c);
+    fx.restart();
+    let c = start(&mut fx);
+    let ports: Vec<PortInfo> = {
+        let mut c = c;
+        call(&mut c, &mut fx, Request::PortList).unwrap()
+    };
+    assert_eq!(ports[0].state, "up", "{:?}", ports[0]);
+    // Releasing an address nobody reserved is refused.
+}
+
+#[test]
+fn a_reservation_is_released_and_the_subnet_suggested() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let suggested: crate::control::Suggested =
+        call(&mut c, &mut fx, Request::SubnetSuggest { internal: false }).unwrap();
+    assert_eq!(suggested.subnet, "172.20.0.0/24".parse().unwrap());
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        create_network("blue", "10.9.0.0/24", false),
+    )
+    .unwrap();
+    let r: crate::control::Reserved = call(
+        &mut c,
+        &mut fx,
+        Request::AddressReserve {
+            network: "blue".into(),
+            ip: Some("10.9.0.7".parse().unwrap()),
+            owner: "x".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(r.address, "10.9.0.7/24".parse().unwrap());
+    let info: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkInspect {
+            name: "blue".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(info.reservations.len(), 1);
+    let _: crate::control::Reserved = call(
+        &mut c,
+        &mut fx,
+        Request::AddressRelease {
+            network: "blue".into(),
+            ip: "10.9.0.7".parse().unwrap(),
+        },
+    )
+    .unwrap();
+    let again = c.handle(
+        &mut fx,
+        clock(),
+        Request::AddressRelease {
+            network: "blue".into(),
+            ip: "10.9.0.7".parse().unwrap(),
+        },
+    );
+    assert_eq!(again.unwrap_err().code, ErrorCode::NoSuchEntry);
+    assert_consistent(&c, &fx);
+}

@@ -241,6 +241,7 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
     }
     let request = Request::NetworkCreate(NetworkConfig {
         name: conf.name.clone(),
+        id: None,
         subnet: conf.subnet,
         gateway: conf.gateway,
         mtu: conf.mtu,
@@ -721,6 +722,7 @@ mod tests {
             gateway_mac: "02:53:58:00:0b:b8".parse().unwrap(),
             options: Default::default(),
             endpoints: vec![],
+            reservations: vec![],
         }
     }
 
