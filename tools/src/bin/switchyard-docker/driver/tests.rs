@@ -1,0 +1,1 @@
+//! The handlers against recorded Docker request bodies, with a fake switchd.
