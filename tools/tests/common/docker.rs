@@ -39,9 +39,9 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// network plugin puts there. Its containers' cgroups are under a cgroup of its own.
 ///
 /// Drop removes the networks while dockerd still runs, so that their plugin hears of it;
-/// a plugin that is gone by then makes dockerd retry each call for 30 s. A plugin started
-/// after the Dockerd (in its namespace) would be dropped before it: hand it over with
-/// [`Dockerd::keep`], and it is stopped after dockerd.
+/// a plugin that is gone by then makes dockerd retry each call (about 15 s). A plugin
+/// started after the Dockerd (in its namespace) would be dropped before it: hand it over
+/// with [`Dockerd::keep`], and it is stopped after dockerd.
 pub struct Dockerd {
     dir: PathBuf,
     socket: PathBuf,
