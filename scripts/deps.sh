@@ -11,6 +11,14 @@ command -v ethtool >/dev/null || need+=(ethtool)
 command -v nft >/dev/null || need+=(nftables)
 # The CNI tests delegate IPAM to the reference host-local plugin.
 [[ -x /usr/lib/cni/host-local ]] || need+=(containernetworking-plugins)
+# The Docker and Podman tests run a real engine of each in a namespace of their own
+# (tools/tests/common/docker.rs, podman.rs), with Debian's client at /usr/bin/docker (a
+# CLI elsewhere on PATH may be another version), and build their image from a static
+# busybox (a dynamic one would need its libraries in the image).
+[[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || need+=(docker.io)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+  need+=(busybox-static)
+command -v podman >/dev/null || need+=(podman)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then
@@ -19,8 +27,30 @@ if ((${#need[@]})); then
   fi
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # docker.io's maintainer scripts start its services (dockerd, containerd) in the
+  # machine's own namespace, where a dockerd would add bridges and firewall rules. The
+  # tests start their own engines; a policy-rc.d that refuses every start keeps the
+  # packages from starting anything (with no systemd, as on a container-like machine,
+  # there is nothing to start anyway). One already in place is left as it is.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# switchyard scripts/deps.sh: no service starts while installing\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Tests elsewhere on the machine may run dockerds of their own, each in a namespace of
+  # its own: only one in this shell's network namespace is the package's.
+  if [[ " ${need[*]} " == *" docker.io "* ]]; then
+    for pid in $(pgrep -x dockerd); do
+      if [[ $(readlink "/proc/$pid/ns/net") == $(readlink /proc/self/ns/net) ]]; then
+        echo "deps: installing docker.io started dockerd (pid $pid) in the machine's" \
+          "namespace; stop it (systemctl disable --now docker.service docker.socket)" >&2
+        exit 1
+      fi
+    done
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

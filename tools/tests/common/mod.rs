@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+pub mod docker;
+pub mod engine;
+pub mod podman;
 pub mod vlan_host;
 
 use std::path::{Path, PathBuf};
