@@ -17,6 +17,7 @@ use crate::fdb::{FdbCounters, FdbEntry};
 use crate::forward::{DropReason, PortCounters};
 use crate::network::NetworkConfig;
 use crate::port::{PortId, PortMode};
+use crate::portmap::PortMapping;
 use crate::router::{Neighbor, RouterCounters};
 use crate::wire::{MacAddr, VlanId};
 use ipnet::Ipv4Net;
@@ -128,6 +129,14 @@ pub enum Request {
     /// switchd checks it through the TAP's descriptor and records where it is now, so a
     /// restart finds it. Answer: [`PortInfo`].
     PortMoved { port: String, netns: PathBuf },
+    /// Replace the published ports of the port's endpoint (none: publish nothing). The
+    /// list is checked whole, against itself and every other endpoint's; a refusal
+    /// changes nothing. Answer: [`EndpointInfo`].
+    PortPublish {
+        port: String,
+        #[serde(default)]
+        published: Vec<PortMapping>,
+    },
 }
 
 /// A reserved address.
@@ -197,6 +206,9 @@ pub struct EndpointInfo {
     pub netns: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Published ports (`docker run -p`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PortMapping>,
 }
 
 /// A network as `swctl network inspect` shows it, close to `docker network inspect`.

@@ -44,6 +44,7 @@ pub mod fdb;
 pub mod forward;
 pub mod network;
 pub mod port;
+pub mod portmap;
 pub mod published;
 pub mod router;
 pub mod sim;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_encap::Vni;
 
 use crate::port::PortId;
+use crate::portmap::{PortMapError, PortMapping};
 use crate::wire::{MacAddr, VlanId};
 
 /// Where subnets come from when a network is created without one: 172.20.0.0/14, as
@@ -158,6 +159,9 @@ pub struct Endpoint {
     /// The container runtime's id, when a CNI runtime attached it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Ports of switchd's namespace that forward to this endpoint (see [`crate::portmap`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PortMapping>,
 }
 
 /// A network request or an address request that cannot be granted. Nothing was changed.
@@ -227,6 +231,19 @@ pub enum NetworkError {
     AddressTaken { ip: Ipv4Addr, network: String },
     #[error("network {network} has no free address left in {subnet}")]
     Exhausted { network: String, subnet: Ipv4Net },
+    #[error("{0}")]
+    PortMap(#[from] PortMapError),
+    #[error("network {0} is --internal: nothing outside it can reach a published port; publish on a network that is not internal")]
+    InternalPublish(String),
+    #[error("published port {mapping} is taken: {other} already forwards to {ip} in network {network}; choose another host port")]
+    HostPortTaken {
+        mapping: PortMapping,
+        other: PortMapping,
+        ip: Ipv4Addr,
+        network: String,
+    },
+    #[error("port {0} has no endpoint: only ports attached to a network publish ports")]
+    NoEndpoint(PortId),
 }
 
 /// An address IPAM set aside for someone who has no port yet: Docker's IPAM driver asks
@@ -312,7 +329,12 @@ impl Networks {
                     endpoint.port
                 )));
             }
+            let published = endpoint.published.clone();
+            let port = endpoint.port;
             model.endpoints.push(endpoint);
+            model
+                .publish(port, &published)
+                .map_err(|err| RestoreError(format!("port {port}'s published ports: {err}")))?;
         }
         Ok(model)
     }
@@ -711,6 +733,42 @@ impl Networks {
         Some(self.endpoints.remove(index))
     }
 
+    /// Replaces the published ports of the endpoint on `port` with `mappings` (checked
+    /// on their own and against every other endpoint's; see [`crate::portmap`]).
+    pub fn publish(&mut self, port: PortId, mappings: &[PortMapping]) -> Result<(), NetworkError> {
+        let mappings: Vec<PortMapping> = mappings
+            .iter()
+            .map(|m| PortMapping {
+                host_ip: m.host_ip.filter(|ip| !ip.is_unspecified()),
+                ..*m
+            })
+            .collect();
+        crate::portmap::check(&mappings)?;
+        let index = self
+            .endpoints
+            .iter()
+            .position(|e| e.port == port)
+            .ok_or(NetworkError::NoEndpoint(port))?;
+        let network = &self.endpoints[index].network;
+        if !mappings.is_empty() && self.networks.get(network).is_some_and(|n| n.internal) {
+            return Err(NetworkError::InternalPublish(network.clone()));
+        }
+        for other in self.endpoints.iter().filter(|e| e.port != port) {
+            for theirs in &other.published {
+                if let Some(mine) = mappings.iter().find(|m| m.conflicts_with(theirs)) {
+                    return Err(NetworkError::HostPortTaken {
+                        mapping: *mine,
+                        other: *theirs,
+                        ip: other.ip,
+                        network: other.network.clone(),
+                    });
+                }
+            }
+        }
+        self.endpoints[index].published = mappings;
+        Ok(())
+    }
+
     /// The networks and endpoints, for saving.
     pub fn to_saved(&self) -> (Vec<Network>, Vec<Endpoint>) {
         (
@@ -817,6 +875,7 @@ mod tests {
             ip: addr,
             mac: MacAddr::from_ipv4(addr),
             container_id: None,
+            published: Vec::new(),
         })?;
         Ok(addr)
     }

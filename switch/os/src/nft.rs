@@ -1,18 +1,36 @@
-//! Source NAT (masquerade) for the networks that ask for it, in switchd's own network
-//! namespace: one nftables table, `ip switchyard`, owned entirely by switchd and rewritten
-//! whole on every change.
+//! NAT in switchd's own network namespace: source NAT (masquerade) for the networks that
+//! ask for it and destination NAT for published ports, in one nftables table,
+//! `ip switchyard`, owned entirely by switchd and rewritten whole on every change.
 //!
 //! ```text
 //! table ip switchyard {
 //!     chain postrouting {
 //!         type nat hook postrouting priority srcnat; policy accept;
 //!         ip saddr 10.10.0.0/24 oifname != "sy-uplink" masquerade
+//!         iifname "sy-uplink" oifname "sy-uplink" masquerade      # published: hairpin
+//!         ip saddr 127.0.0.0/8 oifname "sy-uplink" masquerade     # published: localhost
+//!     }
+//!     chain prerouting {
+//!         type nat hook prerouting priority dstnat; policy accept;
+//!         fib daddr type local tcp dport 8080 dnat to 10.10.0.2:80
+//!     }
+//!     chain output {
+//!         type nat hook output priority -100; policy accept;
+//!         fib daddr type local tcp dport 8080 dnat to 10.10.0.2:80
 //!     }
 //! }
 //! ```
 //!
-//! One rule per masquerading network: traffic from the network's subnet that leaves
-//! through any interface other than switchd's uplink TUN gets that interface's address.
+//! One masquerade rule per masquerading network: traffic from the network's subnet that
+//! leaves through any interface other than switchd's uplink TUN gets that interface's
+//! address. One destination NAT rule per published port, in `prerouting` (clients
+//! elsewhere, whose address the container sees) and in `output` (clients in switchd's
+//! namespace). Two more rules exist while any port is published: a container that
+//! reaches a published port comes in through the uplink and, after the DNAT, goes out
+//! through it again, so it is masqueraded for the answer to come back the same way
+//! (hairpin); and a client on 127.0.0.1 is masqueraded, since 127.0.0.1 means nothing
+//! to the container (the uplink has `route_localnet` for that).
+//! The prerouting and output chains exist only while a port is published.
 //!
 //! The messages are nf_tables netlink (`NETLINK_NETFILTER`) built here, sent over a
 //! `netlink-sys` socket with `netlink-packet-core` framing: no `nft` process, no C
@@ -42,21 +60,23 @@ use nix::sys::time::TimeVal;
 
 /// switchd's table (family `ip`).
 pub const TABLE: &str = "switchyard";
-/// Its only chain.
+/// The source NAT chain.
 pub const CHAIN: &str = "postrouting";
+/// The destination NAT chains of published ports.
+pub const PREROUTING: &str = "prerouting";
+pub const OUTPUT: &str = "output";
 
 /// How long to wait for the kernel's answer to a batch. The kernel handles a batch while
 /// it is being sent, so the answer is normally queued before `send` returns.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub use switchyard::controller::Masquerade;
+pub use switchyard::controller::{Masquerade, NatRules, PortForward};
 
 /// Managing switchd's NAT table failed. Nothing changed: a batch is all or nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum NatError {
-    #[error("invalid masquerade rule for {subnet}: uplink interface name {uplink:?} {reason}")]
+    #[error("invalid NAT rules: uplink interface name {uplink:?} {reason}")]
     InvalidRule {
-        subnet: Ipv4Net,
         uplink: String,
         reason: &'static str,
     },
@@ -99,11 +119,15 @@ fn detail_suffix(detail: &Option<String>) -> String {
 }
 
 /// Replaces switchd's table with exactly `rules`, atomically: one batch deletes the
-/// table if it exists, then creates table, chain and rules. An empty list removes the
-/// table entirely.
-pub fn apply(rules: &[Masquerade]) -> Result<(), NatError> {
-    for rule in rules {
-        validate(rule)?;
+/// table if it exists, then creates table, chains and rules. No rules remove the table
+/// entirely.
+pub fn apply(rules: &NatRules) -> Result<(), NatError> {
+    for uplink in rules.masquerade.iter().map(|r| &r.uplink) {
+        validate(uplink)?;
+    }
+    let published = !rules.forwards.is_empty();
+    if published {
+        validate(&rules.uplink)?;
     }
     let mut batch = Batch::default();
     // Deleting a table that does not exist fails the whole batch, so make sure it does
@@ -122,32 +146,68 @@ pub fn apply(rules: &[Masquerade]) -> Result<(), NatError> {
         0,
         table_attrs(),
     );
-    if !rules.is_empty() {
-        batch.push(
-            Step::Table,
-            format!("creating table ip {TABLE}"),
-            NFT_MSG_NEWTABLE,
-            NLM_F_CREATE,
-            table_attrs(),
-        );
+    if rules.is_empty() {
+        return batch.commit();
+    }
+    batch.push(
+        Step::Table,
+        format!("creating table ip {TABLE}"),
+        NFT_MSG_NEWTABLE,
+        NLM_F_CREATE,
+        table_attrs(),
+    );
+    let mut chains = vec![(CHAIN, NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC, "srcnat")];
+    if published {
+        chains.push((PREROUTING, NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST, "dstnat"));
+        chains.push((OUTPUT, NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST, "-100"));
+    }
+    for (chain, hook, priority, said) in chains {
         batch.push(
             Step::Chain,
             format!(
-                "creating chain ip {TABLE} {CHAIN} \
-                 (type nat hook postrouting priority srcnat; policy accept)"
+                "creating chain ip {TABLE} {chain} \
+                 (type nat hook {chain} priority {said}; policy accept)"
             ),
             NFT_MSG_NEWCHAIN,
             NLM_F_CREATE,
-            chain_attrs(),
+            chain_attrs(chain, hook, priority),
         );
-        for rule in rules {
-            batch.push(
-                Step::Rule,
-                format!("adding the rule `{rule}` to ip {TABLE} {CHAIN}"),
-                NFT_MSG_NEWRULE,
-                NLM_F_CREATE | NLM_F_APPEND,
-                rule_attrs(rule),
-            );
+    }
+    let mut add = |step, chain: &str, rule: String, exprs: Vec<Attr>| {
+        batch.push(
+            step,
+            format!("adding the rule `{rule}` to ip {TABLE} {chain}"),
+            NFT_MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            rule_attrs(chain, exprs),
+        );
+    };
+    for rule in &rules.masquerade {
+        add(Step::Rule, CHAIN, rule.to_string(), masquerade_exprs(rule));
+    }
+    if published {
+        let uplink = &rules.uplink;
+        add(
+            Step::Rule,
+            CHAIN,
+            format!("iifname {uplink:?} oifname {uplink:?} masquerade"),
+            hairpin_exprs(uplink),
+        );
+        add(
+            Step::Rule,
+            CHAIN,
+            format!("ip saddr 127.0.0.0/8 oifname {uplink:?} masquerade"),
+            localhost_exprs(uplink),
+        );
+        for forward in &rules.forwards {
+            for chain in [PREROUTING, OUTPUT] {
+                add(
+                    Step::Forward,
+                    chain,
+                    forward.to_string(),
+                    forward_exprs(forward),
+                );
+            }
         }
     }
     batch.commit()
@@ -155,23 +215,22 @@ pub fn apply(rules: &[Masquerade]) -> Result<(), NatError> {
 
 /// Removes switchd's table if present (idempotent).
 pub fn remove() -> Result<(), NatError> {
-    apply(&[])
+    apply(&NatRules::default())
 }
 
-fn validate(rule: &Masquerade) -> Result<(), NatError> {
-    let reason = if rule.uplink.is_empty() {
+fn validate(uplink: &str) -> Result<(), NatError> {
+    let reason = if uplink.is_empty() {
         Some("is empty")
-    } else if rule.uplink.len() >= IFNAMSIZ {
+    } else if uplink.len() >= IFNAMSIZ {
         Some("is longer than 15 bytes")
-    } else if rule.uplink.contains('\0') {
+    } else if uplink.contains('\0') {
         Some("contains a NUL byte")
     } else {
         None
     };
     match reason {
         Some(reason) => Err(NatError::InvalidRule {
-            subnet: rule.subnet,
-            uplink: rule.uplink.clone(),
+            uplink: uplink.to_string(),
             reason,
         }),
         None => Ok(()),
@@ -201,9 +260,13 @@ const NFTA_CHAIN_POLICY: u16 = 5;
 const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
+const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_INET_POST_ROUTING: u32 = 4;
 /// `srcnat`.
 const NF_IP_PRI_NAT_SRC: i32 = 100;
+/// `dstnat`.
+const NF_IP_PRI_NAT_DST: i32 = -100;
 const NF_ACCEPT: u32 = 1;
 
 const NFTA_RULE_TABLE: u16 = 1;
@@ -219,6 +282,7 @@ const NFTA_PAYLOAD_BASE: u16 = 2;
 const NFTA_PAYLOAD_OFFSET: u16 = 3;
 const NFTA_PAYLOAD_LEN: u16 = 4;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 
 const NFTA_BITWISE_SREG: u16 = 1;
 const NFTA_BITWISE_DREG: u16 = 2;
@@ -234,28 +298,56 @@ const NFT_CMP_NEQ: u32 = 1;
 
 const NFTA_META_DREG: u16 = 1;
 const NFTA_META_KEY: u16 = 2;
+const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
+const NFT_META_L4PROTO: u32 = 16;
 
-/// The first 16-byte data register.
+const NFTA_FIB_DREG: u16 = 1;
+const NFTA_FIB_RESULT: u16 = 2;
+const NFTA_FIB_FLAGS: u16 = 3;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// `RTN_LOCAL`: the address is one of this namespace's.
+const RTN_LOCAL: u32 = 2;
+
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+
+const NFTA_NAT_TYPE: u16 = 1;
+const NFTA_NAT_FAMILY: u16 = 2;
+const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+const NFTA_NAT_REG_ADDR_MAX: u16 = 4;
+const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+const NFTA_NAT_REG_PROTO_MAX: u16 = 6;
+const NFTA_NAT_FLAGS: u16 = 7;
+const NFT_NAT_DNAT: u32 = 1;
+const NF_NAT_RANGE_MAP_IPS: u32 = 1;
+const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
+
+/// The first two 16-byte data registers.
 const NFT_REG_1: u32 = 1;
+const NFT_REG_2: u32 = 2;
 const IFNAMSIZ: usize = 16;
-/// Offset of the source address in the IPv4 header.
+/// Offsets of the source and destination addresses in the IPv4 header.
 const IPV4_SADDR_OFFSET: u32 = 12;
+const IPV4_DADDR_OFFSET: u32 = 16;
+/// Offset of the destination port in the TCP and UDP headers.
+const DPORT_OFFSET: u32 = 2;
 
 fn table_attrs() -> Vec<Attr> {
     vec![Attr::string(NFTA_TABLE_NAME, TABLE)]
 }
 
-/// `type nat hook postrouting priority srcnat; policy accept;`
-fn chain_attrs() -> Vec<Attr> {
+/// `type nat hook HOOK priority PRIORITY; policy accept;`
+fn chain_attrs(name: &str, hook: u32, priority: i32) -> Vec<Attr> {
     vec![
         Attr::string(NFTA_CHAIN_TABLE, TABLE),
-        Attr::string(NFTA_CHAIN_NAME, CHAIN),
+        Attr::string(NFTA_CHAIN_NAME, name),
         Attr::Nested(
             NFTA_CHAIN_HOOK,
             vec![
-                Attr::be32(NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING),
-                Attr::be32(NFTA_HOOK_PRIORITY, NF_IP_PRI_NAT_SRC as u32),
+                Attr::be32(NFTA_HOOK_HOOKNUM, hook),
+                Attr::be32(NFTA_HOOK_PRIORITY, priority as u32),
             ],
         ),
         Attr::be32(NFTA_CHAIN_POLICY, NF_ACCEPT),
@@ -263,27 +355,123 @@ fn chain_attrs() -> Vec<Attr> {
     ]
 }
 
-/// `ip saddr SUBNET oifname != "UPLINK" masquerade`, as the same expressions `nft`
-/// compiles it to.
-fn rule_attrs(rule: &Masquerade) -> Vec<Attr> {
-    let mut exprs = saddr_match(rule.subnet);
-    exprs.push(Attr::expr(
-        "meta",
-        vec![
-            Attr::be32(NFTA_META_KEY, NFT_META_OIFNAME),
-            Attr::be32(NFTA_META_DREG, NFT_REG_1),
-        ],
-    ));
-    // Interface names compare as all IFNAMSIZ bytes, NUL-padded: an exact match.
-    let mut name = [0u8; IFNAMSIZ];
-    name[..rule.uplink.len()].copy_from_slice(rule.uplink.as_bytes());
-    exprs.push(cmp(NFT_CMP_NEQ, &name));
-    exprs.push(Attr::expr("masq", Vec::new()));
+fn rule_attrs(chain: &str, exprs: Vec<Attr>) -> Vec<Attr> {
     vec![
         Attr::string(NFTA_RULE_TABLE, TABLE),
-        Attr::string(NFTA_RULE_CHAIN, CHAIN),
+        Attr::string(NFTA_RULE_CHAIN, chain),
         Attr::Nested(NFTA_RULE_EXPRESSIONS, exprs),
     ]
+}
+
+/// `ip saddr SUBNET oifname != "UPLINK" masquerade`, as the same expressions `nft`
+/// compiles it to.
+fn masquerade_exprs(rule: &Masquerade) -> Vec<Attr> {
+    let mut exprs = saddr_match(rule.subnet);
+    exprs.extend(interface(NFT_META_OIFNAME, NFT_CMP_NEQ, &rule.uplink));
+    exprs.push(Attr::expr("masq", Vec::new()));
+    exprs
+}
+
+/// `iifname "UPLINK" oifname "UPLINK" masquerade`.
+fn hairpin_exprs(uplink: &str) -> Vec<Attr> {
+    let mut exprs = interface(NFT_META_IIFNAME, NFT_CMP_EQ, uplink);
+    exprs.extend(interface(NFT_META_OIFNAME, NFT_CMP_EQ, uplink));
+    exprs.push(Attr::expr("masq", Vec::new()));
+    exprs
+}
+
+/// `ip saddr 127.0.0.0/8 oifname "UPLINK" masquerade`.
+fn localhost_exprs(uplink: &str) -> Vec<Attr> {
+    let loopback = Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8).expect("/8");
+    let mut exprs = saddr_match(loopback);
+    exprs.extend(interface(NFT_META_OIFNAME, NFT_CMP_EQ, uplink));
+    exprs.push(Attr::expr("masq", Vec::new()));
+    exprs
+}
+
+/// `meta iifname|oifname ==|!= "NAME"`: interface names compare as all IFNAMSIZ bytes,
+/// NUL-padded, an exact match.
+fn interface(key: u32, op: u32, name: &str) -> Vec<Attr> {
+    let mut padded = [0u8; IFNAMSIZ];
+    padded[..name.len()].copy_from_slice(name.as_bytes());
+    vec![meta(key), cmp(op, &padded)]
+}
+
+fn meta(key: u32) -> Attr {
+    Attr::expr(
+        "meta",
+        vec![
+            Attr::be32(NFTA_META_KEY, key),
+            Attr::be32(NFTA_META_DREG, NFT_REG_1),
+        ],
+    )
+}
+
+fn payload(base: u32, offset: u32, len: u32) -> Attr {
+    Attr::expr(
+        "payload",
+        vec![
+            Attr::be32(NFTA_PAYLOAD_DREG, NFT_REG_1),
+            Attr::be32(NFTA_PAYLOAD_BASE, base),
+            Attr::be32(NFTA_PAYLOAD_OFFSET, offset),
+            Attr::be32(NFTA_PAYLOAD_LEN, len),
+        ],
+    )
+}
+
+fn immediate(register: u32, value: &[u8]) -> Attr {
+    Attr::expr(
+        "immediate",
+        vec![
+            Attr::be32(NFTA_IMMEDIATE_DREG, register),
+            Attr::data(NFTA_IMMEDIATE_DATA, value),
+        ],
+    )
+}
+
+/// `ip daddr HOST_IP` or `fib daddr type local`, then `PROTO dport HOST_PORT dnat to
+/// TARGET:TARGET_PORT`, as `nft` compiles it.
+fn forward_exprs(forward: &PortForward) -> Vec<Attr> {
+    let mut exprs = match forward.host_ip {
+        Some(ip) => vec![
+            payload(NFT_PAYLOAD_NETWORK_HEADER, IPV4_DADDR_OFFSET, 4),
+            cmp(NFT_CMP_EQ, &ip.octets()),
+        ],
+        None => vec![
+            Attr::expr(
+                "fib",
+                vec![
+                    Attr::be32(NFTA_FIB_DREG, NFT_REG_1),
+                    Attr::be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE),
+                    Attr::be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR),
+                ],
+            ),
+            // The address type is a host-order u32 in the register.
+            cmp(NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes()),
+        ],
+    };
+    exprs.push(meta(NFT_META_L4PROTO));
+    exprs.push(cmp(NFT_CMP_EQ, &[forward.protocol.number()]));
+    exprs.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, DPORT_OFFSET, 2));
+    exprs.push(cmp(NFT_CMP_EQ, &forward.host_port.to_be_bytes()));
+    exprs.push(immediate(NFT_REG_1, &forward.target.octets()));
+    exprs.push(immediate(NFT_REG_2, &forward.target_port.to_be_bytes()));
+    exprs.push(Attr::expr(
+        "nat",
+        vec![
+            Attr::be32(NFTA_NAT_TYPE, NFT_NAT_DNAT),
+            Attr::be32(NFTA_NAT_FAMILY, u32::from(NFPROTO_IPV4)),
+            Attr::be32(NFTA_NAT_REG_ADDR_MIN, NFT_REG_1),
+            Attr::be32(NFTA_NAT_REG_ADDR_MAX, NFT_REG_1),
+            Attr::be32(NFTA_NAT_REG_PROTO_MIN, NFT_REG_2),
+            Attr::be32(NFTA_NAT_REG_PROTO_MAX, NFT_REG_2),
+            Attr::be32(
+                NFTA_NAT_FLAGS,
+                NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED,
+            ),
+        ],
+    ));
+    exprs
 }
 
 /// `ip saddr SUBNET`: load the whole bytes of the prefix and compare; a prefix that ends
@@ -474,6 +662,7 @@ enum Step {
     Table,
     Chain,
     Rule,
+    Forward,
 }
 
 /// What a step needs from the kernel, for errors that say it is missing.
@@ -483,6 +672,7 @@ fn needs(step: Step) -> &'static str {
         Step::Table => "CONFIG_NF_TABLES_IPV4",
         Step::Chain => "CONFIG_NFT_NAT, module nft_chain_nat",
         Step::Rule => "CONFIG_NFT_MASQ, module nft_masq",
+        Step::Forward => "CONFIG_NFT_NAT and CONFIG_NFT_FIB_IPV4, modules nft_nat and nft_fib_ipv4",
     }
 }
 
@@ -615,7 +805,7 @@ fn classify(step: Step, what: String, errno: Errno, detail: Option<String>) -> N
         // No chain type "nat" or no expression "masq"/"meta"/"payload"... (the kernel
         // tried to load the module). Table and chain come earlier in the same batch, so
         // a missing table or chain would have failed first.
-        Errno::ENOENT => matches!(step, Step::Chain | Step::Rule),
+        Errno::ENOENT => matches!(step, Step::Chain | Step::Rule | Step::Forward),
         _ => false,
     };
     if unavailable {
@@ -697,6 +887,7 @@ mod tests {
     use nix::sched::{setns, unshare, CloneFlags};
 
     use super::*;
+    use switchyard::portmap::Protocol;
 
     const NFT_MSG_GETTABLE: u8 = 1;
     const NFT_MSG_GETCHAIN: u8 = 4;
@@ -706,6 +897,30 @@ mod tests {
         Masquerade {
             subnet: subnet.parse().unwrap(),
             uplink: uplink.to_string(),
+        }
+    }
+
+    /// A table of masquerade rules only.
+    fn table(rules: &[Masquerade]) -> NatRules {
+        NatRules {
+            masquerade: rules.to_vec(),
+            forwards: Vec::new(),
+            uplink: "sy-uplink".to_string(),
+        }
+    }
+
+    fn forward(
+        host_ip: Option<&str>,
+        host_port: u16,
+        target: &str,
+        target_port: u16,
+    ) -> PortForward {
+        PortForward {
+            protocol: Protocol::Tcp,
+            host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+            host_port,
+            target: target.parse().unwrap(),
+            target_port,
         }
     }
 
@@ -723,6 +938,18 @@ mod tests {
         assert_eq!(NFT_MSG_GETCHAIN as i32, libc::NFT_MSG_GETCHAIN);
         assert_eq!(NFT_MSG_GETRULE as i32, libc::NFT_MSG_GETRULE);
         assert_eq!(NF_INET_POST_ROUTING as i32, libc::NF_INET_POST_ROUTING);
+        assert_eq!(NF_INET_PRE_ROUTING as i32, libc::NF_INET_PRE_ROUTING);
+        assert_eq!(NF_INET_LOCAL_OUT as i32, libc::NF_INET_LOCAL_OUT);
+        assert_eq!(NF_IP_PRI_NAT_DST, libc::NF_IP_PRI_NAT_DST);
+        assert_eq!(NFT_META_IIFNAME as i32, libc::NFT_META_IIFNAME);
+        assert_eq!(NFT_META_L4PROTO as i32, libc::NFT_META_L4PROTO);
+        assert_eq!(NFT_NAT_DNAT as i32, libc::NFT_NAT_DNAT);
+        assert_eq!(
+            NFT_PAYLOAD_TRANSPORT_HEADER as i32,
+            libc::NFT_PAYLOAD_TRANSPORT_HEADER
+        );
+        assert_eq!(NFT_REG_2 as i32, libc::NFT_REG_2);
+        assert_eq!(RTN_LOCAL as u8, libc::RTN_LOCAL);
         assert_eq!(NF_IP_PRI_NAT_SRC, libc::NF_IP_PRI_NAT_SRC);
         assert_eq!(NF_ACCEPT as i32, libc::NF_ACCEPT);
         assert_eq!(NFT_REG_1 as i32, libc::NFT_REG_1);
@@ -751,13 +978,20 @@ mod tests {
     #[test]
     fn invalid_uplink_names_are_refused_before_anything_is_sent() {
         for uplink in ["", "sixteen-bytes-xx", "a\0b"] {
-            let err = apply(&[masquerade("10.10.0.0/24", uplink)]).unwrap_err();
+            let err = apply(&table(&[masquerade("10.10.0.0/24", uplink)])).unwrap_err();
+            assert!(matches!(err, NatError::InvalidRule { .. }), "{err}");
+            let published = NatRules {
+                forwards: vec![forward(None, 8080, "10.10.0.2", 80)],
+                uplink: uplink.to_string(),
+                ..NatRules::default()
+            };
+            let err = apply(&published).unwrap_err();
             assert!(matches!(err, NatError::InvalidRule { .. }), "{err}");
         }
-        let err = apply(&[masquerade("10.10.0.0/24", "")]).unwrap_err();
+        let err = apply(&table(&[masquerade("10.10.0.0/24", "")])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"invalid masquerade rule for 10.10.0.0/24: uplink interface name "" is empty"#
+            r#"invalid NAT rules: uplink interface name "" is empty"#
         );
     }
 
@@ -793,14 +1027,92 @@ mod tests {
         for (subnet, mut expected) in cases {
             expected.extend(["meta load oifname => reg 1", uplink, "masq"]);
             let rule = masquerade(subnet, "sy-uplink");
-            let bytes = encode(
-                NfMessage::nftables(NFT_MSG_NEWRULE, rule_attrs(&rule)),
-                0,
-                1,
-            );
-            let described = describe_rule(&bytes[16 + 4..]);
+            let described = describe(masquerade_exprs(&rule));
             assert_eq!(described, expected, "{rule}");
         }
+    }
+
+    /// A rule's expressions as [`describe_rule`] reads them back from its message.
+    fn describe(exprs: Vec<Attr>) -> Vec<String> {
+        let bytes = encode(
+            NfMessage::nftables(NFT_MSG_NEWRULE, rule_attrs(CHAIN, exprs)),
+            0,
+            1,
+        );
+        describe_rule(&bytes[16 + 4..])
+    }
+
+    #[test]
+    fn published_port_rules_compile_to_what_nft_compiles_them_to() {
+        // `nft --debug=netlink` for `fib daddr type local tcp dport 8080 dnat to
+        // 10.1.0.2:80` and the rest, with register data written as bytes in memory order
+        // (nft prints host-order words: `0x00000002` for the address type is 02000000
+        // on a little-endian machine).
+        let rtn_local = hex(&RTN_LOCAL.to_ne_bytes());
+        let dnat = [
+            "meta load l4proto => reg 1",
+            "cmp eq reg 1 0x06",
+            "payload load 2b @ transport header + 2 => reg 1",
+            "cmp eq reg 1 0x1f90",
+            "immediate reg 1 0x0a010002",
+            "immediate reg 2 0x0050",
+            "nat dnat ip addr_min reg 1 addr_max reg 1 proto_min reg 2 proto_max reg 2 flags 0x3",
+        ];
+        let mut any = vec![
+            "fib daddr type => reg 1".to_string(),
+            format!("cmp eq reg 1 0x{rtn_local}"),
+        ];
+        any.extend(dnat.map(String::from));
+        assert_eq!(
+            describe(forward_exprs(&forward(None, 8080, "10.1.0.2", 80))),
+            any
+        );
+        let mut one = vec![
+            "payload load 4b @ network header + 16 => reg 1".to_string(),
+            "cmp eq reg 1 0x01020304".to_string(),
+        ];
+        one.extend(dnat.map(String::from));
+        assert_eq!(
+            describe(forward_exprs(&forward(
+                Some("1.2.3.4"),
+                8080,
+                "10.1.0.2",
+                80
+            ))),
+            one
+        );
+        let udp = PortForward {
+            protocol: Protocol::Udp,
+            ..forward(None, 53, "10.1.0.2", 5353)
+        };
+        let described = describe(forward_exprs(&udp));
+        assert_eq!(described[3], "cmp eq reg 1 0x11");
+        assert_eq!(described[7], "immediate reg 2 0x14e9");
+        let name = "cmp eq reg 1 0x61000000000000000000000000000000";
+        assert_eq!(
+            describe(hairpin_exprs("a")),
+            [
+                "meta load iifname => reg 1",
+                name,
+                "meta load oifname => reg 1",
+                name,
+                "masq"
+            ]
+        );
+        assert_eq!(
+            describe(localhost_exprs("a")),
+            [
+                "payload load 1b @ network header + 12 => reg 1",
+                "cmp eq reg 1 0x7f",
+                "meta load oifname => reg 1",
+                name,
+                "masq"
+            ]
+        );
+        assert_eq!(
+            forward(None, 8080, "10.1.0.2", 80).to_string(),
+            "fib daddr type local tcp dport 8080 dnat to 10.1.0.2:80"
+        );
     }
 
     #[test]
@@ -1004,15 +1316,13 @@ mod tests {
                 let data = attr(elem, NFTA_EXPR_DATA).unwrap_or_default();
                 let u = |kind| be32_attr(data, kind).unwrap();
                 match name.as_str() {
-                    "payload" => {
-                        assert_eq!(u(NFTA_PAYLOAD_BASE), NFT_PAYLOAD_NETWORK_HEADER);
-                        format!(
-                            "payload load {}b @ network header + {} => reg {}",
-                            u(NFTA_PAYLOAD_LEN),
-                            u(NFTA_PAYLOAD_OFFSET),
-                            u(NFTA_PAYLOAD_DREG)
-                        )
-                    }
+                    "payload" => format!(
+                        "payload load {}b @ {} header + {} => reg {}",
+                        u(NFTA_PAYLOAD_LEN),
+                        ["link", "network", "transport"][u(NFTA_PAYLOAD_BASE) as usize],
+                        u(NFTA_PAYLOAD_OFFSET),
+                        u(NFTA_PAYLOAD_DREG)
+                    ),
                     "bitwise" => format!(
                         "bitwise reg {} = ( reg {} & 0x{} ) ^ 0x{}",
                         u(NFTA_BITWISE_DREG),
@@ -1027,8 +1337,35 @@ mod tests {
                         data_attr(data, NFTA_CMP_DATA)
                     ),
                     "meta" => {
-                        assert_eq!(u(NFTA_META_KEY), NFT_META_OIFNAME);
-                        format!("meta load oifname => reg {}", u(NFTA_META_DREG))
+                        let key = match u(NFTA_META_KEY) {
+                            NFT_META_IIFNAME => "iifname",
+                            NFT_META_OIFNAME => "oifname",
+                            NFT_META_L4PROTO => "l4proto",
+                            other => panic!("unexpected meta key {other}"),
+                        };
+                        format!("meta load {key} => reg {}", u(NFTA_META_DREG))
+                    }
+                    "fib" => {
+                        assert_eq!(u(NFTA_FIB_RESULT), NFT_FIB_RESULT_ADDRTYPE);
+                        assert_eq!(u(NFTA_FIB_FLAGS), NFTA_FIB_F_DADDR);
+                        format!("fib daddr type => reg {}", u(NFTA_FIB_DREG))
+                    }
+                    "immediate" => format!(
+                        "immediate reg {} 0x{}",
+                        u(NFTA_IMMEDIATE_DREG),
+                        data_attr(data, NFTA_IMMEDIATE_DATA)
+                    ),
+                    "nat" => {
+                        assert_eq!(u(NFTA_NAT_TYPE), NFT_NAT_DNAT);
+                        assert_eq!(u(NFTA_NAT_FAMILY), u32::from(NFPROTO_IPV4));
+                        format!(
+                            "nat dnat ip addr_min reg {} addr_max reg {} proto_min reg {} proto_max reg {} flags 0x{:x}",
+                            u(NFTA_NAT_REG_ADDR_MIN),
+                            u(NFTA_NAT_REG_ADDR_MAX),
+                            u(NFTA_NAT_REG_PROTO_MIN),
+                            u(NFTA_NAT_REG_PROTO_MAX),
+                            u(NFTA_NAT_FLAGS)
+                        )
                     }
                     "masq" => {
                         assert!(attrs(data).is_empty(), "masq with options");
@@ -1089,7 +1426,7 @@ mod tests {
             // Removing what is not there is fine, twice.
             remove().unwrap();
             remove().unwrap();
-            apply(&[]).unwrap();
+            apply(&NatRules::default()).unwrap();
             assert_eq!(read_back(), empty);
 
             let two = [
@@ -1099,7 +1436,7 @@ mod tests {
             let chain = format!("{CHAIN} type nat hook 4 priority 100 policy 1");
             for _ in 0..2 {
                 // Applying again replaces rather than adds.
-                apply(&two).unwrap();
+                apply(&table(&two)).unwrap();
                 assert_eq!(
                     read_back(),
                     Ruleset {
@@ -1123,7 +1460,7 @@ mod tests {
                 None => eprintln!("nft is not installed: checked over netlink only"),
             }
 
-            apply(&two[1..]).unwrap();
+            apply(&table(&two[1..])).unwrap();
             assert_eq!(
                 read_back(),
                 Ruleset {
@@ -1133,9 +1470,9 @@ mod tests {
                 }
             );
 
-            apply(&[]).unwrap();
+            apply(&NatRules::default()).unwrap();
             assert_eq!(read_back(), empty);
-            apply(&two).unwrap();
+            apply(&table(&two)).unwrap();
             remove().unwrap();
             assert_eq!(read_back(), empty);
             remove().unwrap();
@@ -1237,17 +1574,150 @@ mod tests {
         );
 
         assert!(!ping(&a, "192.168.77.2"), "E has no route back without NAT");
-        in_netns(&h, || apply(&[masquerade("10.10.0.0/24", "sy-uplink")])).unwrap();
+        in_netns(&h, || {
+            apply(&table(&[masquerade("10.10.0.0/24", "sy-uplink")]))
+        })
+        .unwrap();
         assert!(reaches(&a, "192.168.77.2"), "masqueraded");
-        in_netns(&h, || apply(&[masquerade("10.10.0.0/24", "to-e")])).unwrap();
+        in_netns(&h, || apply(&table(&[masquerade("10.10.0.0/24", "to-e")]))).unwrap();
         assert!(
             !ping(&a, "192.168.77.2"),
             "not masqueraded out of the uplink"
         );
-        in_netns(&h, || apply(&[masquerade("10.20.0.0/24", "sy-uplink")])).unwrap();
+        in_netns(&h, || {
+            apply(&table(&[masquerade("10.20.0.0/24", "sy-uplink")]))
+        })
+        .unwrap();
         assert!(!ping(&a, "192.168.77.2"), "another subnet's rule");
         in_netns(&h, remove).unwrap();
         assert!(!ping(&a, "192.168.77.2"), "rules removed");
+        drop(trio);
+    }
+
+    /// Accepts connections on `addr` inside namespace `netns` and answers each with the
+    /// address it came from, until `count` have been served.
+    fn echo_peer(netns: &str, addr: &str, count: usize) -> std::thread::JoinHandle<()> {
+        let file = File::open(format!("/run/netns/{netns}")).expect("open the namespace");
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            let listener = std::net::TcpListener::bind(addr).expect("bind");
+            ready_tx.send(()).unwrap();
+            for stream in listener.incoming().take(count) {
+                let mut stream = stream.expect("accept");
+                let peer = stream.peer_addr().unwrap().ip().to_string();
+                let _ = stream.write_all(peer.as_bytes());
+            }
+        });
+        ready_rx.recv().expect("the server listens");
+        server
+    }
+
+    /// Connects from namespace `netns` to `to` and returns what the server said (the
+    /// address it saw us come from), or `None` when nothing answered within 2 s.
+    fn peer_seen(netns: &str, to: &str) -> Option<String> {
+        let to: std::net::SocketAddr = to.parse().unwrap();
+        in_netns(netns, move || {
+            use std::io::Read;
+            let mut stream =
+                std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            let mut seen = String::new();
+            stream.read_to_string(&mut seen).ok()?;
+            Some(seen)
+        })
+    }
+
+    /// C (192.168.77.2) -> H (192.168.77.1, switchd's rules, `to-a` playing the uplink)
+    /// -> A (10.10.0.2, serving port 80). A published 8080 -> 10.10.0.2:80 is reached from
+    /// C with C's address kept, from H on its own address and on 127.0.0.1, and from A
+    /// itself through H (hairpin, masqueraded to H's address); without the rules, not.
+    #[test]
+    fn published_ports_work_end_to_end() {
+        if !is_root() {
+            return;
+        }
+        let pid = std::process::id();
+        let [c, h, a] = ["c", "h", "a"].map(|n| format!("dnattest-{pid}-{n}"));
+        let mut trio = Trio { names: Vec::new() };
+        for name in [&c, &h, &a] {
+            run(&["ip", "netns", "add", name]);
+            trio.names.push(name.clone());
+            ip(name, "link set lo up");
+        }
+        ip(
+            &h,
+            &format!("link add to-a type veth peer name eth0 netns {a}"),
+        );
+        ip(
+            &h,
+            &format!("link add to-c type veth peer name eth0 netns {c}"),
+        );
+        ip(&a, "addr add 10.10.0.2/24 dev eth0");
+        ip(&a, "link set eth0 up");
+        ip(&a, "route add default via 10.10.0.1");
+        ip(&c, "addr add 192.168.77.2/24 dev eth0");
+        ip(&c, "link set eth0 up");
+        ip(&h, "addr add 10.10.0.1/24 dev to-a");
+        ip(&h, "addr add 192.168.77.1/24 dev to-c");
+        ip(&h, "link set to-a up");
+        ip(&h, "link set to-c up");
+        let sysctls = "echo 1 > /proc/sys/net/ipv4/ip_forward && \
+                       echo 1 > /proc/sys/net/ipv4/conf/to-a/route_localnet";
+        run(&["ip", "netns", "exec", &h, "sh", "-c", sysctls]);
+        assert!(
+            reaches(&c, "192.168.77.1") && reaches(&h, "10.10.0.2"),
+            "links are up"
+        );
+
+        let server = echo_peer(&a, "10.10.0.2:80", 4);
+        assert_eq!(
+            peer_seen(&c, "192.168.77.1:8080"),
+            None,
+            "nothing published yet"
+        );
+        let rules = NatRules {
+            masquerade: Vec::new(),
+            forwards: vec![forward(None, 8080, "10.10.0.2", 80)],
+            uplink: "to-a".to_string(),
+        };
+        in_netns(&h, move || apply(&rules)).unwrap();
+        assert_eq!(
+            peer_seen(&c, "192.168.77.1:8080").as_deref(),
+            Some("192.168.77.2"),
+            "from outside, with the client's address"
+        );
+        assert_eq!(
+            peer_seen(&h, "192.168.77.1:8080").as_deref(),
+            Some("192.168.77.1"),
+            "from the namespace itself"
+        );
+        assert!(
+            peer_seen(&h, "127.0.0.1:8080").is_some(),
+            "from the namespace's 127.0.0.1"
+        );
+        assert_eq!(
+            peer_seen(&a, "192.168.77.1:8080").as_deref(),
+            Some("10.10.0.1"),
+            "hairpin, masqueraded"
+        );
+        server.join().unwrap();
+
+        // Bound to one address: not on the others.
+        let server = echo_peer(&a, "10.10.0.2:80", 1);
+        let rules = NatRules {
+            masquerade: Vec::new(),
+            forwards: vec![forward(Some("10.10.0.1"), 8080, "10.10.0.2", 80)],
+            uplink: "to-a".to_string(),
+        };
+        in_netns(&h, move || apply(&rules)).unwrap();
+        assert_eq!(peer_seen(&c, "192.168.77.1:8080"), None, "another address");
+        assert!(peer_seen(&h, "10.10.0.1:8080").is_some(), "its address");
+        server.join().unwrap();
+        in_netns(&h, remove).unwrap();
+        assert_eq!(peer_seen(&c, "192.168.77.1:8080"), None, "rules removed");
         drop(trio);
     }
 }

@@ -34,7 +34,8 @@ fn mutates(request: &Request) -> bool {
         | Request::NetworkRename { .. }
         | Request::AddressReserve { .. }
         | Request::AddressRelease { .. }
-        | Request::PortMoved { .. } => true,
+        | Request::PortMoved { .. }
+        | Request::PortPublish { .. } => true,
         Request::Status
         | Request::PortList
         | Request::FdbShow { .. }

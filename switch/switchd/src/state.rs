@@ -195,6 +195,7 @@ mod tests {
                 ip: "10.10.0.2".parse().unwrap(),
                 mac: "02:42:0a:0a:00:02".parse().unwrap(),
                 container_id: None,
+                published: Vec::new(),
             }],
             reservations: Vec::new(),
             nat_pending: false,

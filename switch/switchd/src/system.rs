@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use switchyard::controller::state::{SavedPort, SavedState};
 use switchyard::controller::{
-    ControlError, ErrorCode, Links, Masquerade, NamespaceId, Routing, Store, Underlay,
+    ControlError, ErrorCode, Links, NamespaceId, NatRules, Routing, Store, Underlay,
 };
 use switchyard::PortId;
 use switchyard_os::netns::{Netns, NetnsError, NetnsId};
@@ -277,7 +277,7 @@ impl Routing for System {
         }
     }
 
-    fn replace_nat(&mut self, rules: &[Masquerade]) -> Result<(), ControlError> {
+    fn replace_nat(&mut self, rules: &NatRules) -> Result<(), ControlError> {
         match nft::apply(rules) {
             // No nf_tables here, and nothing to write: nothing to do either.
             Err(NatError::Unavailable { .. }) if rules.is_empty() => Ok(()),

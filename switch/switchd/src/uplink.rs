@@ -36,6 +36,16 @@ impl Uplink {
         // The router is IPv4 only: without IPv6 the host sends no router solicitations
         // or MLD reports into the uplink. Best effort: a kernel without IPv6 has no knob.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        // Published ports (see switchyard_os::nft): a client on 127.0.0.1 is DNATed into
+        // the uplink, which the kernel allows only with route_localnet (and masquerades);
+        // a container's hairpin comes in and goes out the uplink, which needs no ICMP
+        // redirect telling the container to go direct. Best effort: without them only
+        // those two cases fail.
+        let conf = format!("/proc/sys/net/ipv4/conf/{name}");
+        if let Err(err) = std::fs::write(format!("{conf}/route_localnet"), "1") {
+            tracing::warn!(error = %err, "published ports will not answer on 127.0.0.1: cannot set {conf}/route_localnet");
+        }
+        let _ = std::fs::write(format!("{conf}/send_redirects"), "0");
         let mut rtnl = rtnl()?;
         let link = rtnl.link(name)?;
         rtnl.set_up(&link)?;

@@ -23,6 +23,7 @@ use switchyard::control::{
 };
 use switchyard::network::NetworkConfig;
 use switchyard::port::{PortId, PortMode};
+use switchyard::portmap::PortMapping;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
 use switchyard_encap::Vni;
 use switchyard_os::client::Client;
@@ -166,6 +167,16 @@ enum PortCommand {
         /// Port id, or name such as red/eth0.
         port: String,
     },
+    /// Publish ports of switchd's namespace to a port on a network: each mapping
+    /// replaces the port's list (none: publish nothing).
+    Publish {
+        /// Port id, or name such as red/eth0.
+        port: String,
+        /// [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp], such as 8080:80 or
+        /// 127.0.0.1:5353:53/udp.
+        #[arg(value_name = "MAPPING")]
+        mappings: Vec<PortMapping>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +298,10 @@ impl Command {
                 storm_limit_pps: args.storm_limit_pps,
             },
             Command::Port(PortCommand::Del { port }) => Request::PortDel { port: port.clone() },
+            Command::Port(PortCommand::Publish { port, mappings }) => Request::PortPublish {
+                port: port.clone(),
+                published: mappings.clone(),
+            },
             Command::Fdb(FdbCommand::Show { vlan, port }) => Request::FdbShow {
                 vlan: *vlan,
                 port: port.clone(),
@@ -380,6 +395,19 @@ fn run(cli: &Cli) -> Result<String> {
         Command::Port(PortCommand::Del { .. }) => {
             call(&mut client, &request, json, format_port_removed)
         }
+        Command::Port(PortCommand::Publish { .. }) => call(
+            &mut client,
+            &request,
+            json,
+            |e: &switchyard::control::EndpointInfo| {
+                format!(
+                    "port {} ({}) publishes {}\n",
+                    e.port,
+                    e.address.addr(),
+                    published(&e.published)
+                )
+            },
+        ),
         Command::Fdb(FdbCommand::Show { .. }) => {
             call(&mut client, &request, json, |records: &Vec<FdbRecord>| {
                 format_fdb(records)
@@ -492,6 +520,17 @@ fn format_networks(networks: &[NetworkInfo]) -> String {
     table.render()
 }
 
+/// Published ports as Docker lists them, or `-`.
+fn published(list: &[PortMapping]) -> String {
+    if list.is_empty() {
+        return "-".to_string();
+    }
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn format_network(n: &NetworkInfo) -> String {
     let mut out = format_fields(&[
         ("name", n.name.clone()),
@@ -509,6 +548,7 @@ fn format_network(n: &NetworkInfo) -> String {
             ("ADDRESS", Align::Left),
             ("MAC", Align::Left),
             ("CONTAINER", Align::Left),
+            ("PUBLISHED", Align::Left),
         ]);
         for e in &n.endpoints {
             table.push(vec![
@@ -517,6 +557,7 @@ fn format_network(n: &NetworkInfo) -> String {
                 e.address.to_string(),
                 e.mac.to_string(),
                 e.container_id.clone().unwrap_or_else(|| "-".into()),
+                published(&e.published),
             ]);
         }
         out.push('\n');

@@ -6,7 +6,7 @@
 //! changes its model, derives the [`super::plan::Plan`] of steps that bring the world in
 //! line, and runs it through these traits.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use ipnet::Ipv4Net;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ControlError;
 use super::state::{SavedPort, SavedState};
 use crate::port::PortId;
+use crate::portmap::Protocol;
 
 /// Which namespace something lives in: device and inode of its nsfs file (tell
 /// namespaces apart while both are alive) and the kernel's cookie (never reused within
@@ -43,6 +44,51 @@ impl std::fmt::Display for Masquerade {
             write!(f, "ip saddr {} ", self.subnet.trunc())?;
         }
         write!(f, "oifname != {:?} masquerade", self.uplink)
+    }
+}
+
+/// One published port as destination NAT: what arrives for `host_port` (on `host_ip`,
+/// or any address of switchd's namespace) goes to `target:target_port`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortForward {
+    pub protocol: Protocol,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub target: Ipv4Addr,
+    pub target_port: u16,
+}
+
+impl std::fmt::Display for PortForward {
+    /// The rule in `nft` syntax.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host_ip {
+            Some(ip) => write!(f, "ip daddr {ip} ")?,
+            None => write!(f, "fib daddr type local ")?,
+        }
+        write!(
+            f,
+            "{} dport {} dnat to {}:{}",
+            self.protocol, self.host_port, self.target, self.target_port
+        )
+    }
+}
+
+/// Everything switchd's NAT table holds: masquerading networks and published ports.
+/// Published ports also need two masquerade rules of their own through `uplink`: for
+/// containers that reach a published port (hairpin: in and out through the uplink) and
+/// for clients on 127.0.0.1 of switchd's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatRules {
+    pub masquerade: Vec<Masquerade>,
+    pub forwards: Vec<PortForward>,
+    /// switchd's uplink TUN.
+    pub uplink: String,
+}
+
+impl NatRules {
+    /// No rules: the table goes.
+    pub fn is_empty(&self) -> bool {
+        self.masquerade.is_empty() && self.forwards.is_empty()
     }
 }
 
@@ -94,7 +140,7 @@ pub trait Routing {
     fn unroute(&mut self, subnet: Ipv4Net) -> Result<(), ControlError>;
 
     /// Replaces the whole NAT table with `rules` (none: the table goes).
-    fn replace_nat(&mut self, rules: &[Masquerade]) -> Result<(), ControlError>;
+    fn replace_nat(&mut self, rules: &NatRules) -> Result<(), ControlError>;
 }
 
 /// The VXLAN underlay.

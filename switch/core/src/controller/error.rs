@@ -130,6 +130,9 @@ impl From<NetworkError> for ControlError {
             NetworkError::NotReserved { .. } => ErrorCode::NoSuchEntry,
             NetworkError::InUse { .. } => ErrorCode::NetworkInUse,
             NetworkError::Overlap { .. }
+            | NetworkError::InternalPublish(_)
+            | NetworkError::HostPortTaken { .. }
+            | NetworkError::NoEndpoint(_)
             | NetworkError::OverlapsHostRoute { .. }
             | NetworkError::VniTaken { .. }
             | NetworkError::NoVlan
@@ -147,6 +150,7 @@ impl From<NetworkError> for ControlError {
             | NetworkError::Mtu(_)
             | NetworkError::RangeOutside { .. }
             | NetworkError::InternalMasquerade
+            | NetworkError::PortMap(_)
             | NetworkError::InvalidId(_) => ErrorCode::InvalidArgument,
         };
         ControlError::new(code, err.to_string())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
-use super::effects::{Links, Masquerade, NamespaceId, Routing, Store, Underlay};
+use super::effects::{Links, NamespaceId, NatRules, Routing, Store, Underlay};
 use super::error::{ControlError, ErrorCode};
 use super::state::{SavedPort, SavedState};
 use crate::port::PortId;
@@ -46,7 +46,7 @@ pub struct FakeSystem {
     pub attached: BTreeMap<PortId, FakeTap>,
     pub uplink: bool,
     pub routes: BTreeMap<Ipv4Net, u32>,
-    pub nat: Vec<Masquerade>,
+    pub nat: NatRules,
     pub host_routes: Vec<Ipv4Net>,
     pub saved: Option<SavedState>,
     pub vtep: Option<SocketAddr>,
@@ -241,9 +241,11 @@ impl Routing for FakeSystem {
         Ok(())
     }
 
-    fn replace_nat(&mut self, rules: &[Masquerade]) -> Result<(), ControlError> {
-        self.effect(Call::ReplaceNat(rules.len()))?;
-        self.nat = rules.to_vec();
+    fn replace_nat(&mut self, rules: &NatRules) -> Result<(), ControlError> {
+        self.effect(Call::ReplaceNat(
+            rules.masquerade.len() + rules.forwards.len(),
+        ))?;
+        self.nat = rules.clone();
         Ok(())
     }
 }

@@ -43,9 +43,12 @@ use crate::fdb::{FdbEntry, FlushFilter};
 use crate::forward::DEFAULT_PATH_MTU;
 use crate::network::{Endpoint, Network, NetworkConfig};
 use crate::port::{PortId, PortMode, StormLimit};
+use crate::portmap::PortMapping;
 use crate::time::Time;
 use crate::wire::{MacAddr, VlanId};
-pub use effects::{Effects, Links, Masquerade, NamespaceId, Routing, Store, Underlay};
+pub use effects::{
+    Effects, Links, Masquerade, NamespaceId, NatRules, PortForward, Routing, Store, Underlay,
+};
 pub use error::{ControlError, ErrorCode};
 pub use model::Model;
 pub use plan::{Plan, Step};
@@ -211,7 +214,7 @@ impl Controller {
                 controller.warn(format!("cannot set the networks up again: {err}"));
             }
         }
-        let rules = plan::masquerade_rules(&model, &controller.uplink_name(fx));
+        let rules = plan::nat_rules(&model, &controller.uplink_name(fx));
         if !rules.is_empty() || saved.nat_pending {
             match fx.replace_nat(&rules) {
                 Ok(()) => repaired |= saved.nat_pending,
@@ -288,8 +291,8 @@ impl Controller {
     /// Everything a stopping switchd undoes: the NAT table (the uplink and its routes go
     /// with the process; TAPs stay, persistent, for the next start).
     pub fn shutdown(&mut self, fx: &mut dyn Effects) {
-        if self.model.networks.iter().any(|n| n.masquerade) {
-            if let Err(err) = fx.replace_nat(&[]) {
+        if !plan::nat_rules(&self.model, "").is_empty() {
+            if let Err(err) = fx.replace_nat(&NatRules::default()) {
                 self.warn(format!("cannot remove the NAT rules: {err}"));
             }
         }
@@ -366,6 +369,9 @@ impl Controller {
             }
             Request::SubnetSuggest { internal } => to_value(self.subnet_suggest(fx, internal)),
             Request::PortMoved { port, netns } => to_value(self.port_moved(fx, &port, &netns)),
+            Request::PortPublish { port, published } => {
+                to_value(self.port_publish(fx, &port, &published))
+            }
         }
     }
 
@@ -502,9 +508,7 @@ impl Controller {
                 fx.replace_nat(rules)
                     .map_err(|e| e.context("cannot update the NAT (masquerade) rules"))?;
                 let uplink = self.uplink_name(fx);
-                Ok(vec![Step::ReplaceNat(plan::masquerade_rules(
-                    before, &uplink,
-                ))])
+                Ok(vec![Step::ReplaceNat(plan::nat_rules(before, &uplink))])
             }
             Step::SaveIntent | Step::Save | Step::CreateTap(_) | Step::DestroyTap(_) => {
                 Ok(Vec::new())
@@ -710,6 +714,7 @@ impl Controller {
                 ip,
                 mac: MacAddr::from_ipv4(ip),
                 container_id: req.container_id.clone(),
+                published: Vec::new(),
             })?;
         }
         self.commit(fx, new, "attach failed and was rolled back")
@@ -797,7 +802,39 @@ impl Controller {
             ifname: port.ifname.clone(),
             netns: port.netns.clone(),
             container_id: endpoint.container_id.clone(),
+            published: endpoint.published.clone(),
         })
+    }
+
+    fn port_publish(
+        &mut self,
+        fx: &mut dyn Effects,
+        port: &str,
+        published: &[PortMapping],
+    ) -> Outcome<EndpointInfo> {
+        let id = self.resolve_port(port)?;
+        let mut new = self.model.clone();
+        new.networks.publish(id, published)?;
+        if new == self.model {
+            return self
+                .endpoint_info(id)
+                .ok_or_else(|| ControlError::system("endpoint vanished"));
+        }
+        self.commit(fx, new, "cannot publish the ports, left as they were")?;
+        let info = self
+            .endpoint_info(id)
+            .ok_or_else(|| ControlError::system("endpoint vanished"))?;
+        let list: Vec<String> = info.published.iter().map(ToString::to_string).collect();
+        self.info(format!(
+            "port {id} ({}) publishes {}",
+            info.address.addr(),
+            if list.is_empty() {
+                "nothing".to_string()
+            } else {
+                list.join(", ")
+            }
+        ));
+        Ok(info)
     }
 
     /// Removes port `id` (and its TAP, address and static entries).

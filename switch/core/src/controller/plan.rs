@@ -26,7 +26,7 @@
 
 use ipnet::Ipv4Net;
 
-use super::effects::Masquerade;
+use super::effects::{Masquerade, NatRules, PortForward};
 use super::model::Model;
 use crate::port::PortId;
 
@@ -49,7 +49,7 @@ pub enum Step {
     /// Remove a network's route.
     Unroute { subnet: Ipv4Net },
     /// Replace the NAT table with these rules.
-    ReplaceNat(Vec<Masquerade>),
+    ReplaceNat(NatRules),
     /// Save the state: the commit point.
     Save,
 }
@@ -119,10 +119,7 @@ impl Plan {
                 steps.push(Step::Unroute { subnet: *subnet });
             }
         }
-        let (old_nat, new_nat) = (
-            masquerade_rules(old, uplink_name),
-            masquerade_rules(new, uplink_name),
-        );
+        let (old_nat, new_nat) = (nat_rules(old, uplink_name), nat_rules(new, uplink_name));
         if old_nat != new_nat {
             steps.push(Step::ReplaceNat(new_nat));
         }
@@ -130,9 +127,10 @@ impl Plan {
     }
 }
 
-/// The NAT rules a model asks for: one per masquerading network.
-pub fn masquerade_rules(model: &Model, uplink_name: &str) -> Vec<Masquerade> {
-    model
+/// The NAT rules a model asks for: one masquerade per masquerading network, one
+/// forward per published port.
+pub fn nat_rules(model: &Model, uplink_name: &str) -> NatRules {
+    let masquerade = model
         .networks
         .iter()
         .filter(|n| n.masquerade)
@@ -140,5 +138,25 @@ pub fn masquerade_rules(model: &Model, uplink_name: &str) -> Vec<Masquerade> {
             subnet: n.subnet,
             uplink: uplink_name.to_string(),
         })
-        .collect()
+        .collect();
+    let mut forwards: Vec<PortForward> = model
+        .networks
+        .endpoints()
+        .iter()
+        .flat_map(|e| {
+            e.published.iter().map(|m| PortForward {
+                protocol: m.protocol,
+                host_ip: m.host_ip,
+                host_port: m.host_port,
+                target: e.ip,
+                target_port: m.container_port,
+            })
+        })
+        .collect();
+    forwards.sort();
+    NatRules {
+        masquerade,
+        forwards,
+        uplink: uplink_name.to_string(),
+    }
 }

@@ -147,7 +147,7 @@ fn a_network_routes_masquerades_and_gives_addresses() {
             Call::Save
         ]
     );
-    assert_eq!(fx.nat[0].uplink, "switchyard0");
+    assert_eq!(fx.nat.masquerade[0].uplink, "switchyard0");
     let attached: Attached = call(&mut c, &mut fx, attach_request(&red, Some("blue"))).unwrap();
     let endpoint = attached.endpoint.expect("an endpoint");
     assert_eq!(endpoint.address, "10.9.0.2/24".parse().unwrap());
@@ -282,6 +282,10 @@ fn workload(fx: &mut FakeSystem) -> Vec<Request> {
     vec![
         create_network("web", "10.20.0.0/24", true),
         attach_request(&red, Some("web")),
+        Request::PortPublish {
+            port: "red/eth0".into(),
+            published: vec!["8080:80".parse().unwrap()],
+        },
         attach_request(&blue, None),
         Request::PortSet {
             port: "blue/eth0".into(),
@@ -377,7 +381,7 @@ fn a_crash_at_any_step_is_finished_or_undone_on_the_next_start() {
             // Masquerading networks have their rule again, and only they.
             let masquerading = c.model().networks.iter().filter(|n| n.masquerade).count();
             assert_eq!(
-                fx.nat.len(),
+                fx.nat.masquerade.len(),
                 masquerading,
                 "request {index}, crash after {crash_after}"
             );
@@ -935,5 +939,151 @@ fn a_reservation_is_released_and_the_subnet_suggested() {
         },
     );
     assert_eq!(again.unwrap_err().code, ErrorCode::NoSuchEntry);
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn published_ports_become_forwards_and_go_with_their_endpoint() {
+    use crate::control::EndpointInfo;
+    use crate::portmap::PortMapping;
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let blue = fx.add_namespace("blue");
+    let mut c = start(&mut fx);
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        create_network("web", "10.20.0.0/24", false),
+    )
+    .unwrap();
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkCreate(NetworkConfig {
+            name: "back".into(),
+            subnet: Some("10.21.0.0/24".parse().unwrap()),
+            internal: true,
+            ..NetworkConfig::default()
+        }),
+    )
+    .unwrap();
+    let _: Attached = call(&mut c, &mut fx, attach_request(&red, Some("web"))).unwrap();
+    let _: Attached = call(&mut c, &mut fx, attach_request(&blue, Some("back"))).unwrap();
+    let mappings =
+        |list: &[&str]| -> Vec<PortMapping> { list.iter().map(|m| m.parse().unwrap()).collect() };
+    let publish = |port: &str, list: &[&str]| Request::PortPublish {
+        port: port.into(),
+        published: mappings(list),
+    };
+
+    let info: EndpointInfo = call(
+        &mut c,
+        &mut fx,
+        publish("red/eth0", &["8080:80", "127.0.0.1:5353:53/udp"]),
+    )
+    .unwrap();
+    assert_eq!(
+        info.published,
+        mappings(&["8080:80", "127.0.0.1:5353:53/udp"])
+    );
+    let forwards: Vec<String> = fx.nat.forwards.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        forwards,
+        [
+            "fib daddr type local tcp dport 8080 dnat to 10.20.0.2:80",
+            "ip daddr 127.0.0.1 udp dport 5353 dnat to 10.20.0.2:53",
+        ]
+    );
+    assert_eq!(fx.nat.uplink, "switchyard0");
+    assert_consistent(&c, &fx);
+
+    // Refusals change nothing: an internal network, a port without an endpoint, a host
+    // port another endpoint has, a list that contradicts itself.
+    let plain = fx.add_namespace("plain");
+    let _: Attached = call(&mut c, &mut fx, attach_request(&plain, None)).unwrap();
+    let before_plain = (c.model().clone(), fx.nat.clone());
+    for (request, code, words) in [
+        (
+            publish("blue/eth0", &["9090:80"]),
+            ErrorCode::Conflict,
+            "internal",
+        ),
+        (
+            publish("plain/eth0", &["9090:80"]),
+            ErrorCode::Conflict,
+            "no endpoint",
+        ),
+        (publish("nosuch", &["9090:80"]), ErrorCode::NoSuchPort, ""),
+        (
+            publish("red/eth0", &["9090:80", "9090:81"]),
+            ErrorCode::InvalidArgument,
+            "same packets",
+        ),
+        (
+            Request::PortPublish {
+                port: "red/eth0".into(),
+                published: vec![PortMapping {
+                    host_port: 0,
+                    ..mappings(&["1:1"])[0]
+                }],
+            },
+            ErrorCode::InvalidArgument,
+            "port 0",
+        ),
+    ] {
+        let err = c.handle(&mut fx, clock(), request).unwrap_err();
+        assert_eq!(err.code, code, "{err}");
+        assert!(err.message.contains(words), "{err}");
+        assert_eq!((c.model().clone(), fx.nat.clone()), before_plain);
+    }
+    // A second endpoint on web cannot take 8080, on any address; it can take 8081.
+    let green = fx.add_namespace("green");
+    let _: Attached = call(&mut c, &mut fx, attach_request(&green, Some("web"))).unwrap();
+    let err = c
+        .handle(
+            &mut fx,
+            clock(),
+            publish("green/eth0", &["10.0.0.1:8080:80"]),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert!(
+        err.message.contains("already forwards to 10.20.0.2"),
+        "{err}"
+    );
+    let _: EndpointInfo = call(&mut c, &mut fx, publish("green/eth0", &["8081:80"])).unwrap();
+    assert_eq!(fx.nat.forwards.len(), 3);
+
+    // The same list again changes nothing in the world.
+    fx.calls.clear();
+    let _: EndpointInfo = call(&mut c, &mut fx, publish("green/eth0", &["8081:80"])).unwrap();
+    assert!(fx.calls.is_empty(), "{:?}", fx.calls);
+
+    // They survive a restart, and the start sets them up again.
+    drop(c);
+    fx.restart();
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    let config = ControllerConfig {
+        boot_id: "boot".into(),
+        uplink_name: "switchyard0".into(),
+        storm_limit: StormLimit::per_second(2000),
+    };
+    fx.nat = NatRules::default();
+    let mut c = Controller::restore(dp, config, fx.saved.clone().unwrap(), &mut fx).unwrap();
+    assert_eq!(fx.nat.forwards.len(), 3, "set up again at the start");
+
+    // Detaching the endpoint takes its forwards; an empty list clears the rest.
+    let _: crate::control::Detached = call(
+        &mut c,
+        &mut fx,
+        Request::Detach {
+            netns: red,
+            ifname: "eth0".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(fx.nat.forwards.len(), 1);
+    let _: EndpointInfo = call(&mut c, &mut fx, publish("green/eth0", &[])).unwrap();
+    assert!(fx.nat.is_empty(), "{:?}", fx.nat);
     assert_consistent(&c, &fx);
 }

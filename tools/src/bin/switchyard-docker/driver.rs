@@ -22,18 +22,19 @@ use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use switchyard::control::{
-    AttachRequest, Attached, ControlError, ErrorCode, NetworkInfo, PortInfo, Request, Reserved,
-    Suggested,
+    AttachRequest, Attached, ControlError, EndpointInfo, ErrorCode, NetworkInfo, PortInfo, Request,
+    Reserved, Suggested,
 };
 use switchyard::network::NetworkConfig;
+use switchyard::portmap::{PortMapping, Protocol};
 use switchyard::wire::MacAddr;
 use switchyard::PortMode;
 use switchyard_encap::Vni;
 use switchyard_os::client::{Client, ClientError};
 
 use crate::protocol::{
-    CreateNetwork, Endpoint, NetworkOnly, PoolAddress, RequestPool, ADDRESS_TYPE, GATEWAY_TYPE,
-    GENERIC_OPTIONS, INTERNAL_OPTION, PORT_MAP,
+    CreateNetwork, Endpoint, NetworkOnly, PoolAddress, PortBinding, RequestPool, ADDRESS_TYPE,
+    GATEWAY_TYPE, GENERIC_OPTIONS, INTERNAL_OPTION, PORT_MAP,
 };
 
 /// A call that failed: the HTTP status and the message Docker shows.
@@ -189,6 +190,7 @@ impl<S: Switchd> Driver<S> {
 
     /// Answers one call. `method` is the path without its leading `/`.
     pub fn handle(&self, method: &str, body: &[u8]) -> Answer {
+        check_ids(method, body)?;
         let plain = |value: Value| Ok((value, Vec::new()));
         match method {
             "Plugin.Activate" => plain(json!({"Implements": ["NetworkDriver", "IpamDriver"]})),
@@ -205,18 +207,16 @@ impl<S: Switchd> Driver<S> {
             "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => plain(json!({})),
             "NetworkDriver.ProgramExternalConnectivity" => {
                 let request: Endpoint = parse(method, body)?;
-                if request
-                    .options
-                    .get(PORT_MAP)
-                    .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-                {
-                    return Err(Failure::new(
-                        "published ports (-p) are not supported by switchyard's Docker driver yet; run the container without -p, or reach it through the network's uplink",
-                    ));
+                let published = port_bindings(request.options.get(PORT_MAP))?;
+                if published.is_empty() {
+                    // Right after Join: nothing was published before either.
+                    return plain(json!({}));
                 }
-                plain(json!({}))
+                self.publish(&request, published)
             }
-            "NetworkDriver.RevokeExternalConnectivity" => plain(json!({})),
+            "NetworkDriver.RevokeExternalConnectivity" => {
+                self.publish(&parse(method, body)?, Vec::new())
+            }
             "IpamDriver.GetCapabilities" => {
                 plain(json!({"RequiresMACAddress": false, "RequiresRequestReplay": false}))
             }
@@ -225,7 +225,14 @@ impl<S: Switchd> Driver<S> {
                 "GlobalDefaultAddressSpace": "switchyard-global"
             })),
             "IpamDriver.RequestPool" => self.request_pool(parse(method, body)?),
-            "IpamDriver.ReleasePool" => plain(json!({})),
+            "IpamDriver.ReleasePool" => {
+                let request: PoolAddress = parse(method, body)?;
+                self.sub_pools
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&request.pool_id);
+                plain(json!({}))
+            }
             "IpamDriver.RequestAddress" => self.request_address(parse(method, body)?),
             "IpamDriver.ReleaseAddress" => self.release_address(parse(method, body)?),
             other => Err(Failure::not_found(other)),
@@ -448,6 +455,43 @@ impl<S: Switchd> Driver<S> {
         ))
     }
 
+    /// Publishes `published` on the endpoint's port (none: unpublishes). An endpoint
+    /// that is gone (Docker revokes after a failed Join, or twice) has nothing to undo.
+    fn publish(&self, request: &Endpoint, published: Vec<PortMapping>) -> Answer {
+        let network = match self.try_ask::<NetworkInfo>(&Request::NetworkInspect {
+            name: request.network_id.clone(),
+        })? {
+            Ok(network) => network,
+            Err(err) if err.code == ErrorCode::NoSuchNetwork && published.is_empty() => {
+                return Ok((json!({}), Vec::new()))
+            }
+            Err(err) => return Err(Failure::new(err.message)),
+        };
+        let owner = Some(request.endpoint_id.as_str());
+        let Some(endpoint) = network
+            .endpoints
+            .iter()
+            .find(|e| e.container_id.as_deref() == owner)
+        else {
+            if published.is_empty() {
+                return Ok((json!({}), Vec::new()));
+            }
+            return Err(Failure::new(format!(
+                "endpoint {} is not attached to network {}: Docker did not join it through this plugin",
+                short(&request.endpoint_id),
+                network.name
+            )));
+        };
+        if endpoint.published.is_empty() && published.is_empty() {
+            return Ok((json!({}), Vec::new()));
+        }
+        let _: EndpointInfo = self.ask(&Request::PortPublish {
+            port: endpoint.port.to_string(),
+            published,
+        })?;
+        Ok((json!({}), Vec::new()))
+    }
+
     fn request_pool(&self, request: RequestPool) -> Answer {
         if request.v6 {
             return Err(Failure::new(
@@ -461,13 +505,12 @@ impl<S: Switchd> Driver<S> {
             }
             text => cidr("subnet", text)?,
         };
-        if !request.sub_pool.is_empty() {
-            let range = cidr("ip range", &request.sub_pool)?;
-            self.sub_pools
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(pool.to_string(), range);
-        }
+        // The sub-pool of this request, and no older one that a failed create left.
+        let mut sub_pools = self.sub_pools.lock().unwrap_or_else(|p| p.into_inner());
+        match request.sub_pool.as_str() {
+            "" => sub_pools.remove(&pool.to_string()),
+            text => sub_pools.insert(pool.to_string(), cidr("ip range", text)?),
+        };
         Ok((
             json!({"PoolID": pool.to_string(), "Pool": pool.to_string(), "Data": {}}),
             Vec::new(),
@@ -584,8 +627,78 @@ fn random_suffix() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Docker's network and endpoint ids are hexadecimal (64 digits); the handlers cut them
+/// into names, so anything else is refused before it gets there.
+fn check_ids(method: &str, body: &[u8]) -> Result<(), Failure> {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Ok(()); // Each handler says what is wrong with its body.
+    };
+    for key in ["NetworkID", "EndpointID"] {
+        if let Some(Value::String(id)) = fields.get(key) {
+            if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Failure::new(format!(
+                    "{method}: {key} {id:?} is not a Docker id (up to 64 hexadecimal digits)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// Docker's published ports (`com.docker.network.portmap`, a list of libnetwork's
+/// `types.PortBinding`) as switchyard mappings. Docker lists an IPv6 binding beside each
+/// IPv4 one; switchyard networks are IPv4, so those are left out.
+fn port_bindings(value: Option<&Value>) -> Result<Vec<PortMapping>, Failure> {
+    let Some(list) = value.and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut mappings = Vec::new();
+    for binding in list {
+        let binding: PortBinding = serde_json::from_value(binding.clone())
+            .map_err(|err| Failure::new(format!("cannot read a published port: {err}")))?;
+        let host_ip = match binding.host_ip.as_str() {
+            "" => None,
+            text => match text.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(ip)) => Some(ip).filter(|ip| !ip.is_unspecified()),
+                Ok(std::net::IpAddr::V6(_)) => continue,
+                Err(_) => {
+                    return Err(Failure::new(format!(
+                        "published port: {text:?} is not an address"
+                    )))
+                }
+            },
+        };
+        let protocol = match binding.proto {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            other => {
+                return Err(Failure::new(format!(
+                    "published port {}: protocol {other} is not supported; switchyard publishes tcp and udp",
+                    binding.port
+                )))
+            }
+        };
+        if binding.host_port == 0 {
+            return Err(Failure::new(format!(
+                "published port {}/{protocol} has no host port: switchyard does not pick one; give it, as in -p 8080:{}",
+                binding.port, binding.port
+            )));
+        }
+        let mapping = PortMapping {
+            protocol,
+            host_ip,
+            host_port: binding.host_port,
+            container_port: binding.port,
+        };
+        if !mappings.contains(&mapping) {
+            mappings.push(mapping);
+        }
+    }
+    Ok(mappings)
 }
 
 /// Generic options (`-o key=value`) onto the network's configuration.
@@ -612,7 +725,7 @@ fn apply_options(config: &mut NetworkConfig, options: &Map<String, Value>) -> Re
             }
             "vni" => {
                 let vni = text.parse::<u32>().ok().and_then(Vni::new).ok_or_else(|| {
-                    Failure::new(format!("option vni={text}: give a VXLAN id from 1 to 16777215"))
+                    Failure::new(format!("option vni={text}: give a VXLAN id from 0 to 16777215"))
                 })?;
                 config.vni = Some(vni);
             }

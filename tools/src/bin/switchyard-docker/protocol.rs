@@ -100,6 +100,23 @@ pub struct PoolAddress {
     pub options: Map<String, Value>,
 }
 
+/// One published port (libnetwork's `types.PortBinding`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct PortBinding {
+    /// The IP protocol number (6 tcp, 17 udp, 132 sctp).
+    #[serde(rename = "Proto", default, deserialize_with = "nullable")]
+    pub proto: u8,
+    /// The container's port.
+    #[serde(rename = "Port", default, deserialize_with = "nullable")]
+    pub port: u16,
+    #[serde(rename = "HostIP", default, deserialize_with = "nullable")]
+    pub host_ip: String,
+    #[serde(rename = "HostPort", default, deserialize_with = "nullable")]
+    pub host_port: u16,
+    #[serde(rename = "HostPortEnd", default, deserialize_with = "nullable")]
+    pub host_port_end: u16,
+}
+
 /// Where Docker's generic network options (`docker network create -o key=value`) arrive.
 pub const GENERIC_OPTIONS: &str = "com.docker.network.generic";
 /// `docker network create --internal`.
