@@ -11,6 +11,7 @@
 pub mod docker;
 pub mod engine;
 pub mod podman;
+pub mod switchyard_docker;
 pub mod vlan_host;
 
 use std::path::{Path, PathBuf};
