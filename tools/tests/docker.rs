@@ -496,6 +496,21 @@ fn containers_stay_connected_across_plugin_switchd_and_dockerd_restarts() {
     rig.docker_ok(&["network", "disconnect", "steady", "beta"]);
     assert!(!rig.ping("alpha", "beta", 1), "beta disconnected");
     assert_eq!(endpoints(&rig, "steady").len(), 1);
+
+    // Without live restore, dockerd stops its containers, and their endpoints go
+    // through the plugin; started again, they are connected again.
+    rig.dockerd.restart(false);
+    assert_eq!(
+        endpoints(&rig, "steady").len(),
+        0,
+        "dockerd's shutdown removed the endpoints"
+    );
+    rig.docker_ok(&["network", "connect", "steady", "beta"]);
+    rig.docker_ok(&["start", "alpha", "beta"]);
+    assert!(
+        rig.ping("alpha", "beta", 5),
+        "traffic once the containers started again"
+    );
 }
 
 #[test]
