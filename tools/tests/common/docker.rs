@@ -120,6 +120,12 @@ impl Dockerd {
         self.holder.command(program)
     }
 
+    /// The holder whose namespaces dockerd runs in, e.g. for a Podman beside it
+    /// ([`super::podman::Podman::beside`]).
+    pub fn holder(&self) -> &Holder {
+        &self.holder
+    }
+
     /// Hands over a process (e.g. a network plugin started with [`Dockerd::command`]) to
     /// be stopped when the Dockerd is dropped, after its containers and networks are
     /// removed and dockerd has stopped: SIGTERM, SIGKILL after 10 s.

@@ -7,14 +7,28 @@
 //! std::fs::write(podman.cni_config_dir().join("net.conflist"), conflist)?;
 //! let out = podman.podman_ok(&["run", "--rm", "--network", "net", podman.image(), "ip", "a"]);
 //! ```
+//!
+//! [`Podman::beside`] runs it in a [`Dockerd`]'s namespaces instead, so that one process
+//! there (switchd) can open the network namespaces of both engines' containers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Output};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use super::docker::Dockerd;
 use super::engine::{self, Footprint, Holder, COMMAND_LIMIT, IMAGE};
 use super::{require_root, unique, Netns};
+
+/// The machine-wide state directories Podman would share with every other Podman (and
+/// the machine): a tmpfs of its own on each, in its mount namespace.
+const PRIVATE_DIRS: &[&str] = &[
+    "/run/netns",
+    "/var/lib/cni",
+    "/var/lib/containers",
+    "/run/runc",
+    "/dev/shm",
+];
 
 /// Podman and everything it runs, in a fresh network namespace. Dropping it removes its
 /// containers, kills whatever of it is left (conmon, containers, CNI plugins, processes
@@ -27,49 +41,110 @@ use super::{require_root, unique, Netns};
 /// another Podman. Containers started without `--network` join Podman's default
 /// `podman` bridge network and fail (the test's plugin directory has no `bridge`): pass
 /// `--network none` or a network of the test's.
-pub struct Podman {
+///
+/// A Podman made with [`Podman::beside`] borrows a Dockerd's namespaces instead of having
+/// its own (hence the lifetime; [`Podman::start`]'s is `'static`).
+pub struct Podman<'d> {
     dir: PathBuf,
     image: OnceLock<()>,
-    // Dropped in this order: the holder (and with it every process), then the namespace.
-    holder: Holder,
-    netns: Netns,
+    /// Processes handed over with `keep`, stopped after the containers are removed.
+    kept: Mutex<Vec<Child>>,
+    place: Place<'d>,
 }
 
-impl Podman {
-    pub fn start() -> Podman {
+/// Whose namespaces Podman runs in.
+enum Place<'d> {
+    /// Its own. Dropped in this order: the holder (and with it every process), then the
+    /// namespace.
+    Own { holder: Holder, netns: Netns },
+    /// A Dockerd's (its holder's), which outlives the Podman.
+    Beside {
+        holder: &'d Holder,
+        netns: &'d Netns,
+    },
+}
+
+impl Podman<'static> {
+    pub fn start() -> Podman<'static> {
         require_root();
         let netns = Netns::new("pm");
         netns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         let dir = std::env::temp_dir().join(unique("pm"));
-        for sub in ["cni", "cni-plugins", "storage", "run", "tmp"] {
-            std::fs::create_dir_all(dir.join(sub)).expect("podman's directories");
+        make_dirs(&dir);
+        let holder = Holder::start(&netns, PRIVATE_DIRS, &dir.join("holder.log"));
+        Podman::ready(dir, Place::Own { holder, netns })
+    }
+}
+
+impl<'d> Podman<'d> {
+    /// A Podman in `dockerd`'s namespaces (network, mount, PID), so that what runs there
+    /// (switchd) sees the network namespaces of Podman's containers (under /run/netns)
+    /// as well as Docker's (under dockerd's exec root). The tmpfs Podman needs are
+    /// mounted in dockerd's mount namespace, which dockerd does not use; they go with it.
+    /// Its directory is in dockerd's. One at a time per Dockerd.
+    ///
+    /// Dropping it removes its containers, stops what was handed over with `keep`, kills
+    /// whatever of it is left (in its containers' cgroups, or naming its directory),
+    /// unmounts what it mounted under its directory and removes its cgroups and
+    /// directory. Drop it before the Dockerd (the borrow sees to that) and before
+    /// whatever its networks' plugins talk to (switchd), so that they hear of the
+    /// removals.
+    pub fn beside(dockerd: &'d Dockerd) -> Podman<'d> {
+        let dir = dockerd.dir().join("podman");
+        // Another one's tmpfs would be hidden under this one's.
+        if let Err(err) = std::fs::create_dir(&dir) {
+            panic!(
+                "{}: {err} (only one Podman at a time beside a Dockerd)",
+                dir.display()
+            );
         }
-        write_configs(&dir);
-        let holder = Holder::start(
-            &netns,
-            &[
-                "/run/netns",
-                "/var/lib/cni",
-                "/var/lib/containers",
-                "/run/runc",
-                "/dev/shm",
-            ],
-            &dir.join("holder.log"),
+        make_dirs(&dir);
+        let holder = dockerd.holder();
+        let script = format!(
+            "set -eu\nfor d in {}; do mkdir -p \"$d\" && mount -t tmpfs tmpfs \"$d\"; done\n",
+            PRIVATE_DIRS.join(" ")
         );
+        let out = engine::output_within(holder.command("sh").args(["-c", &script]), COMMAND_LIMIT);
+        assert!(
+            out.status.success(),
+            "mounting Podman's tmpfs beside dockerd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Podman::ready(
+            dir,
+            Place::Beside {
+                holder,
+                netns: dockerd.netns(),
+            },
+        )
+    }
+
+    fn ready(dir: PathBuf, place: Place<'d>) -> Podman<'d> {
         let podman = Podman {
             dir,
             image: OnceLock::new(),
-            holder,
-            netns,
+            kept: Mutex::new(Vec::new()),
+            place,
         };
         // The first command sets up the storage; a failure here is the harness's.
         podman.podman_ok(&["info", "--format", "{{.Host.NetworkBackend}}"]);
         podman
     }
 
-    /// The network namespace Podman runs in (the "host" of its containers).
+    fn holder(&self) -> &Holder {
+        match &self.place {
+            Place::Own { holder, .. } => holder,
+            Place::Beside { holder, .. } => holder,
+        }
+    }
+
+    /// The network namespace Podman runs in (the "host" of its containers): its own, or
+    /// the Dockerd's it is beside.
     pub fn netns(&self) -> &Netns {
-        &self.netns
+        match &self.place {
+            Place::Own { netns, .. } => netns,
+            Place::Beside { netns, .. } => netns,
+        }
     }
 
     /// Podman's directory (configs, `storage`, `run`, `tmp`, the CNI directories).
@@ -91,15 +166,22 @@ impl Podman {
 
     /// A command that runs `program` in Podman's namespaces (network, mount, PID), e.g.
     /// to see the network namespaces of containers under /run/netns. Whatever it starts
-    /// is killed at drop.
+    /// is killed at drop (beside a Dockerd: with the Dockerd's).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        self.holder.command(program)
+        self.holder().command(program)
+    }
+
+    /// Hands over a process (e.g. a switchd started with [`Podman::command`], which the
+    /// containers' CNI plugin talks to) to be stopped when the Podman is dropped, after
+    /// its containers are removed: SIGTERM, SIGKILL after 10 s.
+    pub fn keep(&self, child: Child) {
+        self.kept.lock().expect("kept processes").push(child);
     }
 
     /// The `podman` command with this Podman's configuration (which its conmon and
     /// cleanup processes inherit).
     pub fn podman_command(&self) -> Command {
-        let mut command = self.holder.command("podman");
+        let mut command = self.holder().command("podman");
         command
             .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
@@ -140,14 +222,16 @@ impl Podman {
         let out = self.podman_ok(&["inspect", "--format", "{{.State.Pid}}", container]);
         let ns_pid: u32 = out.trim().parse().expect("a PID from podman inspect");
         assert!(ns_pid != 0, "container {container} is not running");
-        self.holder
+        self.holder()
             .host_pid(ns_pid)
             .unwrap_or_else(|| panic!("no process has PID {ns_pid} in podman's namespace"))
     }
 
     /// What Podman has on the machine now, to check after drop that it is all gone.
+    /// Beside a Dockerd it has the Dockerd's processes and namespace too: check it once
+    /// both are dropped.
     pub fn footprint(&self) -> Footprint {
-        Footprint::take(&self.holder, &self.dir, &self.netns, self.cgroups())
+        Footprint::take(self.holder(), &self.dir, self.netns(), self.cgroups())
     }
 
     /// The cgroups of this Podman's containers (cgroupfs puts them under the machine's
@@ -166,7 +250,7 @@ impl Podman {
     }
 }
 
-impl Drop for Podman {
+impl Drop for Podman<'_> {
     fn drop(&mut self) {
         // Removing the containers runs their networks' CNI DEL, so a plugin hears of it.
         let out = engine::output_within(
@@ -180,11 +264,67 @@ impl Drop for Podman {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        for mut child in self
+            .kept
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default()
+        {
+            engine::terminate(&mut child, Duration::from_secs(10));
+        }
         let cgroups = self.cgroups();
-        self.holder.stop();
-        engine::remove_cgroups(&self.netns, &cgroups);
+        match &mut self.place {
+            Place::Own { holder, .. } => holder.stop(),
+            Place::Beside { holder, .. } => clear_beside(holder, &self.dir, &cgroups),
+        }
+        engine::remove_cgroups(self.netns(), &cgroups);
         engine::remove_dir(&self.dir);
     }
+}
+
+/// What killing its own holder does for a Podman that has none: kills what is left of
+/// it in `holder`'s namespaces (the processes of its containers' `cgroups`, and those
+/// naming `dir`: conmon, cleanup processes) and detaches its mounts under `dir` in the
+/// holder's mount namespace. Best effort, bounded.
+fn clear_beside(holder: &Holder, dir: &Path, cgroups: &[String]) {
+    // The directory comes in the environment, so that no process of the script names it
+    // on its command line (and kills itself).
+    let script = r#"
+for p in $CGROUPS; do
+  for h in /sys/fs/cgroup/*/; do
+    if [ -d "$h$p" ]; then find "$h$p" -name cgroup.procs -exec cat {} + | xargs -r kill -9; fi
+  done
+done
+for p in /proc/[0-9]*; do
+  case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+    *"$PODMAN_DIR/"*) kill -9 "${p#/proc/}" 2>/dev/null ;;
+  esac
+done
+sleep 0.2
+awk '{print $5}' /proc/self/mountinfo | grep -F "$PODMAN_DIR/" | sort -r | xargs -r -n 1 umount -l
+"#;
+    let out = engine::output_within(
+        holder
+            .command("sh")
+            .args(["-c", script])
+            .env("PODMAN_DIR", dir)
+            .env("CGROUPS", cgroups.join(" ")),
+        Duration::from_secs(30),
+    );
+    if !out.status.success() {
+        eprintln!(
+            "podman cleanup beside dockerd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Podman's directories and configuration files under `dir`.
+fn make_dirs(dir: &Path) {
+    for sub in ["cni", "cni-plugins", "storage", "run", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("podman's directories");
+    }
+    write_configs(dir);
 }
 
 /// Writes containers.conf and storage.conf: everything under `dir`, and what this
