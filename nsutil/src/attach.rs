@@ -23,6 +23,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use switchyard::control::{AttachRequest, Attached, Detached, EndpointInfo, PortInfo, Request};
 use switchyard::port::{PortId, PortMode};
+use switchyard::portmap::PortMapping;
 use switchyard::wire::MacAddr;
 use switchyard_os::client::{Client, ClientError};
 
@@ -66,6 +67,8 @@ pub struct AttachOptions {
     pub network_prefix: Option<u8>,
     /// Port security on or off; `None`: switchd's default (on for an access port).
     pub port_security: Option<bool>,
+    /// With `network`: ports to publish on switchd's namespace, made with the endpoint.
+    pub published: Vec<PortMapping>,
 }
 
 impl AttachOptions {
@@ -84,6 +87,7 @@ impl AttachOptions {
             container_id: None,
             network_prefix: None,
             port_security: None,
+            published: Vec::new(),
         }
     }
 
@@ -102,6 +106,9 @@ impl AttachOptions {
     /// Checks the options on their own, before anything is touched.
     pub fn validate(&self) -> Result<(), OptionsError> {
         validate_ifname(&self.ifname)?;
+        if self.network.is_none() && !self.published.is_empty() {
+            return Err(OptionsError::PublishWithoutNetwork);
+        }
         if self.network.is_some() {
             // switchd checks the rest against the network.
             return Ok(());
@@ -191,6 +198,9 @@ pub enum OptionsError {
 
     #[error("invalid MTU {mtu}: give a value from {MIN_MTU} to {MAX_MTU}")]
     Mtu { mtu: u32 },
+
+    #[error("published ports need a network: add --network NAME")]
+    PublishWithoutNetwork,
 
     #[error("address {ip} without a prefix needs a network to come from: add --network NAME, or give the address as CIDR")]
     AddressWithoutNetwork { ip: Ipv4Addr },
@@ -359,6 +369,9 @@ pub struct Attachment {
     /// The addresses on the interface (link-local ones left out).
     pub addresses: Vec<IpNet>,
     pub gateway: Option<IpAddr>,
+    /// The endpoint's published ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PortMapping>,
 }
 
 impl fmt::Display for Attachment {
@@ -396,6 +409,10 @@ impl fmt::Display for Attachment {
         }
         if self.mtu != DEFAULT_MTU {
             write!(f, ", mtu {}", self.mtu)?;
+        }
+        if !self.published.is_empty() {
+            let list: Vec<String> = self.published.iter().map(ToString::to_string).collect();
+            write!(f, ", publishing {}", list.join(" "))?;
         }
         Ok(())
     }
@@ -469,6 +486,7 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
             _ => Vec::new(),
         },
         port_security: options.port_security,
+        published: options.published.clone(),
     });
     let attached: Attached = match client.call(&request) {
         Ok(attached) => attached,
@@ -487,14 +505,29 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         }
         None => options,
     };
+    let published = attached
+        .endpoint
+        .as_ref()
+        .map(|e| e.published.clone())
+        .unwrap_or_default();
+    let with_published = |attachment: Attachment| Attachment {
+        published,
+        ..attachment
+    };
     if !attached.created {
-        return resume(&netns, options, attached.port);
+        return resume(&netns, options, attached.port).map(with_published);
     }
     let mac = options
         .mac
         .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
     match netns.run(|| configure(options, &port, mac)) {
-        Ok(routed) => Ok(configured(options, attached.port, mac, true, routed)),
+        Ok(routed) => Ok(with_published(configured(
+            options,
+            attached.port,
+            mac,
+            true,
+            routed,
+        ))),
         Err(err) => Err(roll_back(&mut client, socket, attached.port.id, err)),
     }
 }
@@ -521,6 +554,7 @@ fn configured(
         mtu: options.mtu,
         addresses: options.addr.into_iter().collect(),
         gateway: options.gateway.filter(|_| routed),
+        published: Vec::new(),
     }
 }
 
@@ -654,6 +688,7 @@ fn resume(
         mtu: state.link.mtu,
         addresses: state.addresses,
         gateway: state.gateway,
+        published: Vec::new(),
     })
 }
 
@@ -975,6 +1010,7 @@ mod tests {
             mtu: 1500,
             addresses: vec!["10.0.0.1/24".parse().unwrap()],
             gateway: Some("10.0.0.254".parse().unwrap()),
+            published: Vec::new(),
         };
         assert_eq!(
             attachment.to_string(),

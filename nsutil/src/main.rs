@@ -104,6 +104,12 @@ struct AttachArgs {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     port_security: Option<bool>,
 
+    /// With --network: publish a port on switchd's namespace,
+    /// [HOSTIP:]HOSTPORT[-END]:PORT[-END][/tcp|/udp] (repeatable), e.g. 8080:80 or
+    /// 127.0.0.1:5353:53/udp.
+    #[arg(long, value_name = "MAPPING", requires = "network")]
+    publish: Vec<String>,
+
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -245,6 +251,7 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
         container_id: None,
         network_prefix,
         port_security: args.port_security,
+        published: switchyard::portmap::parse_specs(&args.publish)?,
     };
     let attachment = attach::attach(socket, &options)?;
     if args.json {

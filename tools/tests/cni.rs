@@ -1458,3 +1458,75 @@ fn invalid_fields_are_refused_before_switchd_is_asked() {
     );
     assert_eq!(c.links(), ["lo"], "a refused ADD left an interface");
 }
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn port_mappings_from_the_runtime_are_published_and_go_with_del() {
+    let host = Host::new();
+    let mut config = host.config("pm", "10.10.7.0/24");
+    // What a runtime does for a plugin that declares the portMappings capability.
+    config["capabilities"] = json!({"portMappings": true});
+    config["runtimeConfig"] = json!({"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
+    ]});
+    let ns = Netns::new("c");
+    let id = common::unique("cpm");
+    host.add(&config, &id, &ns, "eth0");
+    let endpoint = host.endpoint_of("pm", &id).expect("the endpoint");
+    let host_ports: Vec<u64> = endpoint["published"]
+        .as_array()
+        .expect("published ports")
+        .iter()
+        .filter_map(|m| m["host_port"].as_u64())
+        .collect();
+    assert_eq!(host_ports, [8080, 5353], "{endpoint}");
+
+    // A host has an address of its own to answer from (the uplink has none).
+    host.ns.exec_ok(&[
+        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ]);
+    host.ns
+        .exec_ok(&["ip", "addr", "add", "192.168.201.1/24", "dev", "d0"]);
+    host.ns.exec_ok(&["ip", "link", "set", "d0", "up"]);
+    host.ns.exec_ok(&["ip", "link", "set", "d1", "up"]);
+    let _servers = common::PeerEcho::start(&ns);
+    let reach = |check: &dyn Fn() -> Option<String>| (0..3).find_map(|_| check());
+    assert!(
+        reach(&|| common::tcp_peer(&host.ns, "127.0.0.1:8080")).is_some(),
+        "tcp 8080 from switchd's namespace; log:\n{}",
+        host.switchd.log()
+    );
+    assert!(
+        reach(&|| common::udp_peer(&host.ns, "127.0.0.1:5353")).is_some(),
+        "udp 5353 on 127.0.0.1"
+    );
+
+    // A second container asking for a taken host port fails whole.
+    let other = Netns::new("c");
+    let other_id = common::unique("cpm");
+    let (code, result, _) = cni(
+        "ADD",
+        Some(&other.path()),
+        &other_id,
+        "eth0",
+        &config,
+        CNI_PATH,
+    );
+    assert_ne!(code, 0, "a taken host port was published twice");
+    assert!(
+        result["msg"].as_str().unwrap_or("").contains("8080"),
+        "{result}"
+    );
+    assert!(
+        host.endpoint_of("pm", &other_id).is_none(),
+        "no endpoint made"
+    );
+
+    host.del(&config, &id, Some(&ns.path()), "eth0");
+    assert_eq!(
+        common::tcp_peer(&host.ns, "127.0.0.1:8080"),
+        None,
+        "gone with DEL"
+    );
+}

@@ -429,3 +429,147 @@ fn an_overlay_network_spans_two_hosts() {
     assert_eq!(info["driver"], "overlay");
     assert_eq!(info["vni"], 77);
 }
+
+/// A positive check may meet a first packet that waits for ARP: three tries.
+fn eventually(check: impl Fn() -> Option<String>) -> Option<String> {
+    (0..3).find_map(|_| check())
+}
+
+/// The DNAT rules in switchd's nftables table.
+fn dnat_rules(site: &Site) -> usize {
+    let out = site
+        .host
+        .exec(&["nft", "list", "table", "ip", "switchyard"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("dnat to"))
+        .count()
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn published_ports_reach_a_container_from_outside_from_the_host_and_by_hairpin() {
+    let site = Site::new();
+    site.swctl_ok(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.10.0.0/24",
+        "--masquerade",
+    ]);
+    let (web, web_ip) = site.container(
+        "w",
+        "blue",
+        &["--publish", "8080:80", "--publish", "5353:53/udp"],
+    );
+    let _servers = common::PeerEcho::start(&web);
+    let outside = "192.168.200.2".to_string();
+
+    // From outside, TCP and UDP, with the client's own address.
+    assert_eq!(
+        eventually(|| common::tcp_peer(&site.external, "192.168.200.1:8080")),
+        Some(outside.clone()),
+        "tcp from outside; log:\n{}",
+        site.switchd.log()
+    );
+    assert_eq!(
+        eventually(|| common::udp_peer(&site.external, "192.168.200.1:5353")),
+        Some(outside.clone()),
+        "udp from outside"
+    );
+    assert_eq!(
+        common::tcp_peer(&site.external, "192.168.200.1:8081"),
+        None,
+        "not published"
+    );
+    // From switchd's namespace: its address and 127.0.0.1.
+    assert_eq!(
+        eventually(|| common::tcp_peer(&site.host, "192.168.200.1:8080")),
+        Some("192.168.200.1".to_string())
+    );
+    assert!(eventually(|| common::tcp_peer(&site.host, "127.0.0.1:8080")).is_some());
+    // Hairpin: another container on the network, through the host's address.
+    let (peer, peer_ip) = site.container("p", "blue", &[]);
+    let seen = eventually(|| common::tcp_peer(&peer, "192.168.200.1:8080"));
+    assert!(seen.is_some(), "hairpin");
+    assert_ne!(seen.as_deref(), Some(web_ip.as_str()));
+    let _ = peer_ip;
+
+    // Listed with the endpoint.
+    let info = site.switchd.swctl_json(&["network", "inspect", "blue"]);
+    let endpoint = info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["address"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{web_ip}/"))
+        })
+        .cloned()
+        .expect("web's endpoint");
+    assert_eq!(
+        endpoint["published"].as_array().unwrap().len(),
+        2,
+        "{endpoint}"
+    );
+
+    // A taken host port refuses the attach whole: no endpoint, no namespace port.
+    let taken = Netns::new("t");
+    let out = site.switchd.nsutil(&[
+        "attach",
+        &taken.name,
+        "--network",
+        "blue",
+        "--publish",
+        "8080:81",
+    ]);
+    assert!(!out.status.success(), "a taken host port was accepted");
+    assert!(stderr(&out).contains("8080"), "{}", stderr(&out));
+    let info = site.switchd.swctl_json(&["network", "inspect", "blue"]);
+    assert_eq!(info["endpoints"].as_array().unwrap().len(), 2, "{info}");
+    assert!(
+        !taken.links().iter().any(|l| l == "eth0"),
+        "no interface left"
+    );
+
+    // swctl adds and removes mappings.
+    site.swctl_ok(&[
+        "port",
+        "publish",
+        &format!("{}/eth0", web.name),
+        "9090-9091:80-81",
+    ]);
+    assert_eq!(
+        eventually(|| common::tcp_peer(&site.external, "192.168.200.1:9090")),
+        Some(outside.clone())
+    );
+    let err = site.swctl_err(&["port", "unpublish", &format!("{}/eth0", web.name), "7:7"]);
+    assert!(err.contains("does not publish"), "{err}");
+    site.swctl_ok(&[
+        "port",
+        "unpublish",
+        &format!("{}/eth0", web.name),
+        "9090-9091:80-81",
+    ]);
+    assert_eq!(common::tcp_peer(&site.external, "192.168.200.1:9090"), None);
+
+    // A restart keeps them, as one rule set.
+    let rules = dnat_rules(&site);
+    assert!(rules > 0);
+    let mut site = site;
+    site.switchd.restart();
+    assert_eq!(dnat_rules(&site), rules, "the same rules after a restart");
+    assert_eq!(
+        eventually(|| common::tcp_peer(&site.external, "192.168.200.1:8080")),
+        Some(outside.clone()),
+        "after a restart"
+    );
+
+    // Detaching the container removes them.
+    site.switchd.nsutil_ok(&["detach", &web.name]);
+    assert_eq!(dnat_rules(&site), 0);
+    assert_eq!(common::tcp_peer(&site.external, "192.168.200.1:8080"), None);
+}

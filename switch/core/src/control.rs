@@ -129,10 +129,20 @@ pub enum Request {
     /// switchd checks it through the TAP's descriptor and records where it is now, so a
     /// restart finds it. Answer: [`PortInfo`].
     PortMoved { port: String, netns: PathBuf },
-    /// Replace the published ports of the port's endpoint (none: publish nothing). The
-    /// list is checked whole, against itself and every other endpoint's; a refusal
-    /// changes nothing. Answer: [`EndpointInfo`].
+    /// Replace the published ports of the port's endpoint (none: publish nothing), or
+    /// with `add`, publish these beside the ones it has. The result is checked whole,
+    /// against itself and every other endpoint's; a refusal changes nothing. Answer:
+    /// [`EndpointInfo`].
     PortPublish {
+        port: String,
+        #[serde(default)]
+        published: Vec<PortMapping>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        add: bool,
+    },
+    /// Stop publishing these ports of the port's endpoint (none: all of them); one it
+    /// does not publish is refused, and nothing changes. Answer: [`EndpointInfo`].
+    PortUnpublish {
         port: String,
         #[serde(default)]
         published: Vec<PortMapping>,
@@ -187,6 +197,10 @@ pub struct AttachRequest {
     /// Port security on or off; by default on for access ports whose MAC switchd knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_security: Option<bool>,
+    /// With `network`: ports to publish (as `PortPublish` would), checked with the
+    /// attach and made with it, or neither.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PortMapping>,
 }
 
 /// What a container's interface on a network is to be configured with.

@@ -94,7 +94,7 @@ impl fmt::Display for PortMapping {
 /// A mapping that cannot be published. Nothing was changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PortMapError {
-    #[error("invalid published port {text:?}: {reason}; write [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp], such as 8080:80 or 127.0.0.1:5353:53/udp")]
+    #[error("invalid published port {text:?}: {reason}; write [IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp], such as 8080:80 or 127.0.0.1:5353:53/udp")]
     Syntax { text: String, reason: &'static str },
     #[error("published port {0}: port 0 is not a port; give ports from 1 to 65535")]
     PortZero(PortMapping),
@@ -169,6 +169,84 @@ impl FromStr for PortMapping {
     }
 }
 
+/// The most mappings one range may stand for (`8000-9023:8000-9023`).
+pub const MAX_RANGE: usize = 1024;
+
+/// One spec as users write it, `[IP:]HOST[-END]:CONTAINER[-END][/tcp|/udp]`: a single
+/// mapping, or a range of host ports onto a range of container ports of the same length
+/// (`8080-8082:80-82` is 8080->80, 8081->81, 8082->82), at most [`MAX_RANGE`] long.
+pub fn parse_spec(text: &str) -> Result<Vec<PortMapping>, PortMapError> {
+    let syntax = |reason| PortMapError::Syntax {
+        text: text.to_string(),
+        reason,
+    };
+    if !text.contains('-') {
+        return Ok(vec![text.parse()?]);
+    }
+    let (ports, protocol) = match text.rsplit_once('/') {
+        Some((ports, protocol)) => (ports, Some(protocol)),
+        None => (text, None),
+    };
+    let (prefix, container) = ports
+        .rsplit_once(':')
+        .ok_or_else(|| syntax("give a host port and a container port"))?;
+    let (ip, host) = match prefix.rsplit_once(':') {
+        Some((ip, host)) => (Some(ip), host),
+        None => (None, prefix),
+    };
+    let range = |text: &str| -> Result<(u16, u16), PortMapError> {
+        let number = |t: &str| {
+            t.parse::<u16>()
+                .map_err(|_| syntax("a port is a number from 1 to 65535"))
+        };
+        match text.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (number(first)?, number(last)?);
+                if first > last {
+                    return Err(syntax("a range goes from the lower port to the higher"));
+                }
+                Ok((first, last))
+            }
+            None => number(text).map(|port| (port, port)),
+        }
+    };
+    let (host, container) = (range(host)?, range(container)?);
+    let length = usize::from(host.1 - host.0) + 1;
+    if length != usize::from(container.1 - container.0) + 1 {
+        return Err(syntax(
+            "a range of host ports needs a range of container ports of the same length",
+        ));
+    }
+    if length > MAX_RANGE {
+        return Err(syntax("a range is at most 1024 ports"));
+    }
+    (0..length as u16)
+        .map(|offset| {
+            let one = format!(
+                "{}{}:{}{}",
+                ip.map(|ip| format!("{ip}:")).unwrap_or_default(),
+                host.0 + offset,
+                container.0 + offset,
+                protocol.map(|p| format!("/{p}")).unwrap_or_default()
+            );
+            one.parse::<PortMapping>().map_err(|err| match err {
+                PortMapError::Syntax { reason, .. } => syntax(reason),
+                other => other,
+            })
+        })
+        .collect()
+}
+
+/// Several specs (`--publish` given more than once), checked together.
+pub fn parse_specs<S: AsRef<str>>(specs: &[S]) -> Result<Vec<PortMapping>, PortMapError> {
+    let mut all = Vec::new();
+    for spec in specs {
+        all.extend(parse_spec(spec.as_ref())?);
+    }
+    check(&all)?;
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +272,30 @@ mod tests {
         assert_eq!(map("0.0.0.0:1:2").host_ip, None);
         assert_eq!(map("8080:80").to_string(), "0.0.0.0:8080->80/tcp");
         assert_eq!(udp.to_string(), "127.0.0.1:5353->53/udp");
+    }
+
+    #[test]
+    fn ranges_expand_pair_by_pair() {
+        let list = parse_spec("127.0.0.1:8080-8082:80-82/udp").unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[2].to_string(), "127.0.0.1:8082->82/udp");
+        assert_eq!(parse_spec("8080:80").unwrap(), vec![map("8080:80")]);
+        assert_eq!(parse_spec("9-9:7-7").unwrap(), vec![map("9:7")]);
+        for bad in [
+            "8080-8081:80",
+            "80:8080-8081",
+            "8082-8080:80-82",
+            "1-2000:1-2000",
+            "0-1:5-6",
+            "8080-x:80-81",
+            "8080-8081:80-81/sctp",
+            "::8080-8081:80-81",
+        ] {
+            assert!(parse_spec(bad).is_err(), "{bad}");
+        }
+        let err = parse_specs(&["8080:80", "8079-8080:79-80"]).unwrap_err();
+        assert!(matches!(err, PortMapError::Duplicate(..)), "{err}");
+        assert_eq!(parse_specs(&["1:1", "2:2/udp"]).unwrap().len(), 2);
     }
 
     #[test]

@@ -35,7 +35,8 @@ fn mutates(request: &Request) -> bool {
         | Request::AddressReserve { .. }
         | Request::AddressRelease { .. }
         | Request::PortMoved { .. }
-        | Request::PortPublish { .. } => true,
+        | Request::PortPublish { .. }
+        | Request::PortUnpublish { .. } => true,
         Request::Status
         | Request::PortList
         | Request::FdbShow { .. }

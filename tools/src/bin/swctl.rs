@@ -167,16 +167,42 @@ enum PortCommand {
         /// Port id, or name such as red/eth0.
         port: String,
     },
-    /// Publish ports of switchd's namespace to a port on a network: each mapping
-    /// replaces the port's list (none: publish nothing).
+    /// Publish ports of switchd's namespace to a port on a network, beside the ones it
+    /// publishes already.
     Publish {
         /// Port id, or name such as red/eth0.
         port: String,
-        /// [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp], such as 8080:80 or
-        /// 127.0.0.1:5353:53/udp.
-        #[arg(value_name = "MAPPING")]
-        mappings: Vec<PortMapping>,
+        /// [IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp], such as 8080:80,
+        /// 127.0.0.1:5353:53/udp or 8000-8009:8000-8009.
+        #[arg(value_name = "MAPPING", required = true)]
+        mappings: Vec<MappingSpec>,
     },
+    /// Stop publishing ports of a port on a network (none given: all of them).
+    Unpublish {
+        /// Port id, or name such as red/eth0.
+        port: String,
+        /// Mappings as they were published.
+        #[arg(value_name = "MAPPING")]
+        mappings: Vec<MappingSpec>,
+    },
+}
+
+/// One `MAPPING` argument: a port, or a range of them.
+#[derive(Clone, Debug)]
+struct MappingSpec(Vec<PortMapping>);
+
+impl std::str::FromStr for MappingSpec {
+    type Err = switchyard::portmap::PortMapError;
+    fn from_str(text: &str) -> Result<MappingSpec, Self::Err> {
+        switchyard::portmap::parse_spec(text).map(MappingSpec)
+    }
+}
+
+fn flatten(specs: &[MappingSpec]) -> Vec<PortMapping> {
+    specs
+        .iter()
+        .flat_map(|spec| spec.0.iter().copied())
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -300,7 +326,12 @@ impl Command {
             Command::Port(PortCommand::Del { port }) => Request::PortDel { port: port.clone() },
             Command::Port(PortCommand::Publish { port, mappings }) => Request::PortPublish {
                 port: port.clone(),
-                published: mappings.clone(),
+                published: flatten(mappings),
+                add: true,
+            },
+            Command::Port(PortCommand::Unpublish { port, mappings }) => Request::PortUnpublish {
+                port: port.clone(),
+                published: flatten(mappings),
             },
             Command::Fdb(FdbCommand::Show { vlan, port }) => Request::FdbShow {
                 vlan: *vlan,
@@ -395,7 +426,7 @@ fn run(cli: &Cli) -> Result<String> {
         Command::Port(PortCommand::Del { .. }) => {
             call(&mut client, &request, json, format_port_removed)
         }
-        Command::Port(PortCommand::Publish { .. }) => call(
+        Command::Port(PortCommand::Publish { .. } | PortCommand::Unpublish { .. }) => call(
             &mut client,
             &request,
             json,

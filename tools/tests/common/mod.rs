@@ -450,3 +450,97 @@ pub fn tcp_transfer_intact(
     .expect("the sending thread");
     receiver.join().expect("the receiving thread")
 }
+
+/// Servers inside a container's namespace that answer each TCP connection on port 80
+/// and each UDP datagram on port 53 with the address the client came from. They stop
+/// when dropped.
+pub struct PeerEcho {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl PeerEcho {
+    pub fn start(ns: &Netns) -> PeerEcho {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (tcp_stop, tcp_ready) = (stop.clone(), ready_tx.clone());
+        let tcp = in_netns(ns, move || {
+            let listener = std::net::TcpListener::bind("0.0.0.0:80").expect("bind tcp/80");
+            listener.set_nonblocking(true).unwrap();
+            tcp_ready.send(()).unwrap();
+            while !tcp_stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, peer)) => {
+                        let _ = stream.write_all(peer.ip().to_string().as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        let udp_stop = stop.clone();
+        let udp = in_netns(ns, move || {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind udp/53");
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 64];
+            while !udp_stop.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(peer.ip().to_string().as_bytes(), peer);
+                }
+            }
+        });
+        ready_rx.recv().unwrap();
+        ready_rx.recv().unwrap();
+        PeerEcho {
+            stop,
+            threads: vec![tcp, udp],
+        }
+    }
+}
+
+impl Drop for PeerEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// From inside `ns`, what the server at `to` says it saw us come from; `None` when
+/// nothing answered within 2 s.
+pub fn tcp_peer(ns: &Netns, to: &str) -> Option<String> {
+    use std::io::Read;
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    in_netns(ns, move || {
+        let timeout = std::time::Duration::from_secs(2);
+        let mut stream = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        let mut seen = String::new();
+        stream.read_to_string(&mut seen).ok()?;
+        Some(seen)
+    })
+    .join()
+    .unwrap()
+}
+
+/// [`tcp_peer`] over UDP: one datagram, the answer.
+pub fn udp_peer(ns: &Netns, to: &str) -> Option<String> {
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    in_netns(ns, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        socket.send_to(b"who am i", to).ok()?;
+        let mut buf = [0u8; 64];
+        let (len, _) = socket.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    })
+    .join()
+    .unwrap()
+}

@@ -369,8 +369,13 @@ impl Controller {
             }
             Request::SubnetSuggest { internal } => to_value(self.subnet_suggest(fx, internal)),
             Request::PortMoved { port, netns } => to_value(self.port_moved(fx, &port, &netns)),
-            Request::PortPublish { port, published } => {
-                to_value(self.port_publish(fx, &port, &published))
+            Request::PortPublish {
+                port,
+                published,
+                add,
+            } => to_value(self.port_publish(fx, &port, Publish::Set { published, add })),
+            Request::PortUnpublish { port, published } => {
+                to_value(self.port_publish(fx, &port, Publish::Unset(published)))
             }
         }
     }
@@ -635,6 +640,11 @@ impl Controller {
                 "a prefix length goes with an address on a network: name one",
             ));
         }
+        if network.is_none() && !req.published.is_empty() {
+            return Err(ControlError::invalid(
+                "published ports need an endpoint on a network: name one",
+            ));
+        }
         validate_mode(&req.mode)?;
         if !req.netns.is_absolute() {
             return Err(ControlError::invalid(format!(
@@ -716,6 +726,9 @@ impl Controller {
                 container_id: req.container_id.clone(),
                 published: Vec::new(),
             })?;
+            if !req.published.is_empty() {
+                new.networks.publish(id, &req.published)?;
+            }
         }
         self.commit(fx, new, "attach failed and was rolled back")
             .map_err(|err| match err.code {
@@ -771,6 +784,16 @@ impl Controller {
                         endpoint.address
                     )));
                 }
+                let mut wanted = req.published.clone();
+                let mut has = endpoint.published.clone();
+                wanted.sort();
+                has.sort();
+                if !wanted.is_empty() && wanted != has {
+                    return Err(ControlError::conflict(format!(
+                        "{name} is already attached and publishes {}; change that with `swctl port publish {name} ...`",
+                        list_or_nothing(&has)
+                    )));
+                }
             }
             (None, Some(endpoint)) => {
                 return Err(ControlError::conflict(format!(
@@ -810,11 +833,43 @@ impl Controller {
         &mut self,
         fx: &mut dyn Effects,
         port: &str,
-        published: &[PortMapping],
+        change: Publish,
     ) -> Outcome<EndpointInfo> {
         let id = self.resolve_port(port)?;
+        let has = self
+            .model
+            .networks
+            .endpoint_of_port(id)
+            .map(|e| e.published.clone())
+            .unwrap_or_default();
+        let published = match change {
+            Publish::Set {
+                published,
+                add: false,
+            } => published,
+            Publish::Set {
+                mut published,
+                add: true,
+            } => {
+                published.retain(|m| !has.contains(m));
+                has.iter().copied().chain(published).collect()
+            }
+            Publish::Unset(gone) if gone.is_empty() => Vec::new(),
+            Publish::Unset(gone) => {
+                if let Some(missing) = gone.iter().find(|m| !has.contains(m)) {
+                    return Err(ControlError::new(
+                        ErrorCode::NoSuchEntry,
+                        format!(
+                            "port {port} does not publish {missing}; it publishes {}",
+                            list_or_nothing(&has)
+                        ),
+                    ));
+                }
+                has.iter().copied().filter(|m| !gone.contains(m)).collect()
+            }
+        };
         let mut new = self.model.clone();
-        new.networks.publish(id, published)?;
+        new.networks.publish(id, &published)?;
         if new == self.model {
             return self
                 .endpoint_info(id)
@@ -824,15 +879,10 @@ impl Controller {
         let info = self
             .endpoint_info(id)
             .ok_or_else(|| ControlError::system("endpoint vanished"))?;
-        let list: Vec<String> = info.published.iter().map(ToString::to_string).collect();
         self.info(format!(
             "port {id} ({}) publishes {}",
             info.address.addr(),
-            if list.is_empty() {
-                "nothing".to_string()
-            } else {
-                list.join(", ")
-            }
+            list_or_nothing(&info.published)
         ));
         Ok(info)
     }
@@ -1664,3 +1714,23 @@ fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `0.0.0.0:8080->80/tcp, ...`, or `nothing`.
+fn list_or_nothing(mappings: &[PortMapping]) -> String {
+    if mappings.is_empty() {
+        return "nothing".to_string();
+    }
+    let list: Vec<String> = mappings.iter().map(ToString::to_string).collect();
+    list.join(", ")
+}
+
+/// How a request changes an endpoint's published ports.
+enum Publish {
+    /// Replace them (or, with `add`, add these).
+    Set {
+        published: Vec<PortMapping>,
+        add: bool,
+    },
+    /// Remove these (none: all).
+    Unset(Vec<PortMapping>),
+}

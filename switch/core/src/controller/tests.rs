@@ -48,6 +48,7 @@ fn attach_request(netns: &Path, network: Option<&str>) -> Request {
         mac: None,
         addresses: Vec::new(),
         port_security: None,
+        published: Vec::new(),
     })
 }
 
@@ -285,6 +286,7 @@ fn workload(fx: &mut FakeSystem) -> Vec<Request> {
         Request::PortPublish {
             port: "red/eth0".into(),
             published: vec!["8080:80".parse().unwrap()],
+            add: false,
         },
         attach_request(&blue, None),
         Request::PortSet {
@@ -974,6 +976,7 @@ fn published_ports_become_forwards_and_go_with_their_endpoint() {
     let publish = |port: &str, list: &[&str]| Request::PortPublish {
         port: port.into(),
         published: mappings(list),
+        add: false,
     };
 
     let info: EndpointInfo = call(
@@ -1026,6 +1029,7 @@ fn published_ports_become_forwards_and_go_with_their_endpoint() {
                     host_port: 0,
                     ..mappings(&["1:1"])[0]
                 }],
+                add: false,
             },
             ErrorCode::InvalidArgument,
             "port 0",
@@ -1085,5 +1089,83 @@ fn published_ports_become_forwards_and_go_with_their_endpoint() {
     assert_eq!(fx.nat.forwards.len(), 1);
     let _: EndpointInfo = call(&mut c, &mut fx, publish("green/eth0", &[])).unwrap();
     assert!(fx.nat.is_empty(), "{:?}", fx.nat);
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn attach_publishes_with_the_endpoint_or_not_at_all_and_ports_are_added_and_removed() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let _: NetworkInfo =
+        call(&mut c, &mut fx, create_network("web", "10.20.0.0/24", true)).unwrap();
+    let mappings =
+        |list: &[&str]| -> Vec<PortMapping> { list.iter().map(|m| m.parse().unwrap()).collect() };
+    let attach = |netns: &Path, list: &[&str]| match attach_request(netns, Some("web")) {
+        Request::Attach(req) => Request::Attach(AttachRequest {
+            published: mappings(list),
+            ..req
+        }),
+        _ => unreachable!(),
+    };
+    let red = fx.add_namespace("red");
+    let attached: Attached = call(&mut c, &mut fx, attach(&red, &["8080:80"])).unwrap();
+    assert_eq!(attached.endpoint.unwrap().published, mappings(&["8080:80"]));
+    assert_eq!(fx.nat.forwards.len(), 1);
+
+    // A taken host port refuses the whole attach: no port, no address, no rule.
+    let blue = fx.add_namespace("blue");
+    let before = (c.model().clone(), fx.nat.clone());
+    let err = c
+        .handle(&mut fx, clock(), attach(&blue, &["8080:81"]))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    assert_eq!((c.model().clone(), fx.nat.clone()), before);
+    // Without a network, nothing to publish on.
+    let err = c
+        .handle(
+            &mut fx,
+            clock(),
+            match attach_request(&blue, None) {
+                Request::Attach(req) => Request::Attach(AttachRequest {
+                    published: mappings(&["9090:80"]),
+                    ..req
+                }),
+                _ => unreachable!(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    // Attaching again: the same list is fine (a retried CNI ADD), another is refused.
+    let again: Attached = call(&mut c, &mut fx, attach(&red, &["8080:80"])).unwrap();
+    assert!(!again.created);
+    let err = c
+        .handle(&mut fx, clock(), attach(&red, &["8081:80"]))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    assert!(err.message.contains("swctl port publish"), "{err}");
+
+    // swctl's publish adds, unpublish removes the given ones or all.
+    let add = |list: &[&str]| Request::PortPublish {
+        port: "red/eth0".into(),
+        published: mappings(list),
+        add: true,
+    };
+    let remove = |list: &[&str]| Request::PortUnpublish {
+        port: "red/eth0".into(),
+        published: mappings(list),
+    };
+    let info: EndpointInfo = call(&mut c, &mut fx, add(&["8080:80", "5353:53/udp"])).unwrap();
+    assert_eq!(info.published, mappings(&["8080:80", "5353:53/udp"]));
+    let err = c.handle(&mut fx, clock(), add(&["8080:81"])).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    let err = c.handle(&mut fx, clock(), remove(&["7:7"])).unwrap_err();
+    assert_eq!(err.code, ErrorCode::NoSuchEntry, "{err}");
+    assert!(err.message.contains("5353->53/udp"), "{err}");
+    let info: EndpointInfo = call(&mut c, &mut fx, remove(&["8080:80"])).unwrap();
+    assert_eq!(info.published, mappings(&["5353:53/udp"]));
+    assert_eq!(fx.nat.forwards.len(), 1);
+    let info: EndpointInfo = call(&mut c, &mut fx, remove(&[])).unwrap();
+    assert!(info.published.is_empty());
+    assert!(fx.nat.forwards.is_empty());
     assert_consistent(&c, &fx);
 }

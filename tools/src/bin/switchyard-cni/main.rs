@@ -213,6 +213,18 @@ fn connect(conf: &NetConf) -> Result<Client, CniError> {
 }
 
 fn client_error(err: ClientError) -> CniError {
+    // The client's own advice (`--socket`, SWITCHYARD_SOCKET) is for the command line
+    // tools; the plugin reads neither, only the configuration's `socket`.
+    if let ClientError::NotRunning { path, source } = &err {
+        return CniError::new(
+            Code::TryAgainLater,
+            format!(
+                "switchd is not running at {} ({source}); start it, or set \"socket\" in the \
+                 network configuration to the socket it listens on",
+                path.display()
+            ),
+        );
+    }
     let code = match &err {
         ClientError::NotRunning { .. } | ClientError::Timeout { .. } => Code::TryAgainLater,
         ClientError::Io { .. } | ClientError::Forbidden { .. } => Code::Io,
@@ -388,6 +400,7 @@ fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
         network_ip: requested,
         container_id: Some(env.container_id.clone()),
         ifname: env.ifname.clone(),
+        published: conf.port_mappings.clone(),
         ..AttachOptions::new(NetnsRef::from_path(&env.netns))
     };
     let attachment = match attach::attach(&socket(conf), &options) {

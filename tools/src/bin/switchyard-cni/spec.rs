@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard::control::DEFAULT_SOCKET;
 use switchyard::network::{validate_name, NetworkError, MAX_MTU, MIN_MTU};
+use switchyard::portmap::{PortMapping, Protocol};
 use switchyard_encap::Vni;
 
 /// The versions this plugin speaks, oldest first.
@@ -107,6 +108,9 @@ pub struct NetConf {
     pub ipam_type: Option<String>,
     pub prev_result: Option<Value>,
     pub valid_attachments: Option<Vec<ValidAttachment>>,
+    /// The `portMappings` capability (`runtimeConfig.portMappings`): ports to publish on
+    /// switchd's namespace, checked together.
+    pub port_mappings: Vec<PortMapping>,
 }
 
 /// What is read from stdin: the configuration as parsed, and as raw JSON (which a
@@ -393,6 +397,11 @@ impl NetConf {
             })
             .transpose()?;
 
+        let port_mappings = match field("runtimeConfig").and_then(|r| r.get("portMappings")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => port_mappings(value)?,
+        };
+
         Ok(NetConf {
             cni_version,
             name: name.to_string(),
@@ -407,8 +416,64 @@ impl NetConf {
             ipam_type,
             prev_result,
             valid_attachments,
+            port_mappings,
         })
     }
+}
+
+/// `runtimeConfig.portMappings`, as the portmap plugin's convention has it:
+/// `[{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}]`.
+fn port_mappings(value: &Value) -> Result<Vec<PortMapping>, CniError> {
+    const FIELD: &str = "runtimeConfig.portMappings";
+    let example = "[{\"hostPort\": 8080, \"containerPort\": 80, \"protocol\": \"tcp\"}]";
+    let list = value.as_array().ok_or_else(|| {
+        invalid(
+            FIELD,
+            format!("{} is not a list such as {example}", shown_value(value)),
+        )
+    })?;
+    let mut mappings = Vec::with_capacity(list.len());
+    for entry in list {
+        let bad = |why: &str| invalid(FIELD, format!("{}: {why}", shown_value(entry)));
+        let port = |key: &str| {
+            entry
+                .get(key)
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(&format!("{key} must be a port from 1 to 65535")))
+        };
+        let protocol = match entry.get("protocol").and_then(Value::as_str) {
+            None | Some("") => Protocol::Tcp,
+            Some(text) if text.eq_ignore_ascii_case("tcp") => Protocol::Tcp,
+            Some(text) if text.eq_ignore_ascii_case("udp") => Protocol::Udp,
+            Some(_) => return Err(bad("protocol must be tcp or udp")),
+        };
+        let host_ip = match entry.get("hostIP").and_then(Value::as_str) {
+            None | Some("") => None,
+            Some(text) => match text.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(ip)) => Some(ip).filter(|ip| !ip.is_unspecified()),
+                Ok(std::net::IpAddr::V6(_)) => {
+                    return Err(CniError::new(
+                        Code::UnsupportedField,
+                        format!(
+                        "unsupported {FIELD} entry {}: switchyard publishes on IPv4 addresses only",
+                        shown_value(entry)
+                    ),
+                    ))
+                }
+                Err(_) => return Err(bad("hostIP must be an IPv4 address")),
+            },
+        };
+        mappings.push(PortMapping {
+            protocol,
+            host_ip,
+            host_port: port("hostPort")?,
+            container_port: port("containerPort")?,
+        });
+    }
+    switchyard::portmap::check(&mappings).map_err(|err| invalid(FIELD, err))?;
+    Ok(mappings)
 }
 
 /// An interface of the result.
@@ -552,6 +617,62 @@ mod tests {
         let (code, msg) = refusal(missing);
         assert_eq!(code, Code::InvalidConfig as u32, "{msg}");
         assert!(msg.contains("cniVersion"), "{msg}");
+    }
+
+    #[test]
+    fn port_mappings_come_from_the_runtime_config() {
+        let mappings = |list: Value| {
+            let mut config = with("subnet", Value::from("10.10.0.0/24"));
+            config["runtimeConfig"] = serde_json::json!({ "portMappings": list });
+            parse_input(&serde_json::to_vec(&config).unwrap()).map(|i| i.conf.port_mappings)
+        };
+        let got = mappings(serde_json::json!([
+            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"},
+            {"hostPort": 9090, "containerPort": 90, "hostIP": "0.0.0.0"},
+        ]))
+        .unwrap();
+        let shown: Vec<String> = got.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "0.0.0.0:8080->80/tcp",
+                "127.0.0.1:5353->53/udp",
+                "0.0.0.0:9090->90/tcp"
+            ]
+        );
+        for (bad, code) in [
+            (serde_json::json!({"hostPort": 1}), Code::InvalidConfig),
+            (
+                serde_json::json!([{"hostPort": 0, "containerPort": 80}]),
+                Code::InvalidConfig,
+            ),
+            (
+                serde_json::json!([{"hostPort": 70000, "containerPort": 80}]),
+                Code::InvalidConfig,
+            ),
+            (
+                serde_json::json!([{"containerPort": 80}]),
+                Code::InvalidConfig,
+            ),
+            (
+                serde_json::json!([{"hostPort": 1, "containerPort": 2, "protocol": "sctp"}]),
+                Code::InvalidConfig,
+            ),
+            (
+                serde_json::json!([{"hostPort": 1, "containerPort": 2, "hostIP": "::1"}]),
+                Code::UnsupportedField,
+            ),
+            (
+                serde_json::json!([{"hostPort": 1, "containerPort": 2}, {"hostPort": 1, "containerPort": 3}]),
+                Code::InvalidConfig,
+            ),
+        ] {
+            let err = mappings(bad.clone()).unwrap_err();
+            assert_eq!(err.code, code as u32, "{bad}: {}", err.msg);
+            assert!(err.msg.contains("portMappings"), "{bad}: {}", err.msg);
+        }
+        assert!(mappings(Value::Null).unwrap().is_empty());
     }
 
     #[test]

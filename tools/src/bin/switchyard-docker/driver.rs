@@ -488,6 +488,7 @@ impl<S: Switchd> Driver<S> {
         let _: EndpointInfo = self.ask(&Request::PortPublish {
             port: endpoint.port.to_string(),
             published,
+            add: false,
         })?;
         Ok((json!({}), Vec::new()))
     }

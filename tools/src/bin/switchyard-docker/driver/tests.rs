@@ -226,7 +226,11 @@ impl FakeSwitchd {
                     .ok_or_else(|| refusal(ErrorCode::NoSuchPort, format!("no port {port}")))?;
                 json!({"id": removed.port, "name": removed.port_name})
             }
-            Request::PortPublish { port, published } => {
+            Request::PortPublish {
+                port,
+                published,
+                add: false,
+            } => {
                 let endpoint = networks
                     .iter_mut()
                     .flat_map(|n| n.endpoints.iter_mut())
@@ -1175,6 +1179,7 @@ fn publish_request(port: u32, published: &[&str]) -> Request {
     Request::PortPublish {
         port: port.to_string(),
         published: published.iter().map(|m| m.parse().unwrap()).collect(),
+        add: false,
     }
 }
 
