@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Serialize;
-use switchyard::control::{AttachRequest, Attached, Detached, EndpointInfo, PortInfo, Request};
+use switchyard::control::{
+    AttachRequest, Attached, Detached, EndpointInfo, ErrorCode, PortInfo, Request,
+};
+use switchyard::network::{validate_endpoint_name, NetworkError};
 use switchyard::port::{PortId, PortMode};
 use switchyard::portmap::PortMapping;
 use switchyard::wire::MacAddr;
@@ -69,6 +72,14 @@ pub struct AttachOptions {
     pub port_security: Option<bool>,
     /// With `network`: ports to publish on switchd's namespace, made with the endpoint.
     pub published: Vec<PortMapping>,
+    /// With `network`: the endpoint's DNS name, refused when taken; `None`:
+    /// `fallback_name`, or [`AttachOptions::default_name`] without one, left out when
+    /// taken.
+    pub name: Option<String>,
+    /// The name to use when `name` is `None` (the CNI plugin's pod name).
+    pub fallback_name: Option<String>,
+    /// With `network`: more DNS names, which other endpoints may share.
+    pub aliases: Vec<String>,
 }
 
 impl AttachOptions {
@@ -88,6 +99,21 @@ impl AttachOptions {
             network_prefix: None,
             port_security: None,
             published: Vec::new(),
+            name: None,
+            fallback_name: None,
+            aliases: Vec::new(),
+        }
+    }
+
+    /// The name an endpoint gets when none is given: a named namespace's name, when it
+    /// is a DNS label (`web` for `/run/netns/web`); otherwise none.
+    pub fn default_name(&self) -> Option<String> {
+        if let Some(name) = &self.fallback_name {
+            return Some(name.clone()).filter(|n| validate_endpoint_name(n).is_ok());
+        }
+        match &self.netns {
+            NetnsRef::Named(name) if validate_endpoint_name(name).is_ok() => Some(name.clone()),
+            _ => None,
         }
     }
 
@@ -108,6 +134,12 @@ impl AttachOptions {
         validate_ifname(&self.ifname)?;
         if self.network.is_none() && !self.published.is_empty() {
             return Err(OptionsError::PublishWithoutNetwork);
+        }
+        if self.network.is_none() && (self.name.is_some() || !self.aliases.is_empty()) {
+            return Err(OptionsError::NameWithoutNetwork);
+        }
+        for name in self.name.iter().chain(&self.aliases) {
+            validate_endpoint_name(name).map_err(OptionsError::Name)?;
         }
         if self.network.is_some() {
             // switchd checks the rest against the network.
@@ -201,6 +233,12 @@ pub enum OptionsError {
 
     #[error("published ports need a network: add --network NAME")]
     PublishWithoutNetwork,
+
+    #[error("names and aliases are a network's: add --network NAME")]
+    NameWithoutNetwork,
+
+    #[error(transparent)]
+    Name(NetworkError),
 
     #[error("address {ip} without a prefix needs a network to come from: add --network NAME, or give the address as CIDR")]
     AddressWithoutNetwork { ip: Ipv4Addr },
@@ -372,6 +410,11 @@ pub struct Attachment {
     /// The endpoint's published ports.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<PortMapping>,
+    /// The endpoint's DNS name and aliases on its network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl fmt::Display for Attachment {
@@ -409,6 +452,12 @@ impl fmt::Display for Attachment {
         }
         if self.mtu != DEFAULT_MTU {
             write!(f, ", mtu {}", self.mtu)?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, ", name {name}")?;
+        }
+        if !self.aliases.is_empty() {
+            write!(f, ", aliases {}", self.aliases.join(" "))?;
         }
         if !self.published.is_empty() {
             let list: Vec<String> = self.published.iter().map(ToString::to_string).collect();
@@ -487,9 +536,27 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         },
         port_security: options.port_security,
         published: options.published.clone(),
+        name: options
+            .network
+            .as_ref()
+            .and(options.name.clone().or_else(|| options.default_name())),
+        aliases: options.aliases.clone(),
     });
     let attached: Attached = match client.call(&request) {
         Ok(attached) => attached,
+        // A name nobody asked for, taken: the endpoint goes without one.
+        Err(ClientError::Refused(err))
+            if err.code == ErrorCode::NameTaken && options.name.is_none() =>
+        {
+            let Request::Attach(mut unnamed) = request else {
+                unreachable!("an attach request")
+            };
+            unnamed.name = None;
+            match client.call(&Request::Attach(unnamed)) {
+                Ok(attached) => attached,
+                Err(source) => return Err(switchd_err(source)),
+            }
+        }
         Err(source @ (ClientError::Io { .. } | ClientError::Protocol(_))) => {
             // switchd may have made the port before the answer was lost.
             remove_unanswered(socket, &netns, options);
@@ -505,14 +572,15 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         }
         None => options,
     };
-    let published = attached
-        .endpoint
-        .as_ref()
-        .map(|e| e.published.clone())
-        .unwrap_or_default();
-    let with_published = |attachment: Attachment| Attachment {
-        published,
-        ..attachment
+    let endpoint = attached.endpoint.clone();
+    let with_published = |attachment: Attachment| match endpoint {
+        Some(endpoint) => Attachment {
+            published: endpoint.published,
+            name: endpoint.name,
+            aliases: endpoint.aliases,
+            ..attachment
+        },
+        None => attachment,
     };
     if !attached.created {
         return resume(&netns, options, attached.port).map(with_published);
@@ -555,6 +623,8 @@ fn configured(
         addresses: options.addr.into_iter().collect(),
         gateway: options.gateway.filter(|_| routed),
         published: Vec::new(),
+        name: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -689,6 +759,8 @@ fn resume(
         addresses: state.addresses,
         gateway: state.gateway,
         published: Vec::new(),
+        name: None,
+        aliases: Vec::new(),
     })
 }
 
@@ -1011,6 +1083,8 @@ mod tests {
             addresses: vec!["10.0.0.1/24".parse().unwrap()],
             gateway: Some("10.0.0.254".parse().unwrap()),
             published: Vec::new(),
+            name: None,
+            aliases: Vec::new(),
         };
         assert_eq!(
             attachment.to_string(),

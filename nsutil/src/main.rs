@@ -110,6 +110,14 @@ struct AttachArgs {
     #[arg(long, value_name = "MAPPING", requires = "network")]
     publish: Vec<String>,
 
+    /// With --network: the container's DNS name there [default: the namespace's name]
+    #[arg(long, requires = "network")]
+    name: Option<String>,
+
+    /// With --network: another DNS name, which other containers may share (repeatable).
+    #[arg(long = "alias", value_name = "NAME", requires = "network")]
+    aliases: Vec<String>,
+
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -252,6 +260,9 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
         network_prefix,
         port_security: args.port_security,
         published: switchyard::portmap::parse_specs(&args.publish)?,
+        name: args.name,
+        fallback_name: None,
+        aliases: args.aliases,
     };
     let attachment = attach::attach(socket, &options)?;
     if args.json {

@@ -573,3 +573,64 @@ fn published_ports_reach_a_container_from_outside_from_the_host_and_by_hairpin()
     assert_eq!(dnat_rules(&site), 0);
     assert_eq!(common::tcp_peer(&site.external, "192.168.200.1:8080"), None);
 }
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn endpoints_have_names_and_aliases_unique_where_they_must_be() {
+    let site = Site::new();
+    site.swctl_ok(&["network", "create", "blue", "--subnet", "10.10.0.0/24"]);
+    let attach_json = |ns: &Netns, extra: &[&str]| -> Value {
+        let mut args = vec!["attach", &ns.name, "--network", "blue", "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&site.switchd.nsutil_ok(&args)).unwrap()
+    };
+    // The name defaults to the namespace's; aliases may be shared.
+    let web = Netns::new("web");
+    let got = attach_json(&web, &["--alias", "api", "--alias", "www"]);
+    assert_eq!(got["name"], web.name.as_str(), "{got}");
+    assert_eq!(got["aliases"], serde_json::json!(["api", "www"]), "{got}");
+    let db = Netns::new("db");
+    let got = attach_json(&db, &["--name", "postgres", "--alias", "api"]);
+    assert_eq!(got["name"], "postgres", "{got}");
+
+    // A name given and taken is refused, and nothing is made.
+    let third = Netns::new("x");
+    let out = site.switchd.nsutil(&[
+        "attach",
+        &third.name,
+        "--network",
+        "blue",
+        "--name",
+        "POSTGRES",
+    ]);
+    assert!(!out.status.success(), "a taken name was accepted");
+    assert!(
+        stderr(&out).contains("name POSTGRES is taken"),
+        "{}",
+        stderr(&out)
+    );
+    let out = site.switchd.nsutil(&[
+        "attach",
+        &third.name,
+        "--network",
+        "blue",
+        "--name",
+        "no_pe",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("DNS label"), "{}", stderr(&out));
+    let info = site.switchd.swctl_json(&["network", "inspect", "blue"]);
+    assert_eq!(info["endpoints"].as_array().unwrap().len(), 2, "{info}");
+    // A default name that is taken (a second interface of web) is left out.
+    let got = attach_json(&web, &["--ifname", "eth1"]);
+    assert!(got.get("name").is_none(), "{got}");
+
+    // Names survive a restart; the table shows them.
+    let mut site = site;
+    site.switchd.restart();
+    let text = site.swctl_ok(&["network", "inspect", "blue"]);
+    assert!(
+        text.contains("postgres") && text.contains("api,www"),
+        "{text}"
+    );
+}

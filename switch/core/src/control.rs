@@ -201,6 +201,12 @@ pub struct AttachRequest {
     /// attach and made with it, or neither.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<PortMapping>,
+    /// With `network`: the endpoint's DNS name there (a label, unique in the network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// With `network`: more names, which other endpoints may share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// What a container's interface on a network is to be configured with.
@@ -223,6 +229,11 @@ pub struct EndpointInfo {
     /// Published ports (`docker run -p`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<PortMapping>,
+    /// Its DNS name and aliases on the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A network as `swctl network inspect` shows it, close to `docker network inspect`.

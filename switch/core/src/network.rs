@@ -162,6 +162,15 @@ pub struct Endpoint {
     /// Ports of switchd's namespace that forward to this endpoint (see [`crate::portmap`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<PortMapping>,
+    /// The endpoint's DNS name on its network: a DNS label, unique within the network
+    /// (compared without case). `NAME` and `NAME.NETWORK` resolve to `ip` for the
+    /// network's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// More names for it, labels too; several endpoints may share one (they answer
+    /// together, in turns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A network request or an address request that cannot be granted. Nothing was changed.
@@ -244,6 +253,32 @@ pub enum NetworkError {
     },
     #[error("port {0} has no endpoint: only ports attached to a network publish ports")]
     NoEndpoint(PortId),
+    #[error("invalid name {0:?}: a container's name or alias is a DNS label, 1 to 63 letters, digits or '-', not starting or ending with '-'")]
+    InvalidEndpointName(String),
+    #[error("name {name} is taken in network {network} (by {ip}); give another with --name")]
+    NameTaken {
+        name: String,
+        network: String,
+        ip: Ipv4Addr,
+    },
+}
+
+/// The longest DNS label.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Checks a container's name or alias: a DNS label (RFC 1123: letters, digits and `-`,
+/// not at either end, at most 63 bytes).
+pub fn validate_endpoint_name(name: &str) -> Result<(), NetworkError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_LABEL_LEN
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidEndpointName(name.to_string()))
+    }
 }
 
 /// An address IPAM set aside for someone who has no port yet: Docker's IPAM driver asks
@@ -331,6 +366,10 @@ impl Networks {
             }
             let published = endpoint.published.clone();
             let port = endpoint.port;
+            let mut endpoint = endpoint;
+            model
+                .check_names(&mut endpoint)
+                .map_err(|err| RestoreError(format!("port {port}'s endpoint: {err}")))?;
             model.endpoints.push(endpoint);
             model
                 .publish(port, &published)
@@ -713,10 +752,13 @@ impl Networks {
             })
     }
 
-    /// Records an endpoint at an address [`Networks::pick_address`] chose.
-    pub fn add_endpoint(&mut self, endpoint: Endpoint) -> Result<(), NetworkError> {
+    /// Records an endpoint at an address [`Networks::pick_address`] chose, with its name
+    /// and aliases checked (labels; the name free in the network). Aliases repeated
+    /// (also without case) are kept once.
+    pub fn add_endpoint(&mut self, mut endpoint: Endpoint) -> Result<(), NetworkError> {
         let claimant = endpoint.container_id.as_deref();
         self.pick_address_for(&endpoint.network, Some(endpoint.ip), claimant)?;
+        self.check_names(&mut endpoint)?;
         if let Some(network) = self.networks.get_mut(&endpoint.network) {
             network.last_allocated = Some(endpoint.ip);
         }
@@ -724,6 +766,36 @@ impl Networks {
         self.reservations
             .retain(|r| !(r.network == endpoint.network && r.ip == endpoint.ip));
         self.endpoints.push(endpoint);
+        Ok(())
+    }
+
+    /// Checks `endpoint`'s name and aliases against the rules and the network's other
+    /// endpoints; drops repeated aliases.
+    fn check_names(&self, endpoint: &mut Endpoint) -> Result<(), NetworkError> {
+        if let Some(name) = &endpoint.name {
+            validate_endpoint_name(name)?;
+            if let Some(other) = self.endpoints.iter().find(|e| {
+                e.network == endpoint.network
+                    && e.port != endpoint.port
+                    && e.name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            }) {
+                return Err(NetworkError::NameTaken {
+                    name: name.clone(),
+                    network: endpoint.network.clone(),
+                    ip: other.ip,
+                });
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for alias in &endpoint.aliases {
+            validate_endpoint_name(alias)?;
+            if !seen.iter().any(|s| s.eq_ignore_ascii_case(alias)) {
+                seen.push(alias.clone());
+            }
+        }
+        endpoint.aliases = seen;
         Ok(())
     }
 
@@ -876,6 +948,8 @@ mod tests {
             mac: MacAddr::from_ipv4(addr),
             container_id: None,
             published: Vec::new(),
+            name: None,
+            aliases: Vec::new(),
         })?;
         Ok(addr)
     }
@@ -1160,5 +1234,61 @@ mod tests {
         let mut twice = networks.clone();
         twice.push(networks[0].clone());
         assert!(Networks::restore(twice, vec![]).is_err());
+    }
+
+    #[test]
+    fn names_are_labels_unique_in_their_network_and_aliases_may_be_shared() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        create(&mut model, &config("red", Some("10.20.0.0/24"))).unwrap();
+        let endpoint =
+            |network: &str, port: u32, last: u8, name: &str, aliases: &[&str]| Endpoint {
+                network: network.into(),
+                port: PortId(port),
+                ip: Ipv4Addr::new(10, if network == "blue" { 10 } else { 20 }, 0, last),
+                mac: MacAddr::from_ipv4(Ipv4Addr::new(10, 10, 0, last)),
+                container_id: None,
+                published: Vec::new(),
+                name: Some(name.into()),
+                aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            };
+        model
+            .add_endpoint(endpoint("blue", 1, 2, "web", &["api", "API", "www"]))
+            .unwrap();
+        assert_eq!(
+            model.endpoint_of_port(PortId(1)).unwrap().aliases,
+            ["api", "www"]
+        );
+        let err = model
+            .add_endpoint(endpoint("blue", 2, 3, "WEB", &[]))
+            .unwrap_err();
+        assert!(
+            matches!(err, NetworkError::NameTaken { ip, .. } if ip == Ipv4Addr::new(10, 10, 0, 2)),
+            "{err}"
+        );
+        // Another network may use it; aliases may be shared.
+        model
+            .add_endpoint(endpoint("red", 3, 2, "web", &[]))
+            .unwrap();
+        model
+            .add_endpoint(endpoint("blue", 4, 4, "web2", &["api"]))
+            .unwrap();
+        for bad in ["", "-web", "web-", "we_b", "w.b", &"a".repeat(64)] {
+            assert!(validate_endpoint_name(bad).is_err(), "{bad:?}");
+            let err = model
+                .add_endpoint(endpoint("blue", 5, 5, bad, &[]))
+                .unwrap_err();
+            assert!(matches!(err, NetworkError::InvalidEndpointName(_)), "{err}");
+        }
+        assert!(model
+            .add_endpoint(endpoint("blue", 5, 5, "ok", &["no_pe"]))
+            .is_err());
+        assert!(validate_endpoint_name("0web-1").is_ok());
+        assert!(validate_endpoint_name(&"a".repeat(63)).is_ok());
+        // A save with a name twice is refused.
+        let (networks, mut endpoints) = model.to_saved();
+        endpoints.push(endpoint("blue", 9, 9, "Web", &[]));
+        let err = Networks::restore(networks, endpoints).unwrap_err();
+        assert!(err.to_string().contains("taken"), "{err}");
     }
 }

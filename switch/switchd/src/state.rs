@@ -196,6 +196,8 @@ mod tests {
                 mac: "02:42:0a:0a:00:02".parse().unwrap(),
                 container_id: None,
                 published: Vec::new(),
+                name: Some("web".into()),
+                aliases: vec!["api".into()],
             }],
             reservations: Vec::new(),
             nat_pending: false,

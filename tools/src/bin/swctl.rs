@@ -575,7 +575,9 @@ fn format_network(n: &NetworkInfo) -> String {
     if !n.endpoints.is_empty() {
         let mut table = Table::new(&[
             ("PORT", Align::Right),
+            ("PORT NAME", Align::Left),
             ("NAME", Align::Left),
+            ("ALIASES", Align::Left),
             ("ADDRESS", Align::Left),
             ("MAC", Align::Left),
             ("CONTAINER", Align::Left),
@@ -585,6 +587,12 @@ fn format_network(n: &NetworkInfo) -> String {
             table.push(vec![
                 e.port.to_string(),
                 e.port_name.clone(),
+                e.name.clone().unwrap_or_else(|| "-".into()),
+                if e.aliases.is_empty() {
+                    "-".into()
+                } else {
+                    e.aliases.join(",")
+                },
                 e.address.to_string(),
                 e.mac.to_string(),
                 e.container_id.clone().unwrap_or_else(|| "-".into()),

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     NetworkInUse,
     /// IPAM cannot give that address (taken, reserved, outside the subnet) or any.
     AddressUnavailable,
+    /// Another endpoint of the network has that name.
+    NameTaken,
     /// The request needs the VXLAN overlay, and switchd was started without `--vtep`.
     NoOverlay,
     /// The network namespace cannot be opened or is not a network namespace.
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::NamespaceUnavailable => "namespace_unavailable",
             ErrorCode::SystemError => "system_error",
             ErrorCode::StateNotSaved => "state_not_saved",
+            ErrorCode::NameTaken => "name_taken",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -128,6 +131,7 @@ impl From<NetworkError> for ControlError {
             NetworkError::NotFound(_) => ErrorCode::NoSuchNetwork,
             NetworkError::Exists(_) | NetworkError::IdTaken { .. } => ErrorCode::AlreadyExists,
             NetworkError::NotReserved { .. } => ErrorCode::NoSuchEntry,
+            NetworkError::NameTaken { .. } => ErrorCode::NameTaken,
             NetworkError::InUse { .. } => ErrorCode::NetworkInUse,
             NetworkError::Overlap { .. }
             | NetworkError::InternalPublish(_)
@@ -151,6 +155,7 @@ impl From<NetworkError> for ControlError {
             | NetworkError::RangeOutside { .. }
             | NetworkError::InternalMasquerade
             | NetworkError::PortMap(_)
+            | NetworkError::InvalidEndpointName(_)
             | NetworkError::InvalidId(_) => ErrorCode::InvalidArgument,
         };
         ControlError::new(code, err.to_string())
@@ -204,6 +209,7 @@ mod tests {
             ErrorCode::NoSuchPort,
             ErrorCode::StateNotSaved,
             ErrorCode::Conflict,
+            ErrorCode::NameTaken,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

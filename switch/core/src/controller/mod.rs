@@ -645,6 +645,11 @@ impl Controller {
                 "published ports need an endpoint on a network: name one",
             ));
         }
+        if network.is_none() && (req.name.is_some() || !req.aliases.is_empty()) {
+            return Err(ControlError::invalid(
+                "names and aliases live on a network: name one",
+            ));
+        }
         validate_mode(&req.mode)?;
         if !req.netns.is_absolute() {
             return Err(ControlError::invalid(format!(
@@ -725,6 +730,8 @@ impl Controller {
                 mac: MacAddr::from_ipv4(ip),
                 container_id: req.container_id.clone(),
                 published: Vec::new(),
+                name: req.name.clone(),
+                aliases: req.aliases.clone(),
             })?;
             if !req.published.is_empty() {
                 new.networks.publish(id, &req.published)?;
@@ -788,6 +795,17 @@ impl Controller {
                 let mut has = endpoint.published.clone();
                 wanted.sort();
                 has.sort();
+                if let Some(wanted) = req.name.as_ref().filter(|n| {
+                    !endpoint
+                        .name
+                        .as_ref()
+                        .is_some_and(|has| has.eq_ignore_ascii_case(n))
+                }) {
+                    return Err(ControlError::conflict(format!(
+                        "{name} is already attached with name {}; detach it first to call it {wanted}",
+                        endpoint.name.as_deref().unwrap_or("(none)")
+                    )));
+                }
                 if !wanted.is_empty() && wanted != has {
                     return Err(ControlError::conflict(format!(
                         "{name} is already attached and publishes {}; change that with `swctl port publish {name} ...`",
@@ -826,6 +844,8 @@ impl Controller {
             netns: port.netns.clone(),
             container_id: endpoint.container_id.clone(),
             published: endpoint.published.clone(),
+            name: endpoint.name.clone(),
+            aliases: endpoint.aliases.clone(),
         })
     }
 

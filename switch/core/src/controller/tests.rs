@@ -49,6 +49,8 @@ fn attach_request(netns: &Path, network: Option<&str>) -> Request {
         addresses: Vec::new(),
         port_security: None,
         published: Vec::new(),
+        name: None,
+        aliases: Vec::new(),
     })
 }
 

@@ -401,6 +401,8 @@ fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
         container_id: Some(env.container_id.clone()),
         ifname: env.ifname.clone(),
         published: conf.port_mappings.clone(),
+        fallback_name: endpoint_name(env),
+        aliases: conf.aliases.clone(),
         ..AttachOptions::new(NetnsRef::from_path(&env.netns))
     };
     let attachment = match attach::attach(&socket(conf), &options) {
@@ -711,6 +713,26 @@ fn gc(env: &Env, input: &Input) -> Result<(), CniError> {
         }
     }
     Ok(())
+}
+
+/// The container's DNS name: the pod's name from `CNI_ARGS` (`K8S_POD_NAME=web-0`) when it
+/// is a DNS label, otherwise the container id's first 12 characters, as Docker's short
+/// ids; none when neither is a label.
+fn endpoint_name(env: &Env) -> Option<String> {
+    let pod = env
+        .args
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "K8S_POD_NAME")
+        .map(|(_, value)| value)
+        .filter(|name| switchyard::network::validate_endpoint_name(name).is_ok());
+    let name = match pod {
+        Some(name) => name.to_string(),
+        None => env.container_id.chars().take(12).collect(),
+    };
+    switchyard::network::validate_endpoint_name(&name)
+        .is_ok()
+        .then_some(name)
 }
 
 #[cfg(test)]

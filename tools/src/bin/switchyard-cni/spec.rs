@@ -111,6 +111,10 @@ pub struct NetConf {
     /// The `portMappings` capability (`runtimeConfig.portMappings`): ports to publish on
     /// switchd's namespace, checked together.
     pub port_mappings: Vec<PortMapping>,
+    /// The `aliases` capability (`runtimeConfig.aliases`): more DNS names for the
+    /// container on this network. Podman sends a map from network name to names; a
+    /// plain list is taken as is.
+    pub aliases: Vec<String>,
 }
 
 /// What is read from stdin: the configuration as parsed, and as raw JSON (which a
@@ -402,6 +406,11 @@ impl NetConf {
             Some(value) => port_mappings(value)?,
         };
 
+        let aliases = match field("runtimeConfig").and_then(|r| r.get("aliases")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => aliases(value, name)?,
+        };
+
         Ok(NetConf {
             cni_version,
             name: name.to_string(),
@@ -417,8 +426,42 @@ impl NetConf {
             prev_result,
             valid_attachments,
             port_mappings,
+            aliases,
         })
     }
+}
+
+/// `runtimeConfig.aliases`: `{"NETWORK": ["db", "pg"]}` (this network's entry) or
+/// `["db", "pg"]`; each a DNS label.
+fn aliases(value: &Value, network: &str) -> Result<Vec<String>, CniError> {
+    const FIELD: &str = "runtimeConfig.aliases";
+    let list = match value {
+        Value::Object(map) => match map.get(network) {
+            Some(list) => list,
+            None => return Ok(Vec::new()),
+        },
+        list => list,
+    };
+    let names = list.as_array().ok_or_else(|| {
+        invalid(
+            FIELD,
+            format!(
+                "{} is not a list of names such as [\"db\"]",
+                shown_value(list)
+            ),
+        )
+    })?;
+    names
+        .iter()
+        .map(|name| {
+            let text = name
+                .as_str()
+                .ok_or_else(|| invalid(FIELD, format!("{} is not a name", shown_value(name))))?;
+            switchyard::network::validate_endpoint_name(text)
+                .map_err(|_| invalid(FIELD, NetworkError::InvalidEndpointName(shown(text))))?;
+            Ok(text.to_string())
+        })
+        .collect()
 }
 
 /// `runtimeConfig.portMappings`, as the portmap plugin's convention has it:

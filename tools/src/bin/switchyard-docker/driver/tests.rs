@@ -111,6 +111,8 @@ fn endpoint(network: &NetworkInfo, address: &str, port: u32, container_id: &str)
         netns: PathBuf::from("/var/run/docker/netns/3c1e4e5b1f2a"),
         container_id: Some(container_id.to_string()),
         published: Vec::new(),
+        name: None,
+        aliases: Vec::new(),
     }
 }
 
