@@ -32,6 +32,7 @@ fn conflist(name: &str, socket: &Path, subnet: &str) -> Value {
             "type": "switchyard-cni",
             "socket": socket,
             "subnet": subnet,
+            "capabilities": {"portMappings": true, "aliases": true},
         }],
     })
 }
@@ -328,6 +329,45 @@ fn podman_containers_on_a_switchyard_network_get_switchds_addresses_and_reach_ea
         !taken.status.success(),
         "switchd handed out {a_address}, which a holds"
     );
+
+    // Podman passes -p and --network-alias through the capabilities.
+    let image = podman.image();
+    podman_ok(
+        &podman,
+        &log,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "c",
+            "--network",
+            &net,
+            "-p",
+            "8080:80",
+            "--network-alias",
+            "cache",
+            image,
+            "sleep",
+            "600",
+        ],
+    );
+    let c_id = podman.podman_ok(&["inspect", "--format", "{{.Id}}", "c"]);
+    let network = switchd.swctl_json(&podman, &["network", "inspect", &net]);
+    let c = endpoints(&network)
+        .into_iter()
+        .find(|e| e["container_id"] == c_id.trim())
+        .unwrap_or_else(|| panic!("no endpoint for c: {network:#}"));
+    assert_eq!(c["published"][0]["host_port"], 8080, "{c:#}");
+    assert_eq!(c["published"][0]["container_port"], 80, "{c:#}");
+    assert!(
+        c["aliases"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n == "cache")),
+        "{c:#}"
+    );
+    // Podman sends the container's name as K8S_POD_NAME, and its short id as an alias.
+    assert_eq!(c["name"], "c", "{c:#}");
+    podman_ok(&podman, &log, &["rm", "-f", "-t", "0", "c"]);
 
     // podman rm takes the port away and releases the address; b stays.
     podman_ok(&podman, &log, &["rm", "-f", "-t", "0", "a"]);
