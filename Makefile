@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build build-debug deps demo test lint unit bench clean fuzz fuzz-smoke fuzz-deps
+.PHONY: all build build-debug deps demo demo-docker test lint unit bench clean fuzz fuzz-smoke fuzz-deps
 
 all: build
 
@@ -19,6 +19,12 @@ build-debug:
 
 demo: deps build
 	@scripts/demo.sh
+
+# switchyard under a real Docker engine: dockerd, switchd and switchyard-docker in
+# namespaces of their own, a Docker network, a published port, names, an nsutil namespace
+# on the same network (docs/docker.md). Removes it all again.
+demo-docker: deps build
+	@scripts/demo-docker.sh
 
 # Every test: unit tests, the simulator, and the root integration tests in namespaces
 # (marked #[ignore] so a plain `cargo test` without root skips them), then a smoke run of
@@ -45,7 +51,7 @@ lint:
 # targets keep building and the bugs they found stay fixed.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
-FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file
+FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file dns
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 FUZZ_DIR := switch/fuzz

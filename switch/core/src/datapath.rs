@@ -448,6 +448,8 @@ impl Worker {
                     // Best effort, like any packet a router originates.
                     let _ = io.transmit(Transmit::Uplink { wire: &wire });
                 }
+                // The router makes these only when DNS is on, which nothing turns on yet.
+                RouterOutput::Dns(_) => {}
             }
         }
         // Keep the allocation; frames injected above come from the router's port, which

@@ -40,6 +40,7 @@
 pub mod control;
 pub mod controller;
 pub mod datapath;
+pub mod dns;
 pub mod fdb;
 pub mod forward;
 pub mod network;

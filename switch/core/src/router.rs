@@ -86,7 +86,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use hashbrown::HashMap;
@@ -96,6 +96,7 @@ use smoltcp::wire as smol;
 
 use crate::time::Time;
 use crate::wire::icmpv4::{self, Icmpv4Error, Icmpv4Packet, Icmpv4Type, Quote};
+use crate::wire::udp::UdpPacket;
 use crate::wire::{
     emit_header, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, MacAddr, VlanId,
 };
@@ -160,6 +161,50 @@ pub enum RouterOutput {
     ToSwitch { vlan: VlanId, frame: Vec<u8> },
     /// A complete IPv4 packet for the uplink: an ICMP reply or error to the host.
     ToUplink { packet: Vec<u8> },
+    /// A DNS query to a gateway, for the DNS service (only with [`Router::set_dns`] on).
+    Dns(DnsQuery),
+}
+
+/// The port the router takes DNS queries on, on every gateway address.
+pub const DNS_PORT: u16 = 53;
+
+/// A DNS query over UDP from a container to its gateway: where it came from and the DNS
+/// message. The answer goes back as [`DnsQuery::reply_frame`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsQuery {
+    pub vlan: VlanId,
+    pub client_mac: MacAddr,
+    pub client: SocketAddrV4,
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: MacAddr,
+    /// The UDP payload: the DNS message as sent.
+    pub message: Vec<u8>,
+}
+
+impl DnsQuery {
+    /// The untagged Ethernet frame that answers the query with `message`: UDP from the
+    /// gateway's port 53 to the client's port, checksummed. Empty when `message` cannot
+    /// fit in one IPv4 packet.
+    pub fn reply_frame(&self, message: &[u8]) -> Vec<u8> {
+        let Ok(udp_len) = u16::try_from(crate::wire::udp::HEADER_LEN + message.len()) else {
+            return Vec::new();
+        };
+        let mut udp = Vec::with_capacity(usize::from(udp_len));
+        udp.extend_from_slice(&DNS_PORT.to_be_bytes());
+        udp.extend_from_slice(&self.client.port().to_be_bytes());
+        udp.extend_from_slice(&udp_len.to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(message);
+        let mut packet = ipv4_packet(self.gateway, *self.client.ip(), IpProtocol::UDP, &udp);
+        let Ok(ip) = Ipv4Packet::new_checked(&packet[..]) else {
+            return Vec::new();
+        };
+        let (sum, header_len) = (ip.pseudo_header_sum(udp_len), ip.header_len());
+        if let Ok(mut view) = UdpPacket::new_checked(&mut packet[header_len..]) {
+            view.fill_checksum(sum);
+        }
+        ethernet_frame(self.client_mac, self.gateway_mac, EtherType::IPV4, &packet)
+    }
 }
 
 /// Why the router did not forward a packet. Counted in [`RouterCounters::drops`].
@@ -247,6 +292,9 @@ pub struct RouterCounters {
     /// Requests for unresolved addresses and reconfirmations of learned ones.
     pub arp_requests_sent: u64,
     pub echo_replies_sent: u64,
+    /// DNS queries to a gateway handed to the DNS service.
+    #[serde(default)]
+    pub dns_queries: u64,
     pub time_exceeded_sent: u64,
     /// `ToUplink` verdicts.
     pub routed_to_uplink: u64,
@@ -307,6 +355,8 @@ pub struct Router {
     learned_by_age: BTreeSet<(Time, VlanId, Ipv4Addr)>,
     pending: HashMap<NeighborKey, Pending>,
     counters: RouterCounters,
+    /// Whether UDP to a gateway's port 53 goes to the DNS service.
+    dns: bool,
     /// The latest time any call passed in: what [`Router::neighbors`] measures age against.
     clock: Time,
 }
@@ -325,12 +375,19 @@ impl Router {
             learned_by_age: BTreeSet::new(),
             pending: HashMap::new(),
             counters: RouterCounters::default(),
+            dns: false,
             clock: Time::ZERO,
         }
     }
 
     /// Adds an interface, or replaces the one on the same VLAN. Learned neighbours and held
     /// packets that no longer fit the new interface are forgotten; statics stay.
+    /// Whether DNS queries to a gateway (UDP port 53) become [`RouterOutput::Dns`]; off,
+    /// they are dropped as [`RouterDrop::ToGateway`].
+    pub fn set_dns(&mut self, on: bool) {
+        self.dns = on;
+    }
+
     pub fn set_interface(&mut self, iface: Interface) {
         let vlan = iface.vlan;
         if self.interfaces.insert(vlan, iface).is_none() {
@@ -704,6 +761,16 @@ impl Router {
         };
         let dst = header.dst;
         if dst == iface.gateway {
+            if self.dns && header.protocol == IpProtocol::UDP && !header.fragment {
+                return match dns_query(iface, src_mac, &header, whole) {
+                    Some(query) => {
+                        out.push(RouterOutput::Dns(query));
+                        self.counters.dns_queries += 1;
+                        Verdict::Consumed
+                    }
+                    None => self.reject(RouterDrop::ToGateway),
+                };
+            }
             return match answer_echo(iface.gateway, &header, whole) {
                 Local::Reply(reply) => {
                     out.push(reply_to_sender(reply));
@@ -1000,6 +1067,37 @@ fn answer_echo(gateway: Ipv4Addr, header: &Ipv4Header, packet: &[u8]) -> Local {
     reply.set_msg_type(Icmpv4Type::ECHO_REPLY);
     reply.fill_checksum();
     Local::Reply(ipv4_packet(gateway, header.src, IpProtocol::ICMP, &message))
+}
+
+/// The DNS query in `packet` (UDP to the gateway's port 53 with a right checksum, from a
+/// unicast source), if it is one.
+fn dns_query(
+    iface: &Interface,
+    src_mac: MacAddr,
+    header: &Ipv4Header,
+    packet: &[u8],
+) -> Option<DnsQuery> {
+    if !is_unicast(header.src) {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    let len = udp.len();
+    if udp.dst_port() != DNS_PORT || len > ip.payload().len() {
+        return None;
+    }
+    let udp = UdpPacket::new_checked(ip.payload().get(..len)?).ok()?;
+    if udp.checksum() != 0 && !udp.verify_checksum(ip.pseudo_header_sum(len as u16)) {
+        return None;
+    }
+    Some(DnsQuery {
+        vlan: iface.vlan,
+        client_mac: src_mac,
+        client: SocketAddrV4::new(header.src, udp.src_port()),
+        gateway: iface.gateway,
+        gateway_mac: iface.mac,
+        message: udp.payload().to_vec(),
+    })
 }
 
 /// An ICMP time exceeded from `gateway` about `packet` (the whole IPv4 packet, trimmed to
@@ -2019,10 +2117,111 @@ mod tests {
             .iter()
             .map(|output| match output {
                 RouterOutput::ToSwitch { frame, .. } => parse_ipv4(&frame[14..]).0.hop_limit,
-                RouterOutput::ToUplink { .. } => panic!("released to the uplink"),
+                other => panic!("released elsewhere: {other:?}"),
             })
             .collect();
         assert_eq!(ttls, vec![19, 29, 39]);
+    }
+
+    /// UDP from `src:sport` to `dst:dport`, checksummed (or with checksum 0).
+    fn udp_to(
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        data: &[u8],
+        checksum: bool,
+    ) -> Vec<u8> {
+        let repr = smol::UdpRepr {
+            src_port: sport,
+            dst_port: dport,
+        };
+        let mut datagram = vec![0; repr.header_len() + data.len()];
+        let mut view = smol::UdpPacket::new_unchecked(&mut datagram[..]);
+        repr.emit(
+            &mut view,
+            &smol::IpAddress::Ipv4(ip(src)),
+            &smol::IpAddress::Ipv4(ip(dst)),
+            data.len(),
+            |payload| payload.copy_from_slice(data),
+            &ChecksumCapabilities::default(),
+        );
+        if !checksum {
+            datagram[6..8].copy_from_slice(&[0, 0]);
+        }
+        ipv4(src, dst, 64, smol::IpProtocol::Udp, &datagram)
+    }
+
+    #[test]
+    fn dns_to_a_gateway_goes_to_the_dns_service_and_the_reply_is_well_formed() {
+        let mut router = router();
+        let query = udp_to("10.1.0.2", 40000, "10.1.0.1", 53, b"a dns message", true);
+        let frame = eth(ROUTER1, CONTAINER, 0x0800, &query);
+        // Off: traffic to the gateway other than ping.
+        let (verdict, out, _) = switch_in(&mut router, ms(1), 10, frame.clone());
+        assert_eq!(verdict, Verdict::Drop(RouterDrop::ToGateway));
+        assert!(out.is_empty());
+
+        router.set_dns(true);
+        let (verdict, out, _) = switch_in(&mut router, ms(2), 10, frame);
+        assert_eq!(verdict, Verdict::Consumed);
+        let [RouterOutput::Dns(got)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(got.message, b"a dns message");
+        assert_eq!(got.client, "10.1.0.2:40000".parse().unwrap());
+        assert_eq!(
+            (got.gateway, got.gateway_mac, got.client_mac),
+            (ip("10.1.0.1"), ROUTER1, CONTAINER)
+        );
+        assert_eq!(router.counters().dns_queries, 1);
+
+        // The answer: gateway:53 to the client, a checksum smoltcp accepts.
+        let reply = got.reply_frame(b"the answer");
+        let eth_view = smol::EthernetFrame::new_checked(&reply[..]).unwrap();
+        assert_eq!(eth_view.dst_addr().0, CONTAINER.octets());
+        assert_eq!(eth_view.src_addr().0, ROUTER1.octets());
+        let ip_view = smol::Ipv4Packet::new_checked(eth_view.payload()).unwrap();
+        assert!(ip_view.verify_checksum());
+        assert_eq!(ip_view.src_addr(), ip("10.1.0.1"));
+        assert_eq!(ip_view.dst_addr(), ip("10.1.0.2"));
+        let udp_view = smol::UdpPacket::new_checked(ip_view.payload()).unwrap();
+        assert_eq!((udp_view.src_port(), udp_view.dst_port()), (53, 40000));
+        assert!(udp_view.verify_checksum(
+            &smol::IpAddress::Ipv4(ip("10.1.0.1")),
+            &smol::IpAddress::Ipv4(ip("10.1.0.2"))
+        ));
+        assert_eq!(udp_view.payload(), b"the answer");
+
+        // No checksum is fine; a wrong one, another port, or a lie about the length not.
+        let unchecked = udp_to("10.1.0.2", 40000, "10.1.0.1", 53, b"q", false);
+        let (verdict, _, _) = switch_in(
+            &mut router,
+            ms(3),
+            10,
+            eth(ROUTER1, CONTAINER, 0x0800, &unchecked),
+        );
+        assert_eq!(verdict, Verdict::Consumed);
+        let mut wrong = udp_to("10.1.0.2", 40000, "10.1.0.1", 53, b"q", true);
+        let last = wrong.len() - 1;
+        wrong[last] ^= 0xff;
+        let mut long = udp_to("10.1.0.2", 40000, "10.1.0.1", 53, b"q", false);
+        long[24..26].copy_from_slice(&200u16.to_be_bytes());
+        for bad in [
+            wrong,
+            long,
+            udp_to("10.1.0.2", 40000, "10.1.0.1", 54, b"q", true),
+        ] {
+            let (verdict, out, _) = switch_in(
+                &mut router,
+                ms(4),
+                10,
+                eth(ROUTER1, CONTAINER, 0x0800, &bad),
+            );
+            assert_eq!(verdict, Verdict::Drop(RouterDrop::ToGateway));
+            assert!(out.is_empty());
+        }
+        assert_eq!(router.counters().dns_queries, 2);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub fn interfaces() -> [Interface; 3] {
 
 pub fn run(data: &[u8]) {
     let mut router = Router::new();
+    router.set_dns(true);
     for iface in interfaces() {
         router.set_interface(iface);
     }
@@ -117,6 +118,15 @@ fn well_formed(output: &RouterOutput) {
             &frame[14..]
         }
         RouterOutput::ToUplink { packet } => &packet[..],
+        RouterOutput::Dns(query) => {
+            // The answer to a query is a frame like any other the router sends.
+            let frame = query.reply_frame(&query.message);
+            assert!(!frame.is_empty(), "a query's own size always fits");
+            return well_formed(&RouterOutput::ToSwitch {
+                vlan: query.vlan,
+                frame,
+            });
+        }
     };
     let ip = Ipv4Packet::new_checked(packet).expect("an IPv4 packet");
     assert!(ip.verify_checksum(), "with a good header checksum");
