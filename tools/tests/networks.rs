@@ -22,6 +22,11 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        Site::with_args(&[])
+    }
+
+    /// A site whose switchd gets `args` too.
+    fn with_args(args: &[&str]) -> Site {
         let host = Netns::new("h");
         let external = Netns::new("x");
         common::run_ok(
@@ -49,7 +54,7 @@ impl Site {
             ns.exec_ok(&["ip", "link", "set", dev, "up"]);
             ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         }
-        let switchd = Switchd::start_in(&host, &[]);
+        let switchd = Switchd::start_in(&host, args);
         Site {
             host,
             external,
@@ -633,4 +638,172 @@ fn endpoints_have_names_and_aliases_unique_where_they_must_be() {
         text.contains("postgres") && text.contains("api,www"),
         "{text}"
     );
+}
+
+use switchyard::dns::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use switchyard::dns::proto::rr::{rdata, Name, RData, Record as DnsRecord, RecordType};
+
+/// Asks `server` (port 53) from inside `ns` for `name`'s A records, as a stub resolver
+/// does: up to three tries, 3 s each. The reply, or `None` when none came.
+fn resolve(ns: &Netns, server: &str, name: &str) -> Option<Message> {
+    let server: std::net::SocketAddr = format!("{server}:53").parse().unwrap();
+    let name = name.to_string();
+    common::in_netns(ns, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .ok()?;
+        let mut query = Message::new(0x4242, MessageType::Query, OpCode::Query);
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(Name::from_ascii(&name).ok()?, RecordType::A));
+        let query = query.to_vec().ok()?;
+        (0..3).find_map(|_| {
+            socket.send_to(&query, server).ok()?;
+            let mut buf = [0u8; 1500];
+            let (len, _) = socket.recv_from(&mut buf).ok()?;
+            Message::from_vec(&buf[..len]).ok()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+fn a_records(reply: &Message) -> Vec<String> {
+    let mut out: Vec<String> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A resolver in `ns` on `addr` that answers every A query with 198.51.100.7, until
+/// dropped (it answers `count` queries at most).
+fn fake_upstream(ns: &Netns, addr: &str) -> std::thread::JoinHandle<()> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = common::in_netns(ns, move || {
+        let socket = std::net::UdpSocket::bind(addr).expect("bind the fake upstream");
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 1500];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let Ok(query) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+            reply.metadata.recursion_available = true;
+            for q in &query.queries {
+                reply.add_query(q.clone());
+                reply.add_answer(DnsRecord::from_rdata(
+                    q.name().clone(),
+                    30,
+                    RData::A(rdata::A("198.51.100.7".parse().unwrap())),
+                ));
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), from);
+        }
+    });
+    ready_rx.recv().unwrap();
+    server
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn containers_resolve_each_other_by_name_and_the_rest_upstream() {
+    // The first upstream is dead (nothing on that port): the second one answers.
+    let site = Site::with_args(&[
+        "--dns-upstream",
+        "192.168.200.2:5354",
+        "--dns-upstream",
+        "192.168.200.2:5353",
+    ]);
+    let _upstream = fake_upstream(&site.external, "192.168.200.2:5353");
+    site.swctl_ok(&["network", "create", "blue", "--subnet", "10.10.0.0/24"]);
+    site.swctl_ok(&["network", "create", "red", "--subnet", "10.20.0.0/24"]);
+    let (web, web_ip) = site.container("web", "blue", &["--alias", "api"]);
+    let (_db, db_ip) = site.container("db", "blue", &["--name", "postgres", "--alias", "api"]);
+    let (other, _) = site.container("o", "red", &[]);
+
+    let reply = resolve(&web, "10.10.0.1", "postgres").unwrap_or_else(|| {
+        panic!(
+            "no answer; router: {}\nlog:\n{}",
+            site.swctl_ok(&["--json", "router", "show"]),
+            site.switchd.log()
+        )
+    });
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&reply), std::slice::from_ref(&db_ip), "{reply:?}");
+    let mut both = vec![web_ip.clone(), db_ip.clone()];
+    both.sort();
+    let reply = resolve(&web, "10.10.0.1", "API.blue.").expect("an answer");
+    assert_eq!(
+        a_records(&reply),
+        both,
+        "a shared alias, NAME.NETWORK, any case"
+    );
+    // Another network's container: NXDOMAIN, not forwarded.
+    let reply = resolve(&other, "10.20.0.1", "postgres").expect("an answer");
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+    // Everything else goes upstream, past the dead one.
+    let reply = resolve(&web, "10.10.0.1", "example.org")
+        .unwrap_or_else(|| panic!("no forwarded answer; log:\n{}", site.switchd.log()));
+    assert_eq!(a_records(&reply), ["198.51.100.7"], "{reply:?}");
+
+    let router = site.switchd.swctl_json(&["router", "show"]);
+    assert_eq!(router["dns"]["answered_local"], 2, "{router}");
+    assert_eq!(router["dns"]["nxdomain"], 1, "{router}");
+    assert_eq!(router["dns"]["forwarded"], 1, "{router}");
+    assert!(
+        router["dns"]["upstream_timeouts"].as_u64() >= Some(1),
+        "{router}"
+    );
+
+    // The names survive a restart.
+    let mut site = site;
+    site.switchd.restart();
+    let reply = resolve(&web, "10.10.0.1", "postgres").unwrap_or_else(|| {
+        panic!(
+            "no answer after a restart; router: {}\nlog:\n{}",
+            site.swctl_ok(&["--json", "router", "show"]),
+            site.switchd.log()
+        )
+    });
+    assert_eq!(a_records(&reply), [db_ip]);
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn dns_flags_are_checked() {
+    let host = Netns::new("h");
+    let out = common::switchd_refusing(&host, &["--dns", "off", "--dns-upstream", "192.0.2.53"]);
+    assert!(
+        stderr(&out).contains("--dns-upstream goes with the embedded DNS"),
+        "{}",
+        stderr(&out)
+    );
+    let out = common::switchd_refusing(&host, &["--dns-upstream", "not-an-address"]);
+    assert!(
+        stderr(&out).contains("invalid --dns-upstream"),
+        "{}",
+        stderr(&out)
+    );
+    let four = [
+        "--dns-upstream",
+        "192.0.2.1",
+        "--dns-upstream",
+        "192.0.2.2",
+        "--dns-upstream",
+        "192.0.2.3",
+        "--dns-upstream",
+        "192.0.2.4",
+    ];
+    let out = common::switchd_refusing(&host, &four);
+    assert!(stderr(&out).contains("at most 3"), "{}", stderr(&out));
 }

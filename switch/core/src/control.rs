@@ -275,6 +275,9 @@ pub struct RouterInfo {
     pub uplink: Option<String>,
     pub neighbors: Vec<Neighbor>,
     pub counters: RouterCounters,
+    /// The embedded DNS's counters.
+    #[serde(default)]
+    pub dns: crate::dns::DnsCounters,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

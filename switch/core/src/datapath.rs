@@ -47,6 +47,7 @@ use switchyard_encap::partial::partial_checksum;
 use switchyard_encap::segment::{segment, GsoKind, Offload, SegmentError};
 use switchyard_encap::vxlan::{self, Vni};
 
+use crate::dns::{DnsService, DnsStep};
 use crate::fdb::FdbConfig;
 use crate::forward::{Decision, DropReason, Egress, Switch, View};
 use crate::port::PortId;
@@ -88,6 +89,12 @@ pub enum Transmit<'a> {
     },
     /// A vnet header and an IPv4 packet for the uplink to the host.
     Uplink { wire: &'a [u8] },
+    /// A DNS query for an upstream resolver, over UDP from switchd's own namespace. The
+    /// reply goes to [`Worker::handle_dns_reply`].
+    Dns {
+        upstream: SocketAddr,
+        message: &'a [u8],
+    },
 }
 
 /// The driver's side: carries out one [`Transmit`], or says why it could not.
@@ -106,6 +113,8 @@ pub struct Datapath {
     switch: Switch,
     /// Lock order: the router is never held while the switch's topology is changed.
     router: Mutex<Router>,
+    /// The embedded DNS; taken only for DNS packets and timeouts, never with the router.
+    dns: Mutex<DnsService>,
     frag_needed_sent: AtomicU64,
 }
 
@@ -114,6 +123,7 @@ impl Datapath {
         Datapath {
             switch: Switch::new(fdb),
             router: Mutex::new(Router::new()),
+            dns: Mutex::new(DnsService::new(Vec::new(), 0x5eed)),
             frag_needed_sent: AtomicU64::new(0),
         }
     }
@@ -126,6 +136,11 @@ impl Datapath {
     /// to keep routing (every update is a few field writes), so poison is ignored.
     pub fn router(&self) -> MutexGuard<'_, Router> {
         self.router.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The embedded DNS (poison ignored, as the router's).
+    pub fn dns(&self) -> MutexGuard<'_, DnsService> {
+        self.dns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// "Fragmentation needed" answers sent for frames too big for the overlay.
@@ -448,14 +463,69 @@ impl Worker {
                     // Best effort, like any packet a router originates.
                     let _ = io.transmit(Transmit::Uplink { wire: &wire });
                 }
-                // The router makes these only when DNS is on, which nothing turns on yet.
-                RouterOutput::Dns(_) => {}
+                RouterOutput::Dns(query) => {
+                    let step = self.dp.dns().query(now, query);
+                    if let Some(step) = step {
+                        self.dns_step(now, step, io);
+                    }
+                }
             }
         }
         // Keep the allocation; frames injected above come from the router's port, which
         // the switch never sends back to the router, so nothing new was added meanwhile.
         self.router_out = outputs;
         self.router_out.clear();
+    }
+
+    /// A datagram that came back on the DNS upstream socket from `from`: relays the
+    /// reply it is, if it is one.
+    pub fn handle_dns_reply(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        message: &[u8],
+        io: &mut impl Io,
+    ) {
+        let step = self.dp.dns().upstream_reply(from, message);
+        if let Some(step) = step {
+            self.dp.switch.refresh(&mut self.view);
+            self.dns_step(now, step, io);
+        }
+    }
+
+    /// Sends the DNS retries and SERVFAILs due at `now`; returns when to call again.
+    pub fn poll_dns(&mut self, now: Time, io: &mut impl Io) -> Option<Time> {
+        let steps = self.dp.dns().poll(now);
+        if !steps.is_empty() {
+            self.dp.switch.refresh(&mut self.view);
+        }
+        for step in steps {
+            self.dns_step(now, step, io);
+        }
+        self.dp.dns().next_timeout()
+    }
+
+    fn dns_step(&mut self, now: Time, step: DnsStep, io: &mut impl Io) {
+        match step {
+            DnsStep::Reply { client, message } => {
+                let frame = client.reply_frame(&message);
+                if !frame.is_empty()
+                    && self
+                        .packet
+                        .load(&[&[0u8; VNET_HDR_LEN][..], &frame].concat())
+                        .is_ok()
+                {
+                    self.inject(now, client.vlan, io);
+                }
+            }
+            DnsStep::Send(outgoing) => {
+                // Best effort: a lost query is retried on the next upstream.
+                let _ = io.transmit(Transmit::Dns {
+                    upstream: outgoing.upstream,
+                    message: &outgoing.bytes,
+                });
+            }
+        }
     }
 
     /// Forwards the frame in `self.packet` (untagged) as if the router sent it on `vlan`.

@@ -58,6 +58,8 @@ struct SimSwitch {
     vtep: Option<IpAddr>,
     /// IP packets its router sent up the uplink.
     uplink: Vec<Vec<u8>>,
+    /// DNS queries its DNS service sent upstream.
+    dns: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 struct Host {
@@ -79,6 +81,7 @@ enum Out {
     Port(PortId, Vec<u8>),
     Vxlan(SocketAddr, Vec<u8>, usize),
     Uplink(Vec<u8>),
+    Dns(SocketAddr, Vec<u8>),
 }
 
 /// Most datagrams one `UDP_SEGMENT` send carries, and most bytes (as switchd's VTEP).
@@ -128,6 +131,7 @@ impl Network {
             next_port: 1,
             vtep: None,
             uplink: Vec::new(),
+            dns: Vec::new(),
         });
         SwitchId(self.switches.len() - 1)
     }
@@ -181,6 +185,27 @@ impl Network {
     /// IP packets the router sent up its uplink since the last call.
     pub fn take_uplink(&mut self, id: RouterId) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.switches[id.0].uplink)
+    }
+
+    /// DNS queries the switch's DNS service sent to upstreams since the last call.
+    pub fn take_dns(&mut self, id: RouterId) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.switches[id.0].dns)
+    }
+
+    /// An upstream at `from` answers with `message`.
+    pub fn dns_reply(&mut self, id: RouterId, from: SocketAddr, message: &[u8]) {
+        let sw = SwitchId(id.0);
+        let now = self.now;
+        let mut outs = Vec::new();
+        {
+            let mut io = collect(&mut outs, sw, &self.peers, &self.vteps);
+            self.switches[sw.0]
+                .worker
+                .handle_dns_reply(now, from, message, &mut io);
+        }
+        let mut queue = VecDeque::new();
+        self.deliver(sw, outs, &mut queue);
+        self.run_queue(queue, None);
     }
 
     /// The router's verdicts on frames from the switch since the last call, oldest first.
@@ -408,6 +433,7 @@ impl Network {
                 Out::Uplink(wire) => self.switches[sw.0]
                     .uplink
                     .push(wire.get(VNET_HDR_LEN..).unwrap_or_default().to_vec()),
+                Out::Dns(upstream, message) => self.switches[sw.0].dns.push((upstream, message)),
             }
         }
     }
@@ -442,6 +468,7 @@ fn collect<'a>(
                 outs.push(Out::Vxlan(remote, datagrams.to_vec(), stride));
             }
             Transmit::Uplink { wire } => outs.push(Out::Uplink(wire.to_vec())),
+            Transmit::Dns { upstream, message } => outs.push(Out::Dns(upstream, message.to_vec())),
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Gid;
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note};
 use switchyard::datapath::Datapath;
+use switchyard::dns::DnsService;
 use switchyard::fdb::FdbConfig;
 use switchyard::port::StormLimit;
 use switchyard::{PortId, Time};
@@ -56,6 +57,8 @@ pub struct Options {
     pub busy_poll: dataplane::BusyPoll,
     /// Every port's storm limit unless it has its own.
     pub storm_limit: Option<StormLimit>,
+    /// The embedded DNS's upstream resolvers; `None`: no DNS.
+    pub dns: Option<Vec<SocketAddr>>,
 }
 
 /// The group whose members may use the control socket (`--socket-group`).
@@ -79,6 +82,8 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     failures: crossbeam_channel::Receiver<(PortId, String)>,
     vxlan_threads: Vec<Thread>,
+    /// The thread that reads the DNS upstream socket (and sends retries, SERVFAILs).
+    _dns_thread: Option<Thread>,
     /// The owner of ports, peers, networks: every control request goes to it.
     pub controller: Controller,
     /// The effects the controller asks for, carried out on this machine.
@@ -148,12 +153,31 @@ impl Daemon {
             let _ = flap_waker.wake();
         });
         let (failed, failures) = crossbeam_channel::unbounded();
+        // The embedded DNS: its upstream socket, a fresh seed, the router handing it
+        // queries; before the controller gives it names.
+        let dns_socket = match &options.dns {
+            Some(upstreams) => {
+                let socket = std::net::UdpSocket::bind("0.0.0.0:0")
+                    .context("cannot open the DNS upstream socket")?;
+                socket
+                    .set_nonblocking(true)
+                    .context("cannot make the DNS upstream socket non-blocking")?;
+                *dp.dns() = DnsService::new(upstreams.clone(), dns_seed());
+                dp.router().set_dns(true);
+                if upstreams.is_empty() {
+                    tracing::warn!("the embedded DNS has no upstream resolver (none in /etc/resolv.conf, no --dns-upstream): names other than containers' get SERVFAIL");
+                }
+                Some(Arc::new(socket))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared::new(
             Arc::clone(&dp),
             vtep,
             options.busy_poll,
             failed,
             waker,
+            dns_socket,
         ));
         let mut system = System::new(Arc::clone(&shared), store, options.uplink.clone());
         let config = ControllerConfig {
@@ -164,6 +188,13 @@ impl Daemon {
         let mut controller = Controller::restore(dp, config, saved, &mut system)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         log_notes(&mut controller);
+        let dns_thread = match shared.dns_socket() {
+            Some(socket) => Some(
+                dataplane::spawn_dns(Arc::clone(&shared), socket)
+                    .context("cannot start the DNS thread")?,
+            ),
+            None => None,
+        };
         let receivers = shared.vtep.as_ref().map_or(0, Vtep::receivers);
         let vxlan_threads = (0..receivers)
             .map(|i| dataplane::spawn_vxlan(Arc::clone(&shared), i))
@@ -174,6 +205,7 @@ impl Daemon {
             shared,
             failures,
             vxlan_threads,
+            _dns_thread: dns_thread,
             controller,
             system,
             listener,
@@ -573,4 +605,12 @@ pub fn signal_fd() -> Result<SignalFd> {
     mask.thread_block().context("cannot block signals")?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("cannot create signalfd")
+}
+
+/// A seed for the DNS's ids and shuffles, from the OS (std's hasher keys come from it).
+fn dns_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish()
 }

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -49,6 +49,10 @@ pub struct Shared {
     /// Threads report a TAP that failed here; the control thread marks the port down.
     failures: crossbeam_channel::Sender<(PortId, String)>,
     wake_control: Arc<mio::Waker>,
+    /// Where the embedded DNS sends queries upstream (and reads the replies), when on.
+    dns_socket: Option<Arc<UdpSocket>>,
+    /// Wakes the DNS thread after a query went upstream: it has a new timer to keep.
+    dns_wake: EventFd,
 }
 
 impl Shared {
@@ -58,6 +62,7 @@ impl Shared {
         busy_poll: BusyPoll,
         failures: crossbeam_channel::Sender<(PortId, String)>,
         wake_control: Arc<mio::Waker>,
+        dns_socket: Option<Arc<UdpSocket>>,
     ) -> Shared {
         Shared {
             dp,
@@ -67,7 +72,14 @@ impl Shared {
             started: Instant::now(),
             failures,
             wake_control,
+            dns_socket,
+            dns_wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .expect("an eventfd"),
         }
+    }
+
+    pub fn dns_socket(&self) -> Option<Arc<UdpSocket>> {
+        self.dns_socket.clone()
     }
 
     pub fn now(&self) -> Time {
@@ -154,6 +166,16 @@ impl Io for Driver<'_> {
             Transmit::Uplink { wire } => {
                 let tun = self.outputs().uplink.as_ref().ok_or(DropReason::NoEgress)?;
                 tun.write(wire).map(drop).map_err(|_| DropReason::TxError)
+            }
+            Transmit::Dns { upstream, message } => {
+                let socket = self.shared.dns_socket.as_ref().ok_or(DropReason::TxError)?;
+                let sent = socket.send_to(message, upstream).map(drop).map_err(|err| {
+                    tracing::debug!(%upstream, "DNS query upstream failed: {err}");
+                    DropReason::TxError
+                });
+                tracing::debug!(%upstream, ok = sent.is_ok(), "DNS query sent upstream");
+                let _ = self.shared.dns_wake.write(1);
+                sent
             }
         }
     }
@@ -338,6 +360,59 @@ pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Thread> {
                 }
             }
             worker.flush(&mut driver);
+        }
+    })
+}
+
+/// Starts the thread of the embedded DNS: it reads the upstream socket and relays each
+/// reply, and sends the retries and SERVFAILs the forwarder's timers ask for. It sleeps
+/// in `poll(2)` until a datagram comes or the next timer is due.
+pub fn spawn_dns(shared: Arc<Shared>, socket: Arc<UdpSocket>) -> io::Result<Thread> {
+    spawn("dns".to_string(), move |stop| {
+        let mut worker = Worker::new(Arc::clone(&shared.dp));
+        let mut driver = Driver::new(&shared);
+        let mut buffer = vec![0u8; 65535];
+        let mut next: Option<Time> = None;
+        loop {
+            driver.outputs = None;
+            let timeout = match next {
+                Some(at) => {
+                    // `since` is zero when `at` is past.
+                    let wait = at.since(shared.now()).as_millis().min(10_000) as u16;
+                    PollTimeout::from(wait + 1)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds = [
+                PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+                PollFd::new(shared.dns_wake.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(err) => {
+                    tracing::warn!("the DNS thread cannot poll: {err}");
+                    return;
+                }
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return;
+            }
+            let _ = shared.dns_wake.read();
+            driver.refresh();
+            loop {
+                match socket.recv_from(&mut buffer) {
+                    Ok((len, from)) => {
+                        tracing::debug!(%from, len, "DNS reply from upstream");
+                        worker.handle_dns_reply(shared.now(), from, &buffer[..len], &mut driver)
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    // WouldBlock, or an ICMP error for an earlier send: read on later.
+                    Err(_) => break,
+                }
+            }
+            next = worker.poll_dns(shared.now(), &mut driver);
         }
     })
 }

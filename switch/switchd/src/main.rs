@@ -110,6 +110,42 @@ struct Args {
     /// (`swctl port set --storm-limit-pps`); 0 for no limit [default: 2000]
     #[arg(long, value_name = "PPS")]
     storm_limit_pps: Option<u32>,
+    /// The embedded DNS on every gateway's UDP port 53: containers' names, the rest
+    /// forwarded upstream [default: on]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    dns: Option<bool>,
+    /// An upstream resolver for names that are not containers' (IP or IP:PORT; up to
+    /// three, in order) [default: the nameservers of /etc/resolv.conf]
+    #[arg(long, value_name = "IP")]
+    dns_upstream: Vec<String>,
+}
+
+/// The most upstream resolvers (as resolv.conf's MAXNS).
+const MAX_DNS_UPSTREAMS: usize = 3;
+
+/// `IP` or `IP:PORT` (port 53 by default).
+fn parse_upstream(text: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip: IpAddr = text
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .with_context(|| {
+            format!("invalid --dns-upstream {text:?}: give an address such as 192.0.2.53 or 192.0.2.53:5353")
+        })?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
+/// The IPv4 `nameserver`s of a resolv.conf (switchd asks upstreams over IPv4).
+fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<std::net::Ipv4Addr>().ok())
+        .map(|ip| SocketAddr::new(IpAddr::V4(ip), 53))
+        .take(MAX_DNS_UPSTREAMS)
+        .collect()
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -248,6 +284,8 @@ struct Config {
     uplink: String,
     busy_poll: Duration,
     storm_limit: Option<StormLimit>,
+    /// The embedded DNS's upstreams, when it is on.
+    dns: Option<Vec<SocketAddr>>,
 }
 
 impl Config {
@@ -315,7 +353,27 @@ impl Config {
             .transpose()?;
         let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
         let log = check_log_filter(&log)?;
+        let dns = match args.dns.unwrap_or(true) {
+            false if !args.dns_upstream.is_empty() => {
+                anyhow::bail!("--dns-upstream goes with the embedded DNS: leave out --dns off")
+            }
+            false => None,
+            true if args.dns_upstream.len() > MAX_DNS_UPSTREAMS => anyhow::bail!(
+                "--dns-upstream given {} times: at most {MAX_DNS_UPSTREAMS} upstreams are asked",
+                args.dns_upstream.len()
+            ),
+            true if !args.dns_upstream.is_empty() => Some(
+                args.dns_upstream
+                    .iter()
+                    .map(|text| parse_upstream(text))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            true => Some(resolv_conf_nameservers(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            )),
+        };
         Ok(Config {
+            dns,
             vtep,
             uplink,
             busy_poll: Duration::from_micros(busy_poll_us),
@@ -442,6 +500,7 @@ fn run() -> Result<()> {
             uplink: config.uplink.clone(),
             busy_poll: dataplane::BusyPoll(config.busy_poll),
             storm_limit: config.storm_limit,
+            dns: config.dns.clone(),
         },
         store,
         signals,

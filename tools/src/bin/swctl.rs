@@ -626,6 +626,22 @@ fn format_router(info: &RouterInfo) -> String {
             rendered.push((key.replace('_', " "), text));
         }
     }
+    let dns = serde_json::to_value(&info.dns).unwrap_or_default();
+    if let Some(object) = dns.as_object() {
+        let nonzero: Vec<String> = object
+            .iter()
+            .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
+            .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+            .collect();
+        rendered.push((
+            "dns".to_string(),
+            if nonzero.is_empty() {
+                "none".to_string()
+            } else {
+                nonzero.join(", ")
+            },
+        ));
+    }
     for (key, text) in &rendered {
         fields.push((key.as_str(), text.clone()));
     }

@@ -1587,11 +1587,15 @@ impl Controller {
     }
 
     fn router_info(&self, fx: &dyn Effects) -> RouterInfo {
-        let router = self.dp.router();
+        let (neighbors, counters) = {
+            let router = self.dp.router();
+            (router.neighbors(), router.counters())
+        };
         RouterInfo {
             uplink: if self.uplink { fx.uplink_name() } else { None },
-            neighbors: router.neighbors(),
-            counters: router.counters(),
+            neighbors,
+            counters,
+            dns: self.dp.dns().counters(),
         }
     }
 }

@@ -15,6 +15,7 @@ use switchyard_encap::Vni;
 use super::state::{SavedFdbEntry, SavedOverlay, SavedPeer, SavedPort, SavedState, VERSION};
 use crate::control::VniMapping;
 use crate::datapath::{Datapath, ROUTER_PORT};
+use crate::dns::{Record, Scopes};
 use crate::network::Networks;
 use crate::port::{PortId, PortMode, PortSecurity, StormLimit};
 use crate::router::Interface;
@@ -294,6 +295,12 @@ pub fn sync(
         }
     }
     drop(router);
+    // The embedded DNS's names, when an endpoint's name, address or namespace changed.
+    let names = dns_names(new);
+    if dns_names(old) != names {
+        let (records, scopes) = names;
+        dp.dns().set_names(records, scopes);
+    }
     // The operator's static entries, on ports that exist by now.
     for (key, port) in &old.statics {
         if new.statics.get(key) != Some(port) {
@@ -306,4 +313,49 @@ pub fn sync(
         }
     }
     Ok(())
+}
+
+/// What the embedded DNS answers from: a record per endpoint with a name or aliases, and
+/// for each endpoint every network its namespace is on (an endpoint's port in the same
+/// namespace on another network), as Docker scopes a container's names.
+pub fn dns_names(model: &Model) -> (Vec<Record>, Scopes) {
+    let mut scopes = Scopes::default();
+    for network in model.networks.iter() {
+        scopes.vlans.insert(network.vlan, network.name.clone());
+    }
+    let namespace = |port: PortId| model.ports.get(&port).map(|p| (p.netns_dev, p.netns_ino));
+    let endpoints = model.networks.endpoints();
+    // Each namespace's networks (a port without a namespace stands alone).
+    let mut by_namespace: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
+    for endpoint in endpoints {
+        if let Some(home) = namespace(endpoint.port) {
+            by_namespace
+                .entry(home)
+                .or_default()
+                .push(endpoint.network.clone());
+        }
+    }
+    for networks in by_namespace.values_mut() {
+        networks.sort();
+        networks.dedup();
+    }
+    let mut records = Vec::new();
+    for endpoint in endpoints {
+        let Some(network) = model.networks.get(&endpoint.network) else {
+            continue;
+        };
+        if endpoint.name.is_some() || !endpoint.aliases.is_empty() {
+            records.push(Record {
+                network: endpoint.network.clone(),
+                name: endpoint.name.clone().unwrap_or_default(),
+                aliases: endpoint.aliases.clone(),
+                addr: endpoint.ip,
+            });
+        }
+        let on = namespace(endpoint.port)
+            .and_then(|home| by_namespace.get(&home).cloned())
+            .unwrap_or_else(|| vec![endpoint.network.clone()]);
+        scopes.askers.insert((network.vlan, endpoint.ip), on);
+    }
+    (records, scopes)
 }

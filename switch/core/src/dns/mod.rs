@@ -86,6 +86,7 @@ mod names;
 mod ratelimit;
 mod responder;
 mod rng;
+mod service;
 #[cfg(test)]
 mod testutil;
 
@@ -100,6 +101,7 @@ pub use hickory_proto as proto;
 pub use names::{Lookup, Names, Record};
 pub use ratelimit::RateLimit;
 pub use responder::{Responder, ResponderConfig, Verdict};
+pub use service::{DnsClient, DnsService, DnsStep, Scopes};
 
 /// TTL of the records the responder answers with, in seconds. Docker uses 600; endpoints
 /// come and go with containers and IPAM hands addresses out again, so a shorter cache
