@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attach;
+pub mod resolv;
 /// Namespaces and rtnetlink live in the OS layer, which switchd shares.
 pub use switchyard_os::{netns, rtnl};
 

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use nsutil::attach::{self, AttachError, AttachOptions, DEFAULT_IFNAME, DEFAULT_MTU};
 use nsutil::netns::{self, Netns, NetnsError, NetnsRef};
 use serde::Serialize;
-use switchyard::control::{PortInfo, DEFAULT_SOCKET, SOCKET_ENV};
+use switchyard::control::{PortInfo, Request, Status, DEFAULT_SOCKET, SOCKET_ENV};
 use switchyard::port::PortMode;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
 use switchyard_os::client::ClientError;
@@ -270,7 +270,44 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
     } else {
         println!("{attachment}");
     }
+    point_resolver_at_gateway(socket, &options.netns, &attachment, !args.json);
     Ok(())
+}
+
+/// A named namespace on a network, with switchd's DNS on: its resolver file names the
+/// gateway (see [`nsutil::resolv`]). Best effort: the attach is done either way.
+fn point_resolver_at_gateway(
+    socket: &Path,
+    netns: &NetnsRef,
+    attachment: &attach::Attachment,
+    say: bool,
+) {
+    let (NetnsRef::Named(name), Some(network), Some(IpAddr::V4(gateway))) =
+        (netns, &attachment.network, attachment.gateway)
+    else {
+        return;
+    };
+    let dns = switchyard_os::client::Client::connect(socket)
+        .and_then(|mut client| client.call::<Status>(&Request::Status))
+        .is_ok_and(|status| status.dns);
+    if !dns {
+        return;
+    }
+    let root = Path::new(nsutil::resolv::NETNS_ETC);
+    match nsutil::resolv::point_at_gateway(root, name, gateway, network) {
+        Ok(nsutil::resolv::Written::Ours(path)) if say => {
+            println!("{}: nameserver {gateway} (switchd's DNS)", path.display())
+        }
+        Ok(nsutil::resolv::Written::Theirs(path)) if say => println!(
+            "{} is not nsutil's: left as it is (switchd's DNS answers on {gateway})",
+            path.display()
+        ),
+        Ok(_) => {}
+        Err(err) => eprintln!(
+            "nsutil: cannot write {}/{name}/resolv.conf ({err}); switchd's DNS answers on {gateway}",
+            root.display()
+        ),
+    }
 }
 
 fn delete(socket: &Path, name: &str) -> Result<()> {
@@ -296,6 +333,9 @@ fn delete(socket: &Path, name: &str) -> Result<()> {
         Err(err) => return Err(err.into()),
     }
     netns::delete(name)?;
+    if let Err(err) = nsutil::resolv::remove(Path::new(nsutil::resolv::NETNS_ETC), name) {
+        eprintln!("nsutil: cannot remove {name}'s resolver file: {err}");
+    }
     println!("deleted network namespace {name}");
     Ok(())
 }

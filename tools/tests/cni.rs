@@ -1472,7 +1472,14 @@ fn port_mappings_from_the_runtime_are_published_and_go_with_del() {
     ]});
     let ns = Netns::new("c");
     let id = common::unique("cpm");
-    host.add(&config, &id, &ns, "eth0");
+    let result = host.add(&config, &id, &ns, "eth0");
+    // No `dns` in the configuration: the result names switchd's DNS on the gateway.
+    assert_eq!(
+        result["dns"]["nameservers"],
+        json!(["10.10.7.1"]),
+        "{result}"
+    );
+    assert_eq!(result["dns"]["search"], json!(["pm"]), "{result}");
     let endpoint = host.endpoint_of("pm", &id).expect("the endpoint");
     let host_ports: Vec<u64> = endpoint["published"]
         .as_array()

@@ -287,6 +287,9 @@ pub struct Status {
     pub uptime_secs: u64,
     pub ports: usize,
     pub state_dir: PathBuf,
+    /// Whether the embedded DNS answers on the gateways (`--dns`).
+    #[serde(default)]
+    pub dns: bool,
 }
 
 /// A port as switchd reports it.

@@ -731,6 +731,7 @@ fn format_status(status: &Status) -> String {
         ("uptime", format_duration(status.uptime_secs)),
         ("ports", status.ports.to_string()),
         ("state dir", status.state_dir.display().to_string()),
+        ("dns", if status.dns { "on" } else { "off" }.to_string()),
     ])
 }
 
@@ -1687,6 +1688,7 @@ fdb: 12/131072 entries (at most 65536 learned per port, aging 300s); learned 40,
             uptime_secs: 3725,
             ports: 2,
             state_dir: "/var/lib/switchyard".into(),
+            dns: true,
         };
         assert_eq!(
             format_status(&status),
@@ -1696,6 +1698,7 @@ pid        4242
 uptime     1h02m
 ports      2
 state dir  /var/lib/switchyard
+dns        on
 "
         );
     }

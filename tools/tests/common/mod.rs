@@ -132,6 +132,8 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
+        // The resolver file nsutil writes for a named namespace on a network.
+        let _ = nsutil::resolv::remove(std::path::Path::new(nsutil::resolv::NETNS_ETC), &self.name);
     }
 }
 

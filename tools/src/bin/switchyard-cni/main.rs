@@ -360,14 +360,19 @@ fn container_namespace(env: &Env) -> Result<Netns, CniError> {
 /// switchd does, which holds when the kernel reports that pid for the socket's listener.
 /// When it does not (other pid namespaces), or switchd's namespace cannot be opened,
 /// there is nothing to compare with and only [`container_namespace`]'s check applies.
-fn refuse_switchd_namespace(client: &mut Client, env: &Env, netns: &Netns) -> Result<(), CniError> {
+/// Returns switchd's status.
+fn refuse_switchd_namespace(
+    client: &mut Client,
+    env: &Env,
+    netns: &Netns,
+) -> Result<Status, CniError> {
     let status: Status = client.call(&Request::Status).map_err(client_error)?;
     if client.peer_pid() != Some(status.pid) {
-        return Ok(());
+        return Ok(status);
     }
     let path = PathBuf::from(format!("/proc/{}/ns/net", status.pid));
     let Ok(switchd) = Netns::open_path(&path) else {
-        return Ok(());
+        return Ok(status);
     };
     if switchd.id() == netns.id() {
         return Err(CniError::new(
@@ -379,7 +384,7 @@ fn refuse_switchd_namespace(client: &mut Client, env: &Env, netns: &Netns) -> Re
             ),
         ));
     }
-    Ok(())
+    Ok(status)
 }
 
 fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
@@ -389,7 +394,7 @@ fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
     // Found (in CNI_PATH) before switchd is asked for anything.
     let ipam = Ipam::from_config(conf, &input.raw, env)?;
     let mut client = connect(conf)?;
-    refuse_switchd_namespace(&mut client, env, &netns)?;
+    let status = refuse_switchd_namespace(&mut client, env, &netns)?;
     let network = ensure_network(&mut client, conf)?;
     let requested = match &ipam {
         Some(ipam) => Some(ipam.add(env)?.0.addr()),
@@ -435,7 +440,12 @@ fn add(env: &Env, input: &Input) -> Result<Value, CniError> {
         attachment.mtu,
         &env.netns,
         address,
-        conf.dns.clone(),
+        // The configuration's, or switchd's own DNS on the gateway.
+        conf.dns.clone().or_else(|| {
+            status.dns.then(|| {
+                serde_json::json!({"nameservers": [network.gateway.to_string()], "search": [network.name]})
+            })
+        }),
     );
     if attachment.gateway.is_none() {
         // Another interface of the container has the default route already.
