@@ -11,7 +11,9 @@ use ipnet::IpNet;
 use nsutil::attach::{self, AttachError, AttachOptions, DEFAULT_IFNAME, DEFAULT_MTU};
 use nsutil::netns::{self, Netns, NetnsError, NetnsRef};
 use serde::Serialize;
-use switchyard::control::{PortInfo, Request, Status, DEFAULT_SOCKET, SOCKET_ENV};
+use switchyard::control::{
+    EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET, SOCKET_ENV,
+};
 use switchyard::port::PortMode;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
 use switchyard_os::client::ClientError;
@@ -346,6 +348,9 @@ struct NamespaceEntry {
     path: PathBuf,
     /// `None` when switchd could not be asked.
     ports: Option<Vec<PortInfo>>,
+    /// The ports' endpoints on networks: address, name, aliases, published ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<EndpointInfo>,
 }
 
 fn ls(socket: &Path, json: bool) -> Result<()> {
@@ -366,6 +371,13 @@ fn ls(socket: &Path, json: bool) -> Result<()> {
             None
         }
     };
+    let endpoints: Vec<EndpointInfo> = match ports {
+        Some(_) => switchyard_os::client::Client::connect(socket)
+            .and_then(|mut client| client.call::<Vec<NetworkInfo>>(&Request::NetworkList))
+            .map(|networks| networks.into_iter().flat_map(|n| n.endpoints).collect())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let entries: Vec<NamespaceEntry> = names
         .into_iter()
         .map(|name| {
@@ -381,10 +393,19 @@ fn ls(socket: &Path, json: bool) -> Result<()> {
                     .cloned()
                     .collect()
             });
+            let endpoints = endpoints
+                .iter()
+                .filter(|e| {
+                    mine.as_ref()
+                        .is_some_and(|ports: &Vec<PortInfo>| ports.iter().any(|p| p.id == e.port))
+                })
+                .cloned()
+                .collect();
             NamespaceEntry {
                 name,
                 path: reference.path(),
                 ports: mine,
+                endpoints,
             }
         })
         .collect();
@@ -403,39 +424,47 @@ fn ls(socket: &Path, json: bool) -> Result<()> {
         "IFNAME".to_string(),
         "PORT".to_string(),
         "MODE".to_string(),
+        "NETWORK".to_string(),
+        "NAME".to_string(),
     ]];
     for entry in &entries {
         match entry.ports.as_deref() {
             Some(ports) if !ports.is_empty() => {
                 for port in ports {
+                    let endpoint = entry.endpoints.iter().find(|e| e.port == port.id);
                     rows.push([
                         entry.name.clone(),
                         port.ifname.clone(),
                         port.id.to_string(),
                         port.mode.to_string(),
+                        endpoint.map_or("-".into(), |e| e.network.clone()),
+                        endpoint
+                            .and_then(|e| e.name.clone())
+                            .unwrap_or_else(|| "-".into()),
                     ]);
                 }
             }
-            _ => rows.push([entry.name.clone(), "-".into(), "-".into(), "-".into()]),
+            _ => rows.push([
+                entry.name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
         }
     }
     if rows.len() == 1 {
         return Ok(());
     }
-    let widths: Vec<usize> = (0..4)
+    let widths: Vec<usize> = (0..6)
         .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
         .collect();
     for row in rows {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            line.push_str(&format!("{cell:w$}  ", w = widths[column]));
+        }
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())

@@ -224,7 +224,7 @@ fn create_attach_ls_detach_delete() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with(&name) && l.contains("eth0") && l.ends_with("access vlan 10")),
+            .any(|l| l.starts_with(&name) && l.contains("eth0") && l.contains("access vlan 10")),
         "{table}"
     );
 

@@ -47,7 +47,7 @@ use switchyard_encap::partial::partial_checksum;
 use switchyard_encap::segment::{segment, GsoKind, Offload, SegmentError};
 use switchyard_encap::vxlan::{self, Vni};
 
-use crate::dns::{DnsService, DnsStep};
+use crate::dns::{DnsService, DnsStep, TcpFrame};
 use crate::fdb::FdbConfig;
 use crate::forward::{Decision, DropReason, Egress, Switch, View};
 use crate::port::PortId;
@@ -95,6 +95,9 @@ pub enum Transmit<'a> {
         upstream: SocketAddr,
         message: &'a [u8],
     },
+    /// The DNS service has a timer due sooner than before, perhaps: the driver calls
+    /// [`Worker::poll_dns`] by [`Datapath::dns`]'s next timeout. Nothing to send.
+    DnsTimers,
 }
 
 /// The driver's side: carries out one [`Transmit`], or says why it could not.
@@ -469,6 +472,16 @@ impl Worker {
                         self.dns_step(now, step, io);
                     }
                 }
+                RouterOutput::DnsTcp(segment) => {
+                    // The lock is let go before the frames go into the switch.
+                    let steps = self.dp.dns().segment(now, segment);
+                    for step in steps {
+                        self.dns_step(now, step, io);
+                    }
+                    // A connection has timers now (retransmits, idle): the driver's DNS
+                    // timer must know.
+                    let _ = io.transmit(Transmit::DnsTimers);
+                }
             }
         }
         // Keep the allocation; frames injected above come from the router's port, which
@@ -478,7 +491,7 @@ impl Worker {
     }
 
     /// A datagram that came back on the DNS upstream socket from `from`: relays the
-    /// reply it is, if it is one.
+    /// reply it is, if it is one (over UDP, or on the client's TCP connection).
     pub fn handle_dns_reply(
         &mut self,
         now: Time,
@@ -486,14 +499,17 @@ impl Worker {
         message: &[u8],
         io: &mut impl Io,
     ) {
-        let step = self.dp.dns().upstream_reply(from, message);
-        if let Some(step) = step {
+        let steps = self.dp.dns().upstream_reply(now, from, message);
+        if !steps.is_empty() {
             self.dp.switch.refresh(&mut self.view);
+        }
+        for step in steps {
             self.dns_step(now, step, io);
         }
     }
 
-    /// Sends the DNS retries and SERVFAILs due at `now`; returns when to call again.
+    /// Sends the DNS retries and SERVFAILs due at `now`, and runs the DNS TCP timers
+    /// (retransmissions, idle connections); returns when to call again.
     pub fn poll_dns(&mut self, now: Time, io: &mut impl Io) -> Option<Time> {
         let steps = self.dp.dns().poll(now);
         if !steps.is_empty() {
@@ -518,8 +534,19 @@ impl Worker {
                     self.inject(now, client.vlan, io);
                 }
             }
+            DnsStep::Frame(TcpFrame { vlan, frame }) => {
+                if !frame.is_empty()
+                    && self
+                        .packet
+                        .load(&[&[0u8; VNET_HDR_LEN][..], &frame].concat())
+                        .is_ok()
+                {
+                    self.inject(now, vlan, io);
+                }
+            }
             DnsStep::Send(outgoing) => {
-                // Best effort: a lost query is retried on the next upstream.
+                // Best effort: a lost query is retried on the next upstream. Over UDP
+                // whatever the client used (a TCP client may get a truncated answer).
                 let _ = io.transmit(Transmit::Dns {
                     upstream: outgoing.upstream,
                     message: &outgoing.bytes,

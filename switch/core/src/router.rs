@@ -35,9 +35,12 @@
 //!   * *IPv4* must be addressed to the interface's MAC (broadcast IPv4 is `NotForRouter`).
 //!     Its source must be a host address of the interface's subnet, not the gateway, else
 //!     `SpoofedSource`. By destination, first match wins:
-//!     the gateway: an ICMP echo request is answered (`Consumed`), anything else is
-//!     `ToGateway`; the subnet's network or broadcast address: `InvalidDestination`; another
-//!     address of the same subnet: `SameNetwork` (it is on-link, no routing needed);
+//!     the gateway: an ICMP echo request is answered (`Consumed`); with DNS on
+//!     ([`Router::set_dns`]) UDP to port 53 is [`RouterOutput::Dns`] and TCP to port 53
+//!     [`RouterOutput::DnsTcp`] (`Consumed`, unfragmented and from a unicast source;
+//!     L4 checksums unchecked); anything else is `ToGateway`; the subnet's network or
+//!     broadcast address: `InvalidDestination`; another address of the same subnet:
+//!     `SameNetwork` (it is on-link, no routing needed);
 //!     another network's subnet or gateway: `Isolated` (Docker's isolation between
 //!     networks); a non-routable address (unspecified, loopback, link-local, multicast,
 //!     broadcast, 240/4): `InvalidDestination`; otherwise, if the network has no uplink
@@ -98,7 +101,8 @@ use crate::time::Time;
 use crate::wire::icmpv4::{self, Icmpv4Error, Icmpv4Packet, Icmpv4Type, Quote};
 use crate::wire::udp::UdpPacket;
 use crate::wire::{
-    emit_header, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, MacAddr, VlanId,
+    emit_header, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket,
+    VlanId,
 };
 
 /// How long after its last confirmation a learned neighbour stops being used.
@@ -163,6 +167,9 @@ pub enum RouterOutput {
     ToUplink { packet: Vec<u8> },
     /// A DNS query to a gateway, for the DNS service (only with [`Router::set_dns`] on).
     Dns(DnsQuery),
+    /// A TCP segment to a gateway's port 53, for the DNS service's TCP responder (only
+    /// with [`Router::set_dns`] on).
+    DnsTcp(DnsSegment),
 }
 
 /// The port the router takes DNS queries on, on every gateway address.
@@ -205,6 +212,21 @@ impl DnsQuery {
         }
         ethernet_frame(self.client_mac, self.gateway_mac, EtherType::IPV4, &packet)
     }
+}
+
+/// A TCP segment from a container to its gateway's port 53: where it came from and the
+/// segment (header and payload, cut to the IPv4 total length; its checksum unchecked, as
+/// a query's). [`crate::dns::TcpResponder`] makes sense of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSegment {
+    pub vlan: VlanId,
+    pub client_mac: MacAddr,
+    pub client: SocketAddrV4,
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: MacAddr,
+    /// The TCP segment: a header (options included) [`TcpPacket::new_checked`] accepts,
+    /// then the data.
+    pub segment: Vec<u8>,
 }
 
 /// Why the router did not forward a packet. Counted in [`RouterCounters::drops`].
@@ -295,6 +317,9 @@ pub struct RouterCounters {
     /// DNS queries to a gateway handed to the DNS service.
     #[serde(default)]
     pub dns_queries: u64,
+    /// TCP segments to a gateway's port 53 handed to the DNS service.
+    #[serde(default)]
+    pub dns_tcp_segments: u64,
     pub time_exceeded_sent: u64,
     /// `ToUplink` verdicts.
     pub routed_to_uplink: u64,
@@ -382,8 +407,9 @@ impl Router {
 
     /// Adds an interface, or replaces the one on the same VLAN. Learned neighbours and held
     /// packets that no longer fit the new interface are forgotten; statics stay.
-    /// Whether DNS queries to a gateway (UDP port 53) become [`RouterOutput::Dns`]; off,
-    /// they are dropped as [`RouterDrop::ToGateway`].
+    /// Whether DNS queries to a gateway (UDP port 53) become [`RouterOutput::Dns`], and
+    /// TCP segments to its port 53 [`RouterOutput::DnsTcp`]; off, they are dropped as
+    /// [`RouterDrop::ToGateway`].
     pub fn set_dns(&mut self, on: bool) {
         self.dns = on;
     }
@@ -771,6 +797,16 @@ impl Router {
                     None => self.reject(RouterDrop::ToGateway),
                 };
             }
+            if self.dns && header.protocol == IpProtocol::TCP && !header.fragment {
+                return match dns_segment(iface, src_mac, &header, whole) {
+                    Some(segment) => {
+                        out.push(RouterOutput::DnsTcp(segment));
+                        self.counters.dns_tcp_segments += 1;
+                        Verdict::Consumed
+                    }
+                    None => self.reject(RouterDrop::ToGateway),
+                };
+            }
             return match answer_echo(iface.gateway, &header, whole) {
                 Local::Reply(reply) => {
                     out.push(reply_to_sender(reply));
@@ -1099,6 +1135,34 @@ fn dns_query(
     })
 }
 
+/// The TCP segment in `packet` to the gateway's port 53 from a unicast source, if it is
+/// one.
+fn dns_segment(
+    iface: &Interface,
+    src_mac: MacAddr,
+    header: &Ipv4Header,
+    packet: &[u8],
+) -> Option<DnsSegment> {
+    if !is_unicast(header.src) {
+        return None;
+    }
+    let segment = packet.get(header.header_len..)?;
+    let tcp = TcpPacket::new_checked(segment).ok()?;
+    if tcp.dst_port() != DNS_PORT {
+        return None;
+    }
+    // The checksum is not checked, as a query's over UDP: the TAP's offload leaves it
+    // partial.
+    Some(DnsSegment {
+        vlan: iface.vlan,
+        client_mac: src_mac,
+        client: SocketAddrV4::new(header.src, tcp.src_port()),
+        gateway: iface.gateway,
+        gateway_mac: iface.mac,
+        segment: segment.to_vec(),
+    })
+}
+
 /// An ICMP time exceeded from `gateway` about `packet` (the whole IPv4 packet, trimmed to
 /// its total length), quoting as much of it as fits in 576 bytes (at least its header and
 /// 8 bytes of payload, as RFC 792 asks). `link_dst` is the Ethernet destination it
@@ -1114,7 +1178,12 @@ fn time_exceeded(gateway: Ipv4Addr, packet: &[u8], link_dst: Option<MacAddr>) ->
 }
 
 /// A fresh IPv4 packet (no options, DF set) around `payload`.
-fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4_packet(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload: &[u8],
+) -> Vec<u8> {
     let repr = Ipv4Repr {
         src,
         dst,
@@ -1133,7 +1202,12 @@ fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, payload: &[u8
     packet
 }
 
-fn ethernet_frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ethernet_frame(
+    dst: MacAddr,
+    src: MacAddr,
+    ethertype: EtherType,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut frame = vec![0; ETH_LEN];
     emit_header(&mut frame, dst, src, ethertype);
     frame.extend_from_slice(payload);
@@ -2215,6 +2289,55 @@ mod tests {
             assert!(out.is_empty());
         }
         assert_eq!(router.counters().dns_queries, 2);
+    }
+
+    #[test]
+    fn tcp_to_a_gateways_port_53_goes_to_the_dns_service() {
+        let mut router = router();
+        // 40000 → 53, SYN, data offset 6 (an MSS option), checksum left 0 (offload).
+        let tcp_to = |port: u16| {
+            let mut tcp = vec![
+                0x9c, 0x40, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff,
+            ];
+            tcp[2..4].copy_from_slice(&port.to_be_bytes());
+            tcp.extend_from_slice(&[0, 0, 0, 0, 2, 4, 5, 0xb4]);
+            ipv4("10.1.0.2", "10.1.0.1", 64, smol::IpProtocol::Tcp, &tcp)
+        };
+        let frame = eth(ROUTER1, CONTAINER, 0x0800, &tcp_to(53));
+        let (verdict, _, _) = switch_in(&mut router, ms(1), 10, frame.clone());
+        assert_eq!(verdict, Verdict::Drop(RouterDrop::ToGateway), "DNS off");
+
+        router.set_dns(true);
+        let (verdict, out, _) = switch_in(&mut router, ms(2), 10, frame);
+        assert_eq!(verdict, Verdict::Consumed);
+        let [RouterOutput::DnsTcp(got)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(got.client, "10.1.0.2:40000".parse().unwrap());
+        assert_eq!((got.gateway, got.gateway_mac), (ip("10.1.0.1"), ROUTER1));
+        assert_eq!(got.segment.len(), 24);
+        assert_eq!(router.counters().dns_tcp_segments, 1);
+
+        // Another port, or a header that does not fit, is not DNS.
+        let mut short = tcp_to(53);
+        short[20 + 12] = 0xf0;
+        let short = ipv4(
+            "10.1.0.2",
+            "10.1.0.1",
+            64,
+            smol::IpProtocol::Tcp,
+            &short[20..],
+        );
+        for bad in [tcp_to(80), short] {
+            let (verdict, out, _) = switch_in(
+                &mut router,
+                ms(3),
+                10,
+                eth(ROUTER1, CONTAINER, 0x0800, &bad),
+            );
+            assert_eq!(verdict, Verdict::Drop(RouterDrop::ToGateway));
+            assert!(out.is_empty());
+        }
     }
 
     #[test]

@@ -469,6 +469,8 @@ fn collect<'a>(
             }
             Transmit::Uplink { wire } => outs.push(Out::Uplink(wire.to_vec())),
             Transmit::Dns { upstream, message } => outs.push(Out::Dns(upstream, message.to_vec())),
+            // The simulator's clock is the caller's: nothing to wake.
+            Transmit::DnsTimers => {}
         }
         Ok(())
     }

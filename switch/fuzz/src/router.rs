@@ -9,15 +9,19 @@
 //! `a0` seconds and the router ages, 3 an interface is replaced (its subnet narrowed to
 //! `/a1`), 4 an interface is removed. What the router documents is checked: counters
 //! never go down, every packet it originates is well formed, a forwarded packet lost
-//! exactly one TTL and kept a good header checksum.
+//! exactly one TTL and kept a good header checksum. TCP segments to a gateway's port 53
+//! go through one [`TcpResponder`] (each message answered with itself; its timers run
+//! when the clock moves): every frame it sends is well formed, with good IPv4 and TCP
+//! checksums, and it never holds more than [`MAX_CONNECTIONS`] connections.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use switchyard::router::{Interface, Router, RouterCounters, RouterOutput, Verdict};
+use switchyard::dns::{TcpFrame, TcpResponder, MAX_CONNECTIONS};
+use switchyard::router::{DnsSegment, Interface, Router, RouterCounters, RouterOutput, Verdict};
 use switchyard::time::Time;
-use switchyard_wire::{EthernetFrame, Ipv4Packet, MacAddr};
+use switchyard_wire::{EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, TcpPacket};
 
 use crate::datapath::vlan;
 use crate::Input;
@@ -51,6 +55,8 @@ pub fn run(data: &[u8]) {
     let mut now = Time::from_secs(1);
     let mut counters = router.counters();
     let mut out = Vec::new();
+    let mut tcp = TcpResponder::new(u64::from(data.first().copied().unwrap_or(0)));
+    let mut frames = Vec::new();
     let mut input = Input::new(data);
     while !input.is_empty() {
         let selector = input.byte();
@@ -75,6 +81,7 @@ pub fn run(data: &[u8]) {
             2 => {
                 now = now + Duration::from_secs(u64::from(args[0]));
                 router.handle_timeout(now);
+                tcp.poll(now, &mut frames);
             }
             3 => {
                 let mut iface = interfaces()[usize::from(args[0] % 3)];
@@ -89,12 +96,43 @@ pub fn run(data: &[u8]) {
         }
         for output in out.drain(..) {
             well_formed(&output);
+            if let RouterOutput::DnsTcp(segment) = &output {
+                serve_tcp(&mut tcp, now, segment, &mut frames);
+            }
         }
+        for frame in frames.drain(..) {
+            tcp_well_formed(&frame);
+        }
+        assert!(tcp.connections() <= MAX_CONNECTIONS);
         let next = router.counters();
         never_down(&counters, &next);
         counters = next;
         let _ = (router.neighbors(), router.next_timeout());
     }
+}
+
+/// What the DNS service does with a segment, each message answered with itself.
+fn serve_tcp(tcp: &mut TcpResponder, now: Time, segment: &DnsSegment, frames: &mut Vec<TcpFrame>) {
+    if let Some((id, messages)) = tcp.on_segment(now, segment, frames) {
+        for message in messages {
+            tcp.queue(id, &message, false);
+        }
+        tcp.flush(now, id, frames);
+    }
+}
+
+/// A segment the TCP responder sends: from a router MAC, IPv4 and TCP checksums right.
+fn tcp_well_formed(frame: &TcpFrame) {
+    well_formed(&RouterOutput::ToSwitch {
+        vlan: frame.vlan,
+        frame: frame.frame.clone(),
+    });
+    let ip = Ipv4Packet::new_checked(&frame.frame[14..]).expect("an IPv4 packet");
+    assert_eq!(ip.protocol(), IpProtocol::TCP);
+    let tcp = TcpPacket::new_checked(ip.payload()).expect("a TCP segment");
+    assert_eq!(tcp.src_port(), 53);
+    let sum = ip.pseudo_header_sum(ip.payload().len() as u16);
+    assert!(tcp.verify_checksum(sum), "a full TCP checksum");
 }
 
 /// A forwarded packet: the same but for one TTL less and the header checksum.
@@ -118,6 +156,11 @@ fn well_formed(output: &RouterOutput) {
             &frame[14..]
         }
         RouterOutput::ToUplink { packet } => &packet[..],
+        RouterOutput::DnsTcp(segment) => {
+            assert!(TcpPacket::new_checked(&segment.segment[..]).is_ok());
+            assert_eq!(TcpPacket::new_checked(&segment.segment[..]).unwrap().dst_port(), 53);
+            return;
+        }
         RouterOutput::Dns(query) => {
             // The answer to a query is a frame like any other the router sends.
             let frame = query.reply_frame(&query.message);
@@ -141,6 +184,8 @@ fn never_down(before: &RouterCounters, after: &RouterCounters) {
         (before.arp_replies_sent, after.arp_replies_sent),
         (before.arp_requests_sent, after.arp_requests_sent),
         (before.echo_replies_sent, after.echo_replies_sent),
+        (before.dns_queries, after.dns_queries),
+        (before.dns_tcp_segments, after.dns_tcp_segments),
         (before.time_exceeded_sent, after.time_exceeded_sent),
         (before.routed_to_uplink, after.routed_to_uplink),
         (before.routed_to_switch, after.routed_to_switch),
@@ -149,5 +194,44 @@ fn never_down(before: &RouterCounters, after: &RouterCounters) {
     ];
     for (old, new) in pairs {
         assert!(new >= old, "counters only ever increase");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_wire::Ipv4Repr;
+
+    use super::*;
+
+    /// A frame from 10.1.0.2:40000 to 10.1.0.1:53 on VLAN 10 with this TCP header and data.
+    fn to_dns(seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let mut tcp = vec![0x9c, 0x40, 0, 53];
+        tcp.extend_from_slice(&seq.to_be_bytes());
+        tcp.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.extend_from_slice(data);
+        let repr = Ipv4Repr {
+            src: Ipv4Addr::new(10, 1, 0, 2),
+            dst: Ipv4Addr::new(10, 1, 0, 1),
+            protocol: IpProtocol::TCP,
+            payload_len: tcp.len(),
+            ttl: 64,
+            dont_frag: true,
+        };
+        let mut frame = vec![0x02, 0x53, 0x58, 0, 0, 10, 0x02, 0x42, 0, 0, 0, 2, 0x08, 0x00];
+        let mut ip = vec![0; 20];
+        repr.emit(&mut ip).unwrap();
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&tcp);
+        frame
+    }
+
+    #[test]
+    fn a_tcp_conversation_runs() {
+        let mut input = Vec::new();
+        input.extend(crate::record(0, &[0, 0, 0, 0], &to_dns(7, 0x02, &[])));
+        input.extend(crate::record(0, &[0, 0, 0, 0], &to_dns(8, 0x18, &[0, 2, 1, 2])));
+        input.extend(crate::record(2, &[11, 0, 0, 0], &[]));
+        input.extend(crate::record(0, &[0, 0, 0, 0], &to_dns(8, 0x04, &[])));
+        run(&input);
     }
 }

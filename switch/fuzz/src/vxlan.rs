@@ -140,7 +140,9 @@ fn check(transmit: Transmit<'_>) -> Result<(), DropReason> {
         }
         Transmit::Uplink { wire } => assert!(wire.len() > VNET_HDR_LEN),
         // No router has DNS on here.
-        Transmit::Dns { .. } => panic!("a DNS query from a switch without DNS"),
+        Transmit::Dns { .. } | Transmit::DnsTimers => {
+            panic!("DNS from a switch without DNS")
+        }
     }
     Ok(())
 }

@@ -173,9 +173,12 @@ impl Io for Driver<'_> {
                     tracing::debug!(%upstream, "DNS query upstream failed: {err}");
                     DropReason::TxError
                 });
-                tracing::debug!(%upstream, ok = sent.is_ok(), "DNS query sent upstream");
                 let _ = self.shared.dns_wake.write(1);
                 sent
+            }
+            Transmit::DnsTimers => {
+                let _ = self.shared.dns_wake.write(1);
+                Ok(())
             }
         }
     }
@@ -404,7 +407,6 @@ pub fn spawn_dns(shared: Arc<Shared>, socket: Arc<UdpSocket>) -> io::Result<Thre
             loop {
                 match socket.recv_from(&mut buffer) {
                     Ok((len, from)) => {
-                        tracing::debug!(%from, len, "DNS reply from upstream");
                         worker.handle_dns_reply(shared.now(), from, &buffer[..len], &mut driver)
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

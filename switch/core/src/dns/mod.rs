@@ -72,9 +72,14 @@
 //!   only if it comes from an upstream that query was sent to, carries a pending id,
 //!   QR set, and the same question (names compared without regard to case); it goes to
 //!   the client with the client's id restored and is otherwise passed on as it came.
+//! * **TCP.** [`TcpResponder`] serves DNS over TCP on the same address (RFC 7766):
+//!   length-prefixed messages, several per connection, bounded connections and buffers;
+//!   see its module for the contract. A forwarded TCP query goes to the forwarder as any
+//!   other (switchd sends it upstream over UDP, so a large upstream answer may come back
+//!   truncated, TC set: the client sees that as is).
 //! * **Counters** ([`DnsCounters`]) only ever increase. The [`Responder`] counts what it
-//!   decides, the [`Forwarder`] what happens to forwarded queries; the driver adds the
-//!   two up (`+=`) to show one set.
+//!   decides, the [`Forwarder`] what happens to forwarded queries, the [`TcpResponder`]
+//!   its connections; the driver adds them up (`+=`) to show one set.
 //! * **Randomness.** The core has no RNG of its own: each part takes a seed from the
 //!   caller (switchd: from the OS) and runs a small xorshift generator. Ids are
 //!   unpredictable to anyone who does not see our upstream traffic; they are no defence
@@ -87,6 +92,7 @@ mod ratelimit;
 mod responder;
 mod rng;
 mod service;
+mod tcp;
 #[cfg(test)]
 mod testutil;
 
@@ -102,6 +108,10 @@ pub use names::{Lookup, Names, Record};
 pub use ratelimit::RateLimit;
 pub use responder::{Responder, ResponderConfig, Verdict};
 pub use service::{DnsClient, DnsService, DnsStep, Scopes};
+pub use tcp::{
+    TcpConnId, TcpFrame, TcpKey, TcpResponder, DEFAULT_MSS, IDLE_TIMEOUT, MAX_AWAITING,
+    MAX_BUFFERED, MAX_CONNECTIONS, MAX_MSS, MAX_RETRANSMITS, RETRANSMIT_TIMEOUT,
+};
 
 /// TTL of the records the responder answers with, in seconds. Docker uses 600; endpoints
 /// come and go with containers and IPAM hands addresses out again, so a shorter cache
@@ -216,6 +226,21 @@ pub struct DnsCounters {
     /// Upstream datagrams dropped: from an address the query was not sent to, with an id
     /// nothing is waiting for, not a response, or for another question.
     pub stray_replies: u64,
+
+    // The TCP responder ([`TcpResponder`]).
+    /// TCP connections opened (SYNs answered).
+    #[serde(default)]
+    pub tcp_connections: u64,
+    /// Connections evicted to make room for a new one.
+    #[serde(default)]
+    pub tcp_evicted: u64,
+    /// DNS messages read from TCP connections.
+    #[serde(default)]
+    pub tcp_messages: u64,
+    /// Connections forgotten without a proper close: idle, or our data never
+    /// acknowledged.
+    #[serde(default)]
+    pub tcp_timeouts: u64,
 }
 
 impl AddAssign<&DnsCounters> for DnsCounters {
@@ -239,6 +264,10 @@ impl AddAssign<&DnsCounters> for DnsCounters {
             pending_full,
             duplicates,
             stray_replies,
+            tcp_connections,
+            tcp_evicted,
+            tcp_messages,
+            tcp_timeouts,
         } = rhs;
         self.answered_local += answered_local;
         self.nxdomain += nxdomain;
@@ -258,6 +287,10 @@ impl AddAssign<&DnsCounters> for DnsCounters {
         self.pending_full += pending_full;
         self.duplicates += duplicates;
         self.stray_replies += stray_replies;
+        self.tcp_connections += tcp_connections;
+        self.tcp_evicted += tcp_evicted;
+        self.tcp_messages += tcp_messages;
+        self.tcp_timeouts += tcp_timeouts;
     }
 }
 
