@@ -825,6 +825,12 @@ fn dns_flags_are_checked() {
     ];
     let out = common::switchd_refusing(&host, &four);
     assert!(stderr(&out).contains("at most 3"), "{}", stderr(&out));
+    let out = common::switchd_refusing(&host, &["--dns", "off", "--dns-rate-limit", "10"]);
+    assert!(
+        stderr(&out).contains("--dns-rate-limit goes with"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Asks for `names` (type A) one after the other on one TCP connection to `server`:53,

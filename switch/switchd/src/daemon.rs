@@ -59,6 +59,7 @@ pub struct Options {
     pub storm_limit: Option<StormLimit>,
     /// The embedded DNS's upstream resolvers; `None`: no DNS.
     pub dns: Option<Vec<SocketAddr>>,
+    pub dns_rate_limit: switchyard::dns::RateLimit,
 }
 
 /// The group whose members may use the control socket (`--socket-group`).
@@ -162,7 +163,11 @@ impl Daemon {
                 socket
                     .set_nonblocking(true)
                     .context("cannot make the DNS upstream socket non-blocking")?;
-                *dp.dns() = DnsService::new(upstreams.clone(), dns_seed());
+                *dp.dns() = DnsService::with_rate_limit(
+                    upstreams.clone(),
+                    options.dns_rate_limit,
+                    dns_seed(),
+                );
                 dp.router().set_dns(true);
                 if upstreams.is_empty() {
                     tracing::warn!("the embedded DNS has no upstream resolver (none in /etc/resolv.conf, no --dns-upstream): names other than containers' get SERVFAIL");

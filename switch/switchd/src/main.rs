@@ -118,6 +118,10 @@ struct Args {
     /// three, in order) [default: the nameservers of /etc/resolv.conf]
     #[arg(long, value_name = "IP")]
     dns_upstream: Vec<String>,
+    /// DNS queries a second each source address may send (bursts: twice that); 0 for no
+    /// limit [default: 500]
+    #[arg(long, value_name = "QPS")]
+    dns_rate_limit: Option<u32>,
 }
 
 /// The most upstream resolvers (as resolv.conf's MAXNS).
@@ -286,6 +290,8 @@ struct Config {
     storm_limit: Option<StormLimit>,
     /// The embedded DNS's upstreams, when it is on.
     dns: Option<Vec<SocketAddr>>,
+    /// Its per-source rate limit.
+    dns_rate_limit: switchyard::dns::RateLimit,
 }
 
 impl Config {
@@ -372,8 +378,20 @@ impl Config {
                 &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             )),
         };
+        let dns_rate_limit = match args.dns_rate_limit {
+            None => switchyard::dns::RateLimit::default(),
+            Some(qps) => switchyard::dns::RateLimit {
+                per_second: qps,
+                burst: qps.saturating_mul(2),
+                ..switchyard::dns::RateLimit::default()
+            },
+        };
+        if dns.is_none() && args.dns_rate_limit.is_some() {
+            anyhow::bail!("--dns-rate-limit goes with the embedded DNS: leave out --dns off");
+        }
         Ok(Config {
             dns,
+            dns_rate_limit,
             vtep,
             uplink,
             busy_poll: Duration::from_micros(busy_poll_us),
@@ -501,6 +519,7 @@ fn run() -> Result<()> {
             busy_poll: dataplane::BusyPoll(config.busy_poll),
             storm_limit: config.storm_limit,
             dns: config.dns.clone(),
+            dns_rate_limit: config.dns_rate_limit,
         },
         store,
         signals,

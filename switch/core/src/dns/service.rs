@@ -24,7 +24,7 @@ use hashbrown::HashMap;
 
 use super::tcp::{TcpConnId, TcpFrame, TcpResponder};
 use super::{
-    Action, DnsCounters, Forwarder, ForwarderConfig, Names, Outgoing, Record, Responder,
+    Action, DnsCounters, Forwarder, ForwarderConfig, Names, Outgoing, RateLimit, Record, Responder,
     ResponderConfig, Transport, Verdict,
 };
 use crate::router::{DnsQuery, DnsSegment};
@@ -116,10 +116,25 @@ impl DnsService {
     /// A service with no names and `upstreams` to forward to; `seed` feeds its ids and
     /// shuffles (switchd takes it from the OS).
     pub fn new(upstreams: Vec<SocketAddr>, seed: u64) -> DnsService {
+        DnsService::with_rate_limit(upstreams, RateLimit::default(), seed)
+    }
+
+    /// [`DnsService::new`] with another per-source rate limit (`per_second` 0: none).
+    pub fn with_rate_limit(
+        upstreams: Vec<SocketAddr>,
+        rate_limit: RateLimit,
+        seed: u64,
+    ) -> DnsService {
         DnsService {
             names: Names::default(),
             scopes: Scopes::default(),
-            responder: Responder::new(ResponderConfig::default(), seed),
+            responder: Responder::new(
+                ResponderConfig {
+                    rate_limit,
+                    ..ResponderConfig::default()
+                },
+                seed,
+            ),
             forwarder: Forwarder::new(
                 ForwarderConfig {
                     upstreams,
