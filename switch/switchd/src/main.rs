@@ -127,19 +127,22 @@ struct Args {
 /// The most upstream resolvers (as resolv.conf's MAXNS).
 const MAX_DNS_UPSTREAMS: usize = 3;
 
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`, with `default_port` when none is given.
+fn socket_addr(text: &str, default_port: u16) -> Option<SocketAddr> {
+    text.parse().ok().or_else(|| {
+        text.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, default_port))
+    })
+}
+
 /// `IP` or `IP:PORT` (port 53 by default).
 fn parse_upstream(text: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let ip: IpAddr = text
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .with_context(|| {
-            format!("invalid --dns-upstream {text:?}: give an address such as 192.0.2.53 or 192.0.2.53:5353")
-        })?;
-    Ok(SocketAddr::new(ip, 53))
+    socket_addr(text, 53).with_context(|| {
+        format!("invalid --dns-upstream {text:?}: give an address such as 192.0.2.53 or 192.0.2.53:5353")
+    })
 }
 
 /// The IPv4 `nameserver`s of a resolv.conf (switchd asks upstreams over IPv4).
@@ -162,18 +165,15 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to the IANA VXLAN port.
 fn parse_vtep(text: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let ip: IpAddr = text
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .with_context(|| format!("invalid --vtep {text:?}: expected IP or IP:PORT, such as 192.0.2.1 or 192.0.2.1:8472"))?;
-    if ip.is_unspecified() || ip.is_multicast() {
+    let addr = socket_addr(text, vxlan::IANA_PORT).with_context(|| {
+        format!(
+            "invalid --vtep {text:?}: expected IP or IP:PORT, such as 192.0.2.1 or 192.0.2.1:8472"
+        )
+    })?;
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
         anyhow::bail!("invalid --vtep {text:?}: the VTEP needs this host's own unicast address");
     }
-    Ok(SocketAddr::new(ip, vxlan::IANA_PORT))
+    Ok(addr)
 }
 
 /// The group named `name` (or a numeric gid), for `--socket-group`.
