@@ -32,10 +32,23 @@
 //!   N on one Linux bridge, in the same round, every pair's iperf3 TCP stream running at
 //!   the same time; the aggregate, the slowest and fastest pair, and the ratio. TCP only
 //!   (whatever `--tests` says); not part of `all`.
+//! * `dns` — queries per second answered by switchd's embedded DNS (20 names, dnsperf
+//!   from one container namespace) beside dnsmasq serving the same names to the same
+//!   client, from one source address and from `--dns-sources` at once (switchd limits each
+//!   source address to 500 queries/s); not part of `all`.
+//! * `published` — iperf3 TCP from an external namespace through a container's published
+//!   port (DNAT in switchd's namespace) beside the same flow routed to the container's
+//!   address; TCP only; not part of `all`.
+//!
+//! `--smoke` runs `switchyard` (one TCP stream), `published` (one stream per path) and `dns`
+//! (2 sources), 1 s each; `dns` is skipped with a note when dnsperf or dnsmasq is missing
+//! (a smoke run installs nothing new for it).
 
 mod chart;
+mod dns;
 mod ovs;
 mod pairs;
+mod published;
 mod scale;
 mod topo;
 
@@ -47,7 +60,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use dns::DnsResult;
 use pairs::PairsResult;
+use published::PublishedResult;
 use scale::ScaleResult;
 use topo::{Topology, SOCKPERF_MSG_SIZE};
 
@@ -60,7 +75,7 @@ const ALL: [&str; 6] = [
     "kernel-vxlan",
     "switchyard-overlay",
 ];
-const CHOICES: [&str; 9] = [
+const CHOICES: [&str; 11] = [
     "all",
     "veth",
     "bridge",
@@ -70,7 +85,13 @@ const CHOICES: [&str; 9] = [
     "switchyard-overlay",
     "scale",
     "pairs",
+    "dns",
+    "published",
 ];
+/// The scenarios with measurements of their own, which do not take `--tests`.
+const OWN_TESTS: [&str; 4] = ["scale", "pairs", "dns", "published"];
+/// dnsmasq-base's binary (in /usr/sbin, which a sudo PATH may lack).
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
 /// Each switchyard scenario and what it is compared with (same tests, same run).
 const RATIOS: [(&str, &str); 3] = [
@@ -96,7 +117,8 @@ enum TestKind {
                    Open vSwitch's userspace datapath"
 )]
 struct Args {
-    /// Scenarios to run, in order; `all` is every one but `scale` and `pairs` [default: all]
+    /// Scenarios to run, in order; `all` is every one but `scale`, `pairs`, `dns` and
+    /// `published` [default: all]
     #[arg(value_parser = CHOICES)]
     scenarios: Vec<String>,
     /// Seconds per measurement (each iperf3 and sockperf run).
@@ -124,8 +146,12 @@ struct Args {
     /// bridge.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=pairs::MAX_PAIRS as i64))]
     pairs: u32,
-    /// A quick check that the harness and switchd work: switchyard, one TCP stream for
-    /// 1 s, no chart and no results file.
+    /// Source addresses the dns scenario also queries from at once (one dnsperf each),
+    /// besides from one; 1 for one source only.
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=dns::MAX_SOURCES as i64))]
+    dns_sources: u32,
+    /// A quick check that the harness and switchd work: switchyard (one TCP stream),
+    /// published and dns, 1 s each, no chart and no results file.
     #[arg(long)]
     smoke: bool,
     /// Do not draw the PNG chart.
@@ -225,6 +251,9 @@ struct Settings {
     ovs_userspace_tso: Option<bool>,
     /// Pairs per switch in the pairs scenario, when it ran.
     pairs: Option<u32>,
+    /// Source addresses of the dns scenario's spread measurement, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_sources: Option<u32>,
     /// Extra switchd flags (`--switchd-arg`).
     switchd_args: Vec<String>,
     /// Extra `nsutil attach` flags (`--attach-arg`).
@@ -242,6 +271,8 @@ struct Report {
     udp64: Vec<Udp64>,
     scale: Option<ScaleResult>,
     pairs: Vec<PairsResult>,
+    dns: Vec<DnsResult>,
+    published: Vec<PublishedResult>,
     ratios: Vec<Ratio>,
     ratio_summary: Vec<RatioSummary>,
     skipped: Vec<Note>,
@@ -621,6 +652,61 @@ fn run_pairs(round: u32, args: &Args, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// The dns scenario: both servers, from one source and from `--dns-sources`.
+fn run_dns(round: u32, args: &Args, report: &mut Report) -> Result<()> {
+    let results = dns::measure(
+        round,
+        args.duration,
+        args.dns_sources as usize,
+        &args.bin_dir,
+        &args.switchd_arg,
+    )?;
+    for r in results {
+        let limited = r
+            .rate_limited
+            .map_or(String::new(), |n| format!(", {n} rate-limited"));
+        row(
+            &format!("dns {}", r.server),
+            &dns_test(r.sources),
+            &format!("{:.0} qps", r.qps),
+            &format!("lost {}{limited}", r.lost),
+            None,
+        );
+        report.dns.push(r);
+    }
+    Ok(())
+}
+
+/// The name of a dns ratio: answers per second from `sources` source addresses.
+fn dns_test(sources: usize) -> String {
+    match sources {
+        1 => "qps 1 source".to_string(),
+        n => format!("qps {n} sources"),
+    }
+}
+
+/// The published scenario: the published port and the routed address, same round.
+fn run_published(round: u32, args: &Args, report: &mut Report) -> Result<()> {
+    let results = published::measure(
+        round,
+        args.duration,
+        args.streams,
+        &args.bin_dir,
+        &args.switchd_arg,
+    )?;
+    for r in results {
+        row(
+            &r.path,
+            &r.test,
+            &format!("{:.2} Gbit/s", r.gbit_per_sec),
+            &format!("retr {}", r.retransmits),
+            r.switch_cpu_sec_per_gb,
+        );
+        report.published.push(r);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = Args::parse();
     let _ = topo::ATTACH_ARGS.set(args.attach_arg.clone());
@@ -630,10 +716,13 @@ fn main() -> Result<()> {
     catch_signals()?;
     if args.smoke {
         if args.scenarios.is_empty() {
-            args.scenarios = vec!["switchyard".into()];
+            args.scenarios = ["switchyard", "published", "dns"]
+                .map(String::from)
+                .to_vec();
         }
         args.duration = 1;
         args.streams = 1;
+        args.dns_sources = args.dns_sources.min(2);
         args.tests = vec![TestKind::Tcp];
         args.no_chart = true;
     }
@@ -651,12 +740,29 @@ fn main() -> Result<()> {
     }
     scenarios.dedup();
 
-    // The scenarios that take `--tests` (scale and pairs have their own).
-    let paths = scenarios.iter().any(|s| s != "scale" && s != "pairs");
+    // The scenarios that take `--tests` (the others have their own).
+    let paths = scenarios.iter().any(|s| !OWN_TESTS.contains(&s.as_str()));
     let with_pairs = scenarios.iter().any(|s| s == "pairs");
+    let with_published = scenarios.iter().any(|s| s == "published");
+    let dns_tools = [("dnsperf", "dnsperf"), (DNSMASQ, "dnsmasq-base")];
+    if args.smoke
+        && scenarios.iter().any(|s| s == "dns")
+        && !dns_tools
+            .iter()
+            .all(|(what, _)| on_path(what) || Path::new(what).exists())
+    {
+        // A smoke run installs nothing new for dns: it goes without.
+        scenarios.retain(|s| s != "dns");
+        println!("-- dns: skipped: dnsperf or dnsmasq is not installed");
+    }
+    let with_dns = scenarios.iter().any(|s| s == "dns");
     let mut needs = vec![("ip", "iproute2"), ("ping", "iputils-ping")];
-    if with_pairs || (paths && args.tests.iter().any(|t| *t != TestKind::Latency)) {
+    if with_pairs || with_published || (paths && args.tests.iter().any(|t| *t != TestKind::Latency))
+    {
         needs.push(("iperf3", "iperf3"));
+    }
+    if with_dns {
+        needs.extend(dns_tools);
     }
     if paths && args.tests.contains(&TestKind::Latency) {
         needs.push(("sockperf", "sockperf"));
@@ -682,6 +788,7 @@ fn main() -> Result<()> {
             scenarios: scenarios.clone(),
             ovs_userspace_tso: None,
             pairs: with_pairs.then_some(args.pairs),
+            dns_sources: with_dns.then_some(args.dns_sources),
             switchd_args: args.switchd_arg.clone(),
             attach_args: args.attach_arg.clone(),
         },
@@ -690,6 +797,8 @@ fn main() -> Result<()> {
         udp64: Vec::new(),
         scale: None,
         pairs: Vec::new(),
+        dns: Vec::new(),
+        published: Vec::new(),
         ratios: Vec::new(),
         ratio_summary: Vec::new(),
         skipped: Vec::new(),
@@ -727,6 +836,8 @@ fn main() -> Result<()> {
             let result = match scenario.as_str() {
                 "scale" => run_scale(&args, &mut report),
                 "pairs" => run_pairs(round, &args, &mut report),
+                "dns" => run_dns(round, &args, &mut report),
+                "published" => run_published(round, &args, &mut report),
                 _ => run_scenario(scenario, round, &args, &mut report),
             };
             if let Err(e) = result {
@@ -827,6 +938,48 @@ fn ratios(report: &Report) -> Vec<Ratio> {
                     "udp64 delivered pps".into(),
                     a.received_pps,
                     b.received_pps,
+                );
+            }
+        }
+        let [ours, base] = dns::SERVERS;
+        for a in report
+            .dns
+            .iter()
+            .filter(|m| m.server == ours && m.round == round)
+        {
+            if let Some(b) = report
+                .dns
+                .iter()
+                .find(|b| b.server == base && b.sources == a.sources && b.round == round)
+            {
+                push(
+                    round,
+                    "switchd-dns",
+                    base,
+                    dns_test(a.sources),
+                    a.qps,
+                    b.qps,
+                );
+            }
+        }
+        let [ours, base] = published::PATHS;
+        for a in report
+            .published
+            .iter()
+            .filter(|m| m.path == ours && m.round == round)
+        {
+            if let Some(b) = report
+                .published
+                .iter()
+                .find(|b| b.path == base && b.test == a.test && b.round == round)
+            {
+                push(
+                    round,
+                    ours,
+                    base,
+                    a.test.clone(),
+                    a.gbit_per_sec,
+                    b.gbit_per_sec,
                 );
             }
         }
@@ -982,6 +1135,12 @@ fn print_summary(report: &Report, scenarios: &[String]) {
     if !report.pairs.is_empty() {
         print_pairs(report);
     }
+    if !report.dns.is_empty() {
+        print_dns(report);
+    }
+    if !report.published.is_empty() {
+        print_published(report);
+    }
     if let Some(tso) = report.settings.ovs_userspace_tso {
         println!(
             "\novs: userspace datapath, TAP ports, userspace TSO {}",
@@ -1085,6 +1244,96 @@ fn print_pairs(report: &Report) {
     );
 }
 
+/// The dns scenario's table: one row per server and source count, each figure the median
+/// over the rounds.
+fn print_dns(report: &Report) {
+    let rounds = match report.settings.rounds {
+        1 => String::new(),
+        n => format!("; each figure the median of {n} rounds"),
+    };
+    println!(
+        "\ndns: dnsperf A queries for {} names from one client namespace, {} s after a warm-up{rounds}",
+        dns::NAMES,
+        report.settings.duration_secs
+    );
+    println!(
+        "\n| server | sources | answers/s | lost/s | rate-limited/s | latency ms | cpu µs/answer |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut keys: Vec<(String, usize)> = Vec::new();
+    for m in &report.dns {
+        if !keys.contains(&(m.server.clone(), m.sources)) {
+            keys.push((m.server.clone(), m.sources));
+        }
+    }
+    keys.sort_by_key(|(server, sources)| (*sources, server != "switchd"));
+    for (server, sources) in keys {
+        let of = |f: &dyn Fn(&DnsResult) -> Option<f64>| {
+            median_of(
+                &report.dns,
+                |m| m.server == server && m.sources == sources,
+                f,
+            )
+        };
+        let cell = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+        };
+        let per_sec = |n: u64, m: &DnsResult| n as f64 / m.seconds.max(1e-9);
+        println!(
+            "| {server} | {sources} | {} | {} | {} | {} | {} |",
+            cell(of(&|m| Some(m.qps)), 0),
+            cell(of(&|m| Some(per_sec(m.lost, m))), 0),
+            cell(of(&|m| m.rate_limited.map(|n| per_sec(n, m))), 0),
+            cell(of(&|m| m.avg_latency_ms), 3),
+            cell(of(&|m| m.server_cpu_us_per_answer), 1),
+        );
+    }
+    println!(
+        "\nanswers/s: dnsperf's queries per second, summed over the sources (one dnsperf \
+         each, -t 1; -q 64 from one source, 256 over several, at least 1 each). rate-limited/s: switchd's rate_limited counter (500 queries/s \
+         per source address by default). cpu: the server's CPU seconds (switchd's, \
+         dnsmasq's) per answer."
+    );
+}
+
+/// The published scenario's table: one row per path and test, medians over the rounds.
+fn print_published(report: &Report) {
+    let rounds = match report.settings.rounds {
+        1 => String::new(),
+        n => format!("; each figure the median of {n} rounds"),
+    };
+    println!(
+        "\npublished: iperf3 TCP from an external namespace to a container, {} s{rounds}",
+        report.settings.duration_secs
+    );
+    println!("\n| path | test | Gbit/s | retransmits | cpu s/GB |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for m in &report.published {
+        if !keys.contains(&(m.path.clone(), m.test.clone())) {
+            keys.push((m.path.clone(), m.test.clone()));
+        }
+    }
+    keys.sort_by_key(|(path, test)| (test.clone(), path != "published"));
+    for (path, test) in keys {
+        let of = |f: &dyn Fn(&PublishedResult) -> Option<f64>| {
+            median_of(&report.published, |m| m.path == path && m.test == test, f)
+        };
+        let dash = || "–".to_string();
+        println!(
+            "| {path} | {test} | {} | {} | {} |",
+            of(&|m| Some(m.gbit_per_sec)).map_or_else(dash, |v| format!("{v:.2}")),
+            of(&|m| Some(m.retransmits as f64)).map_or_else(dash, |v| format!("{v:.0}")),
+            of(&|m| m.switch_cpu_sec_per_gb).map_or_else(dash, |c| fmt_cpu(Some(c))),
+        );
+    }
+    println!(
+        "\npublished: to switchd's namespace's address, port 8080, DNAT to the container's \
+         5201. routed: to the container's address, through the same namespace, no DNAT. \
+         cpu s/GB: switchd's."
+    );
+}
+
 fn draw_chart(path: &Path, report: &Report, scenarios: &[String]) -> Result<()> {
     let many = test_name(report.settings.streams);
     let groups: Vec<chart::Group> = scenarios
@@ -1169,6 +1418,7 @@ mod tests {
                 scenarios: vec!["pairs".into()],
                 ovs_userspace_tso: None,
                 pairs: Some(16),
+                dns_sources: None,
                 switchd_args: Vec::new(),
                 attach_args: Vec::new(),
             },
@@ -1177,6 +1427,8 @@ mod tests {
             udp64: Vec::new(),
             scale: None,
             pairs,
+            dns: Vec::new(),
+            published: Vec::new(),
             ratios: Vec::new(),
             ratio_summary: Vec::new(),
             skipped: Vec::new(),

@@ -68,6 +68,13 @@ pub struct LatencyResult {
 /// A server process (iperf3, sockperf) in a namespace, killed on drop.
 pub struct Server(Child);
 
+impl Server {
+    /// The server's process id (`ip netns exec` execs it, so it is the program's own).
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -280,6 +287,17 @@ impl Topology {
         Ok([h1, h2])
     }
 
+    /// The topology's temporary directory (made on first use, removed on drop).
+    pub fn work_dir(&mut self) -> Result<PathBuf> {
+        if let Some(work) = &self.work {
+            return Ok(work.clone());
+        }
+        let work = std::env::temp_dir().join(format!("{}-switchd", self.prefix));
+        std::fs::create_dir_all(&work)?;
+        self.work = Some(work.clone());
+        Ok(work)
+    }
+
     /// Starts a switchd (inside `netns` when given) with its own socket and state
     /// directory under the topology's work directory; returns the socket path.
     pub fn start_switchd(
@@ -288,15 +306,7 @@ impl Topology {
         netns: Option<&str>,
         args: &[&str],
     ) -> Result<String> {
-        let work = match &self.work {
-            Some(work) => work.clone(),
-            None => {
-                let work = std::env::temp_dir().join(format!("{}-switchd", self.prefix));
-                std::fs::create_dir_all(&work)?;
-                self.work = Some(work.clone());
-                work
-            }
-        };
+        let work = self.work_dir()?;
         let n = self.switchds.len();
         let socket = work.join(format!("switchd{n}.sock"));
         let switchd = bin_dir.join("switchd");
@@ -550,7 +560,7 @@ fn parse_sockperf(out: &str) -> Result<LatencyResult> {
 }
 
 /// Polls `ready` every 20 ms for up to 10 s.
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str) -> Result<()> {
+pub fn wait_for(mut ready: impl FnMut() -> bool, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ready() {
         if Instant::now() > deadline {
@@ -629,6 +639,8 @@ impl Drop for Topology {
                 .args(["netns", "del", &ns])
                 .stderr(Stdio::null())
                 .status();
+            // What `nsutil attach` wrote for it (`ip netns del` leaves it).
+            let _ = nsutil::resolv::remove(std::path::Path::new(nsutil::resolv::NETNS_ETC), &ns);
         }
         if let Some(work) = self.work.take() {
             let _ = std::fs::remove_dir_all(work);
