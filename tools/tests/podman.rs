@@ -309,6 +309,7 @@ fn podman_containers_on_a_switchyard_network_get_switchds_addresses_and_reach_ea
 
     // While a has its address, switchd gives it to nobody else.
     let other = unique("ns");
+    let _resolver = ResolverFile(other.clone());
     ok(
         engine::output_within(
             podman.command("ip").args(["netns", "add", &other]),
@@ -534,6 +535,7 @@ fn podman_docker_and_nsutil_attachments_on_one_network_reach_each_other() {
         "600",
     ]);
     let ns = unique("ns");
+    let _resolver = ResolverFile(ns.clone());
     ok(
         engine::output_within(rig.command("ip").args(["netns", "add", &ns]), COMMAND_LIMIT),
         "ip netns add",
@@ -624,4 +626,14 @@ fn podman_docker_and_nsutil_attachments_on_one_network_reach_each_other() {
     drop(podman);
     drop(rig);
     assert_left_nothing(footprints);
+}
+
+/// The resolver file `nsutil attach` writes for a namespace named in an engine's holder:
+/// the namespace goes with the holder, but /etc/netns is the machine's. Removed on drop.
+struct ResolverFile(String);
+
+impl Drop for ResolverFile {
+    fn drop(&mut self) {
+        let _ = nsutil::resolv::remove(Path::new(nsutil::resolv::NETNS_ETC), &self.0);
+    }
 }
