@@ -646,6 +646,11 @@ use switchyard::dns::proto::rr::{rdata, Name, RData, Record as DnsRecord, Record
 /// Asks `server` (port 53) from inside `ns` for `name`'s A records, as a stub resolver
 /// does: up to three tries, 3 s each. The reply, or `None` when none came.
 fn resolve(ns: &Netns, server: &str, name: &str) -> Option<Message> {
+    resolve_tries(ns, server, name, 3)
+}
+
+/// [`resolve`] with `tries` tries.
+fn resolve_tries(ns: &Netns, server: &str, name: &str, tries: usize) -> Option<Message> {
     let server: std::net::SocketAddr = format!("{server}:53").parse().unwrap();
     let name = name.to_string();
     common::in_netns(ns, move || {
@@ -657,7 +662,7 @@ fn resolve(ns: &Netns, server: &str, name: &str) -> Option<Message> {
         query.metadata.recursion_desired = true;
         query.add_query(Query::query(Name::from_ascii(&name).ok()?, RecordType::A));
         let query = query.to_vec().ok()?;
-        (0..3).find_map(|_| {
+        (0..tries).find_map(|_| {
             socket.send_to(&query, server).ok()?;
             let mut buf = [0u8; 1500];
             let (len, _) = socket.recv_from(&mut buf).ok()?;
@@ -771,6 +776,20 @@ fn containers_resolve_each_other_by_name_and_the_rest_upstream() {
         String::from_utf8_lossy(&out.stdout),
         stderr(&out)
     );
+
+    // Not an open resolver: from switchd's own namespace (through the uplink) and from
+    // outside, the gateway's port 53 answers nothing.
+    site.external
+        .exec_ok(&["ip", "route", "add", "10.10.0.0/24", "via", "192.168.200.1"]);
+    for (ns, what) in [
+        (&site.host, "switchd's namespace"),
+        (&site.external, "outside"),
+    ] {
+        assert!(
+            resolve_tries(ns, "10.10.0.1", "postgres", 1).is_none(),
+            "the DNS answered {what}"
+        );
+    }
 
     let router = site.switchd.swctl_json(&["router", "show"]);
     assert!(
