@@ -169,9 +169,8 @@ impl<S: Switchd> Driver<S> {
     /// A request to switchd, its answer decoded. A refusal becomes Docker's error with
     /// switchd's message; switchd not running says so and what to start.
     fn ask<T: DeserializeOwned>(&self, request: &Request) -> Result<T, Failure> {
-        let value = self.switchd.call(request).map_err(client_failure)?;
-        serde_json::from_value(value)
-            .map_err(|err| Failure::new(format!("switchd's answer is not understood: {err}")))
+        self.try_ask(request)?
+            .map_err(|err| Failure::new(err.message))
     }
 
     /// Like [`Driver::ask`], with switchd's refusal kept apart for the caller to look at.
@@ -295,12 +294,11 @@ impl<S: Switchd> Driver<S> {
         let removed: Result<NetworkInfo, ControlError> = self.try_ask(&Request::NetworkRemove {
             name: request.network_id,
         })?;
-        match removed {
-            Ok(_) => Ok((json!({}), Vec::new())),
-            // Gone already (a second DeleteNetwork, or removed by hand): nothing to do.
-            Err(err) if err.code == ErrorCode::NoSuchNetwork => Ok((json!({}), Vec::new())),
-            Err(err) => Err(Failure::new(err.message)),
-        }
+        // Gone already (a second DeleteNetwork, or removed by hand): nothing to do.
+        removed
+            .filter_missing(ErrorCode::NoSuchNetwork)
+            .map_err(|err| Failure::new(err.message))?;
+        Ok((json!({}), Vec::new()))
     }
 
     fn network(&self, network_id: &str) -> Result<NetworkInfo, Failure> {
@@ -363,12 +361,14 @@ impl<S: Switchd> Driver<S> {
     }
 
     fn delete_endpoint(&self, request: Endpoint) -> Answer {
-        let network = match self.try_ask::<NetworkInfo>(&Request::NetworkInspect {
-            name: request.network_id.clone(),
-        })? {
-            Ok(network) => network,
-            Err(err) if err.code == ErrorCode::NoSuchNetwork => return Ok((json!({}), Vec::new())),
-            Err(err) => return Err(Failure::new(err.message)),
+        let found = self
+            .try_ask::<NetworkInfo>(&Request::NetworkInspect {
+                name: request.network_id.clone(),
+            })?
+            .filter_missing(ErrorCode::NoSuchNetwork)
+            .map_err(|err| Failure::new(err.message))?;
+        let Some(network) = found else {
+            return Ok((json!({}), Vec::new()));
         };
         let owner = Some(request.endpoint_id.clone());
         if let Some(endpoint) = network.endpoints.iter().find(|e| e.container_id == owner) {
@@ -757,12 +757,10 @@ fn configure_tap(
     })
 }
 
-/// A client error as Docker's `Err`: switchd not running says what to start.
+/// A client error other than a refusal as Docker's `Err`: switchd not running says what
+/// to start.
 fn client_failure(err: ClientError) -> Failure {
-    match err {
-        ClientError::Refused(err) => Failure::new(err.message),
-        other => Failure::new(format!("switchyard-docker: {other}")),
-    }
+    Failure::new(format!("switchyard-docker: {err}"))
 }
 
 /// A refusal with `code` means "already gone": fine for removals.
