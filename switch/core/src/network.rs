@@ -263,22 +263,10 @@ pub enum NetworkError {
     },
 }
 
-/// The longest DNS label.
-pub const MAX_LABEL_LEN: usize = 63;
-
-/// Checks a container's name or alias: a DNS label (RFC 1123: letters, digits and `-`,
-/// not at either end, at most 63 bytes).
+/// Checks a container's name or alias: a DNS label, by the rule the DNS answers with
+/// ([`crate::dns::check_label`]).
 pub fn validate_endpoint_name(name: &str) -> Result<(), NetworkError> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_LABEL_LEN
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(NetworkError::InvalidEndpointName(name.to_string()))
-    }
+    crate::dns::check_label(name).map_err(|_| NetworkError::InvalidEndpointName(name.to_string()))
 }
 
 /// An address IPAM set aside for someone who has no port yet: Docker's IPAM driver asks
