@@ -452,15 +452,7 @@ impl Worker {
         let outputs = std::mem::take(&mut self.router_out);
         for output in &outputs {
             match output {
-                RouterOutput::ToSwitch { vlan, frame } => {
-                    if self
-                        .packet
-                        .load(&[&[0u8; VNET_HDR_LEN][..], frame].concat())
-                        .is_ok()
-                    {
-                        self.inject(now, *vlan, io);
-                    }
-                }
+                RouterOutput::ToSwitch { vlan, frame } => self.inject_frame(now, *vlan, frame, io),
                 RouterOutput::ToUplink { packet } => {
                     let wire = [&[0u8; VNET_HDR_LEN][..], packet].concat();
                     // Best effort, like any packet a router originates.
@@ -469,7 +461,13 @@ impl Worker {
                 RouterOutput::Dns(query) => {
                     let step = self.dp.dns().query(now, query);
                     if let Some(step) = step {
+                        let forwarded = matches!(step, DnsStep::Send(_));
                         self.dns_step(now, step, io);
+                        if forwarded {
+                            // A query in flight has a timer now: the driver's DNS timer
+                            // must know.
+                            let _ = io.transmit(Transmit::DnsTimers);
+                        }
                     }
                 }
                 RouterOutput::DnsTcp(segment) => {
@@ -524,26 +522,9 @@ impl Worker {
     fn dns_step(&mut self, now: Time, step: DnsStep, io: &mut impl Io) {
         match step {
             DnsStep::Reply { client, message } => {
-                let frame = client.reply_frame(&message);
-                if !frame.is_empty()
-                    && self
-                        .packet
-                        .load(&[&[0u8; VNET_HDR_LEN][..], &frame].concat())
-                        .is_ok()
-                {
-                    self.inject(now, client.vlan, io);
-                }
+                self.inject_frame(now, client.vlan, &client.reply_frame(&message), io)
             }
-            DnsStep::Frame(TcpFrame { vlan, frame }) => {
-                if !frame.is_empty()
-                    && self
-                        .packet
-                        .load(&[&[0u8; VNET_HDR_LEN][..], &frame].concat())
-                        .is_ok()
-                {
-                    self.inject(now, vlan, io);
-                }
-            }
+            DnsStep::Frame(TcpFrame { vlan, frame }) => self.inject_frame(now, vlan, &frame, io),
             DnsStep::Send(outgoing) => {
                 // Best effort: a lost query is retried on the next upstream. Over UDP
                 // whatever the client used (a TCP client may get a truncated answer).
@@ -552,6 +533,19 @@ impl Worker {
                     message: &outgoing.bytes,
                 });
             }
+        }
+    }
+
+    /// Forwards `frame` (untagged Ethernet; nothing when empty) as if the router sent it
+    /// on `vlan`.
+    fn inject_frame(&mut self, now: Time, vlan: VlanId, frame: &[u8], io: &mut impl Io) {
+        if !frame.is_empty()
+            && self
+                .packet
+                .load(&[&[0u8; VNET_HDR_LEN][..], frame].concat())
+                .is_ok()
+        {
+            self.inject(now, vlan, io);
         }
     }
 

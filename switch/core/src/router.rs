@@ -405,8 +405,6 @@ impl Router {
         }
     }
 
-    /// Adds an interface, or replaces the one on the same VLAN. Learned neighbours and held
-    /// packets that no longer fit the new interface are forgotten; statics stay.
     /// Whether DNS queries to a gateway (UDP port 53) become [`RouterOutput::Dns`], and
     /// TCP segments to its port 53 [`RouterOutput::DnsTcp`]; off, they are dropped as
     /// [`RouterDrop::ToGateway`].
@@ -414,6 +412,8 @@ impl Router {
         self.dns = on;
     }
 
+    /// Adds an interface, or replaces the one on the same VLAN. Learned neighbours and held
+    /// packets that no longer fit the new interface are forgotten; statics stay.
     pub fn set_interface(&mut self, iface: Interface) {
         let vlan = iface.vlan;
         if self.interfaces.insert(vlan, iface).is_none() {

@@ -128,7 +128,7 @@ fn status(daemon: &Daemon) -> Status {
         uptime_secs: daemon.started().elapsed().as_secs(),
         ports: daemon.controller.model().ports.len(),
         state_dir: daemon.system.store().dir().to_path_buf(),
-        dns: daemon.shared.dns_socket().is_some(),
+        dns: daemon.shared.dns_on(),
     }
 }
 

@@ -172,7 +172,7 @@ impl Daemon {
                 if upstreams.is_empty() {
                     tracing::warn!("the embedded DNS has no upstream resolver (none in /etc/resolv.conf, no --dns-upstream): names other than containers' get SERVFAIL");
                 }
-                Some(Arc::new(socket))
+                Some(socket)
             }
             None => None,
         };
@@ -193,12 +193,10 @@ impl Daemon {
         let mut controller = Controller::restore(dp, config, saved, &mut system)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         log_notes(&mut controller);
-        let dns_thread = match shared.dns_socket() {
-            Some(socket) => Some(
-                dataplane::spawn_dns(Arc::clone(&shared), socket)
-                    .context("cannot start the DNS thread")?,
-            ),
-            None => None,
+        let dns_thread = if shared.dns_on() {
+            Some(dataplane::spawn_dns(Arc::clone(&shared)).context("cannot start the DNS thread")?)
+        } else {
+            None
         };
         let receivers = shared.vtep.as_ref().map_or(0, Vtep::receivers);
         let vxlan_threads = (0..receivers)

@@ -50,7 +50,7 @@ pub struct Shared {
     failures: crossbeam_channel::Sender<(PortId, String)>,
     wake_control: Arc<mio::Waker>,
     /// Where the embedded DNS sends queries upstream (and reads the replies), when on.
-    dns_socket: Option<Arc<UdpSocket>>,
+    dns_socket: Option<UdpSocket>,
     /// Wakes the DNS thread after a query went upstream: it has a new timer to keep.
     dns_wake: EventFd,
 }
@@ -62,7 +62,7 @@ impl Shared {
         busy_poll: BusyPoll,
         failures: crossbeam_channel::Sender<(PortId, String)>,
         wake_control: Arc<mio::Waker>,
-        dns_socket: Option<Arc<UdpSocket>>,
+        dns_socket: Option<UdpSocket>,
     ) -> Shared {
         Shared {
             dp,
@@ -78,8 +78,9 @@ impl Shared {
         }
     }
 
-    pub fn dns_socket(&self) -> Option<Arc<UdpSocket>> {
-        self.dns_socket.clone()
+    /// Whether the embedded DNS is on (it has its upstream socket).
+    pub fn dns_on(&self) -> bool {
+        self.dns_socket.is_some()
     }
 
     pub fn now(&self) -> Time {
@@ -169,12 +170,10 @@ impl Io for Driver<'_> {
             }
             Transmit::Dns { upstream, message } => {
                 let socket = self.shared.dns_socket.as_ref().ok_or(DropReason::TxError)?;
-                let sent = socket.send_to(message, upstream).map(drop).map_err(|err| {
+                socket.send_to(message, upstream).map(drop).map_err(|err| {
                     tracing::debug!(%upstream, "DNS query upstream failed: {err}");
                     DropReason::TxError
-                });
-                let _ = self.shared.dns_wake.write(1);
-                sent
+                })
             }
             Transmit::DnsTimers => {
                 let _ = self.shared.dns_wake.write(1);
@@ -370,8 +369,11 @@ pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Thread> {
 /// Starts the thread of the embedded DNS: it reads the upstream socket and relays each
 /// reply, and sends the retries and SERVFAILs the forwarder's timers ask for. It sleeps
 /// in `poll(2)` until a datagram comes or the next timer is due.
-pub fn spawn_dns(shared: Arc<Shared>, socket: Arc<UdpSocket>) -> io::Result<Thread> {
+pub fn spawn_dns(shared: Arc<Shared>) -> io::Result<Thread> {
     spawn("dns".to_string(), move |stop| {
+        let Some(socket) = shared.dns_socket.as_ref() else {
+            return;
+        };
         let mut worker = Worker::new(Arc::clone(&shared.dp));
         let mut driver = Driver::new(&shared);
         let mut buffer = vec![0u8; 65535];
