@@ -295,11 +295,14 @@ pub fn sync(
         }
     }
     drop(router);
-    // The embedded DNS's names, when an endpoint's name, address or namespace changed.
-    let names = dns_names(new);
-    if dns_names(old) != names {
-        let (records, scopes) = names;
-        dp.dns().set_names(records, scopes);
+    // The embedded DNS's names, when an endpoint's name, address or namespace changed
+    // (they come from the networks and the ports only).
+    if old.networks != new.networks || old.ports != new.ports {
+        let names = dns_names(new);
+        if dns_names(old) != names {
+            let (records, scopes) = names;
+            dp.dns().set_names(records, scopes);
+        }
     }
     // The operator's static entries, on ports that exist by now.
     for (key, port) in &old.statics {
