@@ -515,7 +515,7 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         NetnsRef::Path(_) => None,
         other => Some(other.label()),
     };
-    let request = Request::Attach(AttachRequest {
+    let mut request = AttachRequest {
         netns: options.netns.path(),
         ifname: options.ifname.clone(),
         mode: options.mode.clone(),
@@ -541,28 +541,25 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
             .as_ref()
             .and(options.name.clone().or_else(|| options.default_name())),
         aliases: options.aliases.clone(),
-    });
-    let attached: Attached = match client.call(&request) {
-        Ok(attached) => attached,
-        // A name nobody asked for, taken: the endpoint goes without one.
-        Err(ClientError::Refused(err))
-            if err.code == ErrorCode::NameTaken && options.name.is_none() =>
-        {
-            let Request::Attach(mut unnamed) = request else {
-                unreachable!("an attach request")
-            };
-            unnamed.name = None;
-            match client.call(&Request::Attach(unnamed)) {
-                Ok(attached) => attached,
-                Err(source) => return Err(switchd_err(source)),
+    };
+    let attached: Attached = loop {
+        match client.call(&Request::Attach(request.clone())) {
+            Ok(attached) => break attached,
+            // A name nobody asked for, taken: the endpoint goes without one.
+            Err(ClientError::Refused(err))
+                if err.code == ErrorCode::NameTaken
+                    && options.name.is_none()
+                    && request.name.is_some() =>
+            {
+                request.name = None;
             }
+            Err(source @ (ClientError::Io { .. } | ClientError::Protocol(_))) => {
+                // switchd may have made the port before the answer was lost.
+                remove_unanswered(socket, &netns, options);
+                return Err(switchd_err(source));
+            }
+            Err(source) => return Err(switchd_err(source)),
         }
-        Err(source @ (ClientError::Io { .. } | ClientError::Protocol(_))) => {
-            // switchd may have made the port before the answer was lost.
-            remove_unanswered(socket, &netns, options);
-            return Err(switchd_err(source));
-        }
-        Err(source) => return Err(switchd_err(source)),
     };
     let assigned;
     let options = match &attached.endpoint {
