@@ -460,8 +460,8 @@ impl fmt::Display for Attachment {
             write!(f, ", aliases {}", self.aliases.join(" "))?;
         }
         if !self.published.is_empty() {
-            let list: Vec<String> = self.published.iter().map(ToString::to_string).collect();
-            write!(f, ", publishing {}", list.join(" "))?;
+            let list = switchyard::portmap::join(&self.published, " ", "");
+            write!(f, ", publishing {list}")?;
         }
         Ok(())
     }

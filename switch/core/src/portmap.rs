@@ -91,6 +91,16 @@ impl fmt::Display for PortMapping {
     }
 }
 
+/// `mappings` as Docker shows them (`0.0.0.0:8080->80/tcp`), joined by `separator`;
+/// `empty` when there are none.
+pub fn join(mappings: &[PortMapping], separator: &str, empty: &str) -> String {
+    if mappings.is_empty() {
+        return empty.to_string();
+    }
+    let shown: Vec<String> = mappings.iter().map(ToString::to_string).collect();
+    shown.join(separator)
+}
+
 /// A mapping that cannot be published. Nothing was changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PortMapError {

@@ -553,13 +553,7 @@ fn format_networks(networks: &[NetworkInfo]) -> String {
 
 /// Published ports as Docker lists them, or `-`.
 fn published(list: &[PortMapping]) -> String {
-    if list.is_empty() {
-        return "-".to_string();
-    }
-    list.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    switchyard::portmap::join(list, ", ", "-")
 }
 
 fn format_network(n: &NetworkInfo) -> String {

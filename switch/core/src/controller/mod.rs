@@ -809,7 +809,7 @@ impl Controller {
                 if !wanted.is_empty() && wanted != has {
                     return Err(ControlError::conflict(format!(
                         "{name} is already attached and publishes {}; change that with `swctl port publish {name} ...`",
-                        list_or_nothing(&has)
+                        crate::portmap::join(&has, ", ", "nothing")
                     )));
                 }
             }
@@ -881,7 +881,7 @@ impl Controller {
                         ErrorCode::NoSuchEntry,
                         format!(
                             "port {port} does not publish {missing}; it publishes {}",
-                            list_or_nothing(&has)
+                            crate::portmap::join(&has, ", ", "nothing")
                         ),
                     ));
                 }
@@ -902,7 +902,7 @@ impl Controller {
         self.info(format!(
             "port {id} ({}) publishes {}",
             info.address.addr(),
-            list_or_nothing(&info.published)
+            crate::portmap::join(&info.published, ", ", "nothing")
         ));
         Ok(info)
     }
@@ -1738,15 +1738,6 @@ fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// `0.0.0.0:8080->80/tcp, ...`, or `nothing`.
-fn list_or_nothing(mappings: &[PortMapping]) -> String {
-    if mappings.is_empty() {
-        return "nothing".to_string();
-    }
-    let list: Vec<String> = mappings.iter().map(ToString::to_string).collect();
-    list.join(", ")
-}
 
 /// How a request changes an endpoint's published ports.
 enum Publish {
