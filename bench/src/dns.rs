@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
-use crate::topo::{process_cpu, serve_in, sh, Server, Topology};
-use crate::{interrupted, progress};
+use crate::topo::{address, process_cpu, serve_in, sh, Server, Topology};
+use crate::{cpu_used, interrupted, progress};
 
 /// Endpoints whose names the servers answer.
 pub const NAMES: usize = 20;
@@ -187,10 +187,6 @@ pub fn measure(
     Ok(out)
 }
 
-fn cpu_used(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
-    Some(after?.saturating_sub(before?))
-}
-
 /// The measurement over every source's dnsperf.
 fn result(
     round: u32,
@@ -284,8 +280,7 @@ fn build(spread: usize, bin_dir: &Path, switchd_args: &[String]) -> Result<Site>
         (&client, "dm0", "10.94.0.1/16"),
         (&resolver, "eth0", "10.94.0.2/16"),
     ] {
-        sh(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev])?;
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+        address(ns, dev, cidr)?;
     }
     // The extra source addresses, on the client's interface toward each server.
     for (server, dev) in [("switchd", "eth0"), ("dnsmasq", "dm0")] {

@@ -457,7 +457,7 @@ fn cpu_per_gb(before: Option<Duration>, after: Option<Duration>, bytes: u64) -> 
     (bytes > 0).then(|| used.as_secs_f64() / (bytes as f64 / 1e9))
 }
 
-fn cpu_used(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+pub(crate) fn cpu_used(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
     Some(after?.saturating_sub(before?))
 }
 

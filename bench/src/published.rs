@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::topo::{parse_iperf, serve_in, sh, IperfResult, Topology};
+use crate::topo::{address, parse_iperf, serve_in, sh, IperfResult, Topology};
 use crate::{cpu_per_gb, interrupted, progress, test_name};
 
 /// The two paths, in the order odd rounds measure them.
@@ -69,8 +69,7 @@ pub fn measure(
         (&host, "out0", "10.93.0.1/24"),
         (&external, "in0", "10.93.0.2/24"),
     ] {
-        sh(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev])?;
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+        address(ns, dev, cidr)?;
     }
     let socket = topo.start_switchd(bin_dir, Some(&host), &["--dns", "off"])?;
     topo.swctl(

@@ -1498,14 +1498,13 @@ fn port_mappings_from_the_runtime_are_published_and_go_with_del() {
     host.ns.exec_ok(&["ip", "link", "set", "d0", "up"]);
     host.ns.exec_ok(&["ip", "link", "set", "d1", "up"]);
     let _servers = common::PeerEcho::start(&ns);
-    let reach = |check: &dyn Fn() -> Option<String>| (0..3).find_map(|_| check());
     assert!(
-        reach(&|| common::tcp_peer(&host.ns, "127.0.0.1:8080")).is_some(),
+        common::eventually(|| common::tcp_peer(&host.ns, "127.0.0.1:8080")).is_some(),
         "tcp 8080 from switchd's namespace; log:\n{}",
         host.switchd.log()
     );
     assert!(
-        reach(&|| common::udp_peer(&host.ns, "127.0.0.1:5353")).is_some(),
+        common::eventually(|| common::udp_peer(&host.ns, "127.0.0.1:5353")).is_some(),
         "udp 5353 on 127.0.0.1"
     );
 

@@ -12,8 +12,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::switchyard_docker::{tail, Rig};
-use common::{in_netns, stderr, Netns};
+use common::switchyard_docker::Rig;
+use common::{in_netns, stderr, tail, Netns};
 use serde_json::Value;
 
 /// Creates a switchyard network through Docker and waits until switchd has it under

@@ -435,11 +435,6 @@ fn an_overlay_network_spans_two_hosts() {
     assert_eq!(info["vni"], 77);
 }
 
-/// A positive check may meet a first packet that waits for ARP: three tries.
-fn eventually(check: impl Fn() -> Option<String>) -> Option<String> {
-    (0..3).find_map(|_| check())
-}
-
 /// The DNAT rules in switchd's nftables table.
 fn dnat_rules(site: &Site) -> usize {
     let out = site
@@ -473,13 +468,13 @@ fn published_ports_reach_a_container_from_outside_from_the_host_and_by_hairpin()
 
     // From outside, TCP and UDP, with the client's own address.
     assert_eq!(
-        eventually(|| common::tcp_peer(&site.external, "192.168.200.1:8080")),
+        common::eventually(|| common::tcp_peer(&site.external, "192.168.200.1:8080")),
         Some(outside.clone()),
         "tcp from outside; log:\n{}",
         site.switchd.log()
     );
     assert_eq!(
-        eventually(|| common::udp_peer(&site.external, "192.168.200.1:5353")),
+        common::eventually(|| common::udp_peer(&site.external, "192.168.200.1:5353")),
         Some(outside.clone()),
         "udp from outside"
     );
@@ -490,16 +485,15 @@ fn published_ports_reach_a_container_from_outside_from_the_host_and_by_hairpin()
     );
     // From switchd's namespace: its address and 127.0.0.1.
     assert_eq!(
-        eventually(|| common::tcp_peer(&site.host, "192.168.200.1:8080")),
+        common::eventually(|| common::tcp_peer(&site.host, "192.168.200.1:8080")),
         Some("192.168.200.1".to_string())
     );
-    assert!(eventually(|| common::tcp_peer(&site.host, "127.0.0.1:8080")).is_some());
+    assert!(common::eventually(|| common::tcp_peer(&site.host, "127.0.0.1:8080")).is_some());
     // Hairpin: another container on the network, through the host's address.
-    let (peer, peer_ip) = site.container("p", "blue", &[]);
-    let seen = eventually(|| common::tcp_peer(&peer, "192.168.200.1:8080"));
+    let (peer, _) = site.container("p", "blue", &[]);
+    let seen = common::eventually(|| common::tcp_peer(&peer, "192.168.200.1:8080"));
     assert!(seen.is_some(), "hairpin");
     assert_ne!(seen.as_deref(), Some(web_ip.as_str()));
-    let _ = peer_ip;
 
     // Listed with the endpoint.
     let info = site.switchd.swctl_json(&["network", "inspect", "blue"]);
@@ -548,7 +542,7 @@ fn published_ports_reach_a_container_from_outside_from_the_host_and_by_hairpin()
         "9090-9091:80-81",
     ]);
     assert_eq!(
-        eventually(|| common::tcp_peer(&site.external, "192.168.200.1:9090")),
+        common::eventually(|| common::tcp_peer(&site.external, "192.168.200.1:9090")),
         Some(outside.clone())
     );
     let err = site.swctl_err(&["port", "unpublish", &format!("{}/eth0", web.name), "7:7"]);
@@ -568,7 +562,7 @@ fn published_ports_reach_a_container_from_outside_from_the_host_and_by_hairpin()
     site.switchd.restart();
     assert_eq!(dnat_rules(&site), rules, "the same rules after a restart");
     assert_eq!(
-        eventually(|| common::tcp_peer(&site.external, "192.168.200.1:8080")),
+        common::eventually(|| common::tcp_peer(&site.external, "192.168.200.1:8080")),
         Some(outside.clone()),
         "after a restart"
     );
@@ -658,10 +652,7 @@ fn resolve_tries(ns: &Netns, server: &str, name: &str, tries: usize) -> Option<M
         socket
             .set_read_timeout(Some(std::time::Duration::from_secs(3)))
             .ok()?;
-        let mut query = Message::new(0x4242, MessageType::Query, OpCode::Query);
-        query.metadata.recursion_desired = true;
-        query.add_query(Query::query(Name::from_ascii(&name).ok()?, RecordType::A));
-        let query = query.to_vec().ok()?;
+        let query = a_query(0x4242, &name)?;
         (0..tries).find_map(|_| {
             socket.send_to(&query, server).ok()?;
             let mut buf = [0u8; 1500];
@@ -671,6 +662,14 @@ fn resolve_tries(ns: &Netns, server: &str, name: &str, tries: usize) -> Option<M
     })
     .join()
     .unwrap()
+}
+
+/// A recursive query for `name`'s A records, encoded; `None` when `name` is no name.
+fn a_query(id: u16, name: &str) -> Option<Vec<u8>> {
+    let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
+    query.to_vec().ok()
 }
 
 fn a_records(reply: &Message) -> Vec<String> {
@@ -866,10 +865,7 @@ fn resolve_over_tcp(ns: &Netns, server: &str, names: &[&str]) -> Result<Vec<Vec<
         stream.set_read_timeout(Some(timeout)).unwrap();
         let mut answers = Vec::new();
         for (id, name) in names.iter().enumerate() {
-            let mut query = Message::new(0x100 + id as u16, MessageType::Query, OpCode::Query);
-            query.metadata.recursion_desired = true;
-            query.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-            let query = query.to_vec().unwrap();
+            let query = a_query(0x100 + id as u16, name).unwrap();
             let mut framed = (query.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&query);
             stream

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::engine::{self, COMMAND_LIMIT};
 use common::podman::Podman;
 use common::switchyard_docker::Rig;
-use common::{bin, unique};
+use common::{bin, tail, unique};
 use serde_json::{json, Value};
 
 /// The conflist Podman reads for switchyard network `name`: CNI 1.0.0 (Podman 4.3's
@@ -148,11 +148,6 @@ fn podman_ok(podman: &Podman, switchd_log: &dyn Fn() -> String, args: &[&str]) -
         tail(&switchd_log(), 30)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A Podman container's full id and its address (with prefix) and MAC on `network`, as

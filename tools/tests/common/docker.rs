@@ -193,9 +193,7 @@ impl Dockerd {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        super::tail(&self.log(), lines)
     }
 
     /// Stops dockerd (SIGTERM) and starts it again with the same directories, socket and

@@ -27,6 +27,17 @@ pub fn unique(tag: &str) -> String {
     format!("syt{}{}{n}", std::process::id(), tag)
 }
 
+/// A positive check may meet a first packet that waits for ARP: three tries.
+pub fn eventually(check: impl Fn() -> Option<String>) -> Option<String> {
+    (0..3).find_map(|_| check())
+}
+
+/// The last `lines` lines of `text` (a log, for a panic message).
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// Path of a workspace binary. Tests run from `target/<profile>/deps/`; the binaries
 /// are in `target/<profile>/` (built by `make test` before the tests run).
 pub fn bin(name: &str) -> PathBuf {

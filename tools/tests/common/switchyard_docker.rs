@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::docker::{Dockerd, PluginSpec};
 use super::engine::{self, COMMAND_LIMIT};
-use super::{bin, unique};
+use super::{bin, tail, unique};
 
 /// dockerd with switchd and the plugin beside it. Dropping it removes the containers and
 /// networks while the plugin and switchd still run (so nothing waits on a dead plugin),
@@ -251,9 +251,4 @@ impl Drop for Rig {
             self.dockerd.keep(switchd);
         }
     }
-}
-
-pub fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
