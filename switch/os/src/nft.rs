@@ -483,17 +483,7 @@ fn saddr_match(subnet: Ipv4Net) -> Vec<Attr> {
     if prefix == 0 {
         return Vec::new();
     }
-    let load = |len: usize| {
-        Attr::expr(
-            "payload",
-            vec![
-                Attr::be32(NFTA_PAYLOAD_DREG, NFT_REG_1),
-                Attr::be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER),
-                Attr::be32(NFTA_PAYLOAD_OFFSET, IPV4_SADDR_OFFSET),
-                Attr::be32(NFTA_PAYLOAD_LEN, len as u32),
-            ],
-        )
-    };
+    let load = |len: usize| payload(NFT_PAYLOAD_NETWORK_HEADER, IPV4_SADDR_OFFSET, len as u32);
     if prefix % 8 == 0 {
         let len = prefix / 8;
         return vec![load(len), cmp(NFT_CMP_EQ, &network[..len])];
