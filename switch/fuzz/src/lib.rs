@@ -13,6 +13,7 @@
 pub mod cni_config;
 pub mod control_json;
 pub mod datapath;
+pub mod dns;
 pub mod router;
 pub mod state_file;
 pub mod vxlan;
@@ -85,7 +86,7 @@ mod tests {
 
     #[test]
     fn every_seed_runs() {
-        let targets: [(&str, Harness); 7] = [
+        let targets: [(&str, Harness); 8] = [
             ("wire_views", crate::wire_views::run),
             ("datapath", crate::datapath::run),
             ("vxlan", crate::vxlan::run),
@@ -93,6 +94,7 @@ mod tests {
             ("control_json", crate::control_json::run),
             ("cni_config", crate::cni_config::run),
             ("state_file", crate::state_file::run),
+            ("dns", crate::dns::run),
         ];
         let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         for (target, run) in targets {

@@ -158,7 +158,12 @@ fn well_formed(output: &RouterOutput) {
         RouterOutput::ToUplink { packet } => &packet[..],
         RouterOutput::DnsTcp(segment) => {
             assert!(TcpPacket::new_checked(&segment.segment[..]).is_ok());
-            assert_eq!(TcpPacket::new_checked(&segment.segment[..]).unwrap().dst_port(), 53);
+            assert_eq!(
+                TcpPacket::new_checked(&segment.segment[..])
+                    .unwrap()
+                    .dst_port(),
+                53
+            );
             return;
         }
         RouterOutput::Dns(query) => {
@@ -217,7 +222,9 @@ mod tests {
             ttl: 64,
             dont_frag: true,
         };
-        let mut frame = vec![0x02, 0x53, 0x58, 0, 0, 10, 0x02, 0x42, 0, 0, 0, 2, 0x08, 0x00];
+        let mut frame = vec![
+            0x02, 0x53, 0x58, 0, 0, 10, 0x02, 0x42, 0, 0, 0, 2, 0x08, 0x00,
+        ];
         let mut ip = vec![0; 20];
         repr.emit(&mut ip).unwrap();
         frame.extend_from_slice(&ip);
@@ -229,7 +236,11 @@ mod tests {
     fn a_tcp_conversation_runs() {
         let mut input = Vec::new();
         input.extend(crate::record(0, &[0, 0, 0, 0], &to_dns(7, 0x02, &[])));
-        input.extend(crate::record(0, &[0, 0, 0, 0], &to_dns(8, 0x18, &[0, 2, 1, 2])));
+        input.extend(crate::record(
+            0,
+            &[0, 0, 0, 0],
+            &to_dns(8, 0x18, &[0, 2, 1, 2]),
+        ));
         input.extend(crate::record(2, &[11, 0, 0, 0], &[]));
         input.extend(crate::record(0, &[0, 0, 0, 0], &to_dns(8, 0x04, &[])));
         run(&input);
