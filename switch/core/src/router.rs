@@ -1116,15 +1116,15 @@ fn dns_query(
     if !is_unicast(header.src) {
         return None;
     }
-    let ip = Ipv4Packet::new_checked(packet).ok()?;
-    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
-    let len = udp.len();
-    if udp.dst_port() != DNS_PORT || len > ip.payload().len() {
+    let payload = packet.get(header.header_len..)?;
+    let udp = UdpPacket::new_checked(payload).ok()?;
+    if udp.dst_port() != DNS_PORT {
         return None;
     }
     // The checksum is not checked: a container's kernel leaves it to the TAP's offload
     // (only the pseudo-header's sum is in it), and the DNS service reads any bytes safely.
-    let udp = UdpPacket::new_checked(ip.payload().get(..len)?).ok()?;
+    // The length field must lie within the packet (and cover the 8-byte header).
+    let udp = UdpPacket::new_checked(payload.get(..udp.len())?).ok()?;
     Some(DnsQuery {
         vlan: iface.vlan,
         client_mac: src_mac,
