@@ -1,6 +1,7 @@
 //! The records the responder answers from: every network's endpoint names, aliases and
 //! addresses, built once and replaced whole when endpoints change.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
@@ -46,10 +47,10 @@ struct Zone {
 /// are matched.
 #[derive(Clone, Debug, Default)]
 pub struct Names {
-    /// By network name, exact.
-    zones: HashMap<String, Zone>,
-    /// A network's name lowercased (its domain) → the networks with that name: two
-    /// networks may differ in case only.
+    /// By network name, exact, in name order (the order answers merge in).
+    zones: BTreeMap<String, Zone>,
+    /// A network's name lowercased (its domain) → the networks with that name, in name
+    /// order: two networks may differ in case only.
     domains: HashMap<Vec<u8>, Vec<String>>,
     records: usize,
 }
@@ -89,6 +90,9 @@ impl Names {
                     addrs.push(record.addr);
                 }
             }
+        }
+        for networks in names.domains.values_mut() {
+            networks.sort_unstable();
         }
         names
     }
@@ -135,8 +139,6 @@ impl Names {
                 (host, zones)
             }
         };
-        let mut zones = zones;
-        zones.sort_unstable_by_key(|(network, _)| *network);
         let host = host.to_ascii_lowercase();
         let mut found = Lookup::Unknown;
         for (network, zone) in zones {
@@ -152,9 +154,7 @@ impl Names {
     /// final dot), for an asker on `networks`.
     pub fn reverse<N: AsRef<str>>(&self, networks: &[N], addr: Ipv4Addr) -> Lookup<String> {
         let mut found = Lookup::Unknown;
-        let mut zones: Vec<(&String, &Zone)> = self.zones.iter().collect();
-        zones.sort_unstable_by_key(|(network, _)| *network);
-        for (network, zone) in zones {
+        for (network, zone) in &self.zones {
             let Some(name) = zone.reverse.get(&addr) else {
                 continue;
             };
