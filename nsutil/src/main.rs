@@ -12,7 +12,7 @@ use nsutil::attach::{self, AttachError, AttachOptions, DEFAULT_IFNAME, DEFAULT_M
 use nsutil::netns::{self, Netns, NetnsError, NetnsRef};
 use serde::Serialize;
 use switchyard::control::{
-    EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET, SOCKET_ENV,
+    parse_on_off, EndpointInfo, NetworkInfo, PortInfo, Request, Status, DEFAULT_SOCKET, SOCKET_ENV,
 };
 use switchyard::port::PortMode;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
@@ -157,14 +157,6 @@ fn parse_network_ip(network: &str, text: &str) -> Result<(Ipv4Addr, Option<u8>)>
         None => (text, None),
     };
     Ok((address.parse::<Ipv4Addr>().map_err(|_| invalid())?, prefix))
-}
-
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" | "true" | "yes" => Ok(true),
-        "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("expected on or off, got {text:?}")),
-    }
 }
 
 fn main() -> ExitCode {

@@ -292,6 +292,16 @@ pub struct Status {
     pub dns: bool,
 }
 
+/// An on/off flag as the command-line tools take it (`on`, `true`, `yes` / `off`,
+/// `false`, `no`), for clap's `value_parser`.
+pub fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got {text:?}")),
+    }
+}
+
 /// A port as switchd reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PortInfo {

@@ -42,7 +42,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Deserialize;
-use switchyard::control::DEFAULT_SOCKET;
+use switchyard::control::{parse_on_off, DEFAULT_SOCKET};
 use switchyard::fdb::FdbConfig;
 use switchyard::port::StormLimit;
 use switchyard_encap::vxlan;
@@ -153,14 +153,6 @@ fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .map(|ip| SocketAddr::new(IpAddr::V4(ip), 53))
         .take(MAX_DNS_UPSTREAMS)
         .collect()
-}
-
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" | "true" | "yes" => Ok(true),
-        "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("expected on or off, got {text:?}")),
-    }
 }
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to the IANA VXLAN port.

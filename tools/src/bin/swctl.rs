@@ -18,8 +18,8 @@ use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::control::{
-    FdbRecord, FdbStats, Flushed, NetworkInfo, PeerInfo, PortInfo, PortStats, Request, RouterInfo,
-    Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
+    parse_on_off, FdbRecord, FdbStats, Flushed, NetworkInfo, PeerInfo, PortInfo, PortStats,
+    Request, RouterInfo, Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
 };
 use switchyard::network::NetworkConfig;
 use switchyard::port::{PortId, PortMode};
@@ -237,14 +237,6 @@ struct PortSetArgs {
     /// port may flood (burst: twice that); 0 for no limit.
     #[arg(long, value_name = "PPS")]
     storm_limit_pps: Option<u32>,
-}
-
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" | "true" | "yes" => Ok(true),
-        "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("expected on or off, got {text:?}")),
-    }
 }
 
 #[derive(Debug, Subcommand)]
