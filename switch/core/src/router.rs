@@ -193,24 +193,7 @@ impl DnsQuery {
     /// gateway's port 53 to the client's port, checksummed. Empty when `message` cannot
     /// fit in one IPv4 packet.
     pub fn reply_frame(&self, message: &[u8]) -> Vec<u8> {
-        let Ok(udp_len) = u16::try_from(crate::wire::udp::HEADER_LEN + message.len()) else {
-            return Vec::new();
-        };
-        let mut udp = Vec::with_capacity(usize::from(udp_len));
-        udp.extend_from_slice(&DNS_PORT.to_be_bytes());
-        udp.extend_from_slice(&self.client.port().to_be_bytes());
-        udp.extend_from_slice(&udp_len.to_be_bytes());
-        udp.extend_from_slice(&[0, 0]);
-        udp.extend_from_slice(message);
-        let mut packet = ipv4_packet(self.gateway, *self.client.ip(), IpProtocol::UDP, &udp);
-        let Ok(ip) = Ipv4Packet::new_checked(&packet[..]) else {
-            return Vec::new();
-        };
-        let (sum, header_len) = (ip.pseudo_header_sum(udp_len), ip.header_len());
-        if let Ok(mut view) = UdpPacket::new_checked(&mut packet[header_len..]) {
-            view.fill_checksum(sum);
-        }
-        ethernet_frame(self.client_mac, self.gateway_mac, EtherType::IPV4, &packet)
+        crate::dns::DnsClient::of(self).reply_frame(message)
     }
 }
 

@@ -27,9 +27,10 @@ use super::{
     Action, DnsCounters, Forwarder, ForwarderConfig, Names, Outgoing, RateLimit, Record, Responder,
     ResponderConfig, Transport, Verdict,
 };
-use crate::router::{DnsQuery, DnsSegment};
+use crate::router::{ethernet_frame, ipv4_packet, DnsQuery, DnsSegment, DNS_PORT};
 use crate::time::Time;
-use crate::wire::{MacAddr, VlanId};
+use crate::wire::udp::UdpPacket;
+use crate::wire::{EtherType, IpProtocol, Ipv4Packet, MacAddr, TcpPacket, VlanId};
 
 /// Where an answer goes: the query's sender, as the router saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,7 +43,7 @@ pub struct DnsClient {
 }
 
 impl DnsClient {
-    fn of(query: &DnsQuery) -> DnsClient {
+    pub(crate) fn of(query: &DnsQuery) -> DnsClient {
         DnsClient {
             vlan: query.vlan,
             client_mac: query.client_mac,
@@ -62,17 +63,44 @@ impl DnsClient {
         }
     }
 
-    /// The frame that carries `message` to the client (see [`DnsQuery::reply_frame`]).
+    /// The untagged Ethernet frame that answers the client with `message`: UDP from the
+    /// gateway's port 53 to the client's port, checksummed. Empty when `message` cannot
+    /// fit in one IPv4 packet.
     pub fn reply_frame(&self, message: &[u8]) -> Vec<u8> {
-        DnsQuery {
-            vlan: self.vlan,
-            client_mac: self.client_mac,
-            client: self.client,
-            gateway: self.gateway,
-            gateway_mac: self.gateway_mac,
-            message: Vec::new(),
+        let mut udp = Vec::with_capacity(crate::wire::udp::HEADER_LEN + message.len());
+        udp.extend_from_slice(&DNS_PORT.to_be_bytes());
+        udp.extend_from_slice(&self.client.port().to_be_bytes());
+        udp.extend_from_slice(&[0, 0, 0, 0]); // length, checksum: filled by `frame`
+        udp.extend_from_slice(message);
+        self.frame(IpProtocol::UDP, udp)
+    }
+
+    /// The untagged Ethernet frame from the gateway to the client carrying `l4`, a UDP
+    /// datagram or TCP segment from port 53 with its checksum (and a UDP length) still to
+    /// fill, which this does. Empty when it cannot fit in one IPv4 packet.
+    pub(crate) fn frame(&self, protocol: IpProtocol, mut l4: Vec<u8>) -> Vec<u8> {
+        let Ok(l4_len) = u16::try_from(l4.len()) else {
+            return Vec::new();
+        };
+        if protocol == IpProtocol::UDP {
+            if let Some(length) = l4.get_mut(4..6) {
+                length.copy_from_slice(&l4_len.to_be_bytes());
+            }
         }
-        .reply_frame(message)
+        let mut packet = ipv4_packet(self.gateway, *self.client.ip(), protocol, &l4);
+        let Ok(ip) = Ipv4Packet::new_checked(&packet[..]) else {
+            return Vec::new();
+        };
+        let (sum, header_len) = (ip.pseudo_header_sum(l4_len), ip.header_len());
+        let l4 = &mut packet[header_len..];
+        if protocol == IpProtocol::UDP {
+            if let Ok(mut view) = UdpPacket::new_checked(l4) {
+                view.fill_checksum(sum);
+            }
+        } else if let Ok(mut view) = TcpPacket::new_checked(l4) {
+            view.fill_checksum(sum);
+        }
+        ethernet_frame(self.client_mac, self.gateway_mac, EtherType::IPV4, &packet)
     }
 }
 

@@ -67,9 +67,9 @@ use hashbrown::HashMap;
 use super::rng::Rng;
 use super::service::DnsClient;
 use super::DnsCounters;
-use crate::router::{ethernet_frame, ipv4_packet, DnsSegment, DNS_PORT};
+use crate::router::{DnsSegment, DNS_PORT};
 use crate::time::Time;
-use crate::wire::{EtherType, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, VlanId};
+use crate::wire::{IpProtocol, TcpFlags, TcpPacket, VlanId};
 
 /// Connections at once; one more evicts the one idle longest.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -718,18 +718,7 @@ fn segment_frame(
         tcp.extend_from_slice(&MAX_MSS.to_be_bytes());
     }
     tcp.extend_from_slice(data);
-    let Ok(tcp_len) = u16::try_from(tcp.len()) else {
-        return Vec::new();
-    };
-    let mut packet = ipv4_packet(peer.gateway, *peer.client.ip(), IpProtocol::TCP, &tcp);
-    let Ok(ip) = Ipv4Packet::new_checked(&packet[..]) else {
-        return Vec::new();
-    };
-    let (sum, ip_len) = (ip.pseudo_header_sum(tcp_len), ip.header_len());
-    if let Ok(mut view) = TcpPacket::new_checked(&mut packet[ip_len..]) {
-        view.fill_checksum(sum);
-    }
-    ethernet_frame(peer.client_mac, peer.gateway_mac, EtherType::IPV4, &packet)
+    peer.frame(IpProtocol::TCP, tcp)
 }
 
 #[cfg(test)]
