@@ -125,6 +125,9 @@ impl AttachOptions {
             mode: port.mode.clone(),
             mac: Some(endpoint.mac),
             mtu: endpoint.mtu,
+            published: endpoint.published.clone(),
+            name: endpoint.name.clone(),
+            aliases: endpoint.aliases.clone(),
             ..self.clone()
         }
     }
@@ -569,30 +572,14 @@ pub fn attach(socket: &Path, options: &AttachOptions) -> Result<Attachment, Atta
         }
         None => options,
     };
-    let endpoint = attached.endpoint.clone();
-    let with_published = |attachment: Attachment| match endpoint {
-        Some(endpoint) => Attachment {
-            published: endpoint.published,
-            name: endpoint.name,
-            aliases: endpoint.aliases,
-            ..attachment
-        },
-        None => attachment,
-    };
     if !attached.created {
-        return resume(&netns, options, attached.port).map(with_published);
+        return resume(&netns, options, attached.port);
     }
     let mac = options
         .mac
         .unwrap_or_else(|| default_mac(options.addr, netns.id(), &options.ifname));
     match netns.run(|| configure(options, &port, mac)) {
-        Ok(routed) => Ok(with_published(configured(
-            options,
-            attached.port,
-            mac,
-            true,
-            routed,
-        ))),
+        Ok(routed) => Ok(configured(options, attached.port, mac, true, routed)),
         Err(err) => Err(roll_back(&mut client, socket, attached.port.id, err)),
     }
 }
@@ -619,9 +606,9 @@ fn configured(
         mtu: options.mtu,
         addresses: options.addr.into_iter().collect(),
         gateway: options.gateway.filter(|_| routed),
-        published: Vec::new(),
-        name: None,
-        aliases: Vec::new(),
+        published: options.published.clone(),
+        name: options.name.clone(),
+        aliases: options.aliases.clone(),
     }
 }
 
@@ -755,9 +742,9 @@ fn resume(
         mtu: state.link.mtu,
         addresses: state.addresses,
         gateway: state.gateway,
-        published: Vec::new(),
-        name: None,
-        aliases: Vec::new(),
+        published: options.published.clone(),
+        name: options.name.clone(),
+        aliases: options.aliases.clone(),
     })
 }
 
