@@ -34,6 +34,10 @@ pub const SOCKET_ENV: &str = "SWITCHYARD_SOCKET";
 pub enum Request {
     /// Is switchd there, and what is it? Answer: [`Status`].
     Status,
+    /// The cluster store as this node sees it. Answer: [`ClusterStatus`].
+    ClusterStatus,
+    /// The cluster's nodes. Answer: `Vec<NodeInfo>`.
+    NodeList,
     /// Create a TAP port inside a network namespace, or report the one already there
     /// for (namespace, ifname). Answer: [`Attached`].
     Attach(AttachRequest),
@@ -265,6 +269,24 @@ pub struct NetworkInfo {
     /// Addresses set aside for owners that have no port yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<crate::network::Reservation>,
+    /// `local`, or `global` when the network is shared through the cluster store.
+    #[serde(default)]
+    pub scope: crate::network::Scope,
+    /// A global network's endpoints on other nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_endpoints: Vec<RemoteEndpointInfo>,
+}
+
+/// An endpoint of a global network on another node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteEndpointInfo {
+    pub node: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// The router's view: one interface per network, the neighbours it knows, its counters.
@@ -290,6 +312,63 @@ pub struct Status {
     /// Whether the embedded DNS answers on the gateways (`--dns`).
     #[serde(default)]
     pub dns: bool,
+    /// This node's name, when switchd is a member of a cluster (`--cluster-store`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_node: Option<String>,
+}
+
+/// The cluster store as one node sees it (`swctl cluster status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The store, as given (`etcd://H:P,...`).
+    pub store: String,
+    pub node: String,
+    /// The VTEP this node advertises.
+    pub advertise: Option<SocketAddr>,
+    /// Whether the store answers (registered, watching).
+    pub connected: bool,
+    /// This node's lease (hex, as etcdctl shows it) while registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    pub lease_ttl_secs: i64,
+    /// The store revision this node's picture reflects.
+    pub revision: i64,
+    /// Seconds since the last change from the store was applied (or the last snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_secs_ago: Option<u64>,
+    /// Nodes registered, this one included.
+    pub nodes: usize,
+    /// Tunnel peers the cluster made.
+    pub peers: usize,
+    pub global_networks: usize,
+    /// Endpoints on other nodes.
+    pub remote_endpoints: usize,
+    /// Registrations since start (the first, and one after each outage or lost lease).
+    pub registrations: u64,
+    /// Fresh snapshots after the watch's revision was compacted away.
+    pub compactions: u64,
+    pub watch_events: u64,
+    /// Records in the store that could not be read (skipped).
+    pub unreadable_records: u64,
+    /// Why the store is not connected, or the last problem with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One node of the cluster (`swctl node ls`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub vtep: SocketAddr,
+    /// Whether this is the node answering.
+    pub local: bool,
+    /// Endpoints the node has registered.
+    pub endpoints: usize,
+    /// The tunnel port it has here (not for this node itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortId>,
+    /// When its switchd started (RFC 3339, UTC).
+    pub started: String,
 }
 
 /// An on/off flag as the command-line tools take it (`on`, `true`, `yes` / `off`,
@@ -398,6 +477,9 @@ pub struct VniMapping {
 pub struct PeerInfo {
     pub addr: SocketAddr,
     pub port: PortId,
+    /// The cluster node whose VTEP this is, when the cluster added the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The path MTU the kernel reported towards the peer when it was added.
     pub path_mtu: u32,
     /// The largest inner IP packet that fits, encapsulated (path MTU less 50, or 70 on IPv6).

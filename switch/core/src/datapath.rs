@@ -54,7 +54,8 @@ use crate::port::PortId;
 use crate::router::{Router, RouterOutput, Verdict};
 use crate::time::Time;
 use crate::wire::{
-    vnet, EtherType, PacketBuf, VlanId, VnetHdr, HEADER_LEN, VLAN_TAG_LEN, VNET_HDR_LEN,
+    vnet, EtherType, EthernetFrame, PacketBuf, VlanId, VnetHdr, HEADER_LEN, VLAN_TAG_LEN,
+    VNET_HDR_LEN,
 };
 
 /// The switch port the router sits on, a trunk of every network's VLAN. Port ids of
@@ -365,6 +366,9 @@ impl Worker {
         self.dp
             .switch
             .egresses_into(&self.view, decision, &mut egresses);
+        if egresses.len() > 1 {
+            self.suppress_arp(&mut egresses);
+        }
         let copies = egresses.len();
         for egress in &egresses {
             let sent = if egress.port == ROUTER_PORT {
@@ -397,6 +401,28 @@ impl Worker {
         self.egresses = egresses;
         if !self.router_out.is_empty() {
             self.send_router_output(now, io);
+        }
+    }
+
+    /// ARP suppression: an ARP request for a remote endpoint the router answers for (a
+    /// cluster's, see `Router::set_remote_neighbor`) goes to the router only, not across
+    /// the overlay nor to the other ports.
+    fn suppress_arp(&self, egresses: &mut Vec<Egress>) {
+        let Some(router_egress) = egresses.iter().find(|e| e.port == ROUTER_PORT).copied() else {
+            return;
+        };
+        let Ok(eth) = EthernetFrame::new_checked(self.packet.frame()) else {
+            return;
+        };
+        if eth.payload_ethertype() != EtherType::ARP {
+            return;
+        }
+        let Some(target) = arp_request_target(eth.payload()) else {
+            return;
+        };
+        if self.dp.router().answers_arp_for(router_egress.vlan, target) {
+            egresses.clear();
+            egresses.push(router_egress);
         }
     }
 
@@ -940,4 +966,18 @@ fn write_offload(wire: &mut [u8], offload: &Offload) {
         hdr.set_csum_start(offload.csum_start);
         hdr.set_csum_offset(offload.csum_offset);
     }
+}
+
+/// The address an Ethernet/IPv4 ARP request asks for (`None` for anything else).
+fn arp_request_target(arp: &[u8]) -> Option<std::net::Ipv4Addr> {
+    const REQUEST: u16 = 1;
+    let header = arp.get(..28)?;
+    let is_ipv4_over_ethernet = header[..6] == [0, 1, 0x08, 0x00, 6, 4];
+    let operation = u16::from_be_bytes([header[6], header[7]]);
+    if !is_ipv4_over_ethernet || operation != REQUEST {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::new(
+        header[24], header[25], header[26], header[27],
+    ))
 }

@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod control;
 pub mod controller;
 pub mod datapath;

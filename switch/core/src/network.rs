@@ -26,7 +26,7 @@
 //!   persist, and only then [`Networks::insert`] it. Every method that fails changes
 //!   nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -84,6 +84,43 @@ pub struct NetworkConfig {
     /// Source NAT for traffic that leaves the host through the uplink.
     #[serde(default)]
     pub masquerade: bool,
+    /// `global`: the network is shared through the cluster store, on every node.
+    #[serde(default, skip_serializing_if = "Scope::is_local")]
+    pub scope: Scope,
+}
+
+/// Where a network exists: on this host only, or on every node of the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Local,
+    Global,
+}
+
+impl Scope {
+    pub fn is_local(&self) -> bool {
+        *self == Scope::Local
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Global => "global",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Scope, String> {
+        match text {
+            "local" => Ok(Scope::Local),
+            "global" => Ok(Scope::Global),
+            other => Err(format!("unknown scope {other:?}: use local or global")),
+        }
+    }
 }
 
 /// A network as switchd keeps it.
@@ -109,6 +146,9 @@ pub struct Network {
     /// The address handed out last, where next-fit allocation continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_allocated: Option<Ipv4Addr>,
+    /// `global`: shared through the cluster store (see `crate::cluster`).
+    #[serde(default, skip_serializing_if = "Scope::is_local")]
+    pub scope: Scope,
 }
 
 impl Network {
@@ -285,6 +325,9 @@ pub struct Networks {
     networks: BTreeMap<String, Network>,
     endpoints: Vec<Endpoint>,
     reservations: Vec<Reservation>,
+    /// Addresses of global networks other nodes hold (from the cluster store): never
+    /// handed out here. Not saved; the store has them.
+    foreign: BTreeMap<String, BTreeSet<Ipv4Addr>>,
 }
 
 impl Networks {
@@ -414,9 +457,27 @@ impl Networks {
     /// reserved by nobody else.
     fn is_free_for(&self, network: &str, ip: Ipv4Addr, claimant: Option<&str>) -> bool {
         self.address_holder(network, ip).is_none()
+            && !self
+                .foreign
+                .get(network)
+                .is_some_and(|held| held.contains(&ip))
             && self
                 .reserved_by(network, ip)
                 .is_none_or(|owner| Some(owner) == claimant)
+    }
+
+    /// Replaces what other nodes hold of global networks' addresses.
+    pub fn set_foreign(&mut self, held: BTreeMap<String, BTreeSet<Ipv4Addr>>) {
+        self.foreign = held;
+    }
+
+    /// Counts `ip` of `network` as held elsewhere (a claim lost to another node, before
+    /// the store's watch says so).
+    pub fn add_foreign(&mut self, network: &str, ip: Ipv4Addr) {
+        self.foreign
+            .entry(network.to_string())
+            .or_default()
+            .insert(ip);
     }
 
     pub fn reservations(&self) -> &[Reservation] {
@@ -615,6 +676,7 @@ impl Networks {
             masquerade: config.masquerade,
             created,
             last_allocated: None,
+            scope: config.scope,
         })
     }
 
@@ -875,7 +937,7 @@ impl fmt::Display for RestoreError {
 
 impl std::error::Error for RestoreError {}
 
-fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 

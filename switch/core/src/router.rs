@@ -92,7 +92,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use smoltcp::wire as smol;
@@ -294,6 +294,9 @@ impl fmt::Display for RouterDrop {
 pub struct RouterCounters {
     pub drops: BTreeMap<RouterDrop, u64>,
     pub arp_replies_sent: u64,
+    /// Of those, answers for remote endpoints (ARP suppression).
+    #[serde(default)]
+    pub arp_suppressed: u64,
     /// Requests for unresolved addresses and reconfirmations of learned ones.
     pub arp_requests_sent: u64,
     pub echo_replies_sent: u64,
@@ -362,6 +365,9 @@ pub struct Router {
     /// order. Holds exactly the learned entries of `neighbors`.
     learned_by_age: BTreeSet<(Time, VlanId, Ipv4Addr)>,
     pending: HashMap<NeighborKey, Pending>,
+    /// Static neighbours on other hosts (a cluster's remote endpoints), whose ARP the
+    /// router answers itself so that asking for them floods nothing across the overlay.
+    proxied: HashSet<NeighborKey>,
     counters: RouterCounters,
     /// Whether UDP to a gateway's port 53 goes to the DNS service.
     dns: bool,
@@ -382,6 +388,7 @@ impl Router {
             neighbors: HashMap::new(),
             learned_by_age: BTreeSet::new(),
             pending: HashMap::new(),
+            proxied: HashSet::new(),
             counters: RouterCounters::default(),
             dns: false,
             clock: Time::ZERO,
@@ -471,6 +478,20 @@ impl Router {
                 kind: NeighborKind::Static,
             },
         );
+    }
+
+    /// A static neighbour on another host (a cluster's remote endpoint): routed to like
+    /// any static one, and ARP requests for it are answered by the router with `mac`
+    /// (ARP suppression), so they need not cross the overlay.
+    pub fn set_remote_neighbor(&mut self, vlan: VlanId, ip: Ipv4Addr, mac: MacAddr) {
+        self.set_static_neighbor(vlan, ip, mac);
+        self.proxied.insert((vlan, ip));
+    }
+
+    /// Whether the router answers ARP requests for `ip` on `vlan` on its own behalf
+    /// (a remote neighbour's): such requests need go nowhere else.
+    pub fn answers_arp_for(&self, vlan: VlanId, ip: Ipv4Addr) -> bool {
+        self.proxied.contains(&(vlan, ip))
     }
 
     /// Forgets a neighbour, static or learned.
@@ -746,6 +767,24 @@ impl Router {
                 ),
             });
             self.counters.arp_replies_sent += 1;
+        } else if operation == smol::ArpOperation::Request
+            && sender_mac.is_valid_source()
+            && self.proxied.contains(&(iface.vlan, target_ip))
+        {
+            // A remote endpoint's address: answered here, in its name (ARP suppression).
+            if let Some(entry) = self.neighbors.get(&(iface.vlan, target_ip)) {
+                out.push(RouterOutput::ToSwitch {
+                    vlan: iface.vlan,
+                    frame: arp_frame(
+                        sender_mac,
+                        smol::ArpOperation::Reply,
+                        (entry.mac, target_ip),
+                        (sender_mac, sender_ip),
+                    ),
+                });
+                self.counters.arp_replies_sent += 1;
+                self.counters.arp_suppressed += 1;
+            }
         }
         Verdict::Consumed
     }
@@ -923,6 +962,7 @@ impl Router {
     }
 
     fn forget_neighbor(&mut self, key: NeighborKey) {
+        self.proxied.remove(&key);
         if let Some(NeighborEntry {
             kind: NeighborKind::Learned { confirmed, .. },
             ..

@@ -3,14 +3,18 @@
 //! Everything a request changes is the controller's (`switchyard::controller`): it saves
 //! every change before it is acknowledged, and undoes one that cannot be made or saved,
 //! so what switchd says and what it will restore after a restart never disagree. Only
-//! `status`, which is about this process, is answered here.
+//! `status` and the cluster's (`cluster_status`, `node_list`), which are about this
+//! process and its store connection, are answered here.
 //!
 //! Every request that changes something is logged at info level with the client's uid
 //! and pid (`SO_PEERCRED`) and the outcome; requests that only read are logged at debug.
 
 use serde::Serialize;
-use switchyard::control::{ControlError, ErrorCode, Reply, Request, Status};
-use switchyard::controller::Clock;
+use switchyard::control::{
+    ClusterStatus, ControlError, ErrorCode, NodeInfo, Reply, Request, Status,
+};
+use switchyard::controller::{rfc3339, Clock};
+use switchyard::network::Scope;
 
 use crate::conn::Peer;
 use crate::daemon::{log_notes, Daemon};
@@ -38,6 +42,8 @@ fn mutates(request: &Request) -> bool {
         | Request::PortPublish { .. }
         | Request::PortUnpublish { .. } => true,
         Request::Status
+        | Request::ClusterStatus
+        | Request::NodeList
         | Request::PortList
         | Request::FdbShow { .. }
         | Request::Stats
@@ -73,8 +79,9 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
         );
     }
     let answer = match request {
-        Request::Status => serde_json::to_value(status(daemon))
-            .map_err(|err| ControlError::system(format!("cannot encode the answer: {err}"))),
+        Request::Status => encode(status(daemon)),
+        Request::ClusterStatus => cluster_status(daemon).and_then(encode),
+        Request::NodeList => node_list(daemon).and_then(encode),
         request => {
             let clock = Clock {
                 now: daemon.now(),
@@ -121,6 +128,67 @@ pub fn error_line(code: ErrorCode, message: &str) -> String {
         .unwrap_or_default()
 }
 
+fn encode<T: Serialize>(value: T) -> Result<serde_json::Value, ControlError> {
+    serde_json::to_value(value)
+        .map_err(|err| ControlError::system(format!("cannot encode the answer: {err}")))
+}
+
+fn not_clustered() -> ControlError {
+    ControlError::new(
+        ErrorCode::NoCluster,
+        "switchd was started without --cluster-store, so it is not a member of a cluster; start it with --cluster-store etcd://HOST:PORT --vtep ADDR",
+    )
+}
+
+fn cluster_status(daemon: &Daemon) -> Result<ClusterStatus, ControlError> {
+    let link = daemon.system.cluster.as_ref().ok_or_else(not_clustered)?;
+    let mut status = link.status();
+    let model = daemon.controller.model();
+    status.peers = model.cluster.peers.len();
+    status.remote_endpoints = model.cluster.endpoints.len();
+    status.global_networks = model
+        .networks
+        .iter()
+        .filter(|n| n.scope == Scope::Global)
+        .count();
+    if let Some(view) = &daemon.cluster_view {
+        status.nodes = view.nodes.len();
+        status.unreadable_records = view.unreadable;
+    }
+    status.last_sync_secs_ago = daemon.cluster_synced.map(|at| at.elapsed().as_secs());
+    Ok(status)
+}
+
+fn node_list(daemon: &Daemon) -> Result<Vec<NodeInfo>, ControlError> {
+    let link = daemon.system.cluster.as_ref().ok_or_else(not_clustered)?;
+    let Some(view) = &daemon.cluster_view else {
+        return Err(ControlError::new(
+            ErrorCode::StoreUnavailable,
+            format!(
+                "no picture of the cluster yet: {}",
+                link.status().error.unwrap_or_else(|| "connecting".into())
+            ),
+        ));
+    };
+    let counts = view.endpoints_per_node();
+    let peers = &daemon.controller.model().cluster.peers;
+    Ok(view
+        .nodes
+        .iter()
+        .map(|(name, record)| NodeInfo {
+            name: name.clone(),
+            vtep: record.vtep,
+            local: name == link.node(),
+            endpoints: counts.get(name.as_str()).copied().unwrap_or(0),
+            port: peers
+                .iter()
+                .find(|(_, node)| *node == name)
+                .map(|(id, _)| *id),
+            started: rfc3339(record.started),
+        })
+        .collect())
+}
+
 fn status(daemon: &Daemon) -> Status {
     Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -129,6 +197,7 @@ fn status(daemon: &Daemon) -> Status {
         ports: daemon.controller.model().ports.len(),
         state_dir: daemon.system.store().dir().to_path_buf(),
         dns: daemon.shared.dns_on(),
+        cluster_node: daemon.system.cluster.as_ref().map(|l| l.node().to_string()),
     }
 }
 

@@ -20,6 +20,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::unistd::Gid;
+use switchyard::cluster::{ClusterView, NodeRecord};
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note};
 use switchyard::datapath::Datapath;
 use switchyard::dns::DnsService;
@@ -28,6 +29,7 @@ use switchyard::port::StormLimit;
 use switchyard::{PortId, Time};
 use switchyard_os::netns;
 
+use crate::cluster::{ClusterLink, ClusterOptions, Update};
 use crate::conn::Conn;
 use crate::ctl;
 use crate::dataplane::{self, Shared, Thread};
@@ -60,6 +62,8 @@ pub struct Options {
     /// The embedded DNS's upstream resolvers; `None`: no DNS.
     pub dns: Option<Vec<SocketAddr>>,
     pub dns_rate_limit: switchyard::dns::RateLimit,
+    /// The cluster store, when switchd is a member of a cluster.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// The group whose members may use the control socket (`--socket-group`).
@@ -104,6 +108,12 @@ pub struct Daemon {
     /// When switchd last logged that it was at `MAX_CONNS`.
     cap_noted: Option<Instant>,
     signals: SignalFd,
+    /// The cluster store's picture, once a first snapshot arrived.
+    pub cluster_view: Option<ClusterView>,
+    /// When a change from the store was last applied.
+    pub cluster_synced: Option<Instant>,
+    /// When this switchd started (seconds since the Unix epoch), for its registration.
+    started_unix: u64,
 }
 
 impl Daemon {
@@ -176,6 +186,7 @@ impl Daemon {
             }
             None => None,
         };
+        let cluster_waker = Arc::clone(&waker);
         let shared = Arc::new(Shared::new(
             Arc::clone(&dp),
             vtep,
@@ -193,6 +204,13 @@ impl Daemon {
         let mut controller = Controller::restore(dp, config, saved, &mut system)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         log_notes(&mut controller);
+        // The cluster store after the restore: the first snapshot meets a controller
+        // that has this node's own endpoints again, and publishes them.
+        if let Some(cluster) = options.cluster {
+            system.cluster = Some(ClusterLink::start(cluster, move || {
+                let _ = cluster_waker.wake();
+            })?);
+        }
         let dns_thread = if shared.dns_on() {
             Some(dataplane::spawn_dns(Arc::clone(&shared)).context("cannot start the DNS thread")?)
         } else {
@@ -220,6 +238,11 @@ impl Daemon {
             next_idle_check: None,
             cap_noted: None,
             signals,
+            cluster_view: None,
+            cluster_synced: None,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         })
     }
 
@@ -262,6 +285,7 @@ impl Daemon {
                         self.take_failures();
                         self.controller.take_flaps();
                         log_notes(&mut self.controller);
+                        self.take_cluster_updates();
                     }
                     VTEP_CLAIM => {
                         if let Some(vtep) = &self.shared.vtep {
@@ -278,6 +302,7 @@ impl Daemon {
                 }
             }
             self.serve_conn_backlog();
+            self.publish_own_keys();
             if self.accept_pending {
                 self.accept();
             }
@@ -289,6 +314,52 @@ impl Daemon {
                 tracing::debug!(aged, "aged FDB entries");
             }
         }
+    }
+
+    /// Applies what the cluster store sent since the last call: a snapshot replaces the
+    /// picture, events change it; the controller then brings the model in line.
+    fn take_cluster_updates(&mut self) {
+        let Some(link) = &self.system.cluster else {
+            return;
+        };
+        let updates = link.take_updates();
+        if updates.is_empty() {
+            return;
+        }
+        let node = link.node().to_string();
+        for update in updates {
+            match update {
+                Update::Snapshot(snapshot) => {
+                    self.cluster_view = Some(ClusterView::from_snapshot(&snapshot));
+                }
+                Update::Events(events) => {
+                    if let Some(view) = &mut self.cluster_view {
+                        view.apply(&events);
+                    }
+                }
+            }
+        }
+        let Some(view) = &self.cluster_view else {
+            return;
+        };
+        self.cluster_synced = Some(Instant::now());
+        let remote = view.remote(&node);
+        self.controller.cluster_update(&mut self.system, remote);
+        log_notes(&mut self.controller);
+        self.publish_own_keys();
+    }
+
+    /// Tells the cluster thread what this node's keys in the store should be now.
+    fn publish_own_keys(&mut self) {
+        let Some(link) = self.system.cluster.as_mut() else {
+            return;
+        };
+        let mut own = self.controller.own_keys(link.node());
+        own.record = Some(NodeRecord {
+            vtep: link.advertise(),
+            started: self.started_unix,
+        });
+        link.publish(own);
     }
 
     /// Marks down the ports whose forwarding threads found their TAP broken.
@@ -475,6 +546,8 @@ impl Daemon {
 
     /// Releases every TAP (they stay, persistent, in their namespaces) and the socket.
     pub fn shutdown(mut self) {
+        // The node leaves the cluster at once (its lease revoked), not a TTL later.
+        self.system.cluster = None;
         self.vxlan_threads.clear();
         // The uplink goes with this process, and with it the routes; the NAT rules would
         // stay, so they go too (the next start writes them again).

@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod conn;
 mod ctl;
 mod daemon;
@@ -122,6 +123,96 @@ struct Args {
     /// limit [default: 500]
     #[arg(long, value_name = "QPS")]
     dns_rate_limit: Option<u32>,
+    /// Join a cluster through this etcd (v3): global networks, cluster-wide IPAM,
+    /// tunnel peers and endpoints shared by every node (needs --vtep)
+    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]")]
+    cluster_store: Option<String>,
+    /// The address other nodes send VXLAN to [default: the --vtep address]
+    #[arg(long, value_name = "IP")]
+    cluster_advertise: Option<String>,
+    /// This node's name in the cluster [default: the hostname]
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// CA certificate (PEM) the etcd servers' certificates are checked against; turns
+    /// on TLS
+    #[arg(long, value_name = "FILE")]
+    cluster_store_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with --cluster-store-key
+    #[arg(long, value_name = "FILE")]
+    cluster_store_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    cluster_store_key: Option<PathBuf>,
+}
+
+/// The cluster flags, checked against the VTEP.
+fn cluster_options(
+    args: &Args,
+    vtep: Option<SocketAddr>,
+) -> Result<Option<cluster::ClusterOptions>> {
+    let Some(url) = &args.cluster_store else {
+        if args.cluster_advertise.is_some()
+            || args.node.is_some()
+            || args.cluster_store_ca.is_some()
+            || args.cluster_store_cert.is_some()
+            || args.cluster_store_key.is_some()
+        {
+            anyhow::bail!("--cluster-advertise, --node and --cluster-store-ca/-cert/-key go with --cluster-store etcd://HOST:PORT");
+        }
+        return Ok(None);
+    };
+    let endpoints = cluster::parse_store_url(url).map_err(anyhow::Error::msg)?;
+    let Some(vtep) = vtep else {
+        anyhow::bail!("--cluster-store needs --vtep ADDR: the cluster's networks travel over the VXLAN overlay");
+    };
+    let advertise = match &args.cluster_advertise {
+        Some(text) => {
+            let ip: IpAddr = text.parse().with_context(|| {
+                format!("invalid --cluster-advertise {text:?}: give this node's underlay IP, such as 192.0.2.1")
+            })?;
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+                anyhow::bail!("invalid --cluster-advertise {ip}: other nodes must reach it; give this node's underlay unicast address");
+            }
+            SocketAddr::new(ip, vtep.port())
+        }
+        None if vtep.ip().is_unspecified() => anyhow::bail!(
+            "--vtep {vtep} listens on every address: give --cluster-advertise IP, the one other nodes reach"
+        ),
+        None => vtep,
+    };
+    let node = match &args.node {
+        Some(node) => node.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .context("cannot read the hostname for the node's name: give --node NAME")?,
+    };
+    switchyard::cluster::keys::validate_name(&node)
+        .map_err(|err| anyhow::anyhow!("invalid --node: {err}"))?;
+    let tls = cluster::TlsFiles {
+        ca: args.cluster_store_ca.clone(),
+        cert: args.cluster_store_cert.clone(),
+        key: args.cluster_store_key.clone(),
+    };
+    if tls.cert.is_some() != tls.key.is_some() {
+        anyhow::bail!("--cluster-store-cert and --cluster-store-key go together");
+    }
+    for (flag, path) in [
+        ("--cluster-store-ca", &tls.ca),
+        ("--cluster-store-cert", &tls.cert),
+        ("--cluster-store-key", &tls.key),
+    ] {
+        if let Some(path) = path {
+            std::fs::metadata(path)
+                .with_context(|| format!("cannot read {flag} {}", path.display()))?;
+        }
+    }
+    Ok(Some(cluster::ClusterOptions {
+        url: url.clone(),
+        endpoints,
+        node,
+        advertise,
+        tls,
+    }))
 }
 
 /// The most upstream resolvers (as resolv.conf's MAXNS).
@@ -284,6 +375,7 @@ struct Config {
     dns: Option<Vec<SocketAddr>>,
     /// Its per-source rate limit.
     dns_rate_limit: switchyard::dns::RateLimit,
+    cluster: Option<cluster::ClusterOptions>,
 }
 
 impl Config {
@@ -317,7 +409,7 @@ impl Config {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
         }
         fdb.validate().map_err(anyhow::Error::msg)?;
-        let vtep = match args.vtep.or(file.vxlan.vtep) {
+        let vtep = match args.vtep.clone().or(file.vxlan.vtep) {
             Some(text) => Some(daemon::VtepOptions {
                 local: parse_vtep(&text)?,
                 udp_checksums: args
@@ -329,6 +421,7 @@ impl Config {
             }),
             None => None,
         };
+        let cluster = cluster_options(&args, vtep.as_ref().map(|v| v.local))?;
         let uplink = args
             .uplink
             .or(file.uplink)
@@ -382,6 +475,7 @@ impl Config {
             anyhow::bail!("--dns-rate-limit goes with the embedded DNS: leave out --dns off");
         }
         Ok(Config {
+            cluster,
             dns,
             dns_rate_limit,
             vtep,
@@ -512,6 +606,7 @@ fn run() -> Result<()> {
             storm_limit: config.storm_limit,
             dns: config.dns.clone(),
             dns_rate_limit: config.dns_rate_limit,
+            cluster: config.cluster.clone(),
         },
         store,
         signals,

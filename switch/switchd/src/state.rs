@@ -188,6 +188,7 @@ mod tests {
                 masquerade: true,
                 created: 1_795_000_000,
                 last_allocated: Some("10.10.0.2".parse().unwrap()),
+                scope: Default::default(),
             }],
             endpoints: vec![Endpoint {
                 network: "blue".into(),

@@ -10,15 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
+use switchyard::cluster::{StoreError, Txn};
 use switchyard::controller::state::{SavedPort, SavedState};
 use switchyard::controller::{
-    ControlError, ErrorCode, Links, NamespaceId, NatRules, Routing, Store, Underlay,
+    Cluster, ControlError, ErrorCode, Links, NamespaceId, NatRules, Routing, Store, Underlay,
 };
 use switchyard::PortId;
 use switchyard_os::netns::{Netns, NetnsError, NetnsId};
 use switchyard_os::nft::{self, NatError};
 use switchyard_os::tap::{Tap, TapError};
 
+use crate::cluster::ClusterLink;
 use crate::dataplane::{self, Shared, Thread};
 use crate::state::StateStore;
 use crate::uplink::{self, Uplink};
@@ -39,6 +41,8 @@ pub struct System {
     /// The namespace the last `identify_netns` opened, so that the TAP is created in the
     /// very namespace that was identified, even if the path is rebound in between.
     last_netns: Option<(PathBuf, Netns)>,
+    /// The cluster store, when switchd is a member of a cluster.
+    pub cluster: Option<ClusterLink>,
 }
 
 impl System {
@@ -50,6 +54,7 @@ impl System {
             uplink: None,
             uplink_name,
             last_netns: None,
+            cluster: None,
         }
     }
 
@@ -315,5 +320,27 @@ impl Store for System {
         )
         .map_err(|err| ControlError::system(format!("cannot make a network id: {err}")))?;
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+impl Cluster for System {
+    fn cluster_node(&self) -> Option<String> {
+        self.cluster.as_ref().map(|link| link.node().to_string())
+    }
+
+    fn cluster_txn(&mut self, txn: &Txn) -> Result<bool, ControlError> {
+        let Some(link) = &self.cluster else {
+            return Err(ControlError::new(
+                ErrorCode::NoCluster,
+                "switchd was started without --cluster-store",
+            ));
+        };
+        link.txn(txn).map_err(|err| {
+            let code = match err {
+                StoreError::Unreachable { .. } => ErrorCode::StoreUnavailable,
+                StoreError::Refused { .. } => ErrorCode::SystemError,
+            };
+            ControlError::new(code, err.to_string())
+        })
     }
 }

@@ -18,10 +18,10 @@ use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::control::{
-    parse_on_off, FdbRecord, FdbStats, Flushed, NetworkInfo, PeerInfo, PortInfo, PortStats,
-    Request, RouterInfo, Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
+    parse_on_off, ClusterStatus, FdbRecord, FdbStats, Flushed, NetworkInfo, NodeInfo, PeerInfo,
+    PortInfo, PortStats, Request, RouterInfo, Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
 };
-use switchyard::network::NetworkConfig;
+use switchyard::network::{NetworkConfig, Scope};
 use switchyard::port::{PortId, PortMode};
 use switchyard::portmap::PortMapping;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
@@ -76,6 +76,24 @@ enum Command {
     /// Show switchd's router: the neighbours it knows and its counters.
     #[command(subcommand)]
     Router(RouterCommand),
+    /// The cluster store as this node sees it (switchd started with --cluster-store).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// The cluster's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The store, this node's registration and lease, the last sync, what it shares.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// List the nodes registered in the cluster store.
+    Ls,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +135,10 @@ struct NetworkCreateArgs {
     /// Source NAT for traffic leaving through the host.
     #[arg(long)]
     masquerade: bool,
+    /// `global`: one network on every node of the cluster, with cluster-wide IPAM
+    /// (needs switchd started with --cluster-store; the VNI is chosen unless given)
+    #[arg(long, value_name = "local|global", default_value = "local")]
+    scope: Scope,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +394,7 @@ impl Command {
                     ip_range: args.ip_range,
                     internal: args.internal,
                     masquerade: args.masquerade,
+                    scope: args.scope,
                 })
             }
             Command::Network(NetworkCommand::Ls) => Request::NetworkList,
@@ -382,6 +405,8 @@ impl Command {
                 Request::NetworkRemove { name: name.clone() }
             }
             Command::Router(RouterCommand::Show) => Request::RouterShow,
+            Command::Cluster(ClusterCommand::Status) => Request::ClusterStatus,
+            Command::Node(NodeCommand::Ls) => Request::NodeList,
         }
     }
 }
@@ -485,12 +510,84 @@ fn run(cli: &Cli) -> Result<String> {
             })
         }
         Command::Router(RouterCommand::Show) => call(&mut client, &request, json, format_router),
+        Command::Cluster(ClusterCommand::Status) => {
+            call(&mut client, &request, json, format_cluster_status)
+        }
+        Command::Node(NodeCommand::Ls) => {
+            call(&mut client, &request, json, |nodes: &Vec<NodeInfo>| {
+                format_nodes(nodes)
+            })
+        }
     }
+}
+
+fn format_cluster_status(s: &ClusterStatus) -> String {
+    let or_dash = |text: Option<String>| text.unwrap_or_else(|| "-".into());
+    format_fields(&[
+        ("store", s.store.clone()),
+        (
+            "connected",
+            if s.connected {
+                "yes".to_string()
+            } else {
+                format!("no ({})", or_dash(s.error.clone()))
+            },
+        ),
+        ("node", s.node.clone()),
+        ("advertise", or_dash(s.advertise.map(|a| a.to_string()))),
+        (
+            "lease",
+            format!("{} (ttl {} s)", or_dash(s.lease.clone()), s.lease_ttl_secs),
+        ),
+        ("revision", s.revision.to_string()),
+        (
+            "last sync",
+            or_dash(s.last_sync_secs_ago.map(|secs| format!("{secs} s ago"))),
+        ),
+        ("nodes", s.nodes.to_string()),
+        ("peers", s.peers.to_string()),
+        ("global networks", s.global_networks.to_string()),
+        ("remote endpoints", s.remote_endpoints.to_string()),
+        (
+            "registrations",
+            format!(
+                "{} (compactions {}, watch events {}, unreadable records {})",
+                s.registrations, s.compactions, s.watch_events, s.unreadable_records
+            ),
+        ),
+    ])
+}
+
+fn format_nodes(nodes: &[NodeInfo]) -> String {
+    let mut table = Table::new(&[
+        ("NODE", Align::Left),
+        ("VTEP", Align::Left),
+        ("PORT", Align::Right),
+        ("ENDPOINTS", Align::Right),
+        ("STARTED", Align::Left),
+    ]);
+    for node in nodes {
+        table.push(vec![
+            if node.local {
+                format!("{} (this node)", node.name)
+            } else {
+                node.name.clone()
+            },
+            node.vtep.to_string(),
+            node.port.map_or_else(|| "-".into(), |p| p.to_string()),
+            node.endpoints.to_string(),
+            node.started.clone(),
+        ]);
+    }
+    table.render()
 }
 
 /// `local, vlan 3000, masquerade`: what kind of network it is.
 fn network_flags(n: &NetworkInfo) -> String {
     let mut flags = vec![n.driver.clone(), format!("vlan {}", n.vlan)];
+    if n.scope == Scope::Global {
+        flags.insert(0, "global".into());
+    }
     if let Some(vni) = n.vni {
         flags.push(format!("vni {vni}"));
     }
@@ -511,6 +608,7 @@ fn format_networks(networks: &[NetworkInfo]) -> String {
         ("NAME", Align::Left),
         ("ID", Align::Left),
         ("DRIVER", Align::Left),
+        ("SCOPE", Align::Left),
         ("SUBNET", Align::Left),
         ("GATEWAY", Align::Left),
         ("VLAN", Align::Right),
@@ -533,10 +631,11 @@ fn format_networks(networks: &[NetworkInfo]) -> String {
             n.name.clone(),
             n.id.chars().take(12).collect(),
             n.driver.clone(),
+            n.scope.as_str().to_string(),
             n.subnet.to_string(),
             n.gateway.to_string(),
             n.vlan.to_string(),
-            n.endpoints.len().to_string(),
+            (n.endpoints.len() + n.remote_endpoints.len()).to_string(),
             options.join(","),
         ]);
     }
@@ -558,6 +657,24 @@ fn format_network(n: &NetworkInfo) -> String {
         ("kind", network_flags(n)),
         ("endpoints", n.endpoints.len().to_string()),
     ]);
+    if !n.remote_endpoints.is_empty() {
+        let mut table = Table::new(&[
+            ("NODE", Align::Left),
+            ("ADDRESS", Align::Left),
+            ("MAC", Align::Left),
+            ("NAME", Align::Left),
+        ]);
+        for e in &n.remote_endpoints {
+            table.push(vec![
+                e.node.clone(),
+                e.ip.to_string(),
+                e.mac.to_string(),
+                e.name.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        out.push_str("\nendpoints on other nodes:\n");
+        out.push_str(&table.render());
+    }
     if !n.endpoints.is_empty() {
         let mut table = Table::new(&[
             ("PORT", Align::Right),
@@ -953,6 +1070,7 @@ fn format_vxlan(info: &VxlanInfo) -> String {
 fn format_peers(peers: &[PeerInfo]) -> String {
     let mut table = Table::new(&[
         ("PEER", Align::Left),
+        ("NODE", Align::Left),
         ("PORT", Align::Right),
         ("PATH_MTU", Align::Right),
         ("INNER_MTU", Align::Right),
@@ -963,6 +1081,7 @@ fn format_peers(peers: &[PeerInfo]) -> String {
     for peer in peers {
         table.push(vec![
             peer.addr.to_string(),
+            peer.node.clone().unwrap_or_else(|| "-".into()),
             peer.port.to_string(),
             peer.path_mtu.to_string(),
             peer.inner_mtu.to_string(),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ControlError;
 use super::state::{SavedPort, SavedState};
+use crate::cluster::Txn;
 use crate::port::PortId;
 use crate::portmap::Protocol;
 
@@ -161,7 +162,18 @@ pub trait Store {
     fn random_id(&mut self) -> Result<String, ControlError>;
 }
 
-/// Everything the controller does to the world.
-pub trait Effects: Links + Routing + Underlay + Store {}
+/// The cluster store (etcd), when switchd is a member of a cluster.
+pub trait Cluster {
+    /// This node's name, when switchd was started with a cluster store.
+    fn cluster_node(&self) -> Option<String>;
 
-impl<T: Links + Routing + Underlay + Store> Effects for T {}
+    /// Runs `txn` on the store; true if its compares held and its writes were made.
+    /// Fails with [`super::ErrorCode::StoreUnavailable`] when the store does not answer
+    /// in time, having changed nothing the controller knows of.
+    fn cluster_txn(&mut self, txn: &Txn) -> Result<bool, ControlError>;
+}
+
+/// Everything the controller does to the world.
+pub trait Effects: Links + Routing + Underlay + Store + Cluster {}
+
+impl<T: Links + Routing + Underlay + Store + Cluster> Effects for T {}

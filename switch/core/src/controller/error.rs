@@ -52,6 +52,11 @@ pub enum ErrorCode {
     SystemError,
     /// The change could not be written to the state directory; it was undone.
     StateNotSaved,
+    /// The request needs the cluster store, which did not answer in time; nothing changed.
+    StoreUnavailable,
+    /// The request needs a cluster (a global network), and switchd was started without
+    /// `--cluster-store`.
+    NoCluster,
     /// A code this client does not know (from a newer switchd).
     #[serde(other)]
     Unknown,
@@ -75,6 +80,8 @@ impl ErrorCode {
             ErrorCode::NamespaceUnavailable => "namespace_unavailable",
             ErrorCode::SystemError => "system_error",
             ErrorCode::StateNotSaved => "state_not_saved",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::NoCluster => "no_cluster",
             ErrorCode::NameTaken => "name_taken",
             ErrorCode::Unknown => "unknown",
         }

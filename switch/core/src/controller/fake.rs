@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
-use super::effects::{Links, NamespaceId, NatRules, Routing, Store, Underlay};
+use std::sync::{Arc, Mutex};
+
+use super::effects::{Cluster, Links, NamespaceId, NatRules, Routing, Store, Underlay};
 use super::error::{ControlError, ErrorCode};
 use super::state::{SavedPort, SavedState};
+use crate::cluster::{FakeStore, Txn};
 use crate::port::PortId;
 
 /// One side effect, as the fake saw it.
@@ -57,6 +60,9 @@ pub struct FakeSystem {
     /// After this many more effects the process "dies": every later effect fails and
     /// changes nothing, as if it never ran.
     pub crash_after: Option<usize>,
+    /// The cluster store this node is a member of, and its name there (several fakes
+    /// may share one store, as several hosts share etcd).
+    pub cluster: Option<(String, Arc<Mutex<FakeStore>>)>,
     next_ifindex: u32,
     next_id: u32,
 }
@@ -271,5 +277,21 @@ impl Store for FakeSystem {
     fn random_id(&mut self) -> Result<String, ControlError> {
         self.next_id += 1;
         Ok(format!("{:064x}", self.next_id))
+    }
+}
+
+impl Cluster for FakeSystem {
+    fn cluster_node(&self) -> Option<String> {
+        self.cluster.as_ref().map(|(node, _)| node.clone())
+    }
+
+    fn cluster_txn(&mut self, txn: &Txn) -> Result<bool, ControlError> {
+        let Some((_, store)) = &self.cluster else {
+            return Err(ControlError::new(ErrorCode::NoCluster, "not clustered"));
+        };
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .txn(txn, None)
+            .map_err(|err| ControlError::new(ErrorCode::StoreUnavailable, err.to_string()))
     }
 }

@@ -18,6 +18,7 @@
 //! Steps that cannot be undone (deleting a TAP) come after the intent is saved: a failure
 //! after them is reported, and the next start finishes the change (see [`plan`]).
 
+mod cluster;
 pub mod effects;
 pub mod error;
 pub mod fake;
@@ -47,7 +48,8 @@ use crate::portmap::PortMapping;
 use crate::time::Time;
 use crate::wire::{MacAddr, VlanId};
 pub use effects::{
-    Effects, Links, Masquerade, NamespaceId, NatRules, PortForward, Routing, Store, Underlay,
+    Cluster, Effects, Links, Masquerade, NamespaceId, NatRules, PortForward, Routing, Store,
+    Underlay,
 };
 pub use error::{ControlError, ErrorCode};
 pub use model::Model;
@@ -95,6 +97,12 @@ pub struct Controller {
     uplink: bool,
     /// What happened, for the log; the daemon takes them after each call.
     notes: Vec<Note>,
+    /// The cluster store's picture as last applied (empty when not clustered).
+    remote: crate::cluster::Remote,
+    /// The address a claim just lost to another node: attach picks another.
+    lost_claim: Option<(String, std::net::Ipv4Addr)>,
+    /// What the cluster asked that could not be applied, warned about once.
+    cluster_warned: std::collections::BTreeSet<String>,
 }
 
 impl Controller {
@@ -128,6 +136,9 @@ impl Controller {
             path_mtus: BTreeMap::new(),
             uplink: false,
             notes: Vec::new(),
+            remote: crate::cluster::Remote::default(),
+            lost_claim: None,
+            cluster_warned: std::collections::BTreeSet::new(),
         };
         // Whether the state had to be repaired (and so is saved again at the end).
         let mut repaired = false;
@@ -306,9 +317,9 @@ impl Controller {
         request: Request,
     ) -> Outcome<serde_json::Value> {
         match request {
-            Request::Status => Err(ControlError::new(
+            Request::Status | Request::ClusterStatus | Request::NodeList => Err(ControlError::new(
                 ErrorCode::Unknown,
-                "status is answered by the daemon",
+                "status and the cluster's are answered by the daemon",
             )),
             Request::Attach(req) => to_value(self.attach(fx, req)),
             Request::Detach { netns, ifname } => to_value(self.detach(fx, &netns, &ifname)),
@@ -385,7 +396,8 @@ impl Controller {
     /// Makes `new` the model: syncs the datapath, runs the plan from the current model,
     /// and on a failure before the commit point undoes everything and keeps the current
     /// model. `failed` prefixes the error of a failed change.
-    fn commit(&mut self, fx: &mut dyn Effects, mut new: Model, failed: &str) -> Outcome<()> {
+    /// Commits `new` on this node (the cluster store's part is [`Controller::commit`]'s).
+    fn commit_local(&mut self, fx: &mut dyn Effects, mut new: Model, failed: &str) -> Outcome<()> {
         let old = std::mem::replace(&mut self.model, Model::new());
         let plan = Plan::between(&old, &new, self.uplink, &self.uplink_name(fx));
         let path_mtus = self.path_mtus.clone();
@@ -689,67 +701,72 @@ impl Controller {
                 req.mac
             }
         };
-        let mut new = self.model.clone();
-        let id = new.allocate_port_id().ok_or_else(no_port_ids_left)?;
-        new.ports.insert(
-            id,
-            SavedPort {
+        // A global network's address may be lost to another node between picking and
+        // claiming it: then the next one is tried (an address asked for is not).
+        let mut lost = 0;
+        let id = loop {
+            let mut new = self.model.clone();
+            let id = new.allocate_port_id().ok_or_else(no_port_ids_left)?;
+            new.ports.insert(
                 id,
-                label: req
-                    .label
-                    .clone()
-                    .unwrap_or_else(|| default_label(&req.netns)),
-                netns: req.netns.clone(),
-                netns_dev: identity.dev,
-                netns_ino: identity.ino,
-                netns_cookie: identity.cookie,
-                ifname: req.ifname.clone(),
-                ifindex: 0,
-                mode: req.mode.clone(),
-                mac,
-                addresses: if network.is_some() {
-                    Vec::new()
-                } else {
-                    req.addresses.clone()
+                SavedPort {
+                    id,
+                    label: req
+                        .label
+                        .clone()
+                        .unwrap_or_else(|| default_label(&req.netns)),
+                    netns: req.netns.clone(),
+                    netns_dev: identity.dev,
+                    netns_ino: identity.ino,
+                    netns_cookie: identity.cookie,
+                    ifname: req.ifname.clone(),
+                    ifindex: 0,
+                    mode: req.mode.clone(),
+                    mac,
+                    addresses: if network.is_some() {
+                        Vec::new()
+                    } else {
+                        req.addresses.clone()
+                    },
+                    port_security: req.port_security,
+                    storm_limit_pps: None,
+                    pending: None,
                 },
-                port_security: req.port_security,
-                storm_limit_pps: None,
-                pending: None,
-            },
-        );
-        if let Some(network) = &network {
-            let ip = new.networks.pick_address_for(
-                &network.name,
-                req.ip,
-                req.container_id.as_deref(),
-            )?;
-            new.networks.add_endpoint(Endpoint {
-                network: network.name.clone(),
-                port: id,
-                ip,
-                mac: MacAddr::from_ipv4(ip),
-                container_id: req.container_id.clone(),
-                published: Vec::new(),
-                name: req.name.clone(),
-                aliases: req.aliases.clone(),
-            })?;
-            if !req.published.is_empty() {
-                new.networks.publish(id, &req.published)?;
+            );
+            if let Some(network) = &network {
+                let ip = new.networks.pick_address_for(
+                    &network.name,
+                    req.ip,
+                    req.container_id.as_deref(),
+                )?;
+                new.networks.add_endpoint(Endpoint {
+                    network: network.name.clone(),
+                    port: id,
+                    ip,
+                    mac: MacAddr::from_ipv4(ip),
+                    container_id: req.container_id.clone(),
+                    published: Vec::new(),
+                    name: req.name.clone(),
+                    aliases: req.aliases.clone(),
+                })?;
+                if !req.published.is_empty() {
+                    new.networks.publish(id, &req.published)?;
+                }
             }
-        }
-        self.commit(fx, new, "attach failed and was rolled back")
-            .map_err(|err| match err.code {
-                // The TAP's own error says it all (the interface name is taken...).
-                ErrorCode::AlreadyExists
-                | ErrorCode::SystemError
-                | ErrorCode::NamespaceUnavailable => ControlError::new(
-                    err.code,
-                    err.message
-                        .trim_start_matches("attach failed and was rolled back: ")
-                        .to_string(),
-                ),
-                _ => err,
-            })?;
+            match self.commit(fx, new, "attach failed and was rolled back") {
+                Ok(()) => break id,
+                Err(err) => {
+                    if let Some((network, ip)) = self.lost_claim.take() {
+                        if req.ip.is_none() && lost < MAX_LOST_CLAIMS {
+                            lost += 1;
+                            self.model.networks.add_foreign(&network, ip);
+                            continue;
+                        }
+                    }
+                    return Err(attach_error(err));
+                }
+            }
+        };
         self.problems.remove(&id);
         self.info(format!(
             "attached port {id} ({})",
@@ -1258,6 +1275,7 @@ impl Controller {
         PeerInfo {
             addr,
             port: id,
+            node: self.model.cluster.peers.get(&id).cloned(),
             path_mtu,
             inner_mtu: max_inner_frame(addr, path_mtu).saturating_sub(14) as u32,
             counters: self.dp.switch().counters(id).unwrap_or_default(),
@@ -1361,6 +1379,12 @@ impl Controller {
                 format!("{} is not a peer", addr.ip()),
             )
         })?;
+        if let Some(node) = self.model.cluster.peers.get(&id) {
+            return Err(ControlError::conflict(format!(
+                "{} is cluster node {node}'s VTEP: the cluster store manages it (it goes when the node leaves)",
+                addr.ip()
+            )));
+        }
         let info = self.peer_info(id, self.model.peers[&id]);
         let mut new = self.model.clone();
         new.remove_peer(id);
@@ -1403,6 +1427,8 @@ impl Controller {
                 .filter(|r| r.network == network.name)
                 .cloned()
                 .collect(),
+            scope: network.scope,
+            remote_endpoints: self.remote_endpoints(&network.name),
         }
     }
 
@@ -1522,6 +1548,9 @@ impl Controller {
         clock: Clock,
         config: &NetworkConfig,
     ) -> Outcome<NetworkInfo> {
+        if config.scope == crate::network::Scope::Global {
+            return self.network_create_global(fx, clock, config);
+        }
         let host_routes = if config.internal {
             Vec::new()
         } else {
@@ -1570,6 +1599,9 @@ impl Controller {
         let name = name.as_str();
         let network = self.model.networks.check_removable(name)?.clone();
         let info = self.network_info(fx, &network);
+        if network.scope == crate::network::Scope::Global {
+            self.network_remove_global(fx, &network)?;
+        }
         let mut new = self.model.clone();
         new.networks.remove(name)?;
         if let Some(vni) = network.vni {
@@ -1614,6 +1646,25 @@ fn intents(old: &Model, new: &Model) -> BTreeMap<PortId, (SavedPort, Pending)> {
         }
     }
     intents
+}
+
+/// How many addresses an attach may lose to other nodes' claims before it gives up.
+const MAX_LOST_CLAIMS: usize = 16;
+
+/// An attach's error as the caller sees it: the TAP's own error says it all (the
+/// interface name is taken...), without the rollback's preamble.
+fn attach_error(err: ControlError) -> ControlError {
+    match err.code {
+        ErrorCode::AlreadyExists | ErrorCode::SystemError | ErrorCode::NamespaceUnavailable => {
+            ControlError::new(
+                err.code,
+                err.message
+                    .trim_start_matches("attach failed and was rolled back: ")
+                    .to_string(),
+            )
+        }
+        _ => err,
+    }
 }
 
 fn to_value<T: Serialize>(outcome: Outcome<T>) -> Outcome<serde_json::Value> {
@@ -1715,7 +1766,7 @@ fn network_options(network: &Network) -> BTreeMap<String, String> {
 }
 
 /// Seconds since the epoch as an RFC 3339 UTC timestamp.
-fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use switchyard_encap::Vni;
 
 use super::state::{SavedFdbEntry, SavedOverlay, SavedPeer, SavedPort, SavedState, VERSION};
+use crate::cluster::RemoteEndpoint;
 use crate::control::VniMapping;
 use crate::datapath::{Datapath, ROUTER_PORT};
 use crate::dns::{Record, Scopes};
@@ -32,6 +33,26 @@ pub struct Model {
     pub vni_map: BTreeMap<VlanId, Vni>,
     pub networks: Networks,
     pub next_port_id: u32,
+    /// What the cluster store adds (runtime only, never saved: the store has it).
+    pub cluster: ClusterModel,
+}
+
+/// What the cluster contributes to the model: which of `Model::peers` are other nodes'
+/// VTEPs, and the endpoints on other nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterModel {
+    /// The peers the cluster made, by port, with their node's name.
+    pub peers: BTreeMap<PortId, String>,
+    /// Endpoints on other nodes: where their MAC is (the VLAN of their network here,
+    /// and their node's tunnel port).
+    pub endpoints: Vec<RemoteEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEntry {
+    pub endpoint: RemoteEndpoint,
+    pub vlan: VlanId,
+    pub port: PortId,
 }
 
 impl Model {
@@ -72,6 +93,7 @@ impl Model {
                 networks
             },
             next_port_id: saved.next_port_id,
+            cluster: ClusterModel::default(),
         })
     }
 
@@ -107,6 +129,7 @@ impl Model {
                 peers: self
                     .peers
                     .iter()
+                    .filter(|(id, _)| !self.cluster.peers.contains_key(id))
                     .map(|(id, addr)| SavedPeer {
                         id: *id,
                         addr: *addr,
@@ -149,6 +172,8 @@ impl Model {
     pub fn remove_peer(&mut self, id: PortId) -> Option<SocketAddr> {
         let addr = self.peers.remove(&id)?;
         self.statics.retain(|_, p| *p != id);
+        self.cluster.peers.remove(&id);
+        self.cluster.endpoints.retain(|e| e.port != id);
         Some(addr)
     }
 
@@ -297,7 +322,10 @@ pub fn sync(
     drop(router);
     // The embedded DNS's names, when an endpoint's name, address or namespace changed
     // (they come from the networks and the ports only).
-    if old.networks != new.networks || old.ports != new.ports {
+    if old.networks != new.networks
+        || old.ports != new.ports
+        || old.cluster.endpoints != new.cluster.endpoints
+    {
         let names = dns_names(new);
         if dns_names(old) != names {
             let (records, scopes) = names;
@@ -313,6 +341,23 @@ pub fn sync(
     for ((vlan, mac), port) in &new.statics {
         if old.statics.get(&(*vlan, *mac)) != Some(port) {
             switch.fdb().add_static(*vlan, *mac, *port)?;
+        }
+    }
+    // Endpoints on other nodes: a static entry behind their node's tunnel port, and a
+    // neighbour whose ARP the router answers (ARP suppression).
+    for entry in &old.cluster.endpoints {
+        if !new.cluster.endpoints.contains(entry) {
+            switch.fdb().remove(entry.vlan, entry.endpoint.mac);
+            dp.router().remove_neighbor(entry.vlan, entry.endpoint.ip);
+        }
+    }
+    for entry in &new.cluster.endpoints {
+        if !old.cluster.endpoints.contains(entry) {
+            switch
+                .fdb()
+                .add_static(entry.vlan, entry.endpoint.mac, entry.port)?;
+            dp.router()
+                .set_remote_neighbor(entry.vlan, entry.endpoint.ip, entry.endpoint.mac);
         }
     }
     Ok(())
@@ -359,6 +404,18 @@ pub fn dns_names(model: &Model) -> (Vec<Record>, Scopes) {
             .and_then(|home| by_namespace.get(&home).cloned())
             .unwrap_or_else(|| vec![endpoint.network.clone()]);
         scopes.askers.insert((network.vlan, endpoint.ip), on);
+    }
+    // Endpoints on other nodes answer to their names too (they ask their own node).
+    for entry in &model.cluster.endpoints {
+        let remote = &entry.endpoint;
+        if remote.name.is_some() || !remote.aliases.is_empty() {
+            records.push(Record {
+                network: remote.network.clone(),
+                name: remote.name.clone().unwrap_or_default(),
+                aliases: remote.aliases.clone(),
+                addr: remote.ip,
+            });
+        }
     }
     (records, scopes)
 }

@@ -258,6 +258,7 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
         gateway: conf.gateway,
         mtu: conf.mtu,
         vni: conf.vni,
+        scope: Default::default(),
         ip_range: None,
         internal: conf.internal,
         masquerade: conf.masquerade,

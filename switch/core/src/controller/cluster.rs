@@ -1,0 +1,514 @@
+//! The controller's side of the cluster store (see [`crate::cluster`]): global networks
+//! created and removed with compare-and-set, addresses of global networks claimed before
+//! a change commits and released after, and the store's picture ([`Remote`]) turned into
+//! the model: peers, global networks, remote endpoints, addresses held elsewhere.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use switchyard_encap::Vni;
+
+use super::model::{Model, RemoteEntry};
+use super::{Clock, ControlError, Controller, Effects, ErrorCode, NetworkInfo, Outcome};
+use crate::cluster::{keys, AddressRecord, EndpointRecord, Key, NetworkRecord, OwnKeys, Remote};
+use crate::network::{Network, NetworkConfig, Scope};
+use crate::wire::VlanId;
+
+/// Global networks get VNIs from here up, unless given one.
+const FIRST_GLOBAL_VNI: u32 = 4096;
+
+/// Each (network, address) of a global network the model holds: its endpoints' and
+/// its reservations'.
+fn global_addresses(model: &Model) -> BTreeSet<(String, Ipv4Addr)> {
+    let global = |name: &str| {
+        model
+            .networks
+            .get(name)
+            .is_some_and(|n| n.scope == Scope::Global)
+    };
+    let endpoints = model
+        .networks
+        .endpoints()
+        .iter()
+        .map(|e| (e.network.clone(), e.ip));
+    let reservations = model
+        .networks
+        .reservations()
+        .iter()
+        .map(|r| (r.network.clone(), r.ip));
+    endpoints
+        .chain(reservations)
+        .filter(|(network, _)| global(network))
+        .collect()
+}
+
+fn no_cluster() -> ControlError {
+    ControlError::new(
+        ErrorCode::NoCluster,
+        "a global network needs a cluster store: start switchd with --cluster-store etcd://HOST:PORT (and --vtep)",
+    )
+}
+
+impl Controller {
+    /// Commits `new`, claiming in the cluster store first the addresses of global
+    /// networks it adds, and releasing after it those it drops. A claim another node won
+    /// fails the change with `address_unavailable` (and `lost_claim` says which); a store
+    /// that does not answer fails it with `store_unavailable`; either way nothing changed.
+    pub(super) fn commit(&mut self, fx: &mut dyn Effects, new: Model, failed: &str) -> Outcome<()> {
+        self.lost_claim = None;
+        let before = global_addresses(&self.model);
+        let after = global_addresses(&new);
+        let claims: Vec<(String, Ipv4Addr)> = after.difference(&before).cloned().collect();
+        if claims.is_empty() && before == after {
+            return self.commit_local(fx, new, failed);
+        }
+        let node = fx.cluster_node().ok_or_else(no_cluster)?;
+        let holder = AddressRecord { node };
+        let mut claimed = Vec::new();
+        for (network, ip) in &claims {
+            let outcome = fx.cluster_txn(&keys::claim_address(network, *ip, &holder));
+            match outcome {
+                Ok(true) => claimed.push((network.clone(), *ip)),
+                // Ours already (from before a restart, not yet repaired by the resync).
+                Ok(false) if self.remote.held.contains(&(network.clone(), *ip)) => {}
+                Ok(false) => {
+                    self.release(fx, &holder, &claimed);
+                    self.lost_claim = Some((network.clone(), *ip));
+                    return Err(ControlError::new(
+                        ErrorCode::AddressUnavailable,
+                        format!(
+                            "{ip} of network {network} is held by another node of the cluster; pick another address (or none)"
+                        ),
+                    )
+                    .context(failed));
+                }
+                Err(err) => {
+                    self.release(fx, &holder, &claimed);
+                    return Err(err.context(failed));
+                }
+            }
+        }
+        let result = self.commit_local(fx, new, failed);
+        // Whatever the model holds now stays claimed; the rest goes.
+        let now = global_addresses(&self.model);
+        let stale: Vec<(String, Ipv4Addr)> = before
+            .iter()
+            .chain(claimed.iter())
+            .filter(|held| !now.contains(*held))
+            .cloned()
+            .collect();
+        self.release(fx, &holder, &stale);
+        result
+    }
+
+    /// Releases addresses this node held (best effort: the next resync of the store
+    /// releases what an error here leaves).
+    fn release(
+        &mut self,
+        fx: &mut dyn Effects,
+        holder: &AddressRecord,
+        held: &[(String, Ipv4Addr)],
+    ) {
+        for (network, ip) in held {
+            if let Err(err) = fx.cluster_txn(&keys::release_address(network, *ip, holder)) {
+                self.warn(format!(
+                    "cannot release {ip} of network {network} in the cluster store ({err}); it is released when the store is back"
+                ));
+            }
+        }
+    }
+
+    /// Creates a global network: the VNI and VLAN chosen clear of every network known
+    /// here and in the store, then claimed with the network in one transaction.
+    pub(super) fn network_create_global(
+        &mut self,
+        fx: &mut dyn Effects,
+        clock: Clock,
+        config: &NetworkConfig,
+    ) -> Outcome<NetworkInfo> {
+        fx.cluster_node().ok_or_else(no_cluster)?;
+        self.vtep(fx)?;
+        keys::validate_name(&config.name).map_err(ControlError::invalid)?;
+        if self.remote.networks.contains_key(&config.name) {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "the cluster already has a network {}; pick another name",
+                    config.name
+                ),
+            ));
+        }
+        let vni = match config.vni {
+            Some(vni) => vni,
+            None => (FIRST_GLOBAL_VNI..=Vni::MAX)
+                .filter_map(Vni::new)
+                .find(|vni| !self.vni_known(*vni))
+                .ok_or_else(|| ControlError::conflict("no VNI is free"))?,
+        };
+        if self.vni_known(vni) {
+            return Err(ControlError::conflict(format!(
+                "VNI {vni} is already used here or in the cluster; pick another (or none)"
+            )));
+        }
+        let busy: BTreeSet<VlanId> = self
+            .model
+            .vni_map
+            .keys()
+            .copied()
+            .chain(self.model.ports.values().flat_map(|p| p.mode.vlans()))
+            .chain(self.model.networks.iter().map(|n| n.vlan))
+            .chain(self.remote.networks.values().map(|n| n.vlan))
+            .collect();
+        // From the top down: local networks take VLANs from the bottom up.
+        let vlan = (1..=VlanId::MAX)
+            .rev()
+            .filter_map(VlanId::new)
+            .find(|vlan| !busy.contains(vlan))
+            .ok_or_else(|| ControlError::conflict("no VLAN is free for the network"))?;
+        let config = NetworkConfig {
+            vni: Some(vni),
+            ..config.clone()
+        };
+        let host_routes = if config.internal {
+            Vec::new()
+        } else {
+            fx.host_routes()?
+        };
+        let mut network = self.model.networks.plan(
+            &config,
+            fx.random_id()?,
+            clock.unix_secs,
+            &host_routes,
+            |v| busy.contains(&v),
+        )?;
+        network.vlan = vlan;
+        let record = NetworkRecord::of(&network, vni);
+        if !fx.cluster_txn(&keys::create_network(&record))? {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "the cluster store already has a network {}, VNI {vni} or VLAN {vlan} (another node created it at the same time); list them with `swctl network ls` and retry",
+                    network.name
+                ),
+            ));
+        }
+        let mut new = self.model.clone();
+        new.vni_map.insert(network.vlan, vni);
+        new.networks.insert(network.clone());
+        let failed = format!("cannot create network {}", network.name);
+        if let Err(err) = self.commit(fx, new, &failed) {
+            if let Err(undo) = fx.cluster_txn(&keys::remove_network(&record)) {
+                self.warn(format!(
+                    "cannot take network {} back out of the cluster store: {undo}",
+                    network.name
+                ));
+            }
+            return Err(err);
+        }
+        self.remote.networks.insert(record.name.clone(), record);
+        self.info(format!(
+            "global network {} created ({}, VLAN {vlan}, VNI {vni})",
+            network.name, network.subnet
+        ));
+        Ok(self.network_info(fx, &network))
+    }
+
+    fn vni_known(&self, vni: Vni) -> bool {
+        self.model.vni_map.values().any(|v| *v == vni)
+            || self.remote.networks.values().any(|n| n.vni == vni)
+    }
+
+    /// Removes a global network from the store, which refuses while any node holds an
+    /// address of it; every node then removes its copy (this one at once).
+    pub(super) fn network_remove_global(
+        &mut self,
+        fx: &mut dyn Effects,
+        network: &Network,
+    ) -> Outcome<()> {
+        let remote = self
+            .model
+            .cluster
+            .endpoints
+            .iter()
+            .filter(|e| e.endpoint.network == network.name)
+            .count();
+        if remote > 0 {
+            return Err(ControlError::new(
+                ErrorCode::NetworkInUse,
+                format!(
+                    "network {} has {remote} endpoint(s) on other nodes (`swctl network inspect {}`); detach them there first",
+                    network.name, network.name
+                ),
+            ));
+        }
+        let Some(vni) = network.vni else {
+            return Ok(());
+        };
+        fx.cluster_node().ok_or_else(no_cluster)?;
+        let record = self
+            .remote
+            .networks
+            .get(&network.name)
+            .cloned()
+            .unwrap_or_else(|| NetworkRecord::of(network, vni));
+        if !fx.cluster_txn(&keys::remove_network(&record))? {
+            return Err(ControlError::new(
+                ErrorCode::NetworkInUse,
+                format!(
+                    "the cluster store still has addresses or endpoints of network {} on other nodes (or another version of it); detach them first",
+                    network.name
+                ),
+            ));
+        }
+        self.remote.networks.remove(&network.name);
+        Ok(())
+    }
+
+    /// The keys this node owns in the store, as the model has them (the registration
+    /// is the caller's: it knows the VTEP to advertise).
+    pub fn own_keys(&self, node: &str) -> OwnKeys {
+        let mut own = OwnKeys {
+            node: node.to_string(),
+            ..OwnKeys::default()
+        };
+        for endpoint in self.model.networks.endpoints() {
+            let global = self
+                .model
+                .networks
+                .get(&endpoint.network)
+                .is_some_and(|n| n.scope == Scope::Global);
+            if !global {
+                continue;
+            }
+            let key = Key::Endpoint {
+                network: endpoint.network.clone(),
+                node: node.to_string(),
+                ip: endpoint.ip,
+            };
+            let record = EndpointRecord {
+                mac: endpoint.mac,
+                name: endpoint.name.clone(),
+                aliases: endpoint.aliases.clone(),
+            };
+            own.endpoints.insert(key.path(), keys::value_of(&record));
+        }
+        let holder = keys::value_of(&AddressRecord {
+            node: node.to_string(),
+        });
+        for (network, ip) in global_addresses(&self.model) {
+            let key = Key::Address { network, ip };
+            own.addresses.insert(key.path(), holder.clone());
+        }
+        own
+    }
+
+    /// What the cluster store says now: other nodes become peers, global networks
+    /// appear and go, other nodes' endpoints become static entries and ARP answers,
+    /// their addresses are never handed out here. What cannot be applied is logged.
+    pub fn cluster_update(&mut self, fx: &mut dyn Effects, remote: Remote) {
+        let mut new = self.model.clone();
+        let mut skipped = Vec::new();
+        for record in remote.networks.values() {
+            match new.networks.get(&record.name) {
+                Some(local) if local.scope == Scope::Global && record.describes(local) => {}
+                Some(local) if local.scope == Scope::Global && !self.in_use(&new, &local.name) => {
+                    // Removed and created again with other settings, elsewhere.
+                    let old = local.clone();
+                    remove_network(&mut new, &old);
+                    if let Err(why) = add_global(&mut new, record) {
+                        skipped.push(why);
+                    }
+                }
+                Some(_) => skipped.push(format!(
+                    "the cluster's global network {} is not used here: this node has another network by that name",
+                    record.name
+                )),
+                None => {
+                    if let Err(why) = add_global(&mut new, record) {
+                        skipped.push(why);
+                    }
+                }
+            }
+        }
+        let gone: Vec<Network> = new
+            .networks
+            .iter()
+            .filter(|n| n.scope == Scope::Global && !remote.networks.contains_key(&n.name))
+            .cloned()
+            .collect();
+        for network in gone {
+            if self.in_use(&new, &network.name) {
+                skipped.push(format!(
+                    "global network {} is gone from the cluster store, but this node still has endpoints on it; kept until they detach",
+                    network.name
+                ));
+            } else {
+                remove_network(&mut new, &network);
+            }
+        }
+        // Peers: every other node's VTEP, unless an operator's peer already is.
+        let vtep = fx.vtep();
+        let wanted: Vec<(String, std::net::SocketAddr)> = remote
+            .peers
+            .iter()
+            .filter(|(_, addr)| {
+                vtep.is_some_and(|local| {
+                    local.ip() != addr.ip() && local.is_ipv4() == addr.is_ipv4()
+                })
+            })
+            .map(|(node, addr)| (node.clone(), *addr))
+            .collect();
+        let stale: Vec<_> = new
+            .cluster
+            .peers
+            .iter()
+            .filter(|(id, node)| {
+                !wanted
+                    .iter()
+                    .any(|(n, addr)| n == *node && new.peers.get(id) == Some(addr))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            new.remove_peer(id);
+        }
+        for (node, addr) in &wanted {
+            if new.peers.values().any(|a| a.ip() == addr.ip()) {
+                continue;
+            }
+            let Some(id) = new.allocate_port_id() else {
+                skipped.push(format!("no port id left for node {node}'s VTEP"));
+                continue;
+            };
+            let mtu = fx.path_mtu(*addr);
+            self.path_mtus.insert(addr.ip(), mtu);
+            new.peers.insert(id, *addr);
+            new.cluster.peers.insert(id, node.clone());
+        }
+        // Remote endpoints, behind their node's tunnel port.
+        new.cluster.endpoints = remote
+            .endpoints
+            .iter()
+            .filter_map(|endpoint| {
+                let network = new.networks.get(&endpoint.network)?;
+                if network.scope != Scope::Global {
+                    return None;
+                }
+                let port = new
+                    .cluster
+                    .peers
+                    .iter()
+                    .find(|(_, node)| **node == endpoint.node)
+                    .map(|(id, _)| *id)?;
+                Some(RemoteEntry {
+                    endpoint: endpoint.clone(),
+                    vlan: network.vlan,
+                    port,
+                })
+            })
+            .collect();
+        new.networks.set_foreign(remote.taken.clone());
+        self.remote = remote;
+        for why in skipped {
+            if self.cluster_warned.insert(why.clone()) {
+                self.warn(why);
+            }
+        }
+        if new != self.model {
+            if let Err(err) = self.commit(fx, new, "cannot apply the cluster store's changes") {
+                self.warn(err.to_string());
+            }
+        }
+    }
+
+    /// Whether this node has endpoints or reservations on network `name`.
+    fn in_use(&self, model: &Model, name: &str) -> bool {
+        model.networks.endpoints_of(name).next().is_some()
+            || model
+                .networks
+                .reservations()
+                .iter()
+                .any(|r| r.network == name)
+    }
+
+    /// Endpoints of global networks on other nodes, for `network inspect`.
+    pub(super) fn remote_endpoints(
+        &self,
+        network: &str,
+    ) -> Vec<crate::control::RemoteEndpointInfo> {
+        self.model
+            .cluster
+            .endpoints
+            .iter()
+            .filter(|e| e.endpoint.network == network)
+            .map(|e| crate::control::RemoteEndpointInfo {
+                node: e.endpoint.node.clone(),
+                ip: e.endpoint.ip,
+                mac: e.endpoint.mac,
+                name: e.endpoint.name.clone(),
+                aliases: e.endpoint.aliases.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Adds the global network `record` describes, unless it clashes with this node's own
+/// networks, VLANs or VNIs (the reason, then).
+fn add_global(model: &mut Model, record: &NetworkRecord) -> Result<(), String> {
+    let clash = |what: String| {
+        format!(
+            "the cluster's global network {} is not used here: {what}",
+            record.name
+        )
+    };
+    if let Some(other) = model
+        .networks
+        .iter()
+        .find(|n| crate::network::overlaps(n.subnet, record.subnet))
+    {
+        return Err(clash(format!(
+            "its subnet {} overlaps network {} ({})",
+            record.subnet, other.name, other.subnet
+        )));
+    }
+    let vlan_busy = model.vni_map.contains_key(&record.vlan)
+        || model.networks.by_vlan(record.vlan).is_some()
+        || model
+            .ports
+            .values()
+            .any(|p| p.mode.vlans().contains(&record.vlan));
+    if vlan_busy {
+        return Err(clash(format!("VLAN {} is used here", record.vlan)));
+    }
+    if model.vni_map.values().any(|v| *v == record.vni) {
+        return Err(clash(format!("VNI {} is mapped here", record.vni)));
+    }
+    model.vni_map.insert(record.vlan, record.vni);
+    model.networks.insert(Network {
+        name: record.name.clone(),
+        id: record.id.clone(),
+        subnet: record.subnet,
+        gateway: record.gateway,
+        vlan: record.vlan,
+        vni: Some(record.vni),
+        ip_range: record.ip_range,
+        mtu: record.mtu,
+        internal: record.internal,
+        masquerade: record.masquerade,
+        created: record.created,
+        last_allocated: None,
+        scope: Scope::Global,
+    });
+    Ok(())
+}
+
+fn remove_network(model: &mut Model, network: &Network) {
+    let _ = model.networks.remove(&network.name);
+    if network.vni.is_some() && model.vni_map.get(&network.vlan) == network.vni.as_ref() {
+        model.vni_map.remove(&network.vlan);
+    }
+    model
+        .cluster
+        .endpoints
+        .retain(|e| e.endpoint.network != network.name);
+}
