@@ -19,6 +19,11 @@ command -v nft >/dev/null || need+=(nftables)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
   need+=(busybox-static)
 command -v podman >/dev/null || need+=(podman)
+# switchd's etcd client (etcd-client, on tonic/prost) compiles etcd's .proto files when
+# it builds: it needs protoc. The cluster tests run Debian's etcd (v3 API) themselves.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[[ -x /usr/bin/etcd ]] || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then
