@@ -2,9 +2,10 @@
 //! events, and projected into what this node's switch needs ([`Remote`]).
 //!
 //! Contract:
-//! * The view is at one revision: a snapshot's, then each applied event's. An event at
+//! * The view is at one revision: a snapshot's, then each applied batch's. An event at
 //!   or before that revision is skipped (a watch restarted from a snapshot may deliver
-//!   it again): nothing is applied twice.
+//!   it again): nothing is applied twice. A transaction's events share one revision and
+//!   arrive in one batch.
 //! * A record that does not parse (another version's, or junk) is skipped and counted,
 //!   never fatal; keys outside the layout are ignored.
 //! * An endpoint whose node has no live registration is not projected: a node's
@@ -69,19 +70,22 @@ impl ClusterView {
         view
     }
 
-    /// Applies watch events in order; returns how many changed the view's revision
-    /// (the others were seen already).
+    /// Applies a watch response's events in order; returns how many were new (the
+    /// others were seen already). One transaction's events share a revision, and etcd
+    /// delivers them in one response: a batch is compared against the revision the
+    /// view had before it.
     pub fn apply(&mut self, events: &[Event]) -> usize {
+        let seen = self.revision;
         let mut applied = 0;
         for event in events {
-            if event.revision <= self.revision {
+            if event.revision <= seen {
                 continue;
             }
             match event.kind {
                 EventKind::Put => self.put(&event.key, &event.value),
                 EventKind::Delete => self.delete(&event.key),
             }
-            self.revision = event.revision;
+            self.revision = self.revision.max(event.revision);
             applied += 1;
         }
         applied

@@ -280,8 +280,14 @@ pub fn sync(
         }
     }
     let mut router = dp.router();
+    // A network that stays on its VLAN (its next address moved on) keeps its interface
+    // and neighbours; `set_interface` below updates it in place.
     for network in old.networks.iter() {
-        if new.networks.get(&network.name) != Some(network) {
+        let stays = new
+            .networks
+            .get(&network.name)
+            .is_some_and(|n| n.vlan == network.vlan && n.router_mac() == network.router_mac());
+        if !stays {
             switch.fdb().remove(network.vlan, network.router_mac());
             router.remove_interface(network.vlan);
         }

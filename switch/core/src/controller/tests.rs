@@ -1171,3 +1171,29 @@ fn attach_publishes_with_the_endpoint_or_not_at_all_and_ports_are_added_and_remo
     assert!(fx.nat.forwards.is_empty());
     assert_consistent(&c, &fx);
 }
+
+#[test]
+fn a_second_endpoint_leaves_the_first_ones_neighbour_static() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        create_network("blue", "10.10.0.0/24", false),
+    )
+    .unwrap();
+    for name in ["a", "b"] {
+        let netns = fx.add_namespace(name);
+        let _: Attached = call(&mut c, &mut fx, attach_request(&netns, Some("blue"))).unwrap();
+    }
+    // The network's next address moved on twice; its interface and neighbours stayed.
+    let statics: Vec<_> = c
+        .datapath()
+        .router()
+        .neighbors()
+        .into_iter()
+        .filter(|n| n.is_static)
+        .map(|n| n.ip)
+        .collect();
+    assert_eq!(statics.len(), 2, "{statics:?}");
+}
