@@ -105,8 +105,14 @@ pub struct ClusterLink {
 }
 
 impl ClusterLink {
-    /// Starts the cluster thread; it calls `wake` whenever it has an update.
-    pub fn start(options: ClusterOptions, wake: impl Fn() + Send + 'static) -> Result<ClusterLink> {
+    /// Starts the cluster thread with this node's keys as they are now (so that its
+    /// first registration repairs the store against them, never against nothing); it
+    /// calls `wake` whenever it has an update.
+    pub fn start(
+        options: ClusterOptions,
+        own: OwnKeys,
+        wake: impl Fn() + Send + 'static,
+    ) -> Result<ClusterLink> {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (update_tx, updates) = crossbeam_channel::unbounded();
         let status = Arc::new(Mutex::new(ClusterStatus {
@@ -126,7 +132,7 @@ impl ClusterLink {
             status: Arc::clone(&status),
             updates: update_tx,
             wake: Box::new(wake),
-            own: OwnKeys::default(),
+            own: own.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("cluster".into())
@@ -137,7 +143,7 @@ impl ClusterLink {
             commands,
             updates,
             status,
-            own: None,
+            own: Some(own),
             thread: Some(thread),
         })
     }
@@ -322,7 +328,7 @@ impl Agent {
             .collect();
         etcd::Client::connect(endpoints, Some(options))
             .await
-            .map_err(|err| format!("cannot connect: {err}"))
+            .map_err(|err| format!("cannot connect: {}", describe(&err)))
     }
 
     async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
@@ -334,7 +340,7 @@ impl Agent {
             client
                 .lease_grant(LEASE_TTL, None)
                 .await
-                .map_err(|err| format!("cannot get a lease: {err}"))
+                .map_err(|err| format!("cannot get a lease: {}", describe(&err)))
         })
         .await
         {
@@ -345,7 +351,7 @@ impl Agent {
             client
                 .lease_keep_alive(lease)
                 .await
-                .map_err(|err| format!("cannot keep the lease alive: {err}"))
+                .map_err(|err| format!("cannot keep the lease alive: {}", describe(&err)))
         })
         .await
         {
@@ -393,14 +399,14 @@ impl Agent {
                         return End::Failed("the lease's keep-alives go unanswered".into());
                     }
                     if let Err(err) = keeper.keep_alive().await {
-                        return End::Failed(format!("cannot keep the lease alive: {err}"));
+                        return End::Failed(format!("cannot keep the lease alive: {}", describe(&err)));
                     }
                 }
                 answer = kept.message() => match answer {
                     Ok(Some(answer)) if answer.ttl() > 0 => last_kept = Instant::now(),
                     Ok(Some(_)) => return End::Failed("the lease expired (the store was out of reach longer than its TTL)".into()),
                     Ok(None) => return End::Failed("the lease's keep-alive stream ended".into()),
-                    Err(err) => return End::Failed(format!("the lease's keep-alive stream broke: {err}")),
+                    Err(err) => return End::Failed(format!("the lease's keep-alive stream broke: {}", describe(&err))),
                 },
                 message = watch.message() => match message {
                     Ok(Some(response)) => {
@@ -430,7 +436,7 @@ impl Agent {
                         }
                     }
                     Ok(None) => return End::Failed("the watch ended".into()),
-                    Err(err) => return End::Failed(format!("the watch broke: {err}")),
+                    Err(err) => return End::Failed(format!("the watch broke: {}", describe(&err))),
                 },
             }
         }
@@ -483,7 +489,7 @@ impl Agent {
             client
                 .watch(cluster::PREFIX, Some(options))
                 .await
-                .map_err(|err| format!("cannot watch: {err}"))
+                .map_err(|err| format!("cannot watch: {}", describe(&err)))
         })
         .await
     }
@@ -503,7 +509,7 @@ async fn read_snapshot(client: &mut etcd::Client) -> Result<Snapshot, String> {
     let response = client
         .get(cluster::PREFIX, Some(etcd::GetOptions::new().with_prefix()))
         .await
-        .map_err(|err| format!("cannot read {}: {err}", cluster::PREFIX))?;
+        .map_err(|err| format!("cannot read {}: {}", cluster::PREFIX, describe(&err)))?;
     let revision = response.header().map_or(0, |h| h.revision());
     let kvs = response
         .kvs()
@@ -551,8 +557,22 @@ async fn run_txn(client: &mut etcd::Client, txn: &Txn, lease: i64) -> Result<boo
     let response = client
         .txn(etcd::Txn::new().when(compares).and_then(ops))
         .await
-        .map_err(|err| format!("transaction failed: {err}"))?;
+        .map_err(|err| format!("transaction failed: {}", describe(&err)))?;
     Ok(response.succeeded())
+}
+
+/// An etcd client error in a line: gRPC's status without its plumbing.
+fn describe(err: &etcd::Error) -> String {
+    match err {
+        etcd::Error::GRpcStatus(status) if status.code() == tonic::Code::Cancelled => {
+            format!("no answer within {} s", TXN_TIMEOUT.as_secs())
+        }
+        etcd::Error::GRpcStatus(status) if status.code() == tonic::Code::Unavailable => {
+            format!("unavailable ({})", status.message())
+        }
+        etcd::Error::GRpcStatus(status) => format!("{:?}: {}", status.code(), status.message()),
+        other => other.to_string(),
+    }
 }
 
 fn event(event: &etcd::Event) -> Option<Event> {

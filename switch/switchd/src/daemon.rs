@@ -206,8 +206,12 @@ impl Daemon {
         log_notes(&mut controller);
         // The cluster store after the restore: the first snapshot meets a controller
         // that has this node's own endpoints again, and publishes them.
+        let started_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if let Some(cluster) = options.cluster {
-            system.cluster = Some(ClusterLink::start(cluster, move || {
+            let own = own_keys(&controller, &cluster.node, cluster.advertise, started_unix);
+            system.cluster = Some(ClusterLink::start(cluster, own, move || {
                 let _ = cluster_waker.wake();
             })?);
         }
@@ -240,9 +244,7 @@ impl Daemon {
             signals,
             cluster_view: None,
             cluster_synced: None,
-            started_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            started_unix,
         })
     }
 
@@ -354,11 +356,12 @@ impl Daemon {
         let Some(link) = self.system.cluster.as_mut() else {
             return;
         };
-        let mut own = self.controller.own_keys(link.node());
-        own.record = Some(NodeRecord {
-            vtep: link.advertise(),
-            started: self.started_unix,
-        });
+        let own = own_keys(
+            &self.controller,
+            link.node(),
+            link.advertise(),
+            self.started_unix,
+        );
         link.publish(own);
     }
 
@@ -689,4 +692,16 @@ fn dns_seed() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(std::process::id().into());
     hasher.finish()
+}
+
+/// This node's keys in the cluster store: its registration and what the controller has.
+fn own_keys(
+    controller: &Controller,
+    node: &str,
+    vtep: SocketAddr,
+    started: u64,
+) -> switchyard::cluster::OwnKeys {
+    let mut own = controller.own_keys(node);
+    own.record = Some(NodeRecord { vtep, started });
+    own
 }
