@@ -10,6 +10,7 @@
 //! `cargo fuzz run TARGET --fuzz-dir switch/fuzz` runs one (`make fuzz` runs them all);
 //! `cargo run --example seeds` in this directory writes the seed corpora.
 
+pub mod cluster;
 pub mod cni_config;
 pub mod control_json;
 pub mod datapath;
@@ -86,7 +87,7 @@ mod tests {
 
     #[test]
     fn every_seed_runs() {
-        let targets: [(&str, Harness); 8] = [
+        let targets: [(&str, Harness); 9] = [
             ("wire_views", crate::wire_views::run),
             ("datapath", crate::datapath::run),
             ("vxlan", crate::vxlan::run),
@@ -95,6 +96,7 @@ mod tests {
             ("cni_config", crate::cni_config::run),
             ("state_file", crate::state_file::run),
             ("dns", crate::dns::run),
+            ("cluster", crate::cluster::run),
         ];
         let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         for (target, run) in targets {

@@ -209,7 +209,14 @@ fn a_global_network_reaches_every_node_with_peers_and_remote_endpoints() {
     h1.sync(&store);
     h2.sync(&store);
     // h2 has web behind h1's tunnel port, answers ARP for it, and resolves its name.
-    let entry = &h2.controller.model().cluster.endpoints[0];
+    let entry = h2
+        .controller
+        .model()
+        .cluster
+        .endpoints
+        .first()
+        .unwrap()
+        .clone();
     assert_eq!(
         (entry.endpoint.ip, entry.endpoint.node.as_str()),
         (web, "h1")

@@ -386,7 +386,13 @@ impl Controller {
             new.cluster.peers.insert(id, node.clone());
         }
         // Remote endpoints, behind their node's tunnel port.
-        new.cluster.endpoints = remote
+        let port_of: std::collections::BTreeMap<&str, crate::port::PortId> = new
+            .cluster
+            .peers
+            .iter()
+            .map(|(id, node)| (node.as_str(), *id))
+            .collect();
+        let endpoints = remote
             .endpoints
             .iter()
             .filter_map(|endpoint| {
@@ -394,12 +400,7 @@ impl Controller {
                 if network.scope != Scope::Global {
                     return None;
                 }
-                let port = new
-                    .cluster
-                    .peers
-                    .iter()
-                    .find(|(_, node)| **node == endpoint.node)
-                    .map(|(id, _)| *id)?;
+                let port = *port_of.get(endpoint.node.as_str())?;
                 Some(RemoteEntry {
                     endpoint: endpoint.clone(),
                     vlan: network.vlan,
@@ -407,6 +408,7 @@ impl Controller {
                 })
             })
             .collect();
+        new.cluster.endpoints = endpoints;
         new.networks.set_foreign(remote.taken.clone());
         self.remote = remote;
         for why in skipped {

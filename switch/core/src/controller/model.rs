@@ -7,7 +7,7 @@
 //! A model is a value: cloning it before a change and putting the clone back is how a
 //! failed change is undone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use switchyard_encap::Vni;
@@ -44,11 +44,12 @@ pub struct ClusterModel {
     /// The peers the cluster made, by port, with their node's name.
     pub peers: BTreeMap<PortId, String>,
     /// Endpoints on other nodes: where their MAC is (the VLAN of their network here,
-    /// and their node's tunnel port).
-    pub endpoints: Vec<RemoteEntry>,
+    /// and their node's tunnel port). A set, so that a change of thousands is diffed in
+    /// O(n log n).
+    pub endpoints: BTreeSet<RemoteEntry>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RemoteEntry {
     pub endpoint: RemoteEndpoint,
     pub vlan: VlanId,
@@ -351,20 +352,16 @@ pub fn sync(
     }
     // Endpoints on other nodes: a static entry behind their node's tunnel port, and a
     // neighbour whose ARP the router answers (ARP suppression).
-    for entry in &old.cluster.endpoints {
-        if !new.cluster.endpoints.contains(entry) {
-            switch.fdb().remove(entry.vlan, entry.endpoint.mac);
-            dp.router().remove_neighbor(entry.vlan, entry.endpoint.ip);
-        }
+    for entry in old.cluster.endpoints.difference(&new.cluster.endpoints) {
+        switch.fdb().remove(entry.vlan, entry.endpoint.mac);
+        dp.router().remove_neighbor(entry.vlan, entry.endpoint.ip);
     }
-    for entry in &new.cluster.endpoints {
-        if !old.cluster.endpoints.contains(entry) {
-            switch
-                .fdb()
-                .add_static(entry.vlan, entry.endpoint.mac, entry.port)?;
-            dp.router()
-                .set_remote_neighbor(entry.vlan, entry.endpoint.ip, entry.endpoint.mac);
-        }
+    for entry in new.cluster.endpoints.difference(&old.cluster.endpoints) {
+        switch
+            .fdb()
+            .add_static(entry.vlan, entry.endpoint.mac, entry.port)?;
+        dp.router()
+            .set_remote_neighbor(entry.vlan, entry.endpoint.ip, entry.endpoint.mac);
     }
     Ok(())
 }
