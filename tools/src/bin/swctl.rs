@@ -1794,6 +1794,7 @@ fdb: 12/131072 entries (at most 65536 learned per port, aging 300s); learned 40,
             ports: 2,
             state_dir: "/var/lib/switchyard".into(),
             dns: true,
+            cluster_node: None,
         };
         assert_eq!(
             format_status(&status),

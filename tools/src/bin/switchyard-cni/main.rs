@@ -769,6 +769,8 @@ mod tests {
             options: Default::default(),
             endpoints: vec![],
             reservations: vec![],
+            scope: Default::default(),
+            remote_endpoints: vec![],
         }
     }
 

@@ -80,6 +80,8 @@ fn network(name: &str, id: &str, subnet: &str) -> NetworkInfo {
         options: Default::default(),
         endpoints: Vec::new(),
         reservations: Vec::new(),
+        scope: Default::default(),
+        remote_endpoints: Vec::new(),
     }
 }
 
@@ -504,6 +506,7 @@ fn create_network_sends_dockers_id_a_provisional_name_and_the_options() {
             ip_range: None,
             internal: false,
             masquerade: true,
+            scope: Default::default(),
         })]
     );
     assert_eq!(
