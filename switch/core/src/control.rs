@@ -327,6 +327,9 @@ pub struct ClusterStatus {
     pub advertise: Option<SocketAddr>,
     /// Whether the store answers (registered, watching).
     pub connected: bool,
+    /// The member this node talks to while connected (`H:P`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// This node's lease (hex, as etcdctl shows it) while registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<String>,

@@ -639,6 +639,152 @@ fn state_seeds() {
     );
 }
 
+fn cluster_seeds() {
+    use switchyard::cluster::keys::value_of;
+    use switchyard::cluster::{AddressRecord, EndpointRecord, NetworkRecord, NodeRecord};
+    use switchyard_fuzz::cluster::{address, subnet, vtep};
+
+    let t = "cluster";
+    // Steps (switchyard_fuzz::cluster): a0 picks the key's kind (0 node, 1 network, 2
+    // VNI, 3 VLAN, 4 address, 5 endpoint), a1 the network (bit 0) and node (>> 1), a2
+    // the address, VNI or VLAN, a3 the lease (bit 7: leased, % 3: whose).
+    const LEASED: [u8; 3] = [0x80, 0x81, 0x82];
+    let json = |selector: u8, args: [u8; 4], value: &[u8]| record(selector, &args, value);
+    let node = |n: u8| {
+        json(
+            1,
+            [0, n << 1, 0, LEASED[usize::from(n)]],
+            &value_of(&NodeRecord {
+                vtep: vtep(n + 1),
+                started: 1_796_000_000,
+            }),
+        )
+    };
+    let blue = NetworkRecord {
+        name: "blue".into(),
+        id: format!("{:064x}", 1),
+        subnet: subnet(0),
+        gateway: address(0, 1),
+        vlan: VlanId::new(4094).unwrap(),
+        vni: Vni::new(4096).unwrap(),
+        mtu: 1450,
+        internal: false,
+        masquerade: true,
+        ip_range: None,
+        created: 1_796_000_000,
+    };
+    // blue as `create_network` writes it: the record, its VNI and its VLAN.
+    let network = [
+        json(1, [1, 0, 0, 0], &value_of(&blue)),
+        json(1, [2, 0, 0, 0], &value_of(&"blue")),
+        json(1, [3, 0, 0, 0], &value_of(&"blue")),
+    ]
+    .concat();
+    // Node n's endpoint at 10.40.0.last on blue, with the address claimed first.
+    let endpoint = |n: u8, last: u8, name: Option<&str>| {
+        let ip = address(0, last);
+        [
+            json(
+                1,
+                [4, 0, last, 0],
+                &value_of(&AddressRecord {
+                    node: format!("h{}", n + 1),
+                }),
+            ),
+            json(
+                1,
+                [5, n << 1, last, LEASED[usize::from(n)]],
+                &value_of(&EndpointRecord {
+                    mac: MacAddr::from_ipv4(ip),
+                    name: name.map(String::from),
+                    aliases: Vec::new(),
+                }),
+            ),
+        ]
+        .concat()
+    };
+    // h1 registers (a resync on the store), h2 joins.
+    let register = record(6, &[1, 0, 0, 0], &[]);
+    let two_nodes = [register.clone(), node(1)].concat();
+    write(t, "two-nodes", &two_nodes);
+    // ... with blue, an endpoint of h2's, and h1 attaching to blue (its address claimed).
+    let day = [
+        two_nodes.clone(),
+        network.clone(),
+        endpoint(1, 2, Some("web")),
+        record(8, &[0, 0, 0, 0], &[]),
+        register.clone(),
+    ]
+    .concat();
+    write(t, "network", &day);
+    // h2's lease ends (its node and endpoint go at once); it comes back, registers
+    // again; h1 detaches.
+    let expiry = [
+        day.clone(),
+        record(4, &[1, 0, 0, 0], &[]),
+        record(4, &[1, 0, 0, 0], &[]),
+        node(1),
+        endpoint(1, 2, Some("web")),
+        record(9, &[0, 0, 0, 0], &[]),
+    ]
+    .concat();
+    write(t, "lease-expiry", &expiry);
+    // h1's watch lags while h3 joins and the history is compacted: it starts again
+    // from a snapshot; then a watch restarted two revisions early.
+    let compaction = [
+        day.clone(),
+        record(7, &[3, 0, 0, 0], &[]),
+        node(2),
+        endpoint(2, 4, None),
+        record(5, &[0, 0, 0, 0], &[]),
+        record(7, &[0, 2, 1, 0], &[]),
+        record(3, &[5, 4, 4, 0x82], &[]),
+    ]
+    .concat();
+    write(t, "compaction", &compaction);
+    // Records read from bytes: h2 and h3 (h3 at another port), red on its /24, an
+    // endpoint of h3's with a name, and h1 asking for 10.41.0.5 on red.
+    let structured = [
+        record(2, &[0, 2, 0, 0x81], &[1, 7]),
+        record(2, &[0, 4, 0, 0x82], &[0x12, 0x10, 0x27, 9]),
+        record(2, &[1, 1, 0, 0], &[0, 0, 1, 1, 5]),
+        record(2, &[5, 5, 4, 0x82], &[2]),
+        record(8, &[1, 3, 5, 0], &[]),
+        register.clone(),
+    ]
+    .concat();
+    write(t, "records", &structured);
+    // Keys outside the layout, a record of a later version, junk, and a resync against
+    // a snapshot with a stale endpoint and address of h1's in it.
+    let chunk = |bytes: &[u8]| {
+        let mut out = (bytes.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    };
+    let stale = [
+        chunk(b"endpoints/blue/h1/10.40.0.9"),
+        chunk(&value_of(&EndpointRecord {
+            mac: MacAddr::from_ipv4(Ipv4Addr::new(10, 40, 0, 9)),
+            name: None,
+            aliases: Vec::new(),
+        })),
+        chunk(b"addresses/blue/10.40.0.9"),
+        chunk(&value_of(&AddressRecord { node: "h1".into() })),
+    ]
+    .concat();
+    let junk = [
+        two_nodes,
+        record(0, &[14, 0, 0, 0], b"future/thing/1{\"v\":2}"),
+        record(0, &[8, 1, 0, 0], b"/other/kx"),
+        record(1, &[0, 4, 0, 0x82], b"{\"vtep\":\"192.0.2.3:4789\",\"v\":2}"),
+        record(1, &[5, 0, 7, 0], b"{not json"),
+        record(3, &[0, 0, 0, 0], b"nodes/../h2"),
+        record(6, &[2, 0, 0, 0], &stale),
+    ]
+    .concat();
+    write(t, "junk", &junk);
+}
+
 fn main() {
     wire_views();
     datapath_seeds();
@@ -647,4 +793,5 @@ fn main() {
     control_seeds();
     cni_seeds();
     state_seeds();
+    cluster_seeds();
 }

@@ -4,7 +4,8 @@
 //! [`TXN_TIMEOUT`].
 //!
 //! A session, until the store stops answering:
-//! 1. connect; grant this node's lease ([`LEASE_TTL`]) and keep it alive (every third
+//! 1. connect to one member (each in turn until one answers: a client balancing over all
+//!    of them keeps sending to a dead one); grant this node's lease ([`LEASE_TTL`]) and keep it alive (every third
 //!    of the TTL);
 //! 2. read a snapshot of the whole prefix; put the registration and this node's
 //!    endpoints under the lease and repair its addresses (`OwnKeys::resync`); hand the
@@ -133,6 +134,7 @@ impl ClusterLink {
             updates: update_tx,
             wake: Box::new(wake),
             own: own.clone(),
+            member: 0,
         };
         let thread = std::thread::Builder::new()
             .name("cluster".into())
@@ -234,6 +236,8 @@ struct Agent {
     wake: Box<dyn Fn() + Send>,
     /// This node's keys as the controller last said.
     own: OwnKeys,
+    /// The member the next session tries first (modulo the members).
+    member: usize,
 }
 
 impl Agent {
@@ -251,6 +255,7 @@ impl Agent {
                     }
                     let mut status = lock(&self.status);
                     status.connected = false;
+                    status.member = None;
                     status.lease = None;
                     status.error = Some(reason);
                 }
@@ -320,33 +325,63 @@ impl Agent {
         } else {
             "http"
         };
-        let endpoints: Vec<String> = self
-            .options
-            .endpoints
-            .iter()
-            .map(|member| format!("{scheme}://{member}"))
-            .collect();
-        etcd::Client::connect(endpoints, Some(options))
+        let member = self.current_member();
+        etcd::Client::connect([format!("{scheme}://{member}")], Some(options))
             .await
-            .map_err(|err| format!("cannot connect: {}", describe(&err)))
+            .map_err(|err| format!("cannot connect to {member}: {}", describe(&err)))
+    }
+
+    fn current_member(&self) -> &str {
+        &self.options.endpoints[self.member % self.options.endpoints.len()]
+    }
+
+    /// A client of one member that answers, and this node's new lease from it: each
+    /// member in turn, from the one after the last session's. (One client balancing over
+    /// every member keeps sending some requests to a member that is down, so a session
+    /// talks to one member; any member serves, followers forward to the leader.)
+    async fn connect_any(&mut self) -> Result<(etcd::Client, i64), String> {
+        let mut reasons = Vec::new();
+        for _ in 0..self.options.endpoints.len() {
+            let attempt = async {
+                let mut client = self.connect().await?;
+                let granted = client
+                    .lease_grant(LEASE_TTL, None)
+                    .await
+                    .map_err(|err| format!("cannot get a lease: {}", describe(&err)))?;
+                Ok::<_, String>((client, granted.id()))
+            };
+            match timeout(attempt).await {
+                Ok(connected) => return Ok(connected),
+                Err(reason) => {
+                    reasons.push(reason);
+                    self.member = self.member.wrapping_add(1);
+                }
+            }
+        }
+        Err(reasons.join("; "))
     }
 
     async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
-        let mut client = match timeout(self.connect()).await {
-            Ok(client) => client,
+        let (client, lease) = match self.connect_any().await {
+            Ok(connected) => connected,
             Err(reason) => return End::Failed(reason),
         };
-        let lease = match timeout(async {
-            client
-                .lease_grant(LEASE_TTL, None)
-                .await
-                .map_err(|err| format!("cannot get a lease: {}", describe(&err)))
-        })
-        .await
-        {
-            Ok(granted) => granted.id(),
-            Err(reason) => return End::Failed(reason),
-        };
+        let end = self.serve(client, lease, commands).await;
+        if matches!(end, End::Failed(_)) {
+            // The next session starts with another member.
+            self.member = self.member.wrapping_add(1);
+        }
+        end
+    }
+
+    /// One session's work with `client`, under `lease`, until the store fails or the
+    /// daemon stops.
+    async fn serve(
+        &mut self,
+        mut client: etcd::Client,
+        lease: i64,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> End {
         let (mut keeper, mut kept) = match timeout(async {
             client
                 .lease_keep_alive(lease)
@@ -458,6 +493,7 @@ impl Agent {
         {
             let mut status = lock(&self.status);
             status.connected = true;
+            status.member = Some(self.current_member().to_string());
             status.error = None;
             status.lease = Some(format!("{lease:x}"));
             status.registrations += 1;

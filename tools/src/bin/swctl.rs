@@ -533,6 +533,7 @@ fn format_cluster_status(s: &ClusterStatus) -> String {
                 format!("no ({})", or_dash(s.error.clone()))
             },
         ),
+        ("member", or_dash(s.member.clone())),
         ("node", s.node.clone()),
         ("advertise", or_dash(s.advertise.map(|a| a.to_string()))),
         (

@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod engine;
+pub mod etcd;
 pub mod podman;
 pub mod switchyard_docker;
 pub mod vlan_host;
