@@ -275,6 +275,9 @@ pub struct NetworkInfo {
     /// A global network's endpoints on other nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote_endpoints: Vec<RemoteEndpointInfo>,
+    /// The ids this node's callers know a global network by (each host's Docker's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_ids: Vec<String>,
 }
 
 /// An endpoint of a global network on another node.

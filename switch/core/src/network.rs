@@ -149,6 +149,10 @@ pub struct Network {
     /// `global`: shared through the cluster store (see `crate::cluster`).
     #[serde(default, skip_serializing_if = "Scope::is_local")]
     pub scope: Scope,
+    /// Other ids this node's callers know a global network by (each host's Docker has
+    /// its own id for it): found by them like by its id; never shared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_ids: Vec<String>,
 }
 
 impl Network {
@@ -535,13 +539,30 @@ impl Networks {
         if let Some(network) = self.networks.get(key) {
             return Ok(network);
         }
+        let matches = |id: &String| id == key || (key.len() >= 12 && id.starts_with(key));
         let mut by_id = self
             .networks
             .values()
-            .filter(|n| n.id == key || (key.len() >= 12 && n.id.starts_with(key)));
+            .filter(|n| matches(&n.id) || n.local_ids.iter().any(matches));
         match (by_id.next(), by_id.next()) {
             (Some(network), None) => Ok(network),
             _ => Err(NetworkError::NotFound(key.to_string())),
+        }
+    }
+
+    /// Adds `id` to the ids network `name` is known by on this node.
+    pub fn add_local_id(&mut self, name: &str, id: &str) {
+        if let Some(network) = self.networks.get_mut(name) {
+            if !network.local_ids.iter().any(|known| known == id) {
+                network.local_ids.push(id.to_string());
+            }
+        }
+    }
+
+    /// Removes `id` from the ids network `name` is known by.
+    pub fn remove_local_id(&mut self, name: &str, id: &str) {
+        if let Some(network) = self.networks.get_mut(name) {
+            network.local_ids.retain(|known| known != id);
         }
     }
 
@@ -677,6 +698,7 @@ impl Networks {
             created,
             last_allocated: None,
             scope: config.scope,
+            local_ids: Vec::new(),
         })
     }
 

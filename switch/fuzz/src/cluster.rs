@@ -60,6 +60,7 @@ use switchyard::cluster::{
 };
 use switchyard::control::{AttachRequest, Request};
 use switchyard::controller::fake::FakeSystem;
+use switchyard::controller::model::Model;
 use switchyard::controller::{Controller, Note};
 use switchyard::datapath::{Datapath, ROUTER_PORT};
 use switchyard::fdb::FdbConfig;
@@ -439,7 +440,7 @@ impl World {
             ),
         }
         self.controller.take_notes();
-        self.check(None);
+        self.check(None, false);
     }
 
     /// The watch: what changed after the view's revision (a lagging watch only later),
@@ -481,7 +482,7 @@ impl World {
         let applied = !notes
             .iter()
             .any(|note| matches!(note, Note::Warn(w) if w.starts_with(NOT_APPLIED)));
-        self.check(applied.then_some(&remote));
+        self.check(Some(&remote), applied);
         let model = self.controller.model().clone();
         self.controller.cluster_update(&mut self.fx, remote);
         self.controller.take_notes();
@@ -492,9 +493,9 @@ impl World {
         );
     }
 
-    /// The model and the datapath; with the picture an update just applied, that the
-    /// model is what it says.
-    fn check(&mut self, applied: Option<&Remote>) {
+    /// The model and the datapath, after an update with `remote` (`applied`: its
+    /// commit went through, so the model must be what it says) or a request.
+    fn check(&mut self, remote: Option<&Remote>, applied: bool) {
         let model = self.controller.model();
         let dp = self.controller.datapath();
         let mut switch_ports = dp.switch().port_ids();
@@ -528,7 +529,7 @@ impl World {
             assert_eq!(network.scope, Scope::Global);
             assert_eq!(entry.vlan, network.vlan, "on its network's VLAN");
         }
-        if let Some(remote) = applied {
+        if let Some(remote) = remote.filter(|_| applied) {
             let local = self.fx.vtep.expect("a VTEP");
             let wanted: BTreeSet<IpAddr> = remote
                 .peers
@@ -587,8 +588,7 @@ impl World {
                 .or_default()
                 .push((entry.endpoint.mac, true));
         }
-        self.shared |= statics.values().any(|ports| ports.len() > 1)
-            || neighbors.values().any(|macs| macs.len() > 1);
+        self.shared |= shares(model, remote);
 
         let fdb: BTreeSet<(VlanId, MacAddr, PortId)> =
             dp.switch().fdb().statics().into_iter().collect();
@@ -626,6 +626,44 @@ impl World {
             }
         }
     }
+}
+
+/// Whether two of the gateways, the local endpoints, the model's remote endpoints and
+/// those of `tried` (an update that failed still tried them) claim a MAC or an address
+/// on one VLAN.
+fn shares(model: &Model, tried: Option<&Remote>) -> bool {
+    let mut macs: BTreeMap<(VlanId, MacAddr), BTreeSet<String>> = BTreeMap::new();
+    let mut ips: BTreeMap<(VlanId, Ipv4Addr), BTreeSet<String>> = BTreeMap::new();
+    for network in model.networks.iter() {
+        let owner = format!("gateway {}", network.name);
+        macs.entry((network.vlan, network.router_mac()))
+            .or_default()
+            .insert(owner.clone());
+        ips.entry((network.vlan, network.gateway))
+            .or_default()
+            .insert(owner);
+    }
+    for endpoint in model.networks.endpoints() {
+        if let Some(network) = model.networks.get(&endpoint.network) {
+            ips.entry((network.vlan, endpoint.ip))
+                .or_default()
+                .insert(format!("port {}", endpoint.port));
+        }
+    }
+    let remote = model.cluster.endpoints.iter().map(|e| &e.endpoint);
+    let tried = tried.into_iter().flat_map(|r| r.endpoints.iter());
+    for endpoint in remote.chain(tried) {
+        if let Some(network) = model.networks.get(&endpoint.network) {
+            let owner = format!("{} {} {}", endpoint.node, endpoint.network, endpoint.ip);
+            macs.entry((network.vlan, endpoint.mac))
+                .or_default()
+                .insert(owner.clone());
+            ips.entry((network.vlan, endpoint.ip))
+                .or_default()
+                .insert(owner);
+        }
+    }
+    macs.values().chain(ips.values()).any(|owners| owners.len() > 1)
 }
 
 /// A watch response's events, one batch per revision.

@@ -189,6 +189,7 @@ mod tests {
                 created: 1_795_000_000,
                 last_allocated: Some("10.10.0.2".parse().unwrap()),
                 scope: Default::default(),
+                local_ids: Vec::new(),
             }],
             endpoints: vec![Endpoint {
                 network: "blue".into(),

@@ -586,3 +586,71 @@ fn a_record_that_does_not_parse_is_skipped_and_counted() {
     assert_eq!(view.nodes.len(), 1);
     assert_eq!(view.revision, 3);
 }
+
+#[test]
+fn each_hosts_own_id_joins_one_global_network_and_forgetting_it_keeps_the_network() {
+    let store = store();
+    let mut h1 = Node::join(&store, "h1", 1);
+    let mut h2 = Node::join(&store, "h2", 2);
+    let create = |docker_id: &str| {
+        Request::NetworkCreate(NetworkConfig {
+            name: "blue".into(),
+            id: Some(docker_id.into()),
+            subnet: Some("10.40.0.0/16".parse().unwrap()),
+            scope: Scope::Global,
+            ..NetworkConfig::default()
+        })
+    };
+    let made: NetworkInfo = h1.call(create(&"a".repeat(64))).unwrap();
+    assert_ne!(made.id, "a".repeat(64), "the network's id is the cluster's");
+    assert_eq!(made.local_ids, vec!["a".repeat(64)]);
+    h2.sync(&store);
+    let joined: NetworkInfo = h2.call(create(&"b".repeat(64))).unwrap();
+    assert_eq!(joined.id, made.id, "one network");
+    assert_eq!(joined.local_ids, vec!["b".repeat(64)]);
+    // Joining again is the same answer; other settings are refused.
+    let again: NetworkInfo = h2.call(create(&"b".repeat(64))).unwrap();
+    assert_eq!(again.local_ids.len(), 1);
+    let other = Request::NetworkCreate(NetworkConfig {
+        name: "blue".into(),
+        id: Some("c".repeat(64)),
+        subnet: Some("10.41.0.0/16".parse().unwrap()),
+        scope: Scope::Global,
+        ..NetworkConfig::default()
+    });
+    assert_eq!(
+        h2.call::<NetworkInfo>(other).unwrap_err().code,
+        ErrorCode::AlreadyExists
+    );
+    // Each host's id finds it there: an attach by Docker's id on h2 is on blue.
+    let ip = h2.attach("x", &"b".repeat(64), None).unwrap();
+    assert!(made.subnet.contains(&ip));
+    // Removing by a host's own id forgets the id only.
+    let path = std::path::PathBuf::from("/run/netns/x");
+    let _: serde_json::Value = h2
+        .call(Request::Detach {
+            netns: path,
+            ifname: "eth0".into(),
+        })
+        .unwrap();
+    let _: NetworkInfo = h2
+        .call(Request::NetworkRemove {
+            name: "b".repeat(64),
+        })
+        .unwrap();
+    let kept = h2.controller.model().networks.get("blue").unwrap().clone();
+    assert!(kept.local_ids.is_empty());
+    assert!(store
+        .lock()
+        .unwrap()
+        .get(&Key::Network("blue".into()).path())
+        .is_some());
+    // Global names are the cluster's: no rename.
+    let err = h1
+        .call::<NetworkInfo>(Request::NetworkRename {
+            name: "blue".into(),
+            new_name: "navy".into(),
+        })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+}

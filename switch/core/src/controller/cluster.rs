@@ -129,6 +129,11 @@ impl Controller {
         fx.cluster_node().ok_or_else(no_cluster)?;
         self.vtep(fx)?;
         keys::validate_name(&config.name).map_err(ControlError::invalid)?;
+        if let Some(local_id) = &config.id {
+            if let Some(existing) = self.model.networks.get(&config.name).cloned() {
+                return self.adopt_global(fx, existing, config, local_id);
+            }
+        }
         if self.remote.networks.contains_key(&config.name) {
             return Err(ControlError::new(
                 ErrorCode::AlreadyExists,
@@ -165,8 +170,12 @@ impl Controller {
             .filter_map(VlanId::new)
             .find(|vlan| !busy.contains(vlan))
             .ok_or_else(|| ControlError::conflict("no VLAN is free for the network"))?;
+        // A caller's own id (Docker's, on this host) is this node's handle on the
+        // network; the network's id is the cluster's.
+        let local_id = config.id.clone();
         let config = NetworkConfig {
             vni: Some(vni),
+            id: None,
             ..config.clone()
         };
         let host_routes = if config.internal {
@@ -182,6 +191,7 @@ impl Controller {
             |v| busy.contains(&v),
         )?;
         network.vlan = vlan;
+        network.local_ids.extend(local_id);
         let record = NetworkRecord::of(&network, vni);
         if !fx.cluster_txn(&keys::create_network(&record))? {
             return Err(ControlError::new(
@@ -211,6 +221,74 @@ impl Controller {
             network.name, network.subnet
         ));
         Ok(self.network_info(fx, &network))
+    }
+
+    /// A caller with an id of its own (each host's Docker) creating a global network
+    /// that exists: the id becomes this node's handle on it, if the settings it asks for
+    /// are the network's.
+    fn adopt_global(
+        &mut self,
+        fx: &mut dyn Effects,
+        network: Network,
+        config: &NetworkConfig,
+        local_id: &str,
+    ) -> Outcome<NetworkInfo> {
+        let differs = network.scope != Scope::Global
+            || config.subnet.is_some_and(|s| s != network.subnet)
+            || config.gateway.is_some_and(|g| g != network.gateway)
+            || config.vni.is_some_and(|v| Some(v) != network.vni);
+        if differs {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "network {} exists ({}, {}, gateway {}) and is not the one asked for; use its settings or another name",
+                    network.name,
+                    network.scope.as_str(),
+                    network.subnet,
+                    network.gateway
+                ),
+            ));
+        }
+        if network.local_ids.iter().any(|id| id == local_id) {
+            return Ok(self.network_info(fx, &network));
+        }
+        if self.model.networks.find_by_name_or_id(local_id).is_ok() {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!("another network already has id {local_id}"),
+            ));
+        }
+        let mut new = self.model.clone();
+        new.networks.add_local_id(&network.name, local_id);
+        self.commit(fx, new, &format!("cannot join network {}", network.name))?;
+        self.info(format!(
+            "global network {} joined as {local_id}",
+            network.name
+        ));
+        let network = self.model.networks.find(&network.name)?.clone();
+        Ok(self.network_info(fx, &network))
+    }
+
+    /// `network rm` by one of this node's own ids for a global network: the handle goes,
+    /// the network stays (it is the cluster's: `swctl network rm NAME` removes it).
+    pub(super) fn forget_local_id(
+        &mut self,
+        fx: &mut dyn Effects,
+        network: &Network,
+        local_id: &str,
+    ) -> Outcome<NetworkInfo> {
+        let mut new = self.model.clone();
+        new.networks.remove_local_id(&network.name, local_id);
+        self.commit(
+            fx,
+            new,
+            &format!("cannot forget id {local_id} of network {}", network.name),
+        )?;
+        self.info(format!(
+            "id {local_id} of global network {} forgotten; the network stays",
+            network.name
+        ));
+        Ok(self.network_info(fx, network))
     }
 
     fn vni_known(&self, vni: Vni) -> bool {
@@ -500,6 +578,7 @@ fn add_global(model: &mut Model, record: &NetworkRecord) -> Result<(), String> {
         created: record.created,
         last_allocated: None,
         scope: Scope::Global,
+        local_ids: Vec::new(),
     });
     Ok(())
 }

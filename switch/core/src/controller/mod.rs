@@ -1429,6 +1429,7 @@ impl Controller {
                 .collect(),
             scope: network.scope,
             remote_endpoints: self.remote_endpoints(&network.name),
+            local_ids: network.local_ids.clone(),
         }
     }
 
@@ -1438,7 +1439,14 @@ impl Controller {
         name: &str,
         new_name: &str,
     ) -> Outcome<NetworkInfo> {
-        let old = self.model.networks.find_by_name_or_id(name)?.name.clone();
+        let network = self.model.networks.find_by_name_or_id(name)?;
+        if network.scope == crate::network::Scope::Global {
+            return Err(ControlError::conflict(format!(
+                "network {} is global: its name is the cluster's, the same on every node, and stays",
+                network.name
+            )));
+        }
+        let old = network.name.clone();
         let mut new = self.model.clone();
         new.networks.rename(&old, new_name)?;
         self.commit(fx, new, &format!("cannot rename network {old}"))?;
@@ -1595,7 +1603,16 @@ impl Controller {
     }
 
     fn network_remove(&mut self, fx: &mut dyn Effects, name: &str) -> Outcome<NetworkInfo> {
-        let name = self.model.networks.find_by_name_or_id(name)?.name.clone();
+        let found = self.model.networks.find_by_name_or_id(name)?.clone();
+        if let Some(local_id) = found
+            .local_ids
+            .iter()
+            .find(|id| *id == name || (name.len() >= 12 && id.starts_with(name)))
+        {
+            let local_id = local_id.clone();
+            return self.forget_local_id(fx, &found, &local_id);
+        }
+        let name = found.name.clone();
         let name = name.as_str();
         let network = self.model.networks.check_removable(name)?.clone();
         let info = self.network_info(fx, &network);

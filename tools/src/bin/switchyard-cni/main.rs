@@ -771,6 +771,7 @@ mod tests {
             reservations: vec![],
             scope: Default::default(),
             remote_endpoints: vec![],
+            local_ids: vec![],
         }
     }
 

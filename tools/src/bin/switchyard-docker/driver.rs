@@ -25,7 +25,7 @@ use switchyard::control::{
     AttachRequest, Attached, ControlError, EndpointInfo, ErrorCode, NetworkInfo, PortInfo, Request,
     Reserved, Suggested,
 };
-use switchyard::network::NetworkConfig;
+use switchyard::network::{NetworkConfig, Scope};
 use switchyard::portmap::{PortMapping, Protocol};
 use switchyard::wire::MacAddr;
 use switchyard::PortMode;
@@ -281,13 +281,17 @@ impl<S: Switchd> Driver<S> {
         {
             apply_options(&mut config, generic)?;
         }
+        let global = config.scope == Scope::Global;
         let _: NetworkInfo = self.ask(&Request::NetworkCreate(config))?;
-        Ok((
-            json!({}),
+        // A global network has its cluster-wide name already.
+        let follow_ups = if global {
+            Vec::new()
+        } else {
             vec![FollowUp::NameNetwork {
                 network_id: request.network_id,
-            }],
-        ))
+            }]
+        };
+        Ok((json!({}), follow_ups))
     }
 
     fn delete_network(&self, request: NetworkOnly) -> Answer {
@@ -730,9 +734,17 @@ fn apply_options(config: &mut NetworkConfig, options: &Map<String, Value>) -> Re
                 })?;
                 config.vni = Some(vni);
             }
+            // This host's Docker network is the cluster's global network NAME (made if
+            // it does not exist yet), the same on every host that says so.
+            "global" => {
+                switchyard::cluster::keys::validate_name(&text)
+                    .map_err(|err| Failure::new(format!("option global={text}: {err}")))?;
+                config.name = text;
+                config.scope = Scope::Global;
+            }
             other => {
                 return Err(Failure::new(format!(
-                    "unknown option {other}: switchyard networks take masquerade, internal, mtu and vni"
+                    "unknown option {other}: switchyard networks take masquerade, internal, mtu, vni and global"
                 )))
             }
         }

@@ -82,6 +82,7 @@ fn network(name: &str, id: &str, subnet: &str) -> NetworkInfo {
         reservations: Vec::new(),
         scope: Default::default(),
         remote_endpoints: Vec::new(),
+        local_ids: Vec::new(),
     }
 }
 
@@ -482,6 +483,39 @@ fn calls_with_nothing_to_do_answer_empty_without_switchd() {
 
 // ---------------------------------------------------------------------------------------
 // CreateNetwork.
+
+#[test]
+fn create_network_with_global_names_the_clusters_network_and_needs_no_renaming() {
+    let driver = plugin(FakeSwitchd::default());
+    let body = edit(
+        CREATE_NETWORK,
+        "/Options/com.docker.network.generic",
+        json!({"global": "blue"}),
+    );
+    let (value, follow_ups) = answered(&driver, "NetworkDriver.CreateNetwork", &body);
+    assert_eq!(value, json!({}));
+    assert_eq!(follow_ups, [], "the name is the cluster's already");
+    let sent = requests(&driver);
+    let [Request::NetworkCreate(config)] = sent.as_slice() else {
+        panic!("one NetworkCreate: {sent:?}");
+    };
+    assert_eq!(config.name, "blue");
+    assert_eq!(config.scope, Scope::Global);
+    assert_eq!(
+        config.id.as_deref(),
+        Some(NETWORK_ID),
+        "Docker's id: this host's handle"
+    );
+    for bad in ["", "a/b", ".x"] {
+        let body = edit(
+            CREATE_NETWORK,
+            "/Options/com.docker.network.generic",
+            json!({ "global": bad }),
+        );
+        let err = refused(&driver, "NetworkDriver.CreateNetwork", &body);
+        assert!(err.message.contains("option global="), "{bad:?}: {err:?}");
+    }
+}
 
 #[test]
 fn create_network_sends_dockers_id_a_provisional_name_and_the_options() {
