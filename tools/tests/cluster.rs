@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::{self, Etcd};
+use common::underlay::Underlay;
 use common::{stderr, Netns, Switchd};
 use serde_json::Value;
 
@@ -22,41 +23,6 @@ const SUBNET: &str = "10.40.0.0/16";
 const NETWORK: &str = "g";
 /// Longest a request may take before the test calls it hung.
 const HANG: Duration = Duration::from_secs(30);
-
-/// The underlay: a namespace holding bridge `br0`, to which `plug` joins new namespaces.
-struct Underlay {
-    ns: Netns,
-    ports: usize,
-}
-
-impl Underlay {
-    fn new() -> Underlay {
-        let ns = Netns::new("u");
-        ns.exec_ok(&["ip", "link", "add", "br0", "type", "bridge"]);
-        ns.exec_ok(&["ip", "link", "set", "br0", "up"]);
-        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        Underlay { ns, ports: 0 }
-    }
-
-    /// A new namespace whose `u0` is on the bridge at `addr`/24.
-    fn plug(&mut self, tag: &str, addr: &str) -> Netns {
-        let ns = Netns::new(tag);
-        let port = format!("p{}", self.ports);
-        self.ports += 1;
-        // Made from inside the underlay: both ends are born in the test's namespaces.
-        self.ns.exec_ok(&[
-            "ip", "link", "add", &port, "type", "veth", "peer", "name", "u0", "netns", &ns.name,
-        ]);
-        self.ns
-            .exec_ok(&["ip", "link", "set", &port, "master", "br0"]);
-        self.ns.exec_ok(&["ip", "link", "set", &port, "up"]);
-        let cidr = format!("{addr}/24");
-        ns.exec_ok(&["ip", "addr", "add", &cidr, "dev", "u0"]);
-        ns.exec_ok(&["ip", "link", "set", "u0", "up"]);
-        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-}
 
 /// Hosts with a switchd each, all pointed at one etcd. Fields drop in order: the
 /// switchds first, then etcd, then the namespaces.

@@ -604,3 +604,76 @@ fn bad_input_and_a_missing_switchd_get_clear_errors() {
         "works again with switchd back"
     );
 }
+
+/// Two Docker hosts on an underlay with one etcd, a clustered switchd and the plugin on
+/// each: `-o global=blue` on both makes one network of the cluster's, containers on the
+/// two hosts ping each other with no peer configured, and removing one host's Docker
+/// network leaves the cluster's network to the other.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn docker_networks_on_two_hosts_join_one_global_network() {
+    let mut underlay = common::underlay::Underlay::new();
+    let store_ns = underlay.plug("e", "192.0.2.10");
+    let etcd = common::etcd::Etcd::single(&store_ns, "192.0.2.10");
+    let rigs: Vec<Rig> = (1..=2)
+        .map(|i| {
+            Rig::start_with(|dockerd| {
+                let vtep = format!("192.0.2.{i}");
+                underlay.join(dockerd.netns(), &vtep);
+                [
+                    "--vtep",
+                    &vtep,
+                    "--cluster-store",
+                    &etcd.url(),
+                    "--node",
+                    &format!("docker{i}"),
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+        })
+        .collect();
+    for rig in &rigs {
+        let network = create_network(rig, "blue", "10.40.0.0/16", &["-o", "global=blue"]);
+        assert_eq!(network["scope"], "global", "{network}");
+    }
+    let ids: Vec<Value> = rigs
+        .iter()
+        .map(|rig| switchd_network(rig, "blue")["id"].clone())
+        .collect();
+    assert_eq!(ids[0], ids[1], "one network of the cluster's");
+    for (i, rig) in rigs.iter().enumerate() {
+        run_sleeper(rig, &format!("c{i}"), "blue", &[]);
+    }
+    let addrs: Vec<String> = rigs
+        .iter()
+        .enumerate()
+        .map(|(i, rig)| {
+            let cidr = container_addr(rig, &format!("c{i}"), "eth0").expect("an address");
+            cidr.split('/').next().unwrap().to_string()
+        })
+        .collect();
+    assert_ne!(addrs[0], addrs[1], "the cluster's IPAM: {addrs:?}");
+    assert!(
+        rigs[0].ping_eventually("c0", &addrs[1], 10),
+        "c0 on host 1 cannot reach c1 ({}) on host 2\nswitchd 1:\n{}",
+        addrs[1],
+        tail(&rigs[0].switchd_log(), 40)
+    );
+    assert!(rigs[1].ping("c1", &addrs[0], 5));
+    let remote = rigs[1].swctl_json(&["network", "inspect", "blue"])["remote_endpoints"].clone();
+    assert_eq!(remote[0]["ip"], addrs[0].as_str(), "{remote}");
+
+    // Host 2 leaves: its container and its Docker network go; the network stays the
+    // cluster's, and host 1's container keeps it.
+    rigs[1].docker_ok(&["rm", "-f", "c1"]);
+    rigs[1].docker_ok(&["network", "rm", "blue"]);
+    let kept = switchd_network(&rigs[1], "blue");
+    assert_eq!(kept["local_ids"], Value::Null, "the handle is gone: {kept}");
+    assert!(
+        rigs[0].ping("c0", "10.40.0.1", 5),
+        "host 1 keeps its gateway"
+    );
+    drop(rigs);
+    drop(etcd);
+}

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod etcd;
 pub mod podman;
 pub mod switchyard_docker;
+pub mod underlay;
 pub mod vlan_host;
 
 use std::path::{Path, PathBuf};

@@ -28,12 +28,22 @@ pub struct Rig {
     plugin: Option<Child>,
     dir: PathBuf,
     spec: PluginSpec,
+    /// What switchd is started with besides its socket, state and log.
+    switchd_args: Vec<String>,
     pub dockerd: Dockerd,
 }
 
 impl Rig {
     pub fn start() -> Rig {
+        Rig::start_with(|_| Vec::new())
+    }
+
+    /// A rig whose switchd gets the arguments `prepare` returns; `prepare` runs once
+    /// dockerd (and so its namespace) is there, before switchd starts (to give the
+    /// namespace an underlay for `--vtep`, say).
+    pub fn start_with(prepare: impl FnOnce(&Dockerd) -> Vec<String>) -> Rig {
         let dockerd = Dockerd::start();
+        let switchd_args = prepare(&dockerd);
         // Inside dockerd's directory, which its drop removes once everything has stopped.
         let dir = dockerd.dir().join("switchyard");
         std::fs::create_dir_all(dir.join("plugins")).expect("the rig's directory");
@@ -44,6 +54,7 @@ impl Rig {
             plugin: None,
             dir,
             spec,
+            switchd_args,
             dockerd,
         };
         rig.start_switchd();
@@ -80,6 +91,7 @@ impl Rig {
             .arg("--state-dir")
             .arg(self.dir.join("state"))
             .args(["--log", "debug"])
+            .args(&self.switchd_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(self.log_file("switchd.log"))
