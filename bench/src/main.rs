@@ -39,12 +39,18 @@
 //! * `published` — iperf3 TCP from an external namespace through a container's published
 //!   port (DNAT in switchd's namespace) beside the same flow routed to the container's
 //!   address; TCP only; not part of `all`.
+//! * `cluster` — one switchd with an etcd cluster store (etcd in a namespace of the
+//!   bench's): how long switchd takes to converge when N simulated nodes with M endpoints
+//!   are written to the store, and when their leases are revoked (`--cluster-sizes`), and
+//!   what one `nsutil attach` costs in the store (keys, bytes, revisions, watch events);
+//!   not part of `all`.
 //!
 //! `--smoke` runs `switchyard` (one TCP stream), `published` (one stream per path) and `dns`
 //! (2 sources), 1 s each; `dns` is skipped with a note when dnsperf or dnsmasq is missing
 //! (a smoke run installs nothing new for it).
 
 mod chart;
+mod cluster;
 mod dns;
 mod ovs;
 mod pairs;
@@ -60,6 +66,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use cluster::ClusterResult;
 use dns::DnsResult;
 use pairs::PairsResult;
 use published::PublishedResult;
@@ -75,7 +82,7 @@ const ALL: [&str; 6] = [
     "kernel-vxlan",
     "switchyard-overlay",
 ];
-const CHOICES: [&str; 11] = [
+const CHOICES: [&str; 12] = [
     "all",
     "veth",
     "bridge",
@@ -87,9 +94,10 @@ const CHOICES: [&str; 11] = [
     "pairs",
     "dns",
     "published",
+    "cluster",
 ];
 /// The scenarios with measurements of their own, which do not take `--tests`.
-const OWN_TESTS: [&str; 4] = ["scale", "pairs", "dns", "published"];
+const OWN_TESTS: [&str; 5] = ["scale", "pairs", "dns", "published", "cluster"];
 /// dnsmasq-base's binary (in /usr/sbin, which a sudo PATH may lack).
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
@@ -117,8 +125,8 @@ enum TestKind {
                    Open vSwitch's userspace datapath"
 )]
 struct Args {
-    /// Scenarios to run, in order; `all` is every one but `scale`, `pairs`, `dns` and
-    /// `published` [default: all]
+    /// Scenarios to run, in order; `all` is every one but `scale`, `pairs`, `dns`,
+    /// `published` and `cluster` [default: all]
     #[arg(value_parser = CHOICES)]
     scenarios: Vec<String>,
     /// Seconds per measurement (each iperf3 and sockperf run).
@@ -150,6 +158,11 @@ struct Args {
     /// besides from one; 1 for one source only.
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=dns::MAX_SOURCES as i64))]
     dns_sources: u32,
+    /// Simulated nodes × endpoints the cluster scenario writes to the store, one size
+    /// after the other.
+    #[arg(long, value_delimiter = ',', value_parser = cluster::parse_size,
+          default_value = "10x100,100x1000,300x3000")]
+    cluster_sizes: Vec<cluster::Size>,
     /// A quick check that the harness and switchd work: switchyard (one TCP stream),
     /// published and dns, 1 s each, no chart and no results file.
     #[arg(long)]
@@ -254,6 +267,9 @@ struct Settings {
     /// Source addresses of the dns scenario's spread measurement, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     dns_sources: Option<u32>,
+    /// The cluster scenario's sizes, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_sizes: Option<Vec<cluster::Size>>,
     /// Extra switchd flags (`--switchd-arg`).
     switchd_args: Vec<String>,
     /// Extra `nsutil attach` flags (`--attach-arg`).
@@ -273,6 +289,8 @@ struct Report {
     pairs: Vec<PairsResult>,
     dns: Vec<DnsResult>,
     published: Vec<PublishedResult>,
+    /// One per round of the cluster scenario.
+    cluster: Vec<ClusterResult>,
     ratios: Vec<Ratio>,
     ratio_summary: Vec<RatioSummary>,
     skipped: Vec<Note>,
@@ -685,6 +703,13 @@ fn dns_test(sources: usize) -> String {
     }
 }
 
+/// The cluster scenario: convergence at each `--cluster-sizes`, then one attach's cost.
+fn run_cluster(round: u32, args: &Args, report: &mut Report) -> Result<()> {
+    let r = cluster::measure(round, &args.cluster_sizes, &args.bin_dir, &args.switchd_arg)?;
+    report.cluster.push(r);
+    Ok(())
+}
+
 /// The published scenario: the published port and the routed address, same round.
 fn run_published(round: u32, args: &Args, report: &mut Report) -> Result<()> {
     let results = published::measure(
@@ -756,6 +781,7 @@ fn main() -> Result<()> {
         println!("-- dns: skipped: dnsperf or dnsmasq is not installed");
     }
     let with_dns = scenarios.iter().any(|s| s == "dns");
+    let with_cluster = scenarios.iter().any(|s| s == "cluster");
     let mut needs = vec![("ip", "iproute2"), ("ping", "iputils-ping")];
     if with_pairs || with_published || (paths && args.tests.iter().any(|t| *t != TestKind::Latency))
     {
@@ -763,6 +789,9 @@ fn main() -> Result<()> {
     }
     if with_dns {
         needs.extend(dns_tools);
+    }
+    if with_cluster {
+        needs.push(("etcd", "etcd-server"));
     }
     if paths && args.tests.contains(&TestKind::Latency) {
         needs.push(("sockperf", "sockperf"));
@@ -789,6 +818,7 @@ fn main() -> Result<()> {
             ovs_userspace_tso: None,
             pairs: with_pairs.then_some(args.pairs),
             dns_sources: with_dns.then_some(args.dns_sources),
+            cluster_sizes: with_cluster.then(|| args.cluster_sizes.clone()),
             switchd_args: args.switchd_arg.clone(),
             attach_args: args.attach_arg.clone(),
         },
@@ -799,6 +829,7 @@ fn main() -> Result<()> {
         pairs: Vec::new(),
         dns: Vec::new(),
         published: Vec::new(),
+        cluster: Vec::new(),
         ratios: Vec::new(),
         ratio_summary: Vec::new(),
         skipped: Vec::new(),
@@ -838,6 +869,7 @@ fn main() -> Result<()> {
                 "pairs" => run_pairs(round, &args, &mut report),
                 "dns" => run_dns(round, &args, &mut report),
                 "published" => run_published(round, &args, &mut report),
+                "cluster" => run_cluster(round, &args, &mut report),
                 _ => run_scenario(scenario, round, &args, &mut report),
             };
             if let Err(e) = result {
@@ -1141,6 +1173,9 @@ fn print_summary(report: &Report, scenarios: &[String]) {
     if !report.published.is_empty() {
         print_published(report);
     }
+    if !report.cluster.is_empty() {
+        cluster::print(&report.cluster);
+    }
     if let Some(tso) = report.settings.ovs_userspace_tso {
         println!(
             "\novs: userspace datapath, TAP ports, userspace TSO {}",
@@ -1419,6 +1454,7 @@ mod tests {
                 ovs_userspace_tso: None,
                 pairs: Some(16),
                 dns_sources: None,
+                cluster_sizes: None,
                 switchd_args: Vec::new(),
                 attach_args: Vec::new(),
             },
@@ -1429,6 +1465,7 @@ mod tests {
             pairs,
             dns: Vec::new(),
             published: Vec::new(),
+            cluster: Vec::new(),
             ratios: Vec::new(),
             ratio_summary: Vec::new(),
             skipped: Vec::new(),
