@@ -735,6 +735,58 @@ impl Switch {
         })
     }
 
+    /// Adds remote VTEPs, each `(port, remote, path MTU)`, as one new version of the
+    /// topology (a cluster's nodes arrive by the hundred; one version each would copy
+    /// the topology once per peer). All or none.
+    pub fn add_peers(&self, peers: &[(PortId, SocketAddr, u32)]) -> Result<(), OverlayError> {
+        if peers.is_empty() {
+            return Ok(());
+        }
+        self.topology.try_update(|t| {
+            let mode = t.tunnel_mode();
+            for &(id, remote, path_mtu) in peers {
+                if t.overlay.peers.contains_key(&remote.ip()) {
+                    return Err(OverlayError::PeerExists(remote.ip()));
+                }
+                if t.ports.contains_key(&id) {
+                    return Err(OverlayError::PortInUse(id));
+                }
+                let mut port = Port::new(PortKind::Tunnel { remote }, mode.clone());
+                port.path_mtu = path_mtu;
+                t.ports.insert(id, port);
+                t.overlay.peers.insert(remote.ip(), id);
+            }
+            t.rebuild_members();
+            Ok(())
+        })
+    }
+
+    /// Removes the peers at `addrs` (those that are peers) and what was learned behind
+    /// them, as one new version of the topology.
+    pub fn remove_peers(&self, addrs: &[IpAddr]) {
+        if addrs.is_empty() {
+            return;
+        }
+        let removed = self.topology.update(|t| {
+            let removed: Vec<PortId> = addrs
+                .iter()
+                .filter_map(|addr| t.overlay.peers.remove(addr))
+                .collect();
+            for id in &removed {
+                t.ports.remove(id);
+            }
+            t.rebuild_members();
+            removed
+        });
+        for id in removed {
+            self.fdb.flush(FlushFilter {
+                port: Some(id),
+                include_static: true,
+                ..FlushFilter::default()
+            });
+        }
+    }
+
     /// Removes the peer at `addr` and what was learned behind it. Returns its port.
     pub fn remove_peer(&self, addr: IpAddr) -> Result<PortId, OverlayError> {
         let id = self.peer_port(addr).ok_or(OverlayError::NoSuchPeer(addr))?;

@@ -776,7 +776,11 @@ fn cluster_seeds() {
         two_nodes,
         record(0, &[14, 0, 0, 0], b"future/thing/1{\"v\":2}"),
         record(0, &[8, 1, 0, 0], b"/other/kx"),
-        record(1, &[0, 4, 0, 0x82], b"{\"vtep\":\"192.0.2.3:4789\",\"v\":2}"),
+        record(
+            1,
+            &[0, 4, 0, 0x82],
+            b"{\"vtep\":\"192.0.2.3:4789\",\"v\":2}",
+        ),
         record(1, &[5, 0, 7, 0], b"{not json"),
         record(3, &[0, 0, 0, 0], b"nodes/../h2"),
         record(6, &[2, 0, 0, 0], &stale),

@@ -11,9 +11,9 @@
 //! Input: at most [`MAX_STEPS`] steps of a selector, four argument bytes `a0..a3` and a
 //! chunk ([`crate::Input`]). A layout key is chosen by the arguments ([`layout_key`]):
 //! kind `a0` % 6 (node, network, VNI, VLAN, address, endpoint), network
-//! [`NETWORKS`]`[a1 & 1]`, node [`NODES`]`[(a1 >> 1) % 3]`, address 10.40+net.0.(`a2` %
-//! 16), VNI 4096 + `a2` % 4, VLAN 4094 − `a2` % 4; a put is bound to lease (`a3` & 0x7f) % 3
-//! (one per node) when `a3` has bit 7. Selector % 10:
+//! [`NETWORKS`]`[a1 & 1]`, node [`NODES`]`[(a1 >> 1) % 3]`, address 10.(40 + net).0.(`a2`
+//! % 16), VNI 4096 + `a2` % 4, VLAN 4094 − `a2` % 4; a put is bound to lease (`a3` &
+//! 0x7f) % 3 (one per node) when `a3` has bit 7. Selector % 10:
 //! 0 puts the chunk as key (its first `a0` bytes, under the prefix unless `a1` is odd)
 //! and value (the rest); 1 puts a layout key with the chunk as its value; 2 a layout key
 //! with a well-formed record read from the chunk ([`record_of`]); 3 deletes a layout key,
@@ -26,22 +26,28 @@
 //! endpoint in namespace `a0` % 4 to network `a1 & 1` (an address asked for when `a1`
 //! has bit 1, a name with bit 2); 9 detaches namespace `a0` % 4's.
 //!
-//! Checked, besides never panicking: the view built from the watch is what a fresh
-//! snapshot of the store gives (nothing lost, nothing applied twice, whatever was
-//! compacted, replayed or batched); a resync on any snapshot writes only `h1`'s own
-//! keys (its registration and endpoints, its addresses only if absent) and deletes only
-//! its endpoints and addresses the store says it holds, compared on the value, in
-//! transactions etcd accepts; run on the store, a second resync has nothing left to
-//! repair. The controller's switch has exactly its model's ports and peers; every
-//! cluster peer is a peer, and every remote endpoint in the model sits on a global
-//! network of the model, on its VLAN, behind the tunnel port of its node; after an
-//! update that applied, the peers are one per address of the other nodes' VTEPs (of the
-//! local VTEP's family, not its address) and every remote endpoint that can be placed
-//! is; the datapath's static FDB entries are exactly the gateways' and the remote
-//! endpoints' and its static neighbours exactly the local and remote endpoints, the
-//! remote ones answered by the router's ARP (when no two of them share a MAC or an
-//! address; otherwise no entry is one the model does not have); the same picture given
-//! twice changes nothing; a refused attach or detach changes nothing.
+//! Checked, besides never panicking:
+//! * The view built from the watch is what a fresh snapshot of the store gives (its
+//!   count of unreadable records aside): nothing lost, nothing applied twice, whatever
+//!   was compacted, replayed or batched; and a watch from its revision has nothing more.
+//! * A resync on any snapshot, junk included, puts only `h1`'s own keys (its
+//!   registration and endpoints, leased; its addresses only if absent) and deletes only
+//!   its stale endpoints and the addresses the snapshot says it holds, compared on the
+//!   value, in transactions etcd accepts; run on the store, a second one has nothing
+//!   left to repair and the same conflicts.
+//! * The switch has exactly the model's ports and peers; every cluster peer is a peer,
+//!   and every remote endpoint of the model is on a global network of the model, on its
+//!   VLAN, behind its node's tunnel port. After an update whose commit went through, the
+//!   peers are one per address of the other nodes' VTEPs (of the local VTEP's family,
+//!   not its address), each its node's VTEP, and every remote endpoint that can be
+//!   placed is.
+//! * The datapath's static FDB entries are exactly the gateways' and the remote
+//!   endpoints', its static neighbours exactly the local and remote endpoints, and the
+//!   router answers ARP for the remote ones only, until two of the gateways and
+//!   endpoints claim one MAC or address on a VLAN (the model then holds both, and the
+//!   datapath only one); from then on, no FDB entry or neighbour is one the model lacks.
+//! * The same picture given to the controller twice changes nothing (an update
+//!   converges at once); a refused attach or detach changes nothing.
 //!
 //! Its seeds in `corpus/cluster/` are written by `examples/seeds.rs` with
 //! [`crate::record`].
@@ -348,7 +354,7 @@ impl World {
                 self.replay = i64::from(args[1] % 4);
                 self.per_revision = args[2] & 1 != 0;
             }
-            8 => self.attach(args, chunk),
+            8 => self.attach(args),
             _ => {
                 let request = Request::Detach {
                     netns: self.namespaces[usize::from(args[0] % 4)].clone(),
@@ -363,7 +369,9 @@ impl World {
     /// bit 0, `h1` registers again; with bit 1, the view restarts from a snapshot.
     fn snapshot(&mut self, how: u8, chunk: &[u8]) {
         let own = self.wanted();
-        let mut fuzzed = lock(&self.store).snapshot(PREFIX).expect("the fake store is up");
+        let mut fuzzed = lock(&self.store)
+            .snapshot(PREFIX)
+            .expect("the fake store is up");
         let mut extra = Input::new(chunk);
         while !extra.is_empty() {
             let key = String::from_utf8_lossy(extra.chunk()).into_owned();
@@ -403,12 +411,14 @@ impl World {
             self.own = own;
         }
         if how & 2 != 0 {
-            let snapshot = lock(&self.store).snapshot(PREFIX).expect("the fake store is up");
+            let snapshot = lock(&self.store)
+                .snapshot(PREFIX)
+                .expect("the fake store is up");
             self.view = ClusterView::from_snapshot(&snapshot);
         }
     }
 
-    fn attach(&mut self, args: [u8; 4], _chunk: &[u8]) {
+    fn attach(&mut self, args: [u8; 4]) {
         let net = usize::from(args[1] & 1);
         let request = Request::Attach(AttachRequest {
             netns: self.namespaces[usize::from(args[0] % 4)].clone(),
@@ -477,9 +487,9 @@ impl World {
     fn update(&mut self) {
         let remote = self.view.remote(ME);
         self.controller.cluster_update(&mut self.fx, remote.clone());
-        let notes = self.controller.take_notes();
-        if std::env::var_os("CLUSTER_DEBUG").is_some() { eprintln!("  notes {notes:?}"); }
-        let applied = !notes
+        let applied = !self
+            .controller
+            .take_notes()
             .iter()
             .any(|note| matches!(note, Note::Warn(w) if w.starts_with(NOT_APPLIED)));
         self.check(Some(&remote), applied);
@@ -663,7 +673,9 @@ fn shares(model: &Model, tried: Option<&Remote>) -> bool {
                 .insert(owner);
         }
     }
-    macs.values().chain(ips.values()).any(|owners| owners.len() > 1)
+    macs.values()
+        .chain(ips.values())
+        .any(|owners| owners.len() > 1)
 }
 
 /// A watch response's events, one batch per revision.
@@ -674,7 +686,10 @@ fn batches(events: &[Event]) -> impl Iterator<Item = &[Event]> {
 /// The view built from the watch is what a snapshot of the store now gives.
 fn same_as_store(store: &FakeStore, view: &ClusterView) {
     let snapshot = store.snapshot(PREFIX).expect("the fake store is up");
-    assert!(view.revision <= snapshot.revision, "never ahead of the store");
+    assert!(
+        view.revision <= snapshot.revision,
+        "never ahead of the store"
+    );
     assert_eq!(
         store.events_since(PREFIX, view.revision + 1),
         Ok(Vec::new()),
@@ -729,9 +744,10 @@ fn fenced(own: &OwnKeys, snapshot: &Snapshot, resync: &Resync) {
                     ) && !own.endpoints.contains_key(key);
                     let address = key.starts_with(&addresses)
                         && !own.addresses.contains_key(key)
-                        && txn.compares.iter().any(
-                            |c| matches!(c, Compare::Value(k, v) if k == key && holds(v)),
-                        );
+                        && txn
+                            .compares
+                            .iter()
+                            .any(|c| matches!(c, Compare::Value(k, v) if k == key && holds(v)));
                     assert!(
                         endpoint || address,
                         "a resync deletes own stale keys: {key}"
@@ -741,9 +757,14 @@ fn fenced(own: &OwnKeys, snapshot: &Snapshot, resync: &Resync) {
         }
     }
     for key in &resync.conflicts {
-        let value = own.addresses.get(key).expect("a conflict is an own address");
+        let value = own
+            .addresses
+            .get(key)
+            .expect("a conflict is an own address");
         assert!(
-            stored.get(key.as_str()).is_some_and(|v| *v != value.as_slice()),
+            stored
+                .get(key.as_str())
+                .is_some_and(|v| *v != value.as_slice()),
             "held by another in the snapshot: {key}"
         );
     }
@@ -759,15 +780,7 @@ pub fn run(data: &[u8]) {
         let args = [input.byte(), input.byte(), input.byte(), input.byte()];
         let chunk = input.chunk();
         world.step(selector, args, chunk);
-        if std::env::var_os("CLUSTER_DEBUG").is_some() {
-            eprintln!("step {selector} {args:?} {:?}", String::from_utf8_lossy(chunk));
-            for kv in lock(&world.store).snapshot("").unwrap().kvs { eprintln!("   {} = {} (lease {})", kv.key, String::from_utf8_lossy(&kv.value), kv.lease); }
-        }
         world.follow();
         world.update();
-        if std::env::var_os("CLUSTER_DEBUG").is_some() {
-            let m = world.controller.model();
-            eprintln!("  => view rev {} peers {:?} cluster {:?} nets {:?} local {:?} remote {:?} shared {}", world.view.revision, m.peers, m.cluster.peers, m.networks.iter().map(|n| (&n.name, n.scope)).collect::<Vec<_>>(), m.networks.endpoints().iter().map(|e| (&e.network, e.ip)).collect::<Vec<_>>(), m.cluster.endpoints.iter().map(|e| (&e.endpoint.node, e.endpoint.ip, e.port)).collect::<Vec<_>>(), world.shared);
-        }
     }
 }

@@ -87,6 +87,8 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
                 now: daemon.now(),
                 unix_secs: unix_now(),
             };
+            // Decided against the store's latest picture, not one a batch behind.
+            daemon.apply_cluster();
             let answer = daemon.controller.handle(&mut daemon.system, clock, request);
             log_notes(&mut daemon.controller);
             answer

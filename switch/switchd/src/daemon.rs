@@ -44,6 +44,8 @@ const WAKE: Token = Token(2);
 /// Another switchd asks who owns our VTEP.
 const VTEP_CLAIM: Token = Token(3);
 const FIRST_CONN: usize = 16;
+/// The cluster store's changes are applied at most this often (the first at once).
+const CLUSTER_BATCH: Duration = Duration::from_millis(50);
 /// Control connections served at once. At the cap, a new one is let in by closing the
 /// connection idle the longest (see `conn`).
 const MAX_CONNS: usize = 256;
@@ -112,6 +114,8 @@ pub struct Daemon {
     pub cluster_view: Option<ClusterView>,
     /// When a change from the store was last applied.
     pub cluster_synced: Option<Instant>,
+    /// The picture changed since it was last applied to the controller.
+    cluster_dirty: bool,
     /// When this switchd started (seconds since the Unix epoch), for its registration.
     started_unix: u64,
 }
@@ -244,6 +248,7 @@ impl Daemon {
             signals,
             cluster_view: None,
             cluster_synced: None,
+            cluster_dirty: false,
             started_unix,
         })
     }
@@ -272,7 +277,13 @@ impl Daemon {
                 let idle = self.next_idle_check.map(|at| {
                     at.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
                 });
-                [aging, accepting, idle].into_iter().flatten().min()
+                let cluster = self.cluster_due().map(|at| {
+                    at.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
+                });
+                [aging, accepting, idle, cluster]
+                    .into_iter()
+                    .flatten()
+                    .min()
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -304,6 +315,7 @@ impl Daemon {
                 }
             }
             self.serve_conn_backlog();
+            self.apply_cluster_if_due();
             self.publish_own_keys();
             if self.accept_pending {
                 self.accept();
@@ -328,7 +340,6 @@ impl Daemon {
         if updates.is_empty() {
             return;
         }
-        let node = link.node().to_string();
         for update in updates {
             match update {
                 Update::Snapshot(snapshot) => {
@@ -341,11 +352,43 @@ impl Daemon {
                 }
             }
         }
-        let Some(view) = &self.cluster_view else {
+        self.cluster_dirty = self.cluster_view.is_some();
+        self.apply_cluster_if_due();
+    }
+
+    /// When the changed picture is applied: at once, unless it was applied less than
+    /// [`CLUSTER_BATCH`] ago (a burst of watch events is applied once per batch, not once
+    /// per event).
+    fn cluster_due(&self) -> Option<Instant> {
+        if !self.cluster_dirty {
+            return None;
+        }
+        Some(
+            self.cluster_synced
+                .map_or_else(Instant::now, |at| at + CLUSTER_BATCH),
+        )
+    }
+
+    /// Brings the controller in line with the store's picture, when it is due.
+    fn apply_cluster_if_due(&mut self) {
+        if self.cluster_due().is_none_or(|at| at > Instant::now()) {
+            return;
+        }
+        self.apply_cluster();
+    }
+
+    /// Brings the controller in line with the store's picture now, if it changed (a
+    /// request is about to be decided against the model).
+    pub fn apply_cluster(&mut self) {
+        if !self.cluster_dirty {
+            return;
+        }
+        let (Some(view), Some(link)) = (&self.cluster_view, &self.system.cluster) else {
             return;
         };
+        let remote = view.remote(link.node());
+        self.cluster_dirty = false;
         self.cluster_synced = Some(Instant::now());
-        let remote = view.remote(&node);
         self.controller.cluster_update(&mut self.system, remote);
         log_notes(&mut self.controller);
         self.publish_own_keys();

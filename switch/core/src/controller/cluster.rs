@@ -436,22 +436,25 @@ impl Controller {
             })
             .map(|(node, addr)| (node.clone(), *addr))
             .collect();
+        let wanted_of: std::collections::BTreeMap<&str, std::net::SocketAddr> =
+            wanted.iter().map(|(n, a)| (n.as_str(), *a)).collect();
         let stale: Vec<_> = new
             .cluster
             .peers
             .iter()
-            .filter(|(id, node)| {
-                !wanted
-                    .iter()
-                    .any(|(n, addr)| n == *node && new.peers.get(id) == Some(addr))
-            })
+            .filter(|(id, node)| wanted_of.get(node.as_str()) != new.peers.get(id))
             .map(|(id, _)| *id)
             .collect();
-        for id in stale {
-            new.remove_peer(id);
+        if !stale.is_empty() {
+            let stale: BTreeSet<_> = stale.into_iter().collect();
+            new.peers.retain(|id, _| !stale.contains(id));
+            new.cluster.peers.retain(|id, _| !stale.contains(id));
+            new.statics.retain(|_, port| !stale.contains(port));
+            // (Remote endpoints are made again below, behind the peers that stay.)
         }
+        let mut peer_ips: BTreeSet<std::net::IpAddr> = new.peers.values().map(|a| a.ip()).collect();
         for (node, addr) in &wanted {
-            if new.peers.values().any(|a| a.ip() == addr.ip()) {
+            if !peer_ips.insert(addr.ip()) {
                 continue;
             }
             let Some(id) = new.allocate_port_id() else {

@@ -252,17 +252,20 @@ pub fn sync(
             switch.set_port_policy(*id, policy.0, policy.1)?;
         }
     }
-    for (id, addr) in &old.peers {
-        if new.peers.get(id) != Some(addr) {
-            let _ = switch.remove_peer(addr.ip());
-        }
-    }
-    for (id, addr) in &new.peers {
-        if old.peers.get(id) != Some(addr) {
-            switch.add_peer(*id, *addr)?;
-            switch.set_path_mtu(addr.ip(), path_mtu(*addr))?;
-        }
-    }
+    let gone: Vec<_> = old
+        .peers
+        .iter()
+        .filter(|(id, addr)| new.peers.get(id) != Some(addr))
+        .map(|(_, addr)| addr.ip())
+        .collect();
+    switch.remove_peers(&gone);
+    let added: Vec<_> = new
+        .peers
+        .iter()
+        .filter(|(id, addr)| old.peers.get(id) != Some(addr))
+        .map(|(id, addr)| (*id, *addr, path_mtu(*addr)))
+        .collect();
+    switch.add_peers(&added)?;
     // The router: its port trunks every network's VLAN, and it has one interface per
     // network, whose gateway MAC is a static entry towards it.
     let (old_vlans, new_vlans) = (old.router_vlans(), new.router_vlans());
