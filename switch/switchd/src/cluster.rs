@@ -19,7 +19,7 @@
 //! When the store fails (a call times out, the watch or the keep-alive stream breaks,
 //! the lease is found expired) the session ends, the status says why, transactions fail
 //! at once with "cluster store unreachable at ...", and a new session is tried after a
-//! back-off (0.5 s doubling to 5 s). The new session re-registers under a new lease and
+//! back-off (0.5 s doubling to 5 s, each with up to a quarter more at random). The new session re-registers under a new lease and
 //! resyncs, so a node that was partitioned for longer than the TTL comes back whole.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -264,7 +264,9 @@ impl Agent {
                 backoff = FIRST_BACKOFF;
             }
             // Until the next try, transactions fail at once.
-            let retry = tokio::time::sleep(backoff);
+            // With up to a quarter more at random: nodes that lost the store together
+            // do not all come back (and read a snapshot) at the same instant.
+            let retry = tokio::time::sleep(jittered(backoff));
             tokio::pin!(retry);
             loop {
                 tokio::select! {
@@ -529,6 +531,15 @@ impl Agent {
         })
         .await
     }
+}
+
+/// `wait` plus up to a quarter of it, at random.
+fn jittered(wait: Duration) -> Duration {
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    wait + wait.mul_f64(f64::from(noise % 1000) / 4000.0)
 }
 
 /// `future`, or why it did not finish within [`TXN_TIMEOUT`].
