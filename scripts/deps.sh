@@ -24,6 +24,7 @@ command -v podman >/dev/null || need+=(podman)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [[ -x /usr/bin/etcd ]] || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v openssl >/dev/null || need+=(openssl)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,19 +86,8 @@ impl Cluster {
         } else {
             text += &format!("(etcdctl failed: {})\n", stderr(&out));
         }
-        // switchd's own lines, without the control requests (one line each) and the
-        // libraries' debug output.
         for (i, s) in self.switchds.iter().enumerate() {
-            let log = s.log();
-            let log: Vec<&str> = log
-                .lines()
-                .filter(|l| l.contains(" switchd::") && !l.contains(" switchd::ctl: "))
-                .collect();
-            text += &format!(
-                "--- {} log:\n{}\n",
-                node(i),
-                common::tail(&log.join("\n"), 40)
-            );
+            text += &format!("--- {} log:\n{}\n", node(i), own_log(s));
         }
         text
     }
@@ -287,6 +277,30 @@ impl Cluster {
             self.dump()
         );
     }
+}
+
+/// The tail of switchd's own lines, without the control requests (one line each) and
+/// the libraries' debug output.
+fn own_log(switchd: &Switchd) -> String {
+    let log = switchd.log();
+    let log: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" switchd::") && !l.contains(" switchd::ctl: "))
+        .collect();
+    common::tail(&log.join("\n"), 40)
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `swctl --json cluster status` against `switchd`; `None` when it fails.
+fn cluster_status(switchd: &Switchd) -> Option<Value> {
+    let out = switchd.swctl(&["--json", "cluster", "status"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 fn vtep(i: usize) -> String {
@@ -817,4 +831,217 @@ fn a_three_member_etcd_cluster_losing_one_keeps_serving() {
     for i in 0..3 {
         cl.wait_connected(i);
     }
+}
+
+/// A CA, an etcd server certificate naming `server_ip` (also good for clients, as etcd
+/// wants of it) and a client certificate, made with the openssl CLI (P-256 keys, valid
+/// two days) in a directory of the test's, removed on drop.
+struct Certs {
+    dir: PathBuf,
+    files: etcd::TlsFiles,
+}
+
+impl Certs {
+    fn new(server_ip: &str) -> Certs {
+        let dir = std::env::temp_dir().join(common::unique("pki"));
+        std::fs::create_dir_all(&dir).expect("the certificates' directory");
+        let certs = Certs {
+            files: etcd::TlsFiles {
+                ca: dir.join("ca.pem"),
+                server_cert: dir.join("server.pem"),
+                server_key: dir.join("server.key"),
+                client_cert: dir.join("client.pem"),
+                client_key: dir.join("client.key"),
+            },
+            dir,
+        };
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&certs.dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}",
+                stderr(&out)
+            );
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca = ["-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &new_key,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+                &["-days", "2", "-subj", "/CN=test-ca"],
+            ]
+            .concat(),
+        );
+        for (name, subject, usage) in [
+            (
+                "server",
+                "/CN=etcd",
+                format!("subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth,clientAuth\n"),
+            ),
+            (
+                "client",
+                "/CN=switchd",
+                "extendedKeyUsage=clientAuth\n".to_string(),
+            ),
+        ] {
+            let (key, csr, pem, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            std::fs::write(certs.dir.join(&ext), usage).expect("an extensions file");
+            openssl(
+                &[
+                    &["req"][..],
+                    &new_key,
+                    &["-keyout", &key, "-out", &csr, "-subj", subject],
+                ]
+                .concat(),
+            );
+            openssl(
+                &[
+                    &["x509", "-req", "-in", &csr][..],
+                    &ca,
+                    &["-out", &pem, "-days", "2", "-extfile", &ext],
+                ]
+                .concat(),
+            );
+        }
+        certs
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// TLS to the store, client certificates required: a switchd with one connects and
+/// registers; one with only the CA never connects and says why; a certificate without
+/// its key (or a key without its certificate) is refused at start.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn the_store_over_tls_needs_the_client_certificate() {
+    common::require_root();
+    const STORE: &str = "192.0.2.10";
+    // Dropped in reverse: the switchds, the hosts, etcd, the underlay, the certificates.
+    let certs = Certs::new(STORE);
+    let tls = &certs.files;
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    let (ca, cert, key) = (path(&tls.ca), path(&tls.client_cert), path(&tls.client_key));
+    let mut underlay = Underlay::new();
+    let store_ns = underlay.plug("e", STORE);
+    let etcd = Etcd::single_tls(&store_ns, STORE, tls);
+    let hosts: Vec<Netns> = (0..2).map(|i| underlay.plug("h", &vtep(i))).collect();
+    let url = etcd.url();
+    assert_eq!(url, "etcd://192.0.2.10:2379");
+    // Host `i`'s switchd flags, with `tls`.
+    let args = |i: usize, tls: &[&str]| -> Vec<String> {
+        let store = ["--cluster-store", &url].map(String::from);
+        let mut args = vec!["--vtep".into(), vtep(i), "--node".into(), node(i)];
+        args.extend(store);
+        args.extend(tls.iter().map(|a| a.to_string()));
+        args
+    };
+
+    for (half, flag) in [
+        (["--cluster-store-cert", &cert], "--cluster-store-cert"),
+        (["--cluster-store-key", &key], "--cluster-store-key"),
+    ] {
+        let full = args(0, &[&["--cluster-store-ca", &ca][..], &half].concat());
+        let out = common::switchd_refusing(&hosts[0], &strs(&full));
+        let said = stderr(&out);
+        assert!(!out.status.success(), "switchd ran with {flag} alone");
+        assert!(
+            said.contains("--cluster-store-cert and --cluster-store-key go together"),
+            "{flag} alone: {said:?}"
+        );
+    }
+
+    let full = args(
+        0,
+        &[
+            "--cluster-store-ca",
+            &ca,
+            "--cluster-store-cert",
+            &cert,
+            "--cluster-store-key",
+            &key,
+        ],
+    );
+    let h1 = Switchd::start_in(&hosts[0], &strs(&full));
+    let mut last = None;
+    let (status, took) = poll(HANG, || {
+        last = cluster_status(&h1);
+        last.clone().filter(|s| s["connected"] == true)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "h1 (with a client certificate) not connected after {HANG:?}: {last:?}\nlog:\n{}",
+            own_log(&h1)
+        )
+    });
+    println!("h1 connected over TLS after {took:?}: {status}");
+    assert_eq!(status["node"], "h1", "{status}");
+
+    let full = args(1, &["--cluster-store-ca", &ca]);
+    let h2 = Switchd::start_in(&hosts[1], &strs(&full));
+    let start = Instant::now();
+    let mut status = None;
+    while start.elapsed() < Duration::from_secs(6) {
+        status = cluster_status(&h2);
+        let now = status.as_ref().expect("h2 answers cluster status");
+        assert!(
+            now["connected"] == false,
+            "h2 connected without a client certificate: {now}\nlog:\n{}",
+            own_log(&h2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.unwrap();
+    let error = status["error"].as_str().unwrap_or_default();
+    println!("h2 without a client certificate: error {error:?}");
+    assert!(!error.is_empty(), "no error: {status}");
+    assert_ne!(
+        error,
+        "connecting",
+        "h2 still says only `connecting`: {status}\nlog:\n{}",
+        own_log(&h2)
+    );
+
+    // Only h1 registered: in h1's picture and in the store.
+    let mut last = None;
+    poll(HANG, || {
+        let out = h1.swctl(&["--json", "node", "ls"]);
+        let nodes: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let names: Vec<String> = nodes
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["name"].as_str().map(String::from))
+            .collect();
+        last = Some(names.clone());
+        (names == ["h1"]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("h1's node ls: {last:?}, not [h1]\nlog:\n{}", own_log(&h1)));
+    let registered: Vec<String> = etcd
+        .get_prefix("/switchyard/v1/nodes/")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(registered, ["/switchyard/v1/nodes/h1"]);
 }

@@ -360,7 +360,14 @@ impl Agent {
                 }
             }
         }
-        Err(reasons.join("; "))
+        let mut reason = reasons.join("; ");
+        let tls = &self.options.tls;
+        if tls.ca.is_some() && tls.cert.is_none() {
+            reason.push_str(
+                " (TLS without a client certificate: if etcd was started with --trusted-ca-file or --client-cert-auth, it wants one; give --cluster-store-cert and --cluster-store-key)",
+            );
+        }
+        Err(reason)
     }
 
     async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
