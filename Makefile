@@ -51,7 +51,7 @@ lint:
 # targets keep building and the bugs they found stay fixed.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
-FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file dns
+FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file dns cluster
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 FUZZ_DIR := switch/fuzz

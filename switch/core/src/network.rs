@@ -702,6 +702,31 @@ impl Networks {
         })
     }
 
+    /// Whether a network from elsewhere (a cluster's record) has a shape this node
+    /// would have made: subnet, gateway and MTU within the bounds [`Networks::plan`]
+    /// checks.
+    pub fn check_shape(subnet: Ipv4Net, gateway: Ipv4Addr, mtu: u32) -> Result<(), NetworkError> {
+        if subnet.addr() != subnet.network() {
+            return Err(NetworkError::HostBits { subnet });
+        }
+        if subnet.prefix_len() > 30 {
+            return Err(NetworkError::TooSmall(subnet));
+        }
+        if subnet.prefix_len() < MIN_PREFIX {
+            return Err(NetworkError::TooLarge(subnet));
+        }
+        if !subnet.contains(&gateway) {
+            return Err(NetworkError::GatewayOutside { gateway, subnet });
+        }
+        if gateway == subnet.network() || gateway == subnet.broadcast() {
+            return Err(NetworkError::GatewayNotHost { gateway, subnet });
+        }
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(NetworkError::Mtu(mtu));
+        }
+        Ok(())
+    }
+
     fn check_subnet(&self, subnet: Ipv4Net) -> Result<(), NetworkError> {
         if subnet.addr() != subnet.network() {
             return Err(NetworkError::HostBits { subnet });

@@ -556,11 +556,16 @@ impl World {
                 .endpoints
                 .iter()
                 .filter(|e| {
-                    model
-                        .networks
-                        .get(&e.network)
-                        .is_some_and(|n| n.scope == Scope::Global)
-                        && model.cluster.peers.values().any(|node| *node == e.node)
+                    // A global network's, behind a peer, and not one of this node's own
+                    // addresses or its gateway's MAC (those stay local).
+                    model.networks.get(&e.network).is_some_and(|n| {
+                        n.scope == Scope::Global && e.mac != n.router_mac()
+                    }) && model.cluster.peers.values().any(|node| *node == e.node)
+                        && !model
+                            .networks
+                            .endpoints()
+                            .iter()
+                            .any(|l| l.network == e.network && l.ip == e.ip)
                 })
                 .count();
             assert_eq!(

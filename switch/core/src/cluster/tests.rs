@@ -654,3 +654,58 @@ fn each_hosts_own_id_joins_one_global_network_and_forgetting_it_keeps_the_networ
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Conflict);
 }
+
+#[test]
+fn a_record_overwritten_by_junk_is_gone_as_a_snapshot_shows_it() {
+    let node = keys::value_of(&NodeRecord {
+        vtep: "192.0.2.2:4789".parse().unwrap(),
+        started: 0,
+    });
+    let key = Key::Node("h2".into()).path();
+    let mut view = ClusterView::default();
+    view.apply(&[Event {
+        kind: EventKind::Put,
+        key: key.clone(),
+        value: node,
+        revision: 1,
+    }]);
+    view.apply(&[Event {
+        kind: EventKind::Put,
+        key,
+        value: b"{junk".to_vec(),
+        revision: 2,
+    }]);
+    assert!(view.nodes.is_empty());
+    assert_eq!(view.unreadable, 1);
+}
+
+#[test]
+fn a_network_replaced_in_one_transaction_is_replaced_in_one_update() {
+    let store = store();
+    let mut h1 = Node::join(&store, "h1", 1);
+    let mut h2 = Node::join(&store, "h2", 2);
+    let blue: NetworkInfo = h1.call(global("blue", "10.40.0.0/16")).unwrap();
+    h2.sync(&store);
+    // Elsewhere, blue goes and red takes its VLAN, VNI and subnet, in one revision.
+    let old = store
+        .lock()
+        .unwrap()
+        .get(&Key::Network("blue".into()).path())
+        .unwrap()
+        .to_vec();
+    let old: NetworkRecord = serde_json::from_slice(&old).unwrap();
+    let red = NetworkRecord {
+        name: "red".into(),
+        id: "f".repeat(64),
+        ..old.clone()
+    };
+    let mut swap = keys::remove_network(&old);
+    swap.compares.clear();
+    swap.success.extend(keys::create_network(&red).success);
+    store.lock().unwrap().txn(&swap, None).unwrap();
+    h2.sync(&store);
+    let networks = &h2.controller.model().networks;
+    assert!(networks.get("blue").is_none());
+    let got = networks.get("red").expect("red in the same update");
+    assert_eq!((got.vlan, got.vni), (blue.vlan, blue.vni));
+}

@@ -7,7 +7,8 @@
 //!   it again): nothing is applied twice. A transaction's events share one revision and
 //!   arrive in one batch.
 //! * A record that does not parse (another version's, or junk) is skipped and counted,
-//!   never fatal; keys outside the layout are ignored.
+//!   never fatal, and replaces what the key held (the view is what a snapshot would
+//!   give); keys outside the layout are ignored.
 //! * An endpoint whose node has no live registration is not projected: a node's
 //!   endpoints vanish with it, even in the instant between its lease ending and the
 //!   deletions of its keys arriving.
@@ -91,10 +92,13 @@ impl ClusterView {
         applied
     }
 
-    fn put(&mut self, key: &str, value: &[u8]) {
-        let Some(key) = Key::parse(key) else {
+    fn put(&mut self, path: &str, value: &[u8]) {
+        let Some(key) = Key::parse(path) else {
             return;
         };
+        // What was there goes first: a record overwritten by one that does not parse is
+        // gone, as a snapshot would show it.
+        self.delete(path);
         let ok = match key {
             Key::Node(node) => parse(value).map(|r| self.nodes.insert(node, r)).is_some(),
             Key::Network(name) => parse(value)

@@ -11,7 +11,7 @@ use switchyard_encap::Vni;
 use super::model::{Model, RemoteEntry};
 use super::{Clock, ControlError, Controller, Effects, ErrorCode, NetworkInfo, Outcome};
 use crate::cluster::{keys, AddressRecord, EndpointRecord, Key, NetworkRecord, OwnKeys, Remote};
-use crate::network::{Network, NetworkConfig, Scope};
+use crate::network::{Network, NetworkConfig, Networks, Scope};
 use crate::wire::VlanId;
 
 /// Global networks get VNIs from here up, unless given one.
@@ -386,17 +386,37 @@ impl Controller {
     pub fn cluster_update(&mut self, fx: &mut dyn Effects, remote: Remote) {
         let mut new = self.model.clone();
         let mut skipped = Vec::new();
+        // First what goes (gone from the store, or made again with other settings), so
+        // that what comes may reuse its VLAN, VNI or subnet in the same update.
+        let stale: Vec<Network> = new
+            .networks
+            .iter()
+            .filter(|n| {
+                n.scope == Scope::Global
+                    && remote
+                        .networks
+                        .get(&n.name)
+                        .is_none_or(|record| !record.describes(n))
+            })
+            .cloned()
+            .collect();
+        for network in stale {
+            if !self.in_use(&new, &network.name) {
+                remove_network(&mut new, &network);
+            } else if !remote.networks.contains_key(&network.name) {
+                skipped.push(format!(
+                    "global network {} is gone from the cluster store, but this node still has endpoints on it; kept until they detach",
+                    network.name
+                ));
+            }
+        }
         for record in remote.networks.values() {
             match new.networks.get(&record.name) {
                 Some(local) if local.scope == Scope::Global && record.describes(local) => {}
-                Some(local) if local.scope == Scope::Global && !self.in_use(&new, &local.name) => {
-                    // Removed and created again with other settings, elsewhere.
-                    let old = local.clone();
-                    remove_network(&mut new, &old);
-                    if let Err(why) = add_global(&mut new, record) {
-                        skipped.push(why);
-                    }
-                }
+                Some(local) if local.scope == Scope::Global => skipped.push(format!(
+                    "the cluster's global network {} changed, but this node still has endpoints on the old one; kept until they detach",
+                    record.name
+                )),
                 Some(_) => skipped.push(format!(
                     "the cluster's global network {} is not used here: this node has another network by that name",
                     record.name
@@ -406,22 +426,6 @@ impl Controller {
                         skipped.push(why);
                     }
                 }
-            }
-        }
-        let gone: Vec<Network> = new
-            .networks
-            .iter()
-            .filter(|n| n.scope == Scope::Global && !remote.networks.contains_key(&n.name))
-            .cloned()
-            .collect();
-        for network in gone {
-            if self.in_use(&new, &network.name) {
-                skipped.push(format!(
-                    "global network {} is gone from the cluster store, but this node still has endpoints on it; kept until they detach",
-                    network.name
-                ));
-            } else {
-                remove_network(&mut new, &network);
             }
         }
         // Peers: every other node's VTEP, unless an operator's peer already is.
@@ -473,12 +477,22 @@ impl Controller {
             .iter()
             .map(|(id, node)| (node.as_str(), *id))
             .collect();
+        // An address this node's own endpoint has (the store lagging behind a release
+        // and a new claim) stays this node's: no entry sends its MAC into the tunnel.
+        let local: BTreeSet<(&str, Ipv4Addr)> = new
+            .networks
+            .endpoints()
+            .iter()
+            .map(|e| (e.network.as_str(), e.ip))
+            .collect();
         let endpoints = remote
             .endpoints
             .iter()
             .filter_map(|endpoint| {
                 let network = new.networks.get(&endpoint.network)?;
-                if network.scope != Scope::Global {
+                let clashes = local.contains(&(endpoint.network.as_str(), endpoint.ip))
+                    || endpoint.mac == network.router_mac();
+                if network.scope != Scope::Global || clashes {
                     return None;
                 }
                 let port = *port_of.get(endpoint.node.as_str())?;
@@ -544,6 +558,12 @@ fn add_global(model: &mut Model, record: &NetworkRecord) -> Result<(), String> {
             record.name
         )
     };
+    if let Err(err) = Networks::check_shape(record.subnet, record.gateway, record.mtu) {
+        return Err(clash(err.to_string()));
+    }
+    if record.ip_range.is_some_and(|r| !record.subnet.contains(&r)) {
+        return Err(clash("its IP range is outside its subnet".into()));
+    }
     if let Some(other) = model
         .networks
         .iter()

@@ -286,6 +286,8 @@ pub fn sync(
     let mut router = dp.router();
     // A network that stays on its VLAN (its next address moved on) keeps its interface
     // and neighbours; `set_interface` below updates it in place.
+    // VLANs whose interface goes (and perhaps comes back): their neighbours went with it.
+    let mut reset = std::collections::BTreeSet::new();
     for network in old.networks.iter() {
         let stays = new
             .networks
@@ -294,6 +296,7 @@ pub fn sync(
         if !stays {
             switch.fdb().remove(network.vlan, network.router_mac());
             router.remove_interface(network.vlan);
+            reset.insert(network.vlan);
         }
     }
     for network in new.networks.iter() {
@@ -324,7 +327,8 @@ pub fn sync(
             continue;
         };
         let known = old.networks.endpoints().contains(endpoint)
-            && old.networks.get(&endpoint.network).map(|n| n.vlan) == Some(network.vlan);
+            && old.networks.get(&endpoint.network).map(|n| n.vlan) == Some(network.vlan)
+            && !reset.contains(&network.vlan);
         if !known {
             router.set_static_neighbor(network.vlan, endpoint.ip, endpoint.mac);
         }
@@ -365,6 +369,13 @@ pub fn sync(
             .add_static(entry.vlan, entry.endpoint.mac, entry.port)?;
         dp.router()
             .set_remote_neighbor(entry.vlan, entry.endpoint.ip, entry.endpoint.mac);
+    }
+    // Those that stayed, on a VLAN whose interface was made again.
+    for entry in new.cluster.endpoints.intersection(&old.cluster.endpoints) {
+        if reset.contains(&entry.vlan) {
+            dp.router()
+                .set_remote_neighbor(entry.vlan, entry.endpoint.ip, entry.endpoint.mac);
+        }
     }
     Ok(())
 }
