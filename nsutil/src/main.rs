@@ -18,6 +18,15 @@ use switchyard::port::PortMode;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
 use switchyard_os::client::ClientError;
 
+/// `println!` that does not panic when the reader has gone (`nsutil attach red | head -1`):
+/// what nsutil did is done either way, and saying so is best effort.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Create network namespaces and attach them to switchd.
 #[derive(Parser, Debug)]
 #[command(name = "nsutil", version)]
@@ -202,7 +211,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Create { name } => {
             let created = netns::create(&name)?;
-            println!(
+            say!(
                 "created network namespace {created} ({})",
                 created.path().display()
             );
@@ -210,8 +219,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Delete { name } => delete(&cli.socket, &name)?,
         Command::Attach(args) => attach_cmd(&cli.socket, args)?,
         Command::Detach { netns, ifname } => match attach::detach(&cli.socket, &netns, &ifname)? {
-            Some(port) => println!("detached {netns}/{ifname}: port {}", port.id),
-            None => println!("{netns}/{ifname} was not attached; nothing to do"),
+            Some(port) => say!("detached {netns}/{ifname}: port {}", port.id),
+            None => say!("{netns}/{ifname} was not attached; nothing to do"),
         },
         Command::Ls { json } => ls(&cli.socket, json)?,
     }
@@ -262,7 +271,7 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
     if args.json {
         print_json(&attachment)?;
     } else {
-        println!("{attachment}");
+        say!("{attachment}");
     }
     point_resolver_at_gateway(socket, &options.netns, &attachment, !args.json);
     Ok(())
@@ -290,9 +299,9 @@ fn point_resolver_at_gateway(
     let root = Path::new(nsutil::resolv::NETNS_ETC);
     match nsutil::resolv::point_at_gateway(root, name, gateway, network) {
         Ok(nsutil::resolv::Written::Ours(path)) if say => {
-            println!("{}: nameserver {gateway} (switchd's DNS)", path.display())
+            say!("{}: nameserver {gateway} (switchd's DNS)", path.display())
         }
-        Ok(nsutil::resolv::Written::Theirs(path)) if say => println!(
+        Ok(nsutil::resolv::Written::Theirs(path)) if say => say!(
             "{} is not nsutil's: left as it is (switchd's DNS answers on {gateway})",
             path.display()
         ),
@@ -310,7 +319,7 @@ fn delete(socket: &Path, name: &str) -> Result<()> {
         Ok(netns) => match attach::detach_all(socket, &netns) {
             Ok(ports) => {
                 for port in ports {
-                    println!("detached {reference}/{}: port {}", port.ifname, port.id);
+                    say!("detached {reference}/{}: port {}", port.ifname, port.id);
                 }
             }
             Err(AttachError::Switchd {
@@ -330,7 +339,7 @@ fn delete(socket: &Path, name: &str) -> Result<()> {
     if let Err(err) = nsutil::resolv::remove(Path::new(nsutil::resolv::NETNS_ETC), name) {
         eprintln!("nsutil: cannot remove {name}'s resolver file: {err}");
     }
-    println!("deleted network namespace {name}");
+    say!("deleted network namespace {name}");
     Ok(())
 }
 
@@ -464,6 +473,6 @@ fn ls(socket: &Path, json: bool) -> Result<()> {
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode the answer as JSON")?;
-    println!("{text}");
+    say!("{text}");
     Ok(())
 }
