@@ -98,7 +98,7 @@ impl ClusterView {
         };
         // What was there goes first: a record overwritten by one that does not parse is
         // gone, as a snapshot would show it.
-        self.delete(path);
+        self.forget(&key);
         let ok = match key {
             Key::Node(node) => parse(value).map(|r| self.nodes.insert(node, r)).is_some(),
             Key::Network(name) => parse(value)
@@ -119,21 +119,28 @@ impl ClusterView {
         }
     }
 
-    fn delete(&mut self, key: &str) {
-        match Key::parse(key) {
-            Some(Key::Node(node)) => {
-                self.nodes.remove(&node);
+    fn delete(&mut self, path: &str) {
+        if let Some(key) = Key::parse(path) {
+            self.forget(&key);
+        }
+    }
+
+    /// Drops what the view holds under `key`.
+    fn forget(&mut self, key: &Key) {
+        match key {
+            Key::Node(node) => {
+                self.nodes.remove(node);
             }
-            Some(Key::Network(name)) => {
-                self.networks.remove(&name);
+            Key::Network(name) => {
+                self.networks.remove(name);
             }
-            Some(Key::Address { network, ip }) => {
-                self.addresses.remove(&(network, ip));
+            Key::Address { network, ip } => {
+                self.addresses.remove(&(network.clone(), *ip));
             }
-            Some(Key::Endpoint { network, node, ip }) => {
-                self.endpoints.remove(&(network, node, ip));
+            Key::Endpoint { network, node, ip } => {
+                self.endpoints.remove(&(network.clone(), node.clone(), *ip));
             }
-            Some(Key::Vni(_) | Key::Vlan(_)) | None => {}
+            Key::Vni(_) | Key::Vlan(_) => {}
         }
     }
 

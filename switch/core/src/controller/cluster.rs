@@ -20,12 +20,6 @@ const FIRST_GLOBAL_VNI: u32 = 4096;
 /// Each (network, address) of a global network the model holds: its endpoints' and
 /// its reservations'.
 fn global_addresses(model: &Model) -> BTreeSet<(String, Ipv4Addr)> {
-    let global = |name: &str| {
-        model
-            .networks
-            .get(name)
-            .is_some_and(|n| n.scope == Scope::Global)
-    };
     let endpoints = model
         .networks
         .endpoints()
@@ -38,8 +32,16 @@ fn global_addresses(model: &Model) -> BTreeSet<(String, Ipv4Addr)> {
         .map(|r| (r.network.clone(), r.ip));
     endpoints
         .chain(reservations)
-        .filter(|(network, _)| global(network))
+        .filter(|(network, _)| is_global(model, network))
         .collect()
+}
+
+/// Whether `network` is one of the model's global networks.
+fn is_global(model: &Model, network: &str) -> bool {
+    model
+        .networks
+        .get(network)
+        .is_some_and(|n| n.scope == Scope::Global)
 }
 
 fn no_cluster() -> ControlError {
@@ -58,10 +60,10 @@ impl Controller {
         self.lost_claim = None;
         let before = global_addresses(&self.model);
         let after = global_addresses(&new);
-        let claims: Vec<(String, Ipv4Addr)> = after.difference(&before).cloned().collect();
-        if claims.is_empty() && before == after {
+        if before == after {
             return self.commit_local(fx, new, failed);
         }
+        let claims: Vec<(String, Ipv4Addr)> = after.difference(&before).cloned().collect();
         let node = fx.cluster_node().ok_or_else(no_cluster)?;
         let holder = AddressRecord { node };
         let mut claimed = Vec::new();
@@ -155,15 +157,9 @@ impl Controller {
                 "VNI {vni} is already used here or in the cluster; pick another (or none)"
             )));
         }
-        let busy: BTreeSet<VlanId> = self
-            .model
-            .vni_map
-            .keys()
-            .copied()
-            .chain(self.model.ports.values().flat_map(|p| p.mode.vlans()))
-            .chain(self.model.networks.iter().map(|n| n.vlan))
-            .chain(self.remote.networks.values().map(|n| n.vlan))
-            .collect();
+        let mut busy = self.busy_vlans();
+        busy.extend(self.model.networks.iter().map(|n| n.vlan));
+        busy.extend(self.remote.networks.values().map(|n| n.vlan));
         // From the top down: local networks take VLANs from the bottom up.
         let vlan = (1..=VlanId::MAX)
             .rev()
@@ -178,11 +174,7 @@ impl Controller {
             id: None,
             ..config.clone()
         };
-        let host_routes = if config.internal {
-            Vec::new()
-        } else {
-            fx.host_routes()?
-        };
+        let host_routes = super::routes_to_avoid(fx, config.internal)?;
         let mut network = self.model.networks.plan(
             &config,
             fx.random_id()?,
@@ -350,12 +342,7 @@ impl Controller {
             ..OwnKeys::default()
         };
         for endpoint in self.model.networks.endpoints() {
-            let global = self
-                .model
-                .networks
-                .get(&endpoint.network)
-                .is_some_and(|n| n.scope == Scope::Global);
-            if !global {
+            if !is_global(&self.model, &endpoint.network) {
                 continue;
             }
             let key = Key::Endpoint {
@@ -401,7 +388,7 @@ impl Controller {
             .cloned()
             .collect();
         for network in stale {
-            if !self.in_use(&new, &network.name) {
+            if !in_use(&new, &network.name) {
                 remove_network(&mut new, &network);
             } else if !remote.networks.contains_key(&network.name) {
                 skipped.push(format!(
@@ -430,7 +417,7 @@ impl Controller {
         }
         // Peers: every other node's VTEP, unless an operator's peer already is.
         let vtep = fx.vtep();
-        let wanted: Vec<(String, std::net::SocketAddr)> = remote
+        let wanted: std::collections::BTreeMap<&str, std::net::SocketAddr> = remote
             .peers
             .iter()
             .filter(|(_, addr)| {
@@ -438,15 +425,13 @@ impl Controller {
                     local.ip() != addr.ip() && local.is_ipv4() == addr.is_ipv4()
                 })
             })
-            .map(|(node, addr)| (node.clone(), *addr))
+            .map(|(node, addr)| (node.as_str(), *addr))
             .collect();
-        let wanted_of: std::collections::BTreeMap<&str, std::net::SocketAddr> =
-            wanted.iter().map(|(n, a)| (n.as_str(), *a)).collect();
         let stale: Vec<_> = new
             .cluster
             .peers
             .iter()
-            .filter(|(id, node)| wanted_of.get(node.as_str()) != new.peers.get(id))
+            .filter(|(id, node)| wanted.get(node.as_str()) != new.peers.get(id))
             .map(|(id, _)| *id)
             .collect();
         if !stale.is_empty() {
@@ -468,7 +453,7 @@ impl Controller {
             let mtu = fx.path_mtu(*addr);
             self.path_mtus.insert(addr.ip(), mtu);
             new.peers.insert(id, *addr);
-            new.cluster.peers.insert(id, node.clone());
+            new.cluster.peers.insert(id, node.to_string());
         }
         // Remote endpoints, behind their node's tunnel port.
         let port_of: std::collections::BTreeMap<&str, crate::port::PortId> = new
@@ -516,16 +501,6 @@ impl Controller {
                 self.warn(err.to_string());
             }
         }
-    }
-
-    /// Whether this node has endpoints or reservations on network `name`.
-    fn in_use(&self, model: &Model, name: &str) -> bool {
-        model.networks.endpoints_of(name).next().is_some()
-            || model
-                .networks
-                .reservations()
-                .iter()
-                .any(|r| r.network == name)
     }
 
     /// Endpoints of global networks on other nodes, for `network inspect`.
@@ -615,4 +590,14 @@ fn remove_network(model: &mut Model, network: &Network) {
         .cluster
         .endpoints
         .retain(|e| e.endpoint.network != network.name);
+}
+
+/// Whether this node has endpoints or reservations on network `name`.
+fn in_use(model: &Model, name: &str) -> bool {
+    model.networks.endpoints_of(name).next().is_some()
+        || model
+            .networks
+            .reservations()
+            .iter()
+            .any(|r| r.network == name)
 }

@@ -1510,11 +1510,7 @@ impl Controller {
         fx: &mut dyn Effects,
         internal: bool,
     ) -> Outcome<crate::control::Suggested> {
-        let host_routes = if internal {
-            Vec::new()
-        } else {
-            fx.host_routes()?
-        };
+        let host_routes = routes_to_avoid(fx, internal)?;
         Ok(crate::control::Suggested {
             subnet: self.model.networks.free_subnet(&host_routes)?,
         })
@@ -1550,6 +1546,16 @@ impl Controller {
         Ok(self.port_info(fx, id))
     }
 
+    /// The VLANs ports and the overlay's map use: what a new network must not take.
+    fn busy_vlans(&self) -> std::collections::BTreeSet<VlanId> {
+        self.model
+            .vni_map
+            .keys()
+            .copied()
+            .chain(self.model.ports.values().flat_map(|p| p.mode.vlans()))
+            .collect()
+    }
+
     fn network_create(
         &mut self,
         fx: &mut dyn Effects,
@@ -1559,18 +1565,8 @@ impl Controller {
         if config.scope == crate::network::Scope::Global {
             return self.network_create_global(fx, clock, config);
         }
-        let host_routes = if config.internal {
-            Vec::new()
-        } else {
-            fx.host_routes()?
-        };
-        let busy: Vec<VlanId> = self
-            .model
-            .vni_map
-            .keys()
-            .copied()
-            .chain(self.model.ports.values().flat_map(|p| p.mode.vlans()))
-            .collect();
+        let host_routes = routes_to_avoid(fx, config.internal)?;
+        let busy = self.busy_vlans();
         if config.vni.is_some() && fx.vtep().is_none() {
             return Err(ControlError::new(
                 ErrorCode::NoOverlay,
@@ -1663,6 +1659,16 @@ fn intents(old: &Model, new: &Model) -> BTreeMap<PortId, (SavedPort, Pending)> {
         }
     }
     intents
+}
+
+/// The host's routes a network must not overlap: none for an internal one, which is not
+/// routed.
+fn routes_to_avoid(fx: &mut dyn Effects, internal: bool) -> Outcome<Vec<Ipv4Net>> {
+    if internal {
+        Ok(Vec::new())
+    } else {
+        fx.host_routes()
+    }
 }
 
 /// How many addresses an attach may lose to other nodes' claims before it gives up.
