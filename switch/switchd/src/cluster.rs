@@ -490,9 +490,7 @@ impl Agent {
     /// and hands the snapshot over. Returns its revision.
     async fn register(&mut self, client: &mut etcd::Client, lease: i64) -> Result<i64, String> {
         let snapshot = timeout(read_snapshot(client)).await?;
-        let mut own = self.own.clone();
-        own.node = self.options.node.clone();
-        let resync = own.resync(&snapshot);
+        let resync = self.own.resync(&snapshot);
         for key in &resync.conflicts {
             tracing::warn!(%key, "cluster store: an address this node uses is held by another node");
         }
@@ -506,20 +504,23 @@ impl Agent {
             status.error = None;
             status.lease = Some(format!("{lease:x}"));
             status.registrations += 1;
-            status.revision = snapshot.revision;
         }
         tracing::info!(store = %self.options.url, node = %self.options.node, lease = format!("{lease:x}"), keys = snapshot.kvs.len(), "cluster store: registered");
-        let revision = snapshot.revision;
-        self.notify(Update::Snapshot(snapshot));
-        Ok(revision)
+        Ok(self.hand_over(snapshot))
     }
 
+    /// A fresh snapshot for the control thread (the watch's revision was compacted).
     async fn snapshot(&mut self, client: &mut etcd::Client) -> Result<i64, String> {
         let snapshot = timeout(read_snapshot(client)).await?;
+        Ok(self.hand_over(snapshot))
+    }
+
+    /// Gives the control thread `snapshot`; returns its revision, where the watch goes on.
+    fn hand_over(&self, snapshot: Snapshot) -> i64 {
         let revision = snapshot.revision;
         lock(&self.status).revision = revision;
         self.notify(Update::Snapshot(snapshot));
-        Ok(revision)
+        revision
     }
 
     async fn watch(

@@ -91,6 +91,9 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
             daemon.apply_cluster();
             let answer = daemon.controller.handle(&mut daemon.system, clock, request);
             log_notes(&mut daemon.controller);
+            if audit.is_some() {
+                daemon.publish_own_keys();
+            }
             answer
         }
     };

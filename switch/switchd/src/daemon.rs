@@ -316,7 +316,6 @@ impl Daemon {
             }
             self.serve_conn_backlog();
             self.apply_cluster_if_due();
-            self.publish_own_keys();
             if self.accept_pending {
                 self.accept();
             }
@@ -394,8 +393,9 @@ impl Daemon {
         self.publish_own_keys();
     }
 
-    /// Tells the cluster thread what this node's keys in the store should be now.
-    fn publish_own_keys(&mut self) {
+    /// Tells the cluster thread what this node's keys in the store should be now (after
+    /// a change of the model: a request, the cluster's own update).
+    pub fn publish_own_keys(&mut self) {
         let Some(link) = self.system.cluster.as_mut() else {
             return;
         };
