@@ -130,6 +130,17 @@ impl Node {
         network: &str,
         name: Option<&str>,
     ) -> Result<Ipv4Addr, ControlError> {
+        self.attach_at(netns, network, name, None)
+    }
+
+    /// Attaches namespace `netns` (made for it) to `network`, at `ip` if given.
+    fn attach_at(
+        &mut self,
+        netns: &str,
+        network: &str,
+        name: Option<&str>,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, ControlError> {
         let path = self.fx.add_namespace(netns);
         let attached: Attached = self.call(Request::Attach(AttachRequest {
             netns: path,
@@ -139,7 +150,7 @@ impl Node {
             },
             label: None,
             network: Some(network.into()),
-            ip: None,
+            ip,
             container_id: None,
             prefix_len: None,
             mac: None,
@@ -307,27 +318,7 @@ fn an_address_asked_for_that_another_node_holds_is_refused() {
     let _: NetworkInfo = h1.call(global("blue", "10.40.0.0/24")).unwrap();
     let mut h2 = Node::join(&store, "h2", 2);
     let taken = h1.attach("a", "blue", None).unwrap();
-    let path = h2.fx.add_namespace("b");
-    let err = h2
-        .call::<Attached>(Request::Attach(AttachRequest {
-            netns: path,
-            ifname: "eth0".into(),
-            mode: PortMode::Access {
-                vlan: VlanId::new(10).unwrap(),
-            },
-            label: None,
-            network: Some("blue".into()),
-            ip: Some(taken),
-            container_id: None,
-            prefix_len: None,
-            mac: None,
-            addresses: Vec::new(),
-            port_security: None,
-            published: Vec::new(),
-            name: None,
-            aliases: Vec::new(),
-        }))
-        .unwrap_err();
+    let err = h2.attach_at("b", "blue", None, Some(taken)).unwrap_err();
     assert_eq!(err.code, ErrorCode::AddressUnavailable);
     assert!(err.message.contains("another node"), "{err}");
     assert!(h2.controller.model().ports.is_empty());
