@@ -17,6 +17,81 @@ build:
 build-debug:
 	$(CARGO) build --workspace --bins
 
+# Installing (docs/operations.md#install) copies what `make build` built, from BUILD_DIR,
+# into $(DESTDIR)$(PREFIX). It builds only when a binary is missing, so that
+# `make build && sudo make install` never compiles as root; `BUILD_DIR=target/debug` takes
+# the debug build instead (the install test does, as `make test` builds no release). The
+# daemons go in sbin with man pages in section 8, the tools in bin with section 1; the
+# CNI plugin also where runtimes look for plugins, outside PREFIX as they expect. Man
+# pages and completions come from each binary's own clap definitions (a hidden
+# `--generate-man DIR`; `swctl completion SHELL`), written to a scratch directory first
+# so that their modes do not depend on the caller's umask.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD_DIR ?= target/release
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+CNI_BIN_DIR ?= /opt/cni/bin
+BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
+ZSH_COMPLETION_DIR ?= $(PREFIX)/share/zsh/site-functions
+FISH_COMPLETION_DIR ?= $(PREFIX)/share/fish/vendor_completions.d
+DAEMONS := switchd switchyard-docker
+TOOLS := swctl nsutil switchyard-cni
+# The binaries with subcommands, and so man pages per subcommand and completions.
+COMMANDS := swctl nsutil
+UNITS := switchd.service switchyard-docker.service
+# A Debian package (`make deb`): dpkg-deb over a `make install PREFIX=/usr` tree
+# (scripts/deb.sh), into DEB_DIR.
+DEB_DIR ?= target/debian
+
+.PHONY: install uninstall deb
+
+install:
+	@missing=; for b in $(DAEMONS) $(TOOLS); do [ -x $(BUILD_DIR)/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$(BUILD_DIR)" = target/release ]; then $(MAKE) build; \
+	  else echo "install: $(BUILD_DIR) lacks$$missing; build them first" >&2; exit 1; fi; \
+	fi
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(CNI_BIN_DIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(BASH_COMPLETION_DIR) $(DESTDIR)$(ZSH_COMPLETION_DIR) $(DESTDIR)$(FISH_COMPLETION_DIR)
+	install -m 755 $(addprefix $(BUILD_DIR)/,$(TOOLS)) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(addprefix $(BUILD_DIR)/,$(DAEMONS)) $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(BUILD_DIR)/switchyard-cni $(DESTDIR)$(CNI_BIN_DIR)/
+	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	mkdir "$$scratch/man"; \
+	for b in $(DAEMONS) $(COMMANDS); do $(BUILD_DIR)/$$b --generate-man "$$scratch/man"; done; \
+	for b in $(COMMANDS); do \
+	  $(BUILD_DIR)/$$b completion bash >"$$scratch/$$b.bash"; \
+	  $(BUILD_DIR)/$$b completion zsh >"$$scratch/_$$b"; \
+	  $(BUILD_DIR)/$$b completion fish >"$$scratch/$$b.fish"; \
+	  install -m 644 "$$scratch/$$b.bash" $(DESTDIR)$(BASH_COMPLETION_DIR)/$$b; \
+	  install -m 644 "$$scratch/_$$b" $(DESTDIR)$(ZSH_COMPLETION_DIR)/_$$b; \
+	  install -m 644 "$$scratch/$$b.fish" $(DESTDIR)$(FISH_COMPLETION_DIR)/$$b.fish; \
+	done; \
+	install -m 644 "$$scratch"/man/*.1 $(DESTDIR)$(MANDIR)/man1/; \
+	install -m 644 "$$scratch"/man/*.8 $(DESTDIR)$(MANDIR)/man8/; \
+	for u in $(UNITS); do \
+	  sed 's|^ExecStart=/usr/local/sbin/|ExecStart=$(SBINDIR)/|' dist/$$u >"$$scratch/$$u"; \
+	  install -m 644 "$$scratch/$$u" $(DESTDIR)$(UNITDIR)/$$u; \
+	done; \
+	echo "install: installed under $(DESTDIR)$(PREFIX) (and $(DESTDIR)$(CNI_BIN_DIR)/switchyard-cni)"
+
+# Removes what `make install` put there (same PREFIX and DESTDIR); the state directory
+# and /etc/default files stay.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(SBINDIR)/,$(DAEMONS)) \
+	  $(DESTDIR)$(CNI_BIN_DIR)/switchyard-cni $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \
+	  $(foreach d,$(DAEMONS),$(DESTDIR)$(MANDIR)/man8/$(d).8) \
+	  $(foreach c,$(COMMANDS),$(DESTDIR)$(MANDIR)/man1/$(c).1 $(DESTDIR)$(MANDIR)/man1/$(c)-*.1 \
+	    $(DESTDIR)$(BASH_COMPLETION_DIR)/$(c) $(DESTDIR)$(ZSH_COMPLETION_DIR)/_$(c) \
+	    $(DESTDIR)$(FISH_COMPLETION_DIR)/$(c).fish)
+
+deb:
+	@BUILD_DIR=$(BUILD_DIR) DEB_DIR=$(DEB_DIR) MAKE=$(MAKE) scripts/deb.sh
+
 demo: deps build
 	@scripts/demo.sh
 
@@ -51,7 +126,7 @@ lint:
 # targets keep building and the bugs they found stay fixed.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
-FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file dns cluster
+FUZZ_TARGETS := wire_views datapath vxlan router control_json cni_config state_file dns cluster inspect
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 FUZZ_DIR := switch/fuzz

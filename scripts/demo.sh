@@ -5,6 +5,8 @@
 # nftables, which must never happen in this machine's namespace), two networks, IPAM,
 # the gateway, isolation, the uplink and masquerade. Cleans everything up.
 # Uses its own sockets and state directories, so it never touches a switchd already running.
+# DEMO_PREFIX names its namespaces (default sy-demo-PID, so two demos never collide).
+# Plain text when stdout is not a terminal (`make demo | less`), or with NO_COLOR set.
 set -euo pipefail
 
 bin=${BIN:-target/release}
@@ -13,15 +15,28 @@ for tool in switchd swctl nsutil; do
 done
 [[ $(id -u) == 0 ]] || { echo "demo: run as root (it creates namespaces and TAPs)" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/switchyard-demo.XXXXXX)
+prefix=${DEMO_PREFIX:-sy-demo-$$}
+# Namespace names: letters, digits, '.', '_' and '-', and room for "-host" after them.
+if [[ ! $prefix =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$ ]]; then
+  echo "demo: DEMO_PREFIX=$prefix is not a name prefix: use up to 40 letters, digits, '.', '_' or '-'" >&2
+  exit 2
+fi
+for ns in red blue host out web db oth; do
+  if [[ -e /run/netns/$prefix-$ns ]]; then
+    echo "demo: namespace $prefix-$ns exists already; choose another DEMO_PREFIX" >&2
+    exit 1
+  fi
+done
+
+work=$(mktemp -d "/tmp/switchyard-$prefix.XXXXXX")
 export SWITCHYARD_SOCKET=$work/switchd.sock
-red=sy-demo-red-$$
-blue=sy-demo-blue-$$
-host=sy-demo-host-$$
-outside=sy-demo-out-$$
-web=sy-demo-web-$$
-db=sy-demo-db-$$
-other=sy-demo-oth-$$
+red=$prefix-red
+blue=$prefix-blue
+host=$prefix-host
+outside=$prefix-out
+web=$prefix-web
+db=$prefix-db
+other=$prefix-oth
 switchd_pid=
 host_switchd_pid=
 
@@ -48,7 +63,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 && -z ${NO_COLOR:-} ]]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 step "start switchd"
@@ -121,6 +140,9 @@ ping_says "$host" 10.10.0.50 "host namespace -> db (through the uplink)"
 ping_says "$web" 192.168.201.2 "web -> outside (blue masquerades)"
 ping_says "$other" 192.168.201.2 "red container -> outside (red does not)"
 show "$bin/swctl" router show
+
+step "the whole switch in one view (also: swctl show --format dot | dot -Tsvg)"
+show "$bin/swctl" show
 
 step "clean up"
 echo "removing namespaces, TAPs and both switchds"

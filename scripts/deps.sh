@@ -25,6 +25,20 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 [[ -x /usr/bin/etcd ]] || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v openssl >/dev/null || need+=(openssl)
+# The install tests (tools/tests/install.rs) check the units with systemd-analyze (only
+# the tool: nothing starts, and the machine needs no running systemd), render the man
+# pages with man, and `make deb` finds the package's dependencies with dpkg-shlibdeps
+# and strips the binaries with binutils' strip.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v man >/dev/null || need+=(man-db)
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+command -v strip >/dev/null || need+=(binutils)
+# The `swctl show --format dot` test renders the graph with Graphviz's dot.
+command -v dot >/dev/null || need+=(graphviz)
+# The metrics test parses switchd's /metrics with the Prometheus client's own parser,
+# in Debian's python3 (/usr/bin/python3: another python3 on PATH does not see it).
+/usr/bin/python3 -c 'import prometheus_client.parser' 2>/dev/null ||
+  need+=(python3-prometheus-client)
 
 if ((${#need[@]})); then
   if [[ $(id -u) != 0 ]]; then

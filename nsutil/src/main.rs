@@ -27,13 +27,23 @@ macro_rules! say {
     }};
 }
 
+/// What every `--help` ends with (docs/operations.md has the table).
+const EXIT_STATUS: &str = "\
+Exit status: 0 done; 1 the operation failed (the kernel or switchd refused it, or switchd
+could not be reached); 2 bad usage. Errors are one line on stderr:
+`nsutil: what failed: why; what to do`.";
+
 /// Create network namespaces and attach them to switchd.
 #[derive(Parser, Debug)]
-#[command(name = "nsutil", version)]
+#[command(name = "nsutil", version, after_help = EXIT_STATUS)]
 struct Cli {
     /// switchd's control socket.
-    #[arg(long, global = true, value_name = "PATH", env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "PATH", env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+
+    /// Print JSON (attach, ls).
+    #[arg(long, global = true, help_heading = "Global options")]
+    json: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -62,10 +72,11 @@ enum Command {
         ifname: String,
     },
     /// List the namespaces under /run/netns and the switchd ports in each.
-    Ls {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+    Ls,
+    /// Print the completion script of a shell (`nsutil completion bash`).
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -76,16 +87,17 @@ struct AttachArgs {
     netns: NetnsRef,
 
     /// Attach to this switchd network (`swctl network create`): it assigns the address
-    /// (or takes --ip), gateway route, VLAN and MTU.
+    /// (or takes --ip), gateway route, VLAN, MAC and MTU, so not with --trunk, --vlan,
+    /// --gw, --mac or --mtu.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["trunk", "vlan", "gw", "mac", "mtu"])]
     network: Option<String>,
 
-    /// Access port with this address and prefix, e.g. 10.0.0.1/24; with --network, the
-    /// address to take from the network's subnet, e.g. 10.10.0.50.
+    /// Access port with this address and prefix, e.g. 10.0.0.1/24 (not with --trunk); with
+    /// --network, the address to take from the network's subnet, e.g. 10.10.0.50.
     #[arg(long, value_name = "CIDR", conflicts_with = "trunk")]
     ip: Option<String>,
 
-    /// Default gateway (inside the --ip subnet).
+    /// Default gateway (inside the --ip subnet; needs --ip, not with --network).
     #[arg(long, value_name = "IP", requires = "ip")]
     gw: Option<IpAddr>,
 
@@ -93,12 +105,13 @@ struct AttachArgs {
     #[arg(long, value_name = "LIST")]
     trunk: Option<VlanSet>,
 
-    /// The access VLAN (default 1), or with --trunk the native (untagged) VLAN.
+    /// The access VLAN (default 1), or with --trunk the native (untagged) VLAN; not with
+    /// --network, whose VLAN it is.
     #[arg(long, value_name = "N")]
     vlan: Option<VlanId>,
 
     /// MAC address (default: 02:42 + the IPv4 address, or one derived from the
-    /// namespace and interface name).
+    /// namespace and interface name); not with --network, which gives one.
     #[arg(long)]
     mac: Option<MacAddr>,
 
@@ -106,7 +119,8 @@ struct AttachArgs {
     #[arg(long, default_value = DEFAULT_IFNAME)]
     ifname: String,
 
-    /// The interface's MTU, 68 to 65535 [default: 1500, or the network's]
+    /// The interface's MTU, 68 to 65535 [default: 1500]; not with --network, which gives
+    /// its own (`swctl network create --mtu`)
     #[arg(long)]
     mtu: Option<u32>,
 
@@ -128,11 +142,13 @@ struct AttachArgs {
     /// With --network: another DNS name, which other containers may share (repeatable).
     #[arg(long = "alias", value_name = "NAME", requires = "network")]
     aliases: Vec<String>,
-
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
+
+/// A usage error found after the parse (an argument clap takes as text): exit code 2,
+/// as for clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {
     if !text.contains('/') {
@@ -169,6 +185,7 @@ fn parse_network_ip(network: &str, text: &str) -> Result<(Ipv4Addr, Option<u8>)>
 }
 
 fn main() -> ExitCode {
+    generate_man_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
@@ -180,16 +197,40 @@ fn main() -> ExitCode {
             let text = err.render().to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
             eprint!("nsutil: {text}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nsutil: {}", describe(&err));
-            ExitCode::FAILURE
+            if err.is::<Usage>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// `nsutil --generate-man DIR` writes nsutil.1 and a page for every subcommand
+/// (nsutil-attach.1, ...) into DIR and exits: how `make install` makes the man pages
+/// from these definitions. Hidden (not in `--help`), and looked for before the parse, as
+/// the first and only argument, the same way in every clap binary.
+fn generate_man_if_asked() {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
+        return;
+    };
+    if flag != "--generate-man" {
+        return;
+    }
+    if let Err(err) = clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
+        let dir = dir.to_string_lossy();
+        eprintln!("nsutil: cannot write the man pages into {dir}: {err}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
 }
 
 /// The error and its causes, leaving out causes whose text the message already has.
@@ -217,17 +258,24 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Delete { name } => delete(&cli.socket, &name)?,
-        Command::Attach(args) => attach_cmd(&cli.socket, args)?,
+        Command::Attach(args) => attach_cmd(&cli.socket, args, cli.json)?,
         Command::Detach { netns, ifname } => match attach::detach(&cli.socket, &netns, &ifname)? {
             Some(port) => say!("detached {netns}/{ifname}: port {}", port.id),
             None => say!("{netns}/{ifname} was not attached; nothing to do"),
         },
-        Command::Ls { json } => ls(&cli.socket, json)?,
+        Command::Ls => ls(&cli.socket, cli.json)?,
+        Command::Completion { shell } => {
+            // Whole, then written: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "nsutil", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+        }
     }
     Ok(())
 }
 
-fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
+fn attach_cmd(socket: &Path, args: AttachArgs, json: bool) -> Result<()> {
     let mode = match args.trunk {
         Some(allowed) => PortMode::Trunk {
             allowed,
@@ -240,11 +288,12 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
     let (addr, network_ip, network_prefix) = match (&args.network, args.ip.as_deref()) {
         (_, None) => (None, None, None),
         (Some(network), Some(text)) => {
-            let (ip, prefix) = parse_network_ip(network, text)?;
+            let (ip, prefix) =
+                parse_network_ip(network, text).map_err(|err| Usage(err.to_string()))?;
             (None, Some(ip), prefix)
         }
         (None, Some(text)) => (
-            Some(parse_cidr(text).map_err(anyhow::Error::msg)?),
+            Some(parse_cidr(text).map_err(|err| Usage(format!("invalid --ip: {err}")))?),
             None,
             None,
         ),
@@ -262,18 +311,19 @@ fn attach_cmd(socket: &Path, args: AttachArgs) -> Result<()> {
         container_id: None,
         network_prefix,
         port_security: args.port_security,
-        published: switchyard::portmap::parse_specs(&args.publish)?,
+        published: switchyard::portmap::parse_specs(&args.publish)
+            .map_err(|err| Usage(format!("invalid --publish: {err}")))?,
         name: args.name,
         fallback_name: None,
         aliases: args.aliases,
     };
     let attachment = attach::attach(socket, &options)?;
-    if args.json {
+    if json {
         print_json(&attachment)?;
     } else {
         say!("{attachment}");
     }
-    point_resolver_at_gateway(socket, &options.netns, &attachment, !args.json);
+    point_resolver_at_gateway(socket, &options.netns, &attachment, !json);
     Ok(())
 }
 

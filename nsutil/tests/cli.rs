@@ -38,40 +38,65 @@ fn nowhere() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("{}.sock", unique_name()))
 }
 
+/// Exit code 2 (bad usage), `nsutil: ` on stderr, nothing on stdout.
+fn assert_usage(output: &Output, message: &str) {
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(output));
+    assert!(output.stdout.is_empty(), "stdout: {}", stdout(output));
+    let err = stderr(output);
+    assert!(err.starts_with("nsutil: "), "{err}");
+    assert!(err.contains(message), "expected {message:?} in {err}");
+}
+
 #[test]
-fn usage_errors_exit_1() {
+fn usage_errors_exit_2() {
     let socket = nowhere();
-    assert_fails(
+    assert_usage(
         &nsutil(&["attach", "red", "--ip", "10.0.0.1"], &socket),
         "has no prefix length",
     );
-    assert_fails(
+    assert_usage(
         &nsutil(&["attach", "red", "--ip", "10.0.0.300/24"], &socket),
         "CIDR",
     );
-    assert_fails(&nsutil(&["attach", "red"], &socket), "--ip");
-    assert_fails(
+    assert_usage(
+        &nsutil(
+            &["attach", "red", "--network", "blue", "--ip", "10.0.0.x"],
+            &socket,
+        ),
+        "invalid --ip",
+    );
+    assert_usage(
+        &nsutil(
+            &["attach", "red", "--network", "blue", "--publish", "80:x"],
+            &socket,
+        ),
+        "invalid --publish",
+    );
+    assert_usage(&nsutil(&["attach", "red"], &socket), "--ip");
+    assert_usage(&nsutil(&["frobnicate"], &socket), "unrecognized subcommand");
+    assert_usage(
         &nsutil(
             &["attach", "red", "--ip", "10.0.0.1/24", "--trunk", "10"],
             &socket,
         ),
         "cannot be used with",
     );
-    assert_fails(
+    assert_usage(
         &nsutil(&["attach", "red", "--trunk", "10,x"], &socket),
         "invalid VLAN list",
     );
-    assert_fails(
+    assert_usage(
         &nsutil(
             &["attach", "red", "--ip", "10.0.0.1/24", "--vlan", "4095"],
             &socket,
         ),
         "invalid VLAN id",
     );
-    assert_fails(
+    assert_usage(
         &nsutil(&["attach", "a/b", "--ip", "10.0.0.1/24"], &socket),
         "a path must be absolute",
     );
+    // The kernel's and nsutil's refusals of what was asked are failed operations.
     assert_fails(
         &nsutil(&["create", "a b"], &socket),
         "invalid network namespace name",
@@ -79,6 +104,36 @@ fn usage_errors_exit_1() {
     let help = nsutil(&["--help"], &socket);
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("attach"));
+    assert!(
+        stdout(&help).contains("Exit status: 0 done"),
+        "{}",
+        stdout(&help)
+    );
+}
+
+#[test]
+fn version_names_the_program() {
+    let version = nsutil(&["--version"], &nowhere());
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(
+        stdout(&version),
+        format!("nsutil {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn json_is_global_before_or_after_the_subcommand() {
+    let socket = nowhere();
+    for args in [["--json", "ls"], ["ls", "--json"]] {
+        let output = nsutil(&args, &socket);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let listed: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+        assert!(listed.is_array(), "{listed}");
+    }
+    // A flag of the tool, not of one subcommand: attach takes it before its own arguments.
+    let output = nsutil(&["--json", "attach", "red"], &socket);
+    assert_usage(&output, "--ip");
 }
 
 #[test]

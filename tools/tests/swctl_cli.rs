@@ -107,10 +107,14 @@ fn without_switchd_says_it_is_not_running() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.ends_with('\n'), "{err:?}");
     assert!(
-        err.starts_with("swctl: switchd is not running at /nonexistent/x.sock ("),
+        err.starts_with("swctl: switchd is not running at /nonexistent/x.sock: "),
         "{err}"
     );
-    assert!(err.contains("start it with `switchd`"), "{err}");
+    // The hint names the socket asked for.
+    assert!(
+        err.contains("start it with `switchd --socket /nonexistent/x.sock`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -205,7 +209,8 @@ fn a_refusal_is_one_line_on_stderr() {
     let output = swctl(&["--socket", socket, "--json", "port", "del", "9"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stdout(&output), "");
-    assert_eq!(stderr(&output), "swctl: no such port: 9\n");
+    // What failed (the command), then switchd's why.
+    assert_eq!(stderr(&output), "swctl: port del: no such port: 9\n");
 
     let requests = server.join().expect("fake switchd");
     assert_eq!(requests, vec![json!({ "cmd": "port_del", "port": "9" })]);

@@ -151,6 +151,41 @@ pub enum Request {
         #[serde(default)]
         published: Vec<PortMapping>,
     },
+    /// Run a frame (hex, Ethernet as the port would hand it over) through the datapath
+    /// as if it came in on `port`, without sending, learning or counting anything.
+    /// Answer: [`crate::trace::Trace`].
+    Trace { port: String, frame: String },
+    /// Stream copies of `port`'s frames: the answer line ([`CaptureStarted`]) is followed
+    /// on the same connection by a pcapng file, until `count` frames were sent (if
+    /// given), the port goes away, or the client closes the connection. Answered by the
+    /// daemon; the connection carries nothing else afterwards.
+    Capture {
+        port: String,
+        #[serde(default)]
+        directions: crate::capture::Directions,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    },
+    /// Replace switchd's log filter (a level, or directives such as
+    /// `switchd=debug,warn`; see switchd's `--log`) until the next change or restart.
+    /// Answered by the daemon. Answer: [`LogFilter`].
+    LogLevel { filter: String },
+}
+
+/// The answer to [`Request::Capture`], before the pcapng stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    pub port: PortId,
+    pub name: String,
+    /// Bytes of frames switchd holds for the capture before it loses frames.
+    pub budget: usize,
+}
+
+/// switchd's log filter after a [`Request::LogLevel`], and the one it replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFilter {
+    pub filter: String,
+    pub previous: String,
 }
 
 /// A reserved address.

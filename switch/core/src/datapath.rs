@@ -37,7 +37,7 @@
 //! sent on its egress port, and every copy that could not be sent as a drop of the
 //! egress port with the reason the driver gave.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -53,6 +53,7 @@ use crate::forward::{Decision, DropReason, Egress, Switch, View};
 use crate::port::PortId;
 use crate::router::{Router, RouterOutput, Verdict};
 use crate::time::Time;
+use crate::trace::{Step as TraceStep, Trace};
 use crate::wire::{
     vnet, EtherType, EthernetFrame, PacketBuf, VlanId, VnetHdr, HEADER_LEN, VLAN_TAG_LEN,
     VNET_HDR_LEN,
@@ -150,6 +151,116 @@ impl Datapath {
     /// "Fragmentation needed" answers sent for frames too big for the overlay.
     pub fn frag_needed_sent(&self) -> u64 {
         self.frag_needed_sent.load(Ordering::Relaxed)
+    }
+
+    /// ARP suppression of a flood of `frame` to `egresses` (see [`Worker`]'s): when the
+    /// router answers the ARP request for the endpoint, only the router gets it. Returns
+    /// the address asked for when it did that.
+    fn suppress_arp(&self, frame: &[u8], egresses: &mut Vec<Egress>) -> Option<Ipv4Addr> {
+        let router_egress = egresses.iter().find(|e| e.port == ROUTER_PORT).copied()?;
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.payload_ethertype() != EtherType::ARP {
+            return None;
+        }
+        let target = arp_request_target(eth.payload())?;
+        if !self.router().answers_arp_for(router_egress.vlan, target) {
+            return None;
+        }
+        egresses.clear();
+        egresses.push(router_egress);
+        Some(target)
+    }
+
+    /// What the datapath would do with `frame` (Ethernet, as a TAP hands it over) from
+    /// local port `in_port` at `now`: the switch's steps, then every copy's (its tag, the
+    /// VXLAN encapsulation, the router's verdict on a copy of the router). Nothing is
+    /// sent, learned or counted. See [`crate::trace`].
+    pub fn trace(&self, now: Time, in_port: PortId, frame: &[u8]) -> Trace {
+        let mut steps = Vec::new();
+        let decision = self.switch.trace(now, in_port, frame, &mut steps);
+        let view = self.switch.view();
+        let mut egresses = Vec::new();
+        self.switch.egresses_into(&view, decision, &mut egresses);
+        if egresses.len() > 1 {
+            if let Some(target) = self.suppress_arp(frame, &mut egresses) {
+                steps.push(TraceStep::ArpSuppression { target });
+            }
+        }
+        let untagged = untag(frame);
+        let mut copies = 0;
+        for egress in &egresses {
+            if egress.port == ROUTER_PORT {
+                steps.push(self.trace_router(now, egress.vlan, &untagged));
+                continue;
+            }
+            match view.vxlan_target(egress) {
+                None => {
+                    steps.push(TraceStep::Output {
+                        port: egress.port,
+                        vlan: egress.vlan,
+                        tag: egress.tag,
+                    });
+                    copies += 1;
+                }
+                Some((remote, vni, path_mtu)) => {
+                    let max_inner_len = max_inner_frame(remote, path_mtu);
+                    steps.push(TraceStep::Encapsulate {
+                        port: egress.port,
+                        remote,
+                        vni: vni.get(),
+                        path_mtu,
+                        inner_len: untagged.len(),
+                        max_inner_len,
+                    });
+                    if untagged.len() > max_inner_len {
+                        steps.push(TraceStep::Drop {
+                            port: Some(egress.port),
+                            reason: DropReason::TooBig.as_str().to_string(),
+                        });
+                    } else {
+                        copies += 1;
+                    }
+                }
+            }
+        }
+        Trace {
+            in_port,
+            frame_len: frame.len(),
+            steps,
+            copies,
+            port_names: Default::default(),
+        }
+    }
+
+    /// The router's verdict on `frame` (untagged) from `vlan`, from a copy of the router
+    /// so that nothing it learns or counts stays.
+    fn trace_router(&self, now: Time, vlan: VlanId, frame: &[u8]) -> TraceStep {
+        let mut router = self.router().clone();
+        let mut copy = frame.to_vec();
+        let mut out = Vec::new();
+        let verdict = match router.from_switch(now, vlan, &mut copy, &mut out) {
+            Verdict::ToUplink => "routed up the uplink, to the host".to_string(),
+            Verdict::ToSwitch { vlan, .. } => format!("routed to VLAN {vlan}"),
+            Verdict::Consumed => "taken by the router".to_string(),
+            Verdict::Held => "held until its next hop answers ARP".to_string(),
+            Verdict::Drop(reason) => format!("dropped ({reason})"),
+        };
+        let answers = out
+            .iter()
+            .map(|output| match output {
+                RouterOutput::ToSwitch { vlan, frame } => {
+                    format!("on VLAN {vlan}: {}", crate::trace::summarize(frame))
+                }
+                RouterOutput::ToUplink { .. } => "up the uplink: ICMP to the host".to_string(),
+                RouterOutput::Dns(_) => "through the embedded DNS (a UDP query)".to_string(),
+                RouterOutput::DnsTcp(_) => "through the embedded DNS (TCP)".to_string(),
+            })
+            .collect();
+        TraceStep::Router {
+            vlan,
+            verdict,
+            answers,
+        }
     }
 
     /// When [`Datapath::handle_timeout`] next has work: FDB aging, the router's
@@ -391,7 +502,13 @@ impl Worker {
                 }
             };
             match sent {
-                Ok(bytes) => self.dp.switch.record_tx(&self.view, egress.port, bytes),
+                Ok(bytes) => self.dp.switch.record_tx(
+                    &self.view,
+                    now,
+                    egress.port,
+                    bytes,
+                    self.packet.frame(),
+                ),
                 Err(reason) => self
                     .dp
                     .switch
@@ -408,22 +525,7 @@ impl Worker {
     /// cluster's, see `Router::set_remote_neighbor`) goes to the router only, not across
     /// the overlay nor to the other ports.
     fn suppress_arp(&self, egresses: &mut Vec<Egress>) {
-        let Some(router_egress) = egresses.iter().find(|e| e.port == ROUTER_PORT).copied() else {
-            return;
-        };
-        let Ok(eth) = EthernetFrame::new_checked(self.packet.frame()) else {
-            return;
-        };
-        if eth.payload_ethertype() != EtherType::ARP {
-            return;
-        }
-        let Some(target) = arp_request_target(eth.payload()) else {
-            return;
-        };
-        if self.dp.router().answers_arp_for(router_egress.vlan, target) {
-            egresses.clear();
-            egresses.push(router_egress);
-        }
+        self.dp.suppress_arp(self.packet.frame(), egresses);
     }
 
     /// Hands the frame (for `vlan`) to the router; what it routes to the host goes up
@@ -969,7 +1071,17 @@ fn write_offload(wire: &mut [u8], offload: &Offload) {
 }
 
 /// The address an Ethernet/IPv4 ARP request asks for (`None` for anything else).
-fn arp_request_target(arp: &[u8]) -> Option<std::net::Ipv4Addr> {
+/// `frame` without its 802.1Q tag, if it has one (as the router and VXLAN get it).
+fn untag(frame: &[u8]) -> Vec<u8> {
+    match EthernetFrame::new_checked(frame) {
+        Ok(eth) if eth.tci().is_some() && frame.len() >= HEADER_LEN + VLAN_TAG_LEN => {
+            [&frame[..12], &frame[12 + VLAN_TAG_LEN..]].concat()
+        }
+        _ => frame.to_vec(),
+    }
+}
+
+fn arp_request_target(arp: &[u8]) -> Option<Ipv4Addr> {
     const REQUEST: u16 = 1;
     let header = arp.get(..28)?;
     let is_ipv4_over_ethernet = header[..6] == [0, 1, 0x08, 0x00, 6, 4];

@@ -43,7 +43,9 @@ use serde::{Deserialize, Serialize};
 use switchyard_encap::vxlan::{VxlanHeader, HEADER_LEN as VXLAN_HEADER_LEN};
 use switchyard_encap::Vni;
 
+use crate::capture::{self, CaptureTap, Direction};
 use crate::fdb::{FdbConfig, FlushFilter, MacTable};
+use crate::trace::{LearnChange, LookupResult, Step};
 use crate::port::{PortId, PortMode, PortSecurity, StormLimit};
 use crate::published::{Published, Snapshot};
 use crate::time::Time;
@@ -294,6 +296,8 @@ struct Port {
     security: Option<PortSecurity>,
     /// The limit on what the port floods (local ports only), and its bucket.
     storm: Option<(StormLimit, Arc<TokenBucket>)>,
+    /// Live captures of the port's frames (`crate::capture`); empty almost always.
+    captures: Vec<Arc<CaptureTap>>,
 }
 
 impl Port {
@@ -306,6 +310,7 @@ impl Port {
             counters: Arc::default(),
             security: None,
             storm: None,
+            captures: Vec::new(),
         }
     }
 }
@@ -848,25 +853,189 @@ impl Switch {
             return Decision::Drop(DropReason::UnknownPort);
         };
         port.counters.count_rx(frame.len());
-        if !port.up {
-            return self.count_drop(view, in_port, DropReason::NoEgress);
+        if !port.captures.is_empty() {
+            capture::offer_all(&port.captures, now, Direction::In, frame);
         }
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            return self.count_drop(view, in_port, DropReason::Malformed);
-        };
-        let vlan = match Self::classify(&port.mode, &eth) {
-            Ok(vlan) => vlan,
-            Err(reason) => return self.count_drop(view, in_port, reason),
-        };
+        match Self::admit(port, frame) {
+            Ok((vlan, eth)) => self.forward(view, now, in_port, vlan, eth.src(), eth.dst()),
+            Err(reason) => self.count_drop(view, in_port, reason),
+        }
+    }
+
+    /// The checks a frame from a local port passes before anything is learned from it:
+    /// the port is up, the frame parses, its tag fits the port's mode (which gives its
+    /// VLAN), it is not double-tagged, and port security lets its sources in.
+    #[inline]
+    fn admit<'f>(port: &Port, frame: &'f [u8]) -> Result<(VlanId, EthernetFrame<&'f [u8]>), DropReason> {
+        if !port.up {
+            return Err(DropReason::NoEgress);
+        }
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
+        let vlan = Self::classify(&port.mode, &eth)?;
         if eth.tci().is_some() && eth.payload_ethertype() == EtherType::VLAN {
-            return self.count_drop(view, in_port, DropReason::DoubleTagged);
+            return Err(DropReason::DoubleTagged);
         }
         if let Some(security) = &port.security {
-            if let Err(reason) = check_sources(security, &eth) {
-                return self.count_drop(view, in_port, reason);
-            }
+            check_sources(security, &eth)?;
         }
-        self.forward(view, now, in_port, vlan, eth.src(), eth.dst())
+        Ok((vlan, eth))
+    }
+
+    /// Sources that are never learned and destinations that are never forwarded.
+    #[inline]
+    fn check_addresses(src: MacAddr, dst: MacAddr) -> Result<(), DropReason> {
+        if !src.is_valid_source() {
+            Err(DropReason::InvalidSource)
+        } else if dst.is_link_local_reserved() {
+            Err(DropReason::ReservedMulticast)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Where a unicast frame of `vlan` from `in_port` goes once the FDB said `found`:
+    /// one egress, `None` to flood (unknown, or behind a port that is down), or a drop.
+    #[inline]
+    fn unicast(
+        topology: &Topology,
+        in_port: PortId,
+        vlan: VlanId,
+        found: Option<PortId>,
+    ) -> Result<Option<Egress>, DropReason> {
+        let from_tunnel = topology.ports.get(&in_port).is_some_and(Port::is_tunnel);
+        match found {
+            Some(out) if out == in_port => Err(DropReason::SameSegment),
+            Some(out) => match topology.ports.get(&out) {
+                Some(port) if port.up && from_tunnel && port.is_tunnel() => {
+                    Err(DropReason::SplitHorizon)
+                }
+                Some(port) if port.up => match port.mode.egress_tag(vlan) {
+                    Some(tag) => Ok(Some(Egress {
+                        port: out,
+                        vlan,
+                        tag: if port.is_tunnel() { None } else { tag },
+                    })),
+                    // A static entry can point at a port outside the VLAN.
+                    None => Err(DropReason::NoEgress),
+                },
+                _ => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a flood of `vlan` from `except` reaches any port.
+    fn has_flood_target(topology: &Topology, vlan: VlanId, except: PortId) -> bool {
+        let from_tunnel = topology.ports.get(&except).is_some_and(Port::is_tunnel);
+        topology.members.get(&vlan).is_some_and(|m| {
+            m.iter()
+                .any(|e| Self::floods_to(topology, from_tunnel, except, e))
+        })
+    }
+
+    /// What [`Switch::process`] would decide for `frame` from local port `in_port` at
+    /// `now`, with each step of the way appended to `steps`; nothing is learned or
+    /// counted, and no storm bucket is drawn from (see [`crate::trace`]).
+    pub fn trace(&self, now: Time, in_port: PortId, frame: &[u8], steps: &mut Vec<Step>) -> Decision {
+        let topology = self.topology.load();
+        let drop = |steps: &mut Vec<Step>, reason: DropReason| {
+            steps.push(Step::Drop {
+                port: Some(in_port),
+                reason: reason.as_str().to_string(),
+            });
+            Decision::Drop(reason)
+        };
+        let Some(port) = topology.ports.get(&in_port) else {
+            return drop(steps, DropReason::UnknownPort);
+        };
+        steps.push(Step::Ingress {
+            port: in_port,
+            mode: port.mode.clone(),
+            up: port.up,
+            port_security: port.security.is_some(),
+            storm_limit_pps: port.storm.as_ref().map(|(limit, _)| limit.pps),
+        });
+        if let Ok(eth) = EthernetFrame::new_checked(frame) {
+            steps.push(Step::Parse {
+                src: eth.src(),
+                dst: eth.dst(),
+                tag: eth.tci().map(|tci| tci.vid()),
+                summary: crate::trace::summarize_payload(eth.payload_ethertype(), eth.payload()),
+            });
+        }
+        let (vlan, eth) = match Self::admit(port, frame) {
+            Ok(admitted) => admitted,
+            Err(reason) => return drop(steps, reason),
+        };
+        steps.push(Step::Classify {
+            vlan,
+            tagged: eth.tci().is_some_and(|tci| tci.vid() != 0),
+        });
+        if port.security.is_some() {
+            steps.push(Step::PortSecurity);
+        }
+        let (src, dst) = (eth.src(), eth.dst());
+        if let Err(reason) = Self::check_addresses(src, dst) {
+            return drop(steps, reason);
+        }
+        let change = match self.fdb.get(now, vlan, src) {
+            None => LearnChange::New,
+            Some(entry) if entry.is_static => LearnChange::Static { port: entry.port },
+            Some(entry) if entry.port == in_port => LearnChange::Refresh,
+            Some(entry) => LearnChange::Move { from: entry.port },
+        };
+        steps.push(Step::Learn {
+            vlan,
+            mac: src,
+            port: in_port,
+            change,
+        });
+        let flood = |steps: &mut Vec<Step>| {
+            steps.push(Step::Flood {
+                vlan,
+                storm_limit_pps: port.storm.as_ref().map(|(limit, _)| limit.pps),
+            });
+            if Self::has_flood_target(&topology, vlan, in_port) {
+                Decision::Flood {
+                    vlan,
+                    except: in_port,
+                }
+            } else {
+                drop(steps, DropReason::NoEgress)
+            }
+        };
+        if dst.is_multicast() {
+            let result = if dst.is_broadcast() {
+                LookupResult::Broadcast
+            } else {
+                LookupResult::Multicast
+            };
+            steps.push(Step::Lookup {
+                vlan,
+                mac: dst,
+                result,
+            });
+            return flood(steps);
+        }
+        // The source as learning would leave it: a frame to itself is the same segment.
+        let found = if dst == src {
+            Some(in_port)
+        } else {
+            self.fdb.lookup(now, vlan, dst)
+        };
+        steps.push(Step::Lookup {
+            vlan,
+            mac: dst,
+            result: match found {
+                Some(port) => LookupResult::Known { port },
+                None => LookupResult::Unknown,
+            },
+        });
+        match Self::unicast(&topology, in_port, vlan, found) {
+            Ok(Some(egress)) => Decision::Output(egress),
+            Ok(None) => flood(steps),
+            Err(reason) => drop(steps, reason),
+        }
     }
 
     /// Decides what to do with a VXLAN `datagram` (header and inner frame) that arrived
@@ -877,12 +1046,17 @@ impl Switch {
             self.unattributed.count_drop(DropReason::UnknownVtep);
             return Decision::Drop(DropReason::UnknownVtep);
         };
-        if let Some(counters) = view.counters(in_port) {
-            counters.count_rx(datagram.len().saturating_sub(VXLAN_HEADER_LEN));
+        let port = topology.ports.get(&in_port);
+        if let Some(port) = port {
+            port.counters
+                .count_rx(datagram.len().saturating_sub(VXLAN_HEADER_LEN));
         }
         let Ok(header) = VxlanHeader::new_checked(datagram) else {
             return self.count_drop(view, in_port, DropReason::BadVxlanHeader);
         };
+        if let Some(port) = port.filter(|p| !p.captures.is_empty()) {
+            capture::offer_all(&port.captures, now, Direction::In, header.inner());
+        }
         let Some(&vlan) = topology.overlay.vlan_of.get(&header.vni()) else {
             return self.count_drop(view, in_port, DropReason::UnmappedVni);
         };
@@ -909,11 +1083,8 @@ impl Switch {
         src: MacAddr,
         dst: MacAddr,
     ) -> Decision {
-        if !src.is_valid_source() {
-            return self.count_drop(view, in_port, DropReason::InvalidSource);
-        }
-        if dst.is_link_local_reserved() {
-            return self.count_drop(view, in_port, DropReason::ReservedMulticast);
+        if let Err(reason) = Self::check_addresses(src, dst) {
+            return self.count_drop(view, in_port, reason);
         }
         self.fdb.learn_checked(now, vlan, src, in_port, || {
             self.topology.load().carries(in_port, vlan)
@@ -921,26 +1092,11 @@ impl Switch {
         if dst.is_multicast() {
             return self.flood(view, now, vlan, in_port);
         }
-        let topology = view.topology();
-        let from_tunnel = topology.ports.get(&in_port).is_some_and(Port::is_tunnel);
-        match self.fdb.lookup(now, vlan, dst) {
-            Some(out) if out == in_port => self.count_drop(view, in_port, DropReason::SameSegment),
-            Some(out) => match topology.ports.get(&out) {
-                Some(port) if port.up && from_tunnel && port.is_tunnel() => {
-                    self.count_drop(view, in_port, DropReason::SplitHorizon)
-                }
-                Some(port) if port.up => match port.mode.egress_tag(vlan) {
-                    Some(tag) => Decision::Output(Egress {
-                        port: out,
-                        vlan,
-                        tag: if port.is_tunnel() { None } else { tag },
-                    }),
-                    // A static entry can point at a port outside the VLAN.
-                    None => self.count_drop(view, in_port, DropReason::NoEgress),
-                },
-                _ => self.flood(view, now, vlan, in_port),
-            },
-            None => self.flood(view, now, vlan, in_port),
+        let found = self.fdb.lookup(now, vlan, dst);
+        match Self::unicast(view.topology(), in_port, vlan, found) {
+            Ok(Some(egress)) => Decision::Output(egress),
+            Ok(None) => self.flood(view, now, vlan, in_port),
+            Err(reason) => self.count_drop(view, in_port, reason),
         }
     }
 
@@ -963,12 +1119,7 @@ impl Switch {
                 return self.count_drop(view, except, DropReason::StormControl);
             }
         }
-        let from_tunnel = ingress.is_some_and(Port::is_tunnel);
-        let has_target = topology.members.get(&vlan).is_some_and(|m| {
-            m.iter()
-                .any(|e| Self::floods_to(topology, from_tunnel, except, e))
-        });
-        if has_target {
+        if Self::has_flood_target(topology, vlan, except) {
             Decision::Flood { vlan, except }
         } else {
             self.count_drop(view, except, DropReason::NoEgress)
@@ -1019,12 +1170,51 @@ impl Switch {
         }
     }
 
-    /// Counts a frame of `bytes` sent on `port`.
+    /// Counts a frame of `bytes` sent on `port` at `now`, and copies `frame` (what was
+    /// sent) to the port's captures, if it has any.
     #[inline]
-    pub fn record_tx(&self, view: &View, port: PortId, bytes: usize) {
-        if let Some(counters) = view.counters(port) {
-            counters.count_tx(bytes);
+    pub fn record_tx(&self, view: &View, now: Time, port: PortId, bytes: usize, frame: &[u8]) {
+        if let Some(port) = view.topology().ports.get(&port) {
+            port.counters.count_tx(bytes);
+            if !port.captures.is_empty() {
+                capture::offer_all(&port.captures, now, Direction::Out, frame);
+            }
         }
+    }
+
+    /// Starts copying port `id`'s frames to `tap` (see [`crate::capture`]).
+    pub fn add_capture(&self, id: PortId, tap: Arc<CaptureTap>) -> Result<(), NoSuchPort> {
+        self.topology.try_update(|t| {
+            let port = t.ports.get_mut(&id).ok_or(NoSuchPort(id))?;
+            port.captures.push(tap);
+            Ok(())
+        })
+    }
+
+    /// Stops the capture `tap` of port `id` (nothing if the port or the capture is gone).
+    pub fn remove_capture(&self, id: PortId, tap: &Arc<CaptureTap>) {
+        let has = |t: &Topology| {
+            t.ports
+                .get(&id)
+                .is_some_and(|p| p.captures.iter().any(|c| Arc::ptr_eq(c, tap)))
+        };
+        if !has(&self.topology.load()) {
+            return;
+        }
+        self.topology.update(|t| {
+            if let Some(port) = t.ports.get_mut(&id) {
+                port.captures.retain(|c| !Arc::ptr_eq(c, tap));
+            }
+        });
+    }
+
+    /// How many captures port `id` has running.
+    pub fn captures(&self, id: PortId) -> usize {
+        self.topology
+            .load()
+            .ports
+            .get(&id)
+            .map_or(0, |p| p.captures.len())
     }
 
     /// Counts a frame that could not be sent on `port`.

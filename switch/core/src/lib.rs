@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod cluster;
 pub mod control;
 pub mod controller;
@@ -51,6 +52,7 @@ pub mod published;
 pub mod router;
 pub mod sim;
 pub mod time;
+pub mod trace;
 
 /// The wire layer (`switchyard-wire`), re-exported: frames, tags, vnet headers, IP views.
 pub use switchyard_wire as wire;

@@ -313,6 +313,22 @@ pub fn validate_endpoint_name(name: &str) -> Result<(), NetworkError> {
     crate::dns::check_label(name).map_err(|_| NetworkError::InvalidEndpointName(name.to_string()))
 }
 
+/// How much of a network's address space IPAM has handed out (see
+/// [`Networks::address_usage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressUsage {
+    /// Addresses an endpoint could have: the subnet's host addresses but the gateway.
+    pub assignable: u64,
+    /// Of those, the ones held by an endpoint, a reservation or another node.
+    pub used: u64,
+}
+
+impl AddressUsage {
+    pub fn free(&self) -> u64 {
+        self.assignable.saturating_sub(self.used)
+    }
+}
+
 /// An address IPAM set aside for someone who has no port yet: Docker's IPAM driver asks
 /// for a container's address before its interface exists. An attach naming the address
 /// with the owner as its container id takes it over.
@@ -468,6 +484,35 @@ impl Networks {
             && self
                 .reserved_by(network, ip)
                 .is_none_or(|owner| Some(owner) == claimant)
+    }
+
+    /// IPAM's use of `network`: its assignable addresses (the subnet's host addresses
+    /// but the gateway) and how many of them an endpoint, a reservation or another node
+    /// holds. `None` for an unknown network.
+    pub fn address_usage(&self, network: &str) -> Option<AddressUsage> {
+        let net = self.networks.get(network)?;
+        let subnet = net.subnet;
+        let hosts = 1u64 << (32 - u32::from(subnet.prefix_len()));
+        let excluded: BTreeSet<Ipv4Addr> = [subnet.network(), subnet.broadcast(), net.gateway]
+            .into_iter()
+            .filter(|ip| subnet.contains(ip))
+            .collect();
+        let held: BTreeSet<Ipv4Addr> = self
+            .endpoints_of(network)
+            .map(|e| e.ip)
+            .chain(
+                self.reservations
+                    .iter()
+                    .filter(|r| r.network == network)
+                    .map(|r| r.ip),
+            )
+            .chain(self.foreign.get(network).into_iter().flatten().copied())
+            .filter(|ip| net.is_assignable(*ip))
+            .collect();
+        Some(AddressUsage {
+            assignable: hosts - excluded.len() as u64,
+            used: held.len() as u64,
+        })
     }
 
     /// Replaces what other nodes hold of global networks' addresses.
@@ -1049,6 +1094,30 @@ mod tests {
             aliases: Vec::new(),
         })?;
         Ok(addr)
+    }
+
+    #[test]
+    fn address_usage_counts_what_ipam_cannot_hand_out() {
+        let mut model = Networks::new();
+        create(&mut model, &config("blue", Some("10.10.0.0/24"))).unwrap();
+        let usage = |model: &Networks| model.address_usage("blue").unwrap();
+        assert_eq!(
+            usage(&model),
+            AddressUsage {
+                assignable: 253,
+                used: 0
+            },
+            "a /24 less network, broadcast and gateway"
+        );
+        attach(&mut model, "blue", 1, None).unwrap();
+        attach(&mut model, "blue", 2, Some("10.10.0.50")).unwrap();
+        model.reserve("blue", None, "owner").unwrap();
+        model.add_foreign("blue", ip("10.10.0.50"));
+        model.add_foreign("blue", ip("10.10.0.99"));
+        let used = usage(&model);
+        assert_eq!(used.used, 4, "two endpoints, a reservation, one more abroad");
+        assert_eq!(used.free(), 249);
+        assert_eq!(model.address_usage("nope"), None);
     }
 
     #[test]

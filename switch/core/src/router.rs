@@ -346,11 +346,13 @@ struct NeighborEntry {
 }
 
 /// An address being resolved: when it was last asked for, and the packets waiting for it.
+#[derive(Clone)]
 struct Pending {
     last_request: Time,
     held: VecDeque<HeldPacket>,
 }
 
+#[derive(Clone)]
 struct HeldPacket {
     since: Time,
     /// The IPv4 packet, TTL already decremented.
@@ -358,6 +360,7 @@ struct HeldPacket {
 }
 
 /// The router. See the module documentation for its contract.
+#[derive(Clone)]
 pub struct Router {
     interfaces: BTreeMap<VlanId, Interface>,
     neighbors: HashMap<NeighborKey, NeighborEntry>,

@@ -789,7 +789,33 @@ fn cluster_seeds() {
     write(t, "junk", &junk);
 }
 
+/// `inspect`: a trace request's hex, raw frames from each kind of port, a capture stream.
+fn inspect_seeds() {
+    let t = "inspect";
+    let broadcast = udp4(mac(1), [0xff; 6], None, b"to all");
+    let hex: String = broadcast.iter().map(|b| format!("{b:02x}")).collect();
+    write(t, "hex", &[b"\x00".as_slice(), hex.as_bytes()].concat());
+    let to_gateway = udp_ip([10, 1, 0, 5], [10, 1, 0, 1]);
+    for (name, port, frame) in [
+        ("access", 1u8, broadcast.clone()),
+        ("trunk", 3, udp4(mac(3), mac(1), Some(20), b"tagged")),
+        ("router", 1, to_gateway),
+        ("tunnel", 4, broadcast.clone()),
+    ] {
+        write(t, name, &[&[1u8, port][..], &frame].concat());
+    }
+    let stream = [
+        switchyard::capture::pcapng::section_header("seeds"),
+        switchyard::capture::pcapng::interface_description("red/eth0"),
+        switchyard::capture::pcapng::enhanced_packet(1, switchyard::capture::Direction::In, &broadcast),
+        switchyard::capture::pcapng::interface_statistics(2, 1, 0),
+    ]
+    .concat();
+    write(t, "pcapng", &[&[2u8][..], &stream].concat());
+}
+
 fn main() {
+    inspect_seeds();
     wire_views();
     datapath_seeds();
     vxlan_seeds();

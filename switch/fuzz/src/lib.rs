@@ -15,6 +15,7 @@ pub mod cni_config;
 pub mod control_json;
 pub mod datapath;
 pub mod dns;
+pub mod inspect;
 pub mod router;
 pub mod state_file;
 pub mod vxlan;
@@ -87,7 +88,7 @@ mod tests {
 
     #[test]
     fn every_seed_runs() {
-        let targets: [(&str, Harness); 9] = [
+        let targets: [(&str, Harness); 10] = [
             ("wire_views", crate::wire_views::run),
             ("datapath", crate::datapath::run),
             ("vxlan", crate::vxlan::run),
@@ -97,6 +98,7 @@ mod tests {
             ("state_file", crate::state_file::run),
             ("dns", crate::dns::run),
             ("cluster", crate::cluster::run),
+            ("inspect", crate::inspect::run),
         ];
         let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         for (target, run) in targets {

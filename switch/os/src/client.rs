@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use switchyard::control::{ControlError, ErrorCode, Reply, Request, SOCKET_ENV};
+use switchyard::control::{ControlError, ErrorCode, Reply, Request, DEFAULT_SOCKET, SOCKET_ENV};
 
 /// How long a client waits for an answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -15,17 +15,17 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Talking to switchd failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("switchd is not running at {path} ({source}); start it with `switchd`, or point to it with --socket or {SOCKET_ENV}")]
+    #[error("switchd is not running at {path}: {source}; start it with `{}`, or point to it with --socket or {SOCKET_ENV}", start_command(path))]
     NotRunning {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "no permission to use switchd's socket {path} (it is private to root, or to switchd's --socket-group); run this as root or as a member of that group"
+        "no permission to use switchd's socket {path}: it is private to root, or to switchd's --socket-group; run this as root or as a member of that group"
     )]
     Forbidden { path: PathBuf },
-    #[error("switchd at {path} did not answer within {secs} seconds; it may still be working (see its log)")]
+    #[error("switchd at {path} did not answer: nothing within {secs} seconds; it may still be working, see its log")]
     Timeout { path: PathBuf, secs: u64 },
     #[error("lost the connection to switchd at {path}: {source}")]
     Io {
@@ -33,11 +33,20 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    #[error("switchd sent an answer this client does not understand ({0}); are swctl and switchd the same version?")]
+    #[error("switchd sent an answer this client does not understand: {0}; use a client of switchd's version (`swctl status` shows it)")]
     Protocol(#[source] serde_json::Error),
     /// switchd refused the request; the code says what kind of refusal, the message why.
     #[error("{0}")]
     Refused(ControlError),
+}
+
+/// How to start a switchd on `path`: `switchd`, with `--socket` unless it is the default.
+fn start_command(path: &Path) -> String {
+    if path == Path::new(DEFAULT_SOCKET) {
+        "switchd".to_string()
+    } else {
+        format!("switchd --socket {}", path.display())
+    }
 }
 
 impl ClientError {
@@ -136,6 +145,22 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The connection, for a request whose answer line is followed by a stream (a
+    /// capture): what was read past the answer is still in the reader. Reads no longer
+    /// time out.
+    pub fn into_stream(self) -> Result<BufReader<UnixStream>, ClientError> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(None)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(self.reader)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,9 +172,17 @@ mod tests {
             .expect("connect must fail");
         let text = err.to_string();
         assert!(
-            text.starts_with("switchd is not running at /nonexistent/switchyard.sock"),
+            text.starts_with("switchd is not running at /nonexistent/switchyard.sock: "),
             "{text}"
         );
+        // The hint names the socket asked for.
+        assert!(
+            text.ends_with(
+                "; start it with `switchd --socket /nonexistent/switchyard.sock`, or point to it with --socket or SWITCHYARD_SOCKET"
+            ),
+            "{text}"
+        );
+        assert_eq!(start_command(Path::new(DEFAULT_SOCKET)), "switchd");
     }
 
     #[test]

@@ -187,6 +187,12 @@ impl Conn {
         }
     }
 
+    /// The socket and the answers not yet written, for a request that takes the
+    /// connection over (a capture).
+    pub fn into_parts(self) -> (UnixStream, Vec<u8>) {
+        (self.stream, self.outbuf)
+    }
+
     /// Nothing more will happen on this connection.
     pub fn finished(&self) -> bool {
         (self.closing || (self.eof && !self.has_line())) && self.outbuf.is_empty()

@@ -3,8 +3,9 @@
 //! Everything a request changes is the controller's (`switchyard::controller`): it saves
 //! every change before it is acknowledged, and undoes one that cannot be made or saved,
 //! so what switchd says and what it will restore after a restart never disagree. Only
-//! `status` and the cluster's (`cluster_status`, `node_list`), which are about this
-//! process and its store connection, are answered here.
+//! `status`, the log filter (`log_level`) and the cluster's (`cluster_status`,
+//! `node_list`), which are about this process and its store connection, are answered
+//! here. Every answer is counted for the metrics, by request and result.
 //!
 //! Every request that changes something is logged at info level with the client's uid
 //! and pid (`SO_PEERCRED`) and the outcome; requests that only read are logged at debug.
@@ -40,7 +41,8 @@ fn mutates(request: &Request) -> bool {
         | Request::AddressRelease { .. }
         | Request::PortMoved { .. }
         | Request::PortPublish { .. }
-        | Request::PortUnpublish { .. } => true,
+        | Request::PortUnpublish { .. }
+        | Request::LogLevel { .. } => true,
         Request::Status
         | Request::ClusterStatus
         | Request::NodeList
@@ -52,7 +54,10 @@ fn mutates(request: &Request) -> bool {
         | Request::NetworkList
         | Request::NetworkInspect { .. }
         | Request::RouterShow
-        | Request::SubnetSuggest { .. } => false,
+        | Request::SubnetSuggest { .. }
+        // Neither changes anything; a capture logs its start and end itself.
+        | Request::Trace { .. }
+        | Request::Capture { .. } => false,
     }
 }
 
@@ -61,15 +66,15 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
     let request: Request = match serde_json::from_slice(line) {
         Ok(request) => request,
         Err(err) => {
-            return error_line(
-                ErrorCode::MalformedRequest,
-                &format!("malformed request: {err}"),
-            )
+            let code = ErrorCode::MalformedRequest;
+            daemon.metrics.count_request("malformed", code.as_str());
+            return error_line(code, &format!("malformed request: {err}"));
         }
     };
+    let kind = crate::metrics::request_kind(&request);
     // A change is logged at info once answered (below); a read only at debug.
     // As the protocol spells it (the line as parsed, without anything it ignored).
-    let audit = mutates(&request).then(|| serde_json::to_string(&request).unwrap_or_default());
+    let audit = mutates(&request).then(|| serde_json::to_value(&request).unwrap_or_default());
     if audit.is_none() {
         tracing::debug!(
             uid = peer.map_or(-1, |p| i64::from(p.uid)),
@@ -82,6 +87,7 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
         Request::Status => encode(status(daemon)),
         Request::ClusterStatus => cluster_status(daemon).and_then(encode),
         Request::NodeList => node_list(daemon).and_then(encode),
+        Request::LogLevel { filter } => crate::logs::set_filter(&filter).and_then(encode),
         request => {
             let clock = Clock {
                 now: daemon.now(),
@@ -93,25 +99,41 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
             log_notes(&mut daemon.controller);
             if audit.is_some() {
                 daemon.publish_own_keys();
+                daemon.metrics.publish(&daemon.controller);
             }
             answer
         }
     };
+    let outcome = match &answer {
+        Ok(_) => "ok",
+        Err(err) => err.code.as_str(),
+    };
+    daemon.metrics.count_request(&kind, outcome);
     if let Some(request) = audit {
-        let outcome = match &answer {
-            Ok(_) => "ok",
-            Err(err) => err.code.as_str(),
-        };
+        let (port, network) = subjects(&request);
         // -1: the kernel did not say (it always does for a local stream socket).
         tracing::info!(
             uid = peer.map_or(-1, |p| i64::from(p.uid)),
             pid = peer.map_or(-1, |p| p.pid),
+            port,
+            network,
             %request,
             outcome,
             "control request"
         );
     }
     reply(answer)
+}
+
+/// The port and the network a request (in its wire form) names, for the log's fields.
+fn subjects(request: &serde_json::Value) -> (Option<&str>, Option<&str>) {
+    let text = |key: &str| request.get(key).and_then(serde_json::Value::as_str);
+    let is_network_request = text("cmd").is_some_and(|cmd| cmd.starts_with("network_"));
+    let network = match is_network_request {
+        true => text("name"),
+        false => text("network"),
+    };
+    (text("port"), network)
 }
 
 fn reply<T: Serialize>(outcome: Result<T, ControlError>) -> String {

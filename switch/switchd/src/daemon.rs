@@ -21,7 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::unistd::Gid;
 use switchyard::cluster::{ClusterView, NodeRecord};
-use switchyard::controller::{port_name, Controller, ControllerConfig, Note};
+use switchyard::controller::{port_name, Controller, ControllerConfig, Note, Subject};
 use switchyard::datapath::Datapath;
 use switchyard::dns::DnsService;
 use switchyard::fdb::FdbConfig;
@@ -30,6 +30,7 @@ use switchyard::{PortId, Time};
 use switchyard_os::netns;
 
 use crate::cluster::{ClusterLink, ClusterOptions, Update};
+use crate::capture::{self, Captures};
 use crate::conn::Conn;
 use crate::ctl;
 use crate::dataplane::{self, Shared, Thread};
@@ -95,6 +96,9 @@ pub struct Daemon {
     pub controller: Controller,
     /// The effects the controller asks for, carried out on this machine.
     pub system: System,
+    /// What the metrics thread needs of the controller (`--metrics`), published after
+    /// every change, and the control requests counted.
+    pub metrics: Arc<crate::metrics::Control>,
     listener: UnixListener,
     socket: PathBuf,
     conns: HashMap<Token, Conn>,
@@ -118,6 +122,8 @@ pub struct Daemon {
     cluster_dirty: bool,
     /// When this switchd started (seconds since the Unix epoch), for its registration.
     started_unix: u64,
+    /// Live captures, each on a connection of its own (`swctl capture`).
+    pub captures: Captures,
 }
 
 impl Daemon {
@@ -208,6 +214,8 @@ impl Daemon {
         let mut controller = Controller::restore(dp, config, saved, &mut system)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         log_notes(&mut controller);
+        let metrics = Arc::new(crate::metrics::Control::default());
+        metrics.publish(&controller);
         // The cluster store after the restore: the first snapshot meets a controller
         // that has this node's own endpoints again, and publishes them.
         let started_unix = std::time::SystemTime::now()
@@ -237,6 +245,7 @@ impl Daemon {
             _dns_thread: dns_thread,
             controller,
             system,
+            metrics,
             listener,
             socket: options.socket,
             conns: HashMap::new(),
@@ -250,6 +259,7 @@ impl Daemon {
             cluster_synced: None,
             cluster_dirty: false,
             started_unix,
+            captures: Captures::default(),
         })
     }
 
@@ -390,6 +400,7 @@ impl Daemon {
         self.cluster_synced = Some(Instant::now());
         self.controller.cluster_update(&mut self.system, remote);
         log_notes(&mut self.controller);
+        self.metrics.publish(&self.controller);
         self.publish_own_keys();
     }
 
@@ -418,7 +429,7 @@ impl Daemon {
                 .get(&id)
                 .map(port_name)
                 .unwrap_or_default();
-            tracing::warn!(port = %id, %name, "TAP failed, port is down: {problem}");
+            tracing::warn!(port = %name, port_id = %id, "TAP failed, port is down: {problem}");
             drop(self.system.release(id));
             self.controller.mark_down(id, problem);
         }
@@ -548,6 +559,16 @@ impl Daemon {
                 break;
             }
             let Some(line) = conn.next_line() else { break };
+            if let Some(request) = capture::parse(&line) {
+                match self.start_capture(conn, &request) {
+                    // The connection is the capture's now.
+                    None => return,
+                    Some(refused) => {
+                        conn = refused;
+                        continue;
+                    }
+                }
+            }
             let answer = ctl::handle_line(self, conn.peer, &line);
             conn.push_answer(&answer);
         }
@@ -581,6 +602,36 @@ impl Daemon {
         self.conns.insert(token, conn);
     }
 
+    /// Hands `conn` over to a new capture of `request`'s port; gives it back, with the
+    /// refusal as its answer, if the capture cannot start.
+    fn start_capture(&mut self, mut conn: Conn, request: &capture::CaptureRequest) -> Option<Conn> {
+        let target = self
+            .controller
+            .capture_port(&request.port)
+            .and_then(|target| self.captures.check_room().map(|()| target));
+        let (id, name) = match target {
+            Ok(target) => target,
+            Err(err) => {
+                conn.push_answer(&ctl::error_line(err.code, &err.message));
+                return Some(conn);
+            }
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let (stream, pending) = conn.into_parts();
+        self.captures.start(
+            &self.shared.dp,
+            self.shared.started(),
+            (id, name),
+            request,
+            std::os::unix::net::UnixStream::from(stream),
+            pending,
+        );
+        if self.accept_pending {
+            self.accept();
+        }
+        None
+    }
+
     /// One turn for every connection that still had work.
     fn serve_conn_backlog(&mut self) {
         for _ in 0..self.conn_backlog.len() {
@@ -610,6 +661,21 @@ pub fn log_notes(controller: &mut Controller) {
         match note {
             Note::Info(message) => tracing::info!("{message}"),
             Note::Warn(message) => tracing::warn!("{message}"),
+            Note::About {
+                warn,
+                subject,
+                message,
+            } => {
+                let (port, network) = match &subject {
+                    Subject::Port(name) => (Some(name.as_str()), None),
+                    Subject::Network(name) => (None, Some(name.as_str())),
+                };
+                if warn {
+                    tracing::warn!(port, network, "{message}");
+                } else {
+                    tracing::info!(port, network, "{message}");
+                }
+            }
         }
     }
 }

@@ -25,25 +25,29 @@
 
 #![forbid(unsafe_code)]
 
+mod capture;
 mod cluster;
 mod conn;
 mod ctl;
 mod daemon;
 mod dataplane;
+mod logs;
+mod metrics;
+mod notify;
 mod state;
 mod system;
 mod uplink;
 mod vtep;
 
-use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Deserialize;
-use switchyard::control::{parse_on_off, DEFAULT_SOCKET};
+use switchyard::control::{parse_on_off, DEFAULT_SOCKET, SOCKET_ENV};
 use switchyard::fdb::FdbConfig;
 use switchyard::port::StormLimit;
 use switchyard_encap::vxlan;
@@ -55,15 +59,20 @@ const DEFAULT_BUSY_POLL_US: u64 = 20;
 const MAX_BUSY_POLL_US: u64 = 10_000;
 
 /// The switchyard switch daemon: MAC learning, VLANs and TAP ports for containers.
+// The doc comment above is the help's about text (not the crate's description).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    after_help = "Exit status: 0 stopped by SIGTERM or SIGINT; 1 failed to start or run (the error is one\n\
+                  line on stderr: `switchd: what failed: why; what to do`); 2 bad usage."
+)]
 struct Args {
-    /// TOML file with any of: socket, socket_group, state_dir, log, uplink, busy_poll_us, storm_limit_pps, [fdb] aging_secs, max_entries,
+    /// TOML file with any of: socket, socket_group, state_dir, log, log_format, metrics, uplink, busy_poll_us, storm_limit_pps, [fdb] aging_secs, max_entries,
     /// max_per_port, [vxlan] vtep, udp_checksum, accept_inner_tagged. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Control socket path [default: /run/switchyard/switchd.sock]
-    #[arg(long, value_name = "PATH")]
+    /// Control socket path, as the clients take it [default: /run/switchyard/switchd.sock]
+    #[arg(long, value_name = "PATH", env = SOCKET_ENV)]
     socket: Option<PathBuf>,
     /// Let this group's members use the control socket too (mode 0660, owned by the
     /// group) [default: none, only root (mode 0600)]
@@ -85,6 +94,13 @@ struct Args {
     /// whose levels are among those, such as `switchd=debug,warn` [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// How log lines are written: text, or one JSON object per line [default: text]
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<logs::LogFormat>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics, such as
+    /// 127.0.0.1:9469 [default: none, no metrics]
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
     /// Be a VXLAN tunnel endpoint on this underlay address: IP or IP:PORT
     /// (port 4789 by default; 8472 is the Linux legacy port)
     #[arg(long, value_name = "ADDR[:PORT]")]
@@ -334,6 +350,8 @@ struct FileConfig {
     socket_group: Option<String>,
     state_dir: Option<PathBuf>,
     log: Option<String>,
+    log_format: Option<logs::LogFormat>,
+    metrics: Option<String>,
     uplink: Option<String>,
     busy_poll_us: Option<u64>,
     storm_limit_pps: Option<u32>,
@@ -366,6 +384,9 @@ struct Config {
     socket_group: Option<daemon::SocketGroup>,
     state_dir: PathBuf,
     log: String,
+    log_format: logs::LogFormat,
+    /// Where the Prometheus metrics are served, if anywhere.
+    metrics: Option<SocketAddr>,
     fdb: FdbConfig,
     vtep: Option<daemon::VtepOptions>,
     uplink: String,
@@ -444,6 +465,12 @@ impl Config {
             .transpose()?;
         let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
         let log = check_log_filter(&log)?;
+        let log_format = args.log_format.or(file.log_format).unwrap_or_default();
+        let metrics = args
+            .metrics
+            .or(file.metrics)
+            .map(|text| metrics::parse_addr(&text))
+            .transpose()?;
         let dns = match args.dns.unwrap_or(true) {
             false if !args.dns_upstream.is_empty() => {
                 anyhow::bail!("--dns-upstream goes with the embedded DNS: leave out --dns off")
@@ -495,6 +522,8 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             log,
+            log_format,
+            metrics,
             fdb,
         })
     }
@@ -573,7 +602,28 @@ fn read_config_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
 }
 
+/// `switchd --generate-man DIR` writes switchd.8 into DIR and exits: how `make install`
+/// makes the man page from these flags. Hidden (not in `--help`), and looked for before
+/// the parse, as the first and only argument, the same way in every clap binary.
+fn generate_man_if_asked() {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
+        return;
+    };
+    if flag != "--generate-man" {
+        return;
+    }
+    let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+    if let Err(err) = man.generate_to(&dir) {
+        let dir = dir.to_string_lossy();
+        eprintln!("switchd: cannot write the man page into {dir}: {err}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
 fn main() {
+    generate_man_if_asked();
     if let Err(err) = run() {
         eprintln!("switchd: {err:#}");
         std::process::exit(1);
@@ -583,17 +633,18 @@ fn main() {
 fn run() -> Result<()> {
     let config = Config::resolve(Args::parse())?;
     check_capabilities()?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .with_context(|| format!("invalid log filter {:?}", config.log))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logs::init(&config.log, config.log_format)?;
+    // Bound before anything is restored: an address in use stops the start cleanly.
+    let metrics_listener = config.metrics.map(metrics::bind).transpose()?;
 
     // Before any thread exists, so that every thread has them blocked.
     let signals = daemon::signal_fd()?;
     raise_fd_limit();
+    let notifier = notify::Notifier::from_env();
+    notifier.status(&format!(
+        "restoring ports from {}",
+        config.state_dir.display()
+    ));
     let store = state::StateStore::open(&config.state_dir)?;
     let mut switchd = daemon::Daemon::new(
         daemon::Options {
@@ -618,7 +669,22 @@ fn run() -> Result<()> {
         ports = switchd.controller.model().ports.len(),
         "switchd ready"
     );
+    if let Some(listener) = metrics_listener {
+        metrics::serve(
+            listener,
+            Arc::clone(&switchd.shared.dp),
+            Arc::clone(&switchd.metrics),
+        )?;
+    }
+    // Every saved port is back (or marked down), the control socket listens, and so does
+    // the metrics endpoint if asked for: READY=1 is the last thing before the loop.
+    let model = switchd.controller.model();
+    notifier.ready(&notify::ready_status(
+        model.ports.len(),
+        model.networks.iter().count(),
+    ));
     let outcome = switchd.run();
+    notifier.stopping("stopping: releasing the ports (their TAPs stay)");
     switchd.shutdown();
     outcome
 }
@@ -629,6 +695,22 @@ mod tests {
 
     fn args(list: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("switchd").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn help_and_socket_are_switchds() {
+        use clap::CommandFactory;
+        let command = Args::command();
+        let about = command.get_about().map(ToString::to_string);
+        assert_eq!(
+            about.as_deref(),
+            Some("The switchyard switch daemon: MAC learning, VLANs and TAP ports for containers")
+        );
+        let socket = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "socket")
+            .expect("a --socket argument");
+        assert_eq!(socket.get_env(), Some(std::ffi::OsStr::new(SOCKET_ENV)));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,15 +26,25 @@ use switchyard::port::{PortId, PortMode};
 use switchyard::portmap::PortMapping;
 use switchyard::wire::{MacAddr, VlanId, VlanSet};
 use switchyard_encap::Vni;
-use switchyard_os::client::Client;
+use switchyard_os::client::{Client, ClientError};
+
+#[path = "swctl/inspect.rs"]
+mod inspect;
+#[path = "swctl/show.rs"]
+mod show;
 
 // ---------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------
 
+/// What every `--help` ends with (docs/operations.md has the table).
+const EXIT_STATUS: &str = "\
+Exit status: 0 done; 1 the operation failed (switchd refused it, or could not be reached);
+2 bad usage. Errors are one line on stderr: `swctl: what failed: why; what to do`.";
+
 /// Control switchd, switchyard's userspace virtual switch.
 #[derive(Debug, Parser)]
-#[command(name = "swctl", version)]
+#[command(name = "swctl", version, after_help = EXIT_STATUS)]
 struct Cli {
     /// switchd's control socket.
     #[arg(
@@ -82,6 +92,36 @@ enum Command {
     /// The cluster's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// switchd's log.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// The whole switch in one view: ports, networks and endpoints, VTEP peers, uplink.
+    Show(ShowArgs),
+    /// Watch a port's frames live: one line each, or a pcapng file (-w FILE, -w - for a pipe).
+    Capture(inspect::CaptureArgs),
+    /// What the datapath would do with a frame from a port, step by step (sends,
+    /// learns and counts nothing).
+    Trace(inspect::TraceArgs),
+    /// Print the completion script of a shell (`swctl completion bash`); needs no switchd.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// `text` for people, `dot` for Graphviz (`swctl show --format dot | dot -Tsvg`),
+    /// `json` (the same as --json, which cannot be combined with another format)
+    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+    format: ShowFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ShowFormat {
+    Text,
+    Dot,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +134,16 @@ enum ClusterCommand {
 enum NodeCommand {
     /// List the nodes registered in the cluster store.
     Ls,
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Change what switchd logs, until the next change or restart (as its --log).
+    Level {
+        /// A level (error, warn, info, debug, trace, off), or directives such as
+        /// switchd=debug,warn
+        filter: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,7 +179,8 @@ struct NetworkCreateArgs {
     /// network, give each host its own range.
     #[arg(long, value_name = "CIDR")]
     ip_range: Option<Ipv4Net>,
-    /// No uplink: containers reach only each other and the gateway.
+    /// No uplink: containers reach only each other and the gateway (so not with
+    /// --masquerade).
     #[arg(long, conflicts_with = "masquerade")]
     internal: bool,
     /// Source NAT for traffic leaving through the host.
@@ -238,15 +289,15 @@ struct PortSetArgs {
     /// Port id, or name such as red/eth0.
     port: String,
 
-    /// Access port: untagged frames of VLAN N.
+    /// Access port: untagged frames of VLAN N (not with --trunk or --native).
     #[arg(long, value_name = "N", conflicts_with = "trunk")]
     vlan: Option<VlanId>,
 
-    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39.
+    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39 (not with --vlan).
     #[arg(long, value_name = "LIST")]
     trunk: Option<VlanSet>,
 
-    /// Carry this VLAN untagged on the trunk.
+    /// Carry this VLAN untagged on the trunk (needs --trunk).
     #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
     native: Option<VlanId>,
 
@@ -303,10 +354,10 @@ enum FdbCommand {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 struct FdbTarget {
-    /// Port id or name.
+    /// Port id or name (or --vtep: one of the two).
     #[arg(long, value_name = "PORT")]
     port: Option<String>,
-    /// The underlay address of a VXLAN peer the MAC sits behind.
+    /// The underlay address of a VXLAN peer the MAC sits behind (or --port).
     #[arg(long, value_name = "IP")]
     vtep: Option<IpAddr>,
 }
@@ -330,6 +381,7 @@ impl Command {
         match self {
             Command::Status => Request::Status,
             Command::Stats => Request::Stats,
+            Command::Completion { .. } => unreachable!("main prints completions itself"),
             Command::Port(PortCommand::Ls) => Request::PortList,
             Command::Port(PortCommand::Set(args)) => Request::PortSet {
                 port: args.port.clone(),
@@ -407,6 +459,13 @@ impl Command {
             Command::Router(RouterCommand::Show) => Request::RouterShow,
             Command::Cluster(ClusterCommand::Status) => Request::ClusterStatus,
             Command::Node(NodeCommand::Ls) => Request::NodeList,
+            Command::Log(LogCommand::Level { filter }) => Request::LogLevel {
+                filter: filter.clone(),
+            },
+            // The first of the several requests it sends (see `show`).
+            Command::Show(_) => Request::Status,
+            // Built where they are sent (see `inspect`).
+            Command::Capture(_) | Command::Trace(_) => Request::Status,
         }
     }
 }
@@ -416,14 +475,55 @@ impl Command {
 // ---------------------------------------------------------------------------------------
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    generate_man_if_asked();
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|err| usage_exit(err));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| usage_exit(err));
+    if cli.json && matches!(&cli.command, Command::Show(args) if args.format == ShowFormat::Dot) {
+        usage_exit(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--json cannot be used with --format dot; pick one",
+        ));
+    }
+    if let Command::Completion { shell } = cli.command {
+        return print_output(&completion(shell));
+    }
     match run(&cli) {
         Ok(output) => print_output(&output),
         Err(err) => {
-            eprintln!("swctl: {}", one_line(&err));
+            eprintln!("swctl: {}", describe_failure(&matches, &err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `swctl --generate-man DIR` writes swctl.1 and a page for every subcommand
+/// (swctl-port-set.1, ...) into DIR and exits: how `make install` makes the man pages
+/// from these definitions. Hidden (not in `--help`), and looked for before the parse, as
+/// the first and only argument, the same way in every clap binary.
+fn generate_man_if_asked() {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
+        return;
+    };
+    if flag != "--generate-man" {
+        return;
+    }
+    if let Err(err) = clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
+        let dir = dir.to_string_lossy();
+        eprintln!("swctl: cannot write the man pages into {dir}: {err}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+/// The completion script of `shell`, from these definitions.
+fn completion(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "swctl", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 /// Talks to switchd and returns everything to print; nothing is printed on failure.
@@ -432,8 +532,11 @@ fn run(cli: &Cli) -> Result<String> {
     let request = cli.command.to_request();
     let json = cli.json;
     match &cli.command {
+        Command::Capture(args) => inspect::capture(client, args, json),
+        Command::Trace(args) => inspect::trace(&mut client, args, json),
         Command::Status => call(&mut client, &request, json, format_status),
         Command::Stats => call(&mut client, &request, json, format_stats),
+        Command::Completion { .. } => unreachable!("main prints completions itself"),
         Command::Port(PortCommand::Ls) => {
             call(&mut client, &request, json, |ports: &Vec<PortInfo>| {
                 format_ports(ports)
@@ -466,9 +569,17 @@ fn run(cli: &Cli) -> Result<String> {
             call(&mut client, &request, json, format_fdb_removed)
         }
         Command::Fdb(FdbCommand::Flush { .. }) => call(&mut client, &request, json, format_flushed),
-        Command::Vxlan(
-            VxlanCommand::Show | VxlanCommand::Map { .. } | VxlanCommand::Unmap { .. },
-        ) => call(&mut client, &request, json, format_vxlan),
+        Command::Vxlan(VxlanCommand::Show) => call(&mut client, &request, json, format_vxlan),
+        Command::Vxlan(VxlanCommand::Map { vlan, vni }) => {
+            call(&mut client, &request, json, |info: &VxlanInfo| {
+                format_mapped(*vlan, Some(*vni), info)
+            })
+        }
+        Command::Vxlan(VxlanCommand::Unmap { vlan }) => {
+            call(&mut client, &request, json, |info: &VxlanInfo| {
+                format_mapped(*vlan, None, info)
+            })
+        }
         Command::Vxlan(VxlanCommand::Peer(PeerCommand::Ls)) => {
             call(&mut client, &request, json, |peers: &Vec<PeerInfo>| {
                 format_peers(peers)
@@ -513,10 +624,26 @@ fn run(cli: &Cli) -> Result<String> {
         Command::Cluster(ClusterCommand::Status) => {
             call(&mut client, &request, json, format_cluster_status)
         }
+        Command::Log(LogCommand::Level { .. }) => call(
+            &mut client,
+            &request,
+            json,
+            |f: &switchyard::control::LogFilter| {
+                format!("log filter is {} (was {})\n", f.filter, f.previous)
+            },
+        ),
         Command::Node(NodeCommand::Ls) => {
             call(&mut client, &request, json, |nodes: &Vec<NodeInfo>| {
                 format_nodes(nodes)
             })
+        }
+        Command::Show(args) => {
+            let picture = show::Picture::fetch(&mut client)?;
+            match (json, args.format) {
+                (true, _) | (false, ShowFormat::Json) => Ok(format_json(&picture)?),
+                (false, ShowFormat::Text) => Ok(show::format_text(&picture)),
+                (false, ShowFormat::Dot) => Ok(show::format_dot(&picture)),
+            }
         }
     }
 }
@@ -807,6 +934,44 @@ fn print_output(output: &str) -> ExitCode {
     }
 }
 
+/// clap's verdict on the command line, as nsutil gives it too: help and version on stdout
+/// (exit 0); a usage error as `swctl: ...` on stderr (exit 2).
+fn usage_exit(err: clap::Error) -> ! {
+    if !err.use_stderr() {
+        let _ = err.print();
+        std::process::exit(0);
+    }
+    let text = err.render().to_string();
+    eprint!("swctl: {}", text.strip_prefix("error: ").unwrap_or(&text));
+    std::process::exit(2);
+}
+
+/// `what failed: why; what to do` on one line. A refusal is switchd's message (why, and
+/// what to do) after the command refused (`port del: no such port: 9`); the client's
+/// own errors (switchd not running...) say what failed themselves.
+fn describe_failure(matches: &clap::ArgMatches, err: &anyhow::Error) -> String {
+    let refused = matches!(
+        err.downcast_ref::<ClientError>(),
+        Some(ClientError::Refused(_))
+    );
+    if refused {
+        format!("{}: {}", subcommand_words(matches), one_line(err))
+    } else {
+        one_line(err)
+    }
+}
+
+/// The subcommands given, such as `vxlan peer add`.
+fn subcommand_words(matches: &clap::ArgMatches) -> String {
+    let mut words = Vec::new();
+    let mut current = matches;
+    while let Some((name, sub)) = current.subcommand() {
+        words.push(name);
+        current = sub;
+    }
+    words.join(" ")
+}
+
 /// The error's message on one line, whatever switchd put in it.
 fn one_line(err: &anyhow::Error) -> String {
     let text = err.to_string();
@@ -1066,6 +1231,23 @@ fn format_vxlan(info: &VxlanInfo) -> String {
         out.push_str(&format_peers(&info.peers));
     }
     out
+}
+
+/// `swctl vxlan map` and `unmap`: one line of what changed.
+fn format_mapped(vlan: VlanId, vni: Option<Vni>, info: &VxlanInfo) -> String {
+    let mapped = match info.map.len() {
+        1 => "1 VLAN".to_string(),
+        n => format!("{n} VLANs"),
+    };
+    match vni {
+        Some(vni) => format!(
+            "mapped vlan {vlan} to vni {vni}: carried over the overlay from {} ({mapped} mapped)\n",
+            info.local
+        ),
+        None => {
+            format!("unmapped vlan {vlan}: no longer carried over the overlay ({mapped} mapped)\n")
+        }
+    }
 }
 
 fn format_peers(peers: &[PeerInfo]) -> String {
@@ -1842,6 +2024,61 @@ dns        on
         assert_eq!(
             format_flushed(&Flushed { removed: 0 }),
             "removed 0 entries\n"
+        );
+    }
+
+    #[test]
+    fn vxlan_map_and_unmap_print_what_changed() {
+        let mut info = VxlanInfo {
+            local: "192.0.2.1:4789".parse().unwrap(),
+            map: vec![switchyard::control::VniMapping {
+                vlan: vlan(10),
+                vni: Vni::new(42).unwrap(),
+            }],
+            peers: vec![],
+            unattributed_drops: BTreeMap::new(),
+            icmp_frag_needed_sent: 0,
+            accept_inner_tagged: false,
+        };
+        assert_eq!(
+            format_mapped(vlan(10), Some(Vni::new(42).unwrap()), &info),
+            "mapped vlan 10 to vni 42: carried over the overlay from 192.0.2.1:4789 (1 VLAN mapped)\n"
+        );
+        info.map.clear();
+        assert_eq!(
+            format_mapped(vlan(10), None, &info),
+            "unmapped vlan 10: no longer carried over the overlay (0 VLANs mapped)\n"
+        );
+    }
+
+    #[test]
+    fn usage_lines_do_not_show_the_optional_socket() {
+        fn check(command: &mut clap::Command) {
+            let usage = command.render_usage().to_string();
+            assert!(!usage.contains("--socket"), "{usage}");
+            for sub in command.get_subcommands_mut() {
+                check(sub);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        check(&mut command);
+    }
+
+    #[test]
+    fn show_takes_a_format_and_json_anywhere() {
+        let cli = parse(&["show", "--format", "dot"]);
+        assert!(matches!(
+            cli.command,
+            Command::Show(ShowArgs {
+                format: ShowFormat::Dot
+            })
+        ));
+        let cli = parse(&["show", "--json"]);
+        assert!(cli.json);
+        assert_eq!(
+            parse_error(&["show", "--format", "svg"]),
+            ErrorKind::InvalidValue
         );
     }
 

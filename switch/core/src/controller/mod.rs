@@ -19,6 +19,7 @@
 //! after them is reported, and the next start finishes the change (see [`plan`]).
 
 mod cluster;
+pub mod inspect;
 pub mod effects;
 pub mod error;
 pub mod fake;
@@ -82,6 +83,22 @@ pub struct Clock {
 pub enum Note {
     Info(String),
     Warn(String),
+    /// About one port or network, named (`red/eth0`, `blue`) for the log to carry as a
+    /// field of its own.
+    About {
+        warn: bool,
+        subject: Subject,
+        message: String,
+    },
+}
+
+/// What a [`Note::About`] is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A port, by name.
+    Port(String),
+    /// A network, by name.
+    Network(String),
 }
 
 /// The controller. See the module documentation.
@@ -270,6 +287,22 @@ impl Controller {
         self.notes.push(Note::Warn(message));
     }
 
+    fn info_about(&mut self, subject: Subject, message: String) {
+        self.notes.push(Note::About {
+            warn: false,
+            subject,
+            message,
+        });
+    }
+
+    fn warn_about(&mut self, subject: Subject, message: String) {
+        self.notes.push(Note::About {
+            warn: true,
+            subject,
+            message,
+        });
+    }
+
     /// The state as it is, for saving.
     pub fn saved_state(&self) -> SavedState {
         self.model.to_saved(&self.config.boot_id, &BTreeMap::new())
@@ -292,10 +325,11 @@ impl Controller {
                 self.any_port_name(flap.port),
                 self.any_port_name(flap.newcomer),
             );
-            self.warn(format!(
+            let message = format!(
                 "MAC {} in VLAN {} is flapping between port {} ({stays}) and port {} ({newcomer}): it stays on {stays}, and learning it on {newcomer} is held back for {hold} s; look for a loop, or two hosts with one MAC",
                 flap.mac, flap.vlan, flap.port, flap.newcomer
-            ));
+            );
+            self.warn_about(Subject::Port(newcomer), message);
         }
     }
 
@@ -317,9 +351,13 @@ impl Controller {
         request: Request,
     ) -> Outcome<serde_json::Value> {
         match request {
-            Request::Status | Request::ClusterStatus | Request::NodeList => Err(ControlError::new(
+            Request::Status
+            | Request::ClusterStatus
+            | Request::NodeList
+            | Request::LogLevel { .. }
+            | Request::Capture { .. } => Err(ControlError::new(
                 ErrorCode::Unknown,
-                "status and the cluster's are answered by the daemon",
+                "status, the log filter and the cluster's are answered by the daemon",
             )),
             Request::Attach(req) => to_value(self.attach(fx, req)),
             Request::Detach { netns, ifname } => to_value(self.detach(fx, &netns, &ifname)),
@@ -369,6 +407,7 @@ impl Controller {
             ),
             Request::NetworkRemove { name } => to_value(self.network_remove(fx, &name)),
             Request::RouterShow => to_value(Ok(self.router_info(fx))),
+            Request::Trace { port, frame } => to_value(self.trace(clock.now, &port, &frame)),
             Request::NetworkRename { name, new_name } => {
                 to_value(self.network_rename(fx, &name, &new_name))
             }
@@ -439,9 +478,8 @@ impl Controller {
                     point_of_no_return = true;
                     if let Err(err) = fx.destroy_tap(*id) {
                         let name = old.ports.get(id).map(port_name).unwrap_or_default();
-                        self.warn(format!(
-                            "cannot remove the TAP of port {id} ({name}): {err}"
-                        ));
+                        let message = format!("cannot remove the TAP of port {id} ({name}): {err}");
+                        self.warn_about(Subject::Port(name), message);
                     }
                     Ok(())
                 }
@@ -768,10 +806,8 @@ impl Controller {
             }
         };
         self.problems.remove(&id);
-        self.info(format!(
-            "attached port {id} ({})",
-            port_name(&self.model.ports[&id])
-        ));
+        let name = port_name(&self.model.ports[&id]);
+        self.info_about(Subject::Port(name.clone()), format!("attached port {id} ({name})"));
         Ok(Attached {
             port: self.port_info(fx, id),
             created: true,
@@ -916,11 +952,12 @@ impl Controller {
         let info = self
             .endpoint_info(id)
             .ok_or_else(|| ControlError::system("endpoint vanished"))?;
-        self.info(format!(
+        let message = format!(
             "port {id} ({}) publishes {}",
             info.address.addr(),
             crate::portmap::join(&info.published, ", ", "nothing")
-        ));
+        );
+        self.info_about(Subject::Port(info.port_name.clone()), message);
         Ok(info)
     }
 
@@ -931,7 +968,8 @@ impl Controller {
         new.remove_port(id);
         self.commit(fx, new, &format!("cannot remove port {}", info.name))?;
         self.problems.remove(&id);
-        self.info(format!("detached port {id} ({})", info.name));
+        let message = format!("detached port {id} ({})", info.name);
+        self.info_about(Subject::Port(info.name.clone()), message);
         Ok(info)
     }
 
@@ -998,10 +1036,9 @@ impl Controller {
             record.storm_limit_pps = storm_limit_pps;
         }
         self.commit(fx, new, "cannot save the change, left unchanged")?;
-        self.info(format!(
-            "port {id} reconfigured: {}",
-            self.model.ports[&id].mode
-        ));
+        let port = &self.model.ports[&id];
+        let message = format!("port {id} ({}) reconfigured: {}", port_name(port), port.mode);
+        self.info_about(Subject::Port(port_name(port)), message);
         Ok(self.port_info(fx, id))
     }
 
@@ -1450,7 +1487,10 @@ impl Controller {
         let mut new = self.model.clone();
         new.networks.rename(&old, new_name)?;
         self.commit(fx, new, &format!("cannot rename network {old}"))?;
-        self.info(format!("network {old} renamed to {new_name}"));
+        self.info_about(
+            Subject::Network(new_name.to_string()),
+            format!("network {old} renamed to {new_name}"),
+        );
         let network = self.model.networks.find(new_name)?.clone();
         Ok(self.network_info(fx, &network))
     }
@@ -1538,11 +1578,12 @@ impl Controller {
             record.ifindex = ifindex;
         }
         self.commit(fx, new, "cannot save where the port went, left as it was")?;
-        self.info(format!(
+        let message = format!(
             "port {id} now lives in {} as {}",
             netns.display(),
             self.model.ports[&id].ifname
-        ));
+        );
+        self.info_about(Subject::Port(port_name(&self.model.ports[&id])), message);
         Ok(self.port_info(fx, id))
     }
 
@@ -1591,10 +1632,11 @@ impl Controller {
         }
         new.networks.insert(network.clone());
         self.commit(fx, new, &format!("cannot create network {}", network.name))?;
-        self.info(format!(
+        let message = format!(
             "network {} created ({}, VLAN {})",
             network.name, network.subnet, network.vlan
-        ));
+        );
+        self.info_about(Subject::Network(network.name.clone()), message);
         Ok(self.network_info(fx, &network))
     }
 
@@ -1627,7 +1669,10 @@ impl Controller {
             new,
             &format!("cannot save the removal of network {name}, kept it"),
         )?;
-        self.info(format!("network {name} removed"));
+        self.info_about(
+            Subject::Network(name.to_string()),
+            format!("network {name} removed"),
+        );
         Ok(info)
     }
 

@@ -138,8 +138,51 @@ fn netns_problem(path: &str) -> Option<String> {
     }
 }
 
+/// The plugin as a person meets it: run without `CNI_COMMAND`, it takes `--help` and
+/// `--version` (exit 0) and refuses other arguments as bad usage (exit 2). A runtime
+/// sets `CNI_COMMAND` and passes no arguments; then arguments are not looked at.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "switchyard-cni",
+    version,
+    override_usage = "CNI_COMMAND=ADD|DEL|CHECK|STATUS|GC|VERSION CNI_...=... switchyard-cni < CONFIG\n       \
+        switchyard-cni --help | --version",
+    about = "The CNI plugin of switchyard: attaches containers to switchd's networks",
+    long_about = "The CNI plugin of switchyard: attaches containers to switchd's networks.\n\n\
+        A container runtime (containerd, CRI-O, Podman) runs it with CNI_COMMAND (ADD, DEL, \
+        CHECK, STATUS, GC or VERSION) and the other CNI_* variables in the environment and \
+        the network configuration on stdin; it answers on stdout as the CNI spec says \
+        (CNI 0.4.0, 1.0.0, 1.1.0) and logs to stderr. See docs/cni.md.",
+    after_help = "\
+Exit status: 0 done; 1 the CNI command failed (the spec's error object is on stdout, its
+code says why); 2 bad usage (arguments without CNI_COMMAND). Messages on stderr read
+`switchyard-cni: what failed: why; what to do`."
+)]
+struct HumanCli {}
+
+/// `--help`, `--version` or a usage error, when a person runs the plugin: never returns.
+fn human_cli() -> ! {
+    use clap::Parser as _;
+    match HumanCli::try_parse() {
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            std::process::exit(0);
+        }
+        Err(err) => {
+            let text = err.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("switchyard-cni: {text}");
+        }
+        Ok(_) => eprintln!("switchyard-cni: nothing to do; see --help"),
+    }
+    std::process::exit(2);
+}
+
 fn main() -> ExitCode {
     let env = Env::read();
+    if env.command.is_empty() && std::env::args_os().len() > 1 {
+        human_cli();
+    }
     let mut stdin = Vec::new();
     // VERSION may come without a configuration; every other command needs one. Reading
     // stops one byte past the limit, which parse_input then refuses.
@@ -162,10 +205,12 @@ fn main() -> ExitCode {
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!(
-                "switchyard-cni: {} {}: {}",
-                env.command, env.container_id, err.msg
-            );
+            // What failed (the command, for which container), then why.
+            let what = format!("{} {}", env.command, env.container_id);
+            match what.trim() {
+                "" => eprintln!("switchyard-cni: {}", err.msg),
+                what => eprintln!("switchyard-cni: {what}: {}", err.msg),
+            }
             println!("{}", err.to_json(&version));
             ExitCode::FAILURE
         }
@@ -219,7 +264,7 @@ fn client_error(err: ClientError) -> CniError {
         return CniError::new(
             Code::TryAgainLater,
             format!(
-                "switchd is not running at {} ({source}); start it, or set \"socket\" in the \
+                "switchd is not running at {}: {source}; start it, or set \"socket\" in the \
                  network configuration to the socket it listens on",
                 path.display()
             ),

@@ -1363,7 +1363,7 @@ fn without_switchd_every_call_that_needs_it_says_so_at_once() {
         assert_eq!(failure.status, 500, "{method}");
         assert_mentions(
             &failure,
-            &["switchd is not running", "start it with `switchd`"],
+            &["switchd is not running", "start it with `switchd"],
         );
     }
 }

@@ -1,0 +1,302 @@
+//! Live captures (`swctl capture`): a thread per capture streams the port's frames to
+//! the client's control connection as pcapng.
+//!
+//! The control thread answers the request and hands the connection over; from then on
+//! the connection is the capture's. Its thread waits on the tap's queue (see
+//! `switchyard::capture` for what forwarding does, which is never to wait), writes each
+//! frame as a packet block with its direction and wall-clock time, and ends when the
+//! count is reached, the client goes away, the port is removed, or switchd stops: then
+//! it removes the tap and, if the client is still there, writes the statistics block
+//! (frames captured, frames lost for want of room).
+
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use switchyard::capture::{pcapng, CaptureTap, Directions, DEFAULT_BUDGET};
+use switchyard::control::{CaptureStarted, ControlError, ErrorCode, Reply, Request};
+use switchyard::datapath::Datapath;
+use switchyard::PortId;
+
+/// Captures running at once, at most: each is a thread and a queue of up to
+/// [`DEFAULT_BUDGET`] bytes.
+pub const MAX_CAPTURES: usize = 16;
+
+/// How often a capture with nothing to write checks that its client and port are there.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a write to the client may wait before the capture gives up on it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A capture request: the port, which directions, how many frames.
+pub struct CaptureRequest {
+    pub port: String,
+    pub directions: Directions,
+    pub count: Option<u64>,
+}
+
+/// The capture request `line` is, if it is one.
+pub fn parse(line: &[u8]) -> Option<CaptureRequest> {
+    match serde_json::from_slice(line) {
+        Ok(Request::Capture {
+            port,
+            directions,
+            count,
+        }) => Some(CaptureRequest {
+            port,
+            directions,
+            count,
+        }),
+        _ => None,
+    }
+}
+
+/// The running captures, shared with their threads (which count themselves out).
+#[derive(Default)]
+pub struct Captures {
+    running: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    /// Each capture's thread, and its connection (to cut a write that hangs).
+    threads: Vec<(JoinHandle<()>, Option<UnixStream>)>,
+}
+
+impl Captures {
+    /// Refuses a new capture when [`MAX_CAPTURES`] run.
+    pub fn check_room(&mut self) -> Result<(), ControlError> {
+        self.threads.retain(|(t, _)| !t.is_finished());
+        if self.running.load(Ordering::Acquire) >= MAX_CAPTURES {
+            return Err(ControlError::new(
+                ErrorCode::Conflict,
+                format!("{MAX_CAPTURES} captures are running already; stop one first"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts capturing port `id` (called `name`) onto `stream`, whose unsent answers
+    /// are `pending`. If it cannot, the refusal is written to the stream and it is
+    /// closed.
+    pub fn start(
+        &mut self,
+        dp: &Arc<Datapath>,
+        started: Instant,
+        (id, name): (PortId, String),
+        request: &CaptureRequest,
+        mut stream: UnixStream,
+        pending: Vec<u8>,
+    ) {
+        // A client that takes nothing for this long ends its capture.
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let (tap, reader) = CaptureTap::new(request.directions, DEFAULT_BUDGET);
+        if dp.switch().add_capture(id, Arc::clone(&tap)).is_err() {
+            let err = ControlError::new(ErrorCode::NoSuchPort, format!("port {name} went away; try again"));
+            return refuse(&mut stream, &name, pending, err);
+        }
+        let handle = stream.try_clone().ok();
+        let job = Job {
+            dp: Arc::clone(dp),
+            id,
+            name: name.clone(),
+            tap: Arc::clone(&tap),
+            reader,
+            count: request.count,
+            stream: match stream.try_clone() {
+                Ok(stream) => stream,
+                Err(err) => {
+                    dp.switch().remove_capture(id, &tap);
+                    let err = ControlError::new(ErrorCode::SystemError, format!("cannot keep the connection for a capture: {err}"));
+                    return refuse(&mut stream, &name, pending, err);
+                }
+            },
+            base_unix_ns: unix_ns(SystemTime::now())
+                .saturating_sub(started.elapsed().as_nanos() as u64),
+            running: Arc::clone(&self.running),
+            stop: Arc::clone(&self.stop),
+        };
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let thread = std::thread::Builder::new()
+            .name(format!("capture-{id}"))
+            .spawn(move || job.run(pending));
+        match thread {
+            Ok(thread) => self.threads.push((thread, handle)),
+            Err(err) => {
+                // The job (and its count in `running`) went with the closure.
+                self.running.fetch_sub(1, Ordering::AcqRel);
+                dp.switch().remove_capture(id, &tap);
+                let err = ControlError::new(
+                    ErrorCode::SystemError,
+                    format!("cannot start a capture thread: {err}; check switchd's limits (ulimit -u)"),
+                );
+                // The earlier answers went with the closure.
+                refuse(&mut stream, &name, Vec::new(), err);
+            }
+        }
+    }
+
+}
+
+impl Drop for Captures {
+    /// Ends every capture (each writes its statistics) before switchd goes.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Each notices within CHECK_EVERY, unless a write to a client that reads
+        // nothing holds it: such connections are cut after a grace period.
+        let deadline = Instant::now() + 2 * CHECK_EVERY;
+        while Instant::now() < deadline && self.threads.iter().any(|(t, _)| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (thread, stream) in self.threads.drain(..) {
+            if let (false, Some(stream)) = (thread.is_finished(), stream) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers `pending` and the refusal `err` on `stream`, which then closes.
+fn refuse(stream: &mut UnixStream, name: &str, mut pending: Vec<u8>, err: ControlError) {
+    tracing::warn!(port = %name, error = %err.message, "capture refused");
+    pending.extend_from_slice(crate::ctl::error_line(err.code, &err.message).as_bytes());
+    pending.push(b'\n');
+    let _ = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.write_all(&pending));
+}
+
+fn unix_ns(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+struct Job {
+    dp: Arc<Datapath>,
+    id: PortId,
+    name: String,
+    tap: Arc<CaptureTap>,
+    reader: switchyard::capture::CaptureReader,
+    count: Option<u64>,
+    stream: UnixStream,
+    /// The wall-clock time of the datapath's time zero, in ns since the epoch.
+    base_unix_ns: u64,
+    running: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Why a capture ended.
+#[derive(Debug)]
+enum End {
+    Count,
+    ClientGone,
+    PortGone,
+    Stopping,
+    WriteFailed(io::Error),
+}
+
+impl Job {
+    fn run(mut self, pending: Vec<u8>) {
+        tracing::info!(port = %self.name, count = ?self.count, "capture started");
+        let (end, sent) = self.stream_frames(pending);
+        self.dp.switch().remove_capture(self.id, &self.tap);
+        let (taken, lost) = (self.tap.taken(), self.tap.lost());
+        if let End::WriteFailed(err) = &end {
+            tracing::info!(port = %self.name, error = %err, "capture: the client takes nothing");
+        }
+        if !matches!(end, End::ClientGone | End::WriteFailed(_)) {
+            let stats = pcapng::interface_statistics(
+                unix_ns(SystemTime::now()),
+                sent + lost,
+                lost,
+            );
+            let _ = self.stream.write_all(&stats);
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        tracing::info!(
+            port = %self.name,
+            frames = sent,
+            queued = taken,
+            lost,
+            end = ?end,
+            "capture ended"
+        );
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Writes the answer, the file's header and the frames; returns why it stopped and
+    /// how many frames it wrote.
+    fn stream_frames(&mut self, mut head: Vec<u8>) -> (End, u64) {
+        let answer = Reply::Result(CaptureStarted {
+            port: self.id,
+            name: self.name.clone(),
+            budget: self.tap.budget(),
+        });
+        let line = serde_json::to_string(&answer).unwrap_or_default();
+        head.extend_from_slice(line.as_bytes());
+        head.push(b'\n');
+        head.extend_from_slice(&pcapng::section_header(concat!(
+            "switchd ",
+            env!("CARGO_PKG_VERSION")
+        )));
+        head.extend_from_slice(&pcapng::interface_description(&self.name));
+        if let Err(err) = self
+            .stream
+            .set_nonblocking(false)
+            .and_then(|()| self.stream.write_all(&head))
+        {
+            return (End::WriteFailed(err), 0);
+        }
+        let mut sent = 0u64;
+        loop {
+            if self.count.is_some_and(|count| sent >= count) {
+                return (End::Count, sent);
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return (End::Stopping, sent);
+            }
+            match self.reader.recv_timeout(CHECK_EVERY) {
+                Some(frame) => {
+                    let at = self
+                        .base_unix_ns
+                        .saturating_add(frame.at.since(switchyard::Time::ZERO).as_nanos() as u64);
+                    let block = pcapng::enhanced_packet(at, frame.direction, &frame.frame);
+                    if let Err(err) = self.stream.write_all(&block) {
+                        let end = match err.kind() {
+                            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                                End::ClientGone
+                            }
+                            _ => End::WriteFailed(err),
+                        };
+                        return (end, sent);
+                    }
+                    sent += 1;
+                }
+                None => {
+                    if self.client_gone() {
+                        return (End::ClientGone, sent);
+                    }
+                    if self.dp.switch().port_kind(self.id).is_none() {
+                        return (End::PortGone, sent);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the client closed its end (or sent something, which it must not).
+    fn client_gone(&self) -> bool {
+        let mut fds = [PollFd::new(
+            self.stream.as_fd(),
+            PollFlags::POLLIN | PollFlags::POLLHUP,
+        )];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+}
