@@ -616,3 +616,112 @@ fn a_vtep_port_another_program_holds_is_refused() {
     let mut free = Switchd::start_in(&net.h1, &["--vtep", "192.0.2.1"]);
     assert!(free.stop().unwrap().success());
 }
+
+/// `swctl vxlan enable`: two switchds started without `--vtep` become VTEPs while they
+/// run and carry a VLAN between their containers; the VTEP is remembered, so a restart
+/// without `--vtep` has it again. An address that is not the host's, a second enable, and
+/// a VTEP another switchd owns are refused, and change nothing.
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_vtep_enabled_at_run_time_carries_the_overlay_and_survives_a_restart() {
+    let net = Underlay::new();
+    let c1 = Netns::new("c1");
+    let c2 = Netns::new("c2");
+    let mut s1 = Switchd::start_in(&net.h1, &[]);
+    let s2 = Switchd::start_in(&net.h2, &[]);
+
+    // No overlay yet, and the refusal says how to have one.
+    let out = s1.swctl(&["vxlan", "map", "--vlan", "10", "--vni", "42"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("swctl vxlan enable --vtep"),
+        "{}",
+        stderr(&out)
+    );
+    // Not an address of this host: refused, in one line, and nothing changed.
+    let out = s1.swctl(&["vxlan", "enable", "--vtep", "198.51.100.7"]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("198.51.100.7") && said.contains("not an address of this host"),
+        "{said}"
+    );
+    assert_eq!(said.trim_end().lines().count(), 1, "one line: {said}");
+    let out = s1.swctl(&["vxlan", "enable", "--vtep", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid VTEP"), "{}", stderr(&out));
+    assert_eq!(s1.swctl(&["vxlan", "show"]).status.code(), Some(1));
+
+    // Enabled on each, with nothing restarted.
+    let out = s1.swctl(&["vxlan", "enable", "--vtep", "192.0.2.1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "VXLAN enabled: VTEP 192.0.2.1:4789\n"
+    );
+    let info = s2.swctl_json(&["vxlan", "enable", "--vtep", "192.0.2.2:4789"]);
+    assert_eq!(info["local"], "192.0.2.2:4789", "{info}");
+    for (switchd, peer) in [(&s1, "192.0.2.2"), (&s2, "192.0.2.1")] {
+        for args in [
+            &["vxlan", "map", "--vlan", "10", "--vni", "42"][..],
+            &["vxlan", "peer", "add", peer][..],
+        ] {
+            let out = switchd.swctl(args);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+    }
+    for (switchd, c, ip) in [(&s1, &c1, "10.88.0.1/24"), (&s2, &c2, "10.88.0.2/24")] {
+        switchd.nsutil_ok(&[
+            "attach", &c.name, "--ip", ip, "--vlan", "10", "--mtu", "1450",
+        ]);
+    }
+    assert!(
+        c1.ping("10.88.0.2", 5),
+        "no ping across a VTEP enabled at run time; h1 log:\n{}",
+        s1.log()
+    );
+    assert!(c2.ping("10.88.0.1", 5), "h2 log:\n{}", s2.log());
+
+    // Once a VTEP, always that one while running.
+    let out = s1.swctl(&["vxlan", "enable", "--vtep", "192.0.2.1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already a VTEP at 192.0.2.1:4789"),
+        "{}",
+        stderr(&out)
+    );
+    // Another switchd in h1 cannot take it either.
+    let s3 = Switchd::start_in(&net.h1, &[]);
+    let out = s3.swctl(&["vxlan", "enable", "--vtep", "192.0.2.1"]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let expected = format!(
+        "VTEP 192.0.2.1:4789 is already used by another switchd (pid {})",
+        s1.pid().unwrap()
+    );
+    assert!(
+        said.contains(&expected),
+        "expected {expected:?} in {said:?}"
+    );
+    assert_eq!(s3.swctl(&["vxlan", "show"]).status.code(), Some(1));
+    drop(s3);
+    assert!(c1.ping("10.88.0.2", 5), "h1 log:\n{}", s1.log());
+
+    // A restart without --vtep: the VTEP comes back from the state directory.
+    s1.restart();
+    let info = s1.swctl_json(&["vxlan", "show"]);
+    assert_eq!(info["local"], "192.0.2.1:4789", "{info}");
+    assert_eq!(info["map"][0]["vni"], 42, "{info}");
+    assert_eq!(info["peers"][0]["addr"], "192.0.2.2:4789", "{info}");
+    assert!(
+        s1.log().contains("as the state directory remembers it"),
+        "{}",
+        s1.log()
+    );
+    assert!(
+        c1.ping("10.88.0.2", 5),
+        "no ping after the restart; h1 log:\n{}",
+        s1.log()
+    );
+    assert!(c2.ping("10.88.0.1", 5), "h2 log:\n{}", s2.log());
+}

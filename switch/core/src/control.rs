@@ -170,6 +170,10 @@ pub enum Request {
     /// `switchd=debug,warn`; see switchd's `--log`) until the next change or restart.
     /// Answered by the daemon. Answer: [`LogFilter`].
     LogLevel { filter: String },
+    /// Become a VXLAN tunnel endpoint at `vtep`, `IP` or `IP:PORT` (port 4789 by
+    /// default), without a restart; remembered in the state directory. Refused when
+    /// switchd is a VTEP already. Answer: [`VxlanInfo`].
+    VxlanEnable { vtep: String },
 }
 
 /// The answer to [`Request::Capture`], before the pcapng stream.
@@ -422,6 +426,37 @@ pub fn parse_on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// A VTEP address as `switchd --vtep` and [`Request::VxlanEnable`] take it: `IP`,
+/// `IP:PORT` or `[IPv6]:PORT`, the port 4789 (IANA's) unless given; a unicast address
+/// (this host's, which only binding it can tell) and a port other than 0.
+pub fn parse_vtep(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let addr = text
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            text.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, switchyard_encap::vxlan::IANA_PORT))
+        })
+        .ok_or_else(|| {
+            format!("invalid VTEP {text:?}: expected IP or IP:PORT, such as 192.0.2.1 or 192.0.2.1:8472")
+        })?;
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(format!(
+            "invalid VTEP {text:?}: the VTEP needs this host's own unicast address"
+        ));
+    }
+    if addr.port() == 0 {
+        return Err(format!(
+            "invalid VTEP {text:?}: give a UDP port (4789 by default), not 0"
+        ));
+    }
+    Ok(addr)
+}
+
 /// A port as switchd reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PortInfo {
@@ -614,6 +649,31 @@ mod tests {
             r#"{"cmd":"fdb_del","mac":"02:00:00:00:00:01","vlan":0}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn vtep_addresses_take_the_iana_port_unless_given() {
+        let parsed = |text: &str| parse_vtep(text);
+        assert_eq!(parsed("192.0.2.1"), Ok("192.0.2.1:4789".parse().unwrap()));
+        assert_eq!(
+            parsed(" 192.0.2.1:8472 "),
+            Ok("192.0.2.1:8472".parse().unwrap())
+        );
+        assert_eq!(
+            parsed("[2001:db8::1]"),
+            Ok("[2001:db8::1]:4789".parse().unwrap())
+        );
+        for bad in ["", "0.0.0.0", "::", "239.1.1.1", "192.0.2.1:0", "host:4789"] {
+            assert!(parsed(bad).is_err(), "{bad:?}");
+        }
+        let request: Request =
+            serde_json::from_str(r#"{"cmd":"vxlan_enable","vtep":"192.0.2.1"}"#).unwrap();
+        assert_eq!(
+            request,
+            Request::VxlanEnable {
+                vtep: "192.0.2.1".into()
+            }
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ fn mutates(request: &Request) -> bool {
         | Request::PortMoved { .. }
         | Request::PortPublish { .. }
         | Request::PortUnpublish { .. }
+        | Request::VxlanEnable { .. }
         | Request::LogLevel { .. } => true,
         Request::Status
         | Request::ClusterStatus

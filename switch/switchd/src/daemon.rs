@@ -29,13 +29,13 @@ use switchyard::port::StormLimit;
 use switchyard::{PortId, Time};
 use switchyard_os::netns;
 
-use crate::cluster::{ClusterLink, ClusterOptions, Update};
 use crate::capture::{self, Captures};
+use crate::cluster::{ClusterLink, ClusterOptions, Update};
 use crate::conn::Conn;
 use crate::ctl;
 use crate::dataplane::{self, Shared, Thread};
 use crate::state::StateStore;
-use crate::system::System;
+use crate::system::{vtep_receivers, System};
 use crate::vtep::Vtep;
 
 const LISTENER: Token = Token(0);
@@ -43,7 +43,7 @@ const SIGNALS: Token = Token(1);
 /// A forwarding thread has news (a TAP failed).
 const WAKE: Token = Token(2);
 /// Another switchd asks who owns our VTEP.
-const VTEP_CLAIM: Token = Token(3);
+pub(crate) const VTEP_CLAIM: Token = Token(3);
 const FIRST_CONN: usize = 16;
 /// The cluster store's changes are applied at most this often (the first at once).
 const CLUSTER_BATCH: Duration = Duration::from_millis(50);
@@ -56,7 +56,7 @@ pub struct Options {
     /// Members of this group may use the control socket too; otherwise only its owner.
     pub socket_group: Option<SocketGroup>,
     pub fdb: FdbConfig,
-    pub vtep: Option<VtepOptions>,
+    pub vtep: VtepOptions,
     /// The name of the TUN device facing the host, made when a network needs it.
     pub uplink: String,
     pub busy_poll: dataplane::BusyPoll,
@@ -79,7 +79,10 @@ pub struct SocketGroup {
 /// How this switchd takes part in the VXLAN overlay.
 #[derive(Debug, PartialEq)]
 pub struct VtepOptions {
-    pub local: SocketAddr,
+    /// `--vtep`: the VTEP to be at start. It wins over one the state directory
+    /// remembers (from `swctl vxlan enable`), which a start without it binds.
+    pub local: Option<SocketAddr>,
+    /// For any VTEP, also one enabled later.
     pub udp_checksums: bool,
     pub accept_inner_tagged: bool,
 }
@@ -89,7 +92,6 @@ pub struct Daemon {
     /// What the forwarding threads share: the datapath, the TAPs, the VTEP.
     pub shared: Arc<Shared>,
     failures: crossbeam_channel::Receiver<(PortId, String)>,
-    vxlan_threads: Vec<Thread>,
     /// The thread that reads the DNS upstream socket (and sends retries, SERVFAILs).
     _dns_thread: Option<Thread>,
     /// The owner of ports, peers, networks: every control request goes to it.
@@ -135,26 +137,26 @@ impl Daemon {
         // The VTEP before the control socket: a switchd refused because another owns the
         // VTEP leaves no socket file behind.
         let dp = Arc::new(Datapath::new(options.fdb));
-        let vtep = match &options.vtep {
-            Some(vtep_options) => {
-                let receivers = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let vtep = Vtep::bind(vtep_options.local, vtep_options.udp_checksums, receivers)?;
-                dp.switch()
-                    .set_accept_inner_tagged(vtep_options.accept_inner_tagged);
+        dp.switch()
+            .set_accept_inner_tagged(options.vtep.accept_inner_tagged);
+        let (udp_checksums, receivers) = (options.vtep.udp_checksums, vtep_receivers());
+        // --vtep wins over the VTEP the state remembers (the controller warns when they
+        // differ, and remembers --vtep's).
+        let vtep = match (options.vtep.local, saved.vtep) {
+            (Some(local), _) => Some(Vtep::bind(local, udp_checksums, receivers)?),
+            (None, Some(remembered)) => {
+                let vtep = Vtep::bind(remembered, udp_checksums, receivers).with_context(|| {
+                    format!(
+                        "cannot bind VTEP {remembered}, enabled earlier with `swctl vxlan enable` (the state in {} remembers it); give --vtep ADDR to use another address",
+                        store.dir().display()
+                    )
+                })?;
+                tracing::info!("VTEP {remembered}, as the state directory remembers it");
                 Some(vtep)
             }
-            None => None,
+            (None, None) => None,
         };
         let poll = Poll::new().context("cannot create the event loop (epoll)")?;
-        if let Some(vtep) = &vtep {
-            poll.registry()
-                .register(
-                    &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&vtep.claim_fd())),
-                    VTEP_CLAIM,
-                    Interest::READABLE,
-                )
-                .context("cannot watch the VTEP claim")?;
-        }
         let mut listener = bind_control_socket(&options.socket, options.socket_group.as_ref())?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
@@ -199,13 +201,25 @@ impl Daemon {
         let cluster_waker = Arc::clone(&waker);
         let shared = Arc::new(Shared::new(
             Arc::clone(&dp),
-            vtep,
             options.busy_poll,
             failed,
             waker,
             dns_socket,
         ));
-        let mut system = System::new(Arc::clone(&shared), store, options.uplink.clone());
+        let registry = poll
+            .registry()
+            .try_clone()
+            .context("cannot share the event loop")?;
+        let mut system = System::new(
+            Arc::clone(&shared),
+            store,
+            options.uplink.clone(),
+            registry,
+            udp_checksums,
+        );
+        if let Some(vtep) = vtep {
+            system.set_vtep(Arc::new(vtep))?;
+        }
         let config = ControllerConfig {
             boot_id: netns::boot_id(),
             uplink_name: options.uplink,
@@ -232,16 +246,13 @@ impl Daemon {
         } else {
             None
         };
-        let receivers = shared.vtep.as_ref().map_or(0, Vtep::receivers);
-        let vxlan_threads = (0..receivers)
-            .map(|i| dataplane::spawn_vxlan(Arc::clone(&shared), i))
-            .collect::<io::Result<Vec<_>>>()
+        system
+            .start_vxlan()
             .context("cannot start the VXLAN receiving threads")?;
         Ok(Daemon {
             poll,
             shared,
             failures,
-            vxlan_threads,
             _dns_thread: dns_thread,
             controller,
             system,
@@ -311,7 +322,7 @@ impl Daemon {
                         self.take_cluster_updates();
                     }
                     VTEP_CLAIM => {
-                        if let Some(vtep) = &self.shared.vtep {
+                        if let Some(vtep) = self.shared.vtep.get() {
                             vtep.drop_claim_queries();
                         }
                     }
@@ -645,7 +656,6 @@ impl Daemon {
     pub fn shutdown(mut self) {
         // The node leaves the cluster at once (its lease revoked), not a TTL later.
         self.system.cluster = None;
-        self.vxlan_threads.clear();
         // The uplink goes with this process, and with it the routes; the NAT rules would
         // stay, so they go too (the next start writes them again).
         self.controller.shutdown(&mut self.system);

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,9 @@ pub struct Outputs {
 pub struct Shared {
     pub dp: Arc<Datapath>,
     outputs: Published<Outputs>,
-    pub vtep: Option<Vtep>,
+    /// The VTEP, once there is one: bound at start (`--vtep`, or the one the state
+    /// remembers) or while running (`swctl vxlan enable`), and kept until switchd stops.
+    pub vtep: OnceLock<Arc<Vtep>>,
     busy_poll: BusyPoll,
     started: Instant,
     /// Threads report a TAP that failed here; the control thread marks the port down.
@@ -58,7 +60,6 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         dp: Arc<Datapath>,
-        vtep: Option<Vtep>,
         busy_poll: BusyPoll,
         failures: crossbeam_channel::Sender<(PortId, String)>,
         wake_control: Arc<mio::Waker>,
@@ -67,7 +68,7 @@ impl Shared {
         Shared {
             dp,
             outputs: Published::new(Outputs::default()),
-            vtep,
+            vtep: OnceLock::new(),
             busy_poll,
             started: Instant::now(),
             failures,
@@ -158,7 +159,7 @@ impl Io for Driver<'_> {
                 datagrams,
                 stride,
             } => {
-                let vtep = self.shared.vtep.as_ref().ok_or(DropReason::TxError)?;
+                let vtep = self.shared.vtep.get().ok_or(DropReason::TxError)?;
                 vtep.send(remote, flow, datagrams, stride).map_err(|err| {
                     tracing::debug!(%remote, "VXLAN send failed: {err}");
                     DropReason::TxError
@@ -324,14 +325,19 @@ pub fn spawn_port(shared: Arc<Shared>, id: PortId, tap: Arc<Tap>) -> io::Result<
     })
 }
 
+/// Starts the threads that read `vtep`'s receiving sockets, one each (they send through
+/// the VTEP in `shared`, once it is there).
+pub fn spawn_vxlan(shared: &Arc<Shared>, vtep: &Arc<Vtep>) -> io::Result<Vec<Thread>> {
+    (0..vtep.receivers())
+        .map(|index| spawn_vxlan_receiver(Arc::clone(shared), Arc::clone(vtep), index))
+        .collect()
+}
+
 /// Starts the thread that reads the VTEP's receiving socket number `index`.
-pub fn spawn_vxlan(shared: Arc<Shared>, index: usize) -> io::Result<Thread> {
+fn spawn_vxlan_receiver(shared: Arc<Shared>, vtep: Arc<Vtep>, index: usize) -> io::Result<Thread> {
     spawn(format!("vxlan{index}"), move |stop| {
         let mut worker = Worker::new(Arc::clone(&shared.dp));
         let mut driver = Driver::new(&shared);
-        let Some(vtep) = shared.vtep.as_ref() else {
-            return;
-        };
         while driver.sleep(vtep.rx_fd(index), stop) {
             let mut reading = Reading::new(shared.busy_poll);
             while reading.more() {

@@ -50,7 +50,6 @@ use serde::Deserialize;
 use switchyard::control::{parse_on_off, DEFAULT_SOCKET, SOCKET_ENV};
 use switchyard::fdb::FdbConfig;
 use switchyard::port::StormLimit;
-use switchyard_encap::vxlan;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 /// Measured on the benchmark machine (docs/benchmarks.md): 15-20 µs was best for TCP
@@ -262,17 +261,10 @@ fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to the IANA VXLAN port.
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`; the port defaults to the IANA VXLAN port (as
+/// `swctl vxlan enable --vtep` takes it).
 fn parse_vtep(text: &str) -> Result<SocketAddr> {
-    let addr = socket_addr(text, vxlan::IANA_PORT).with_context(|| {
-        format!(
-            "invalid --vtep {text:?}: expected IP or IP:PORT, such as 192.0.2.1 or 192.0.2.1:8472"
-        )
-    })?;
-    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
-        anyhow::bail!("invalid --vtep {text:?}: the VTEP needs this host's own unicast address");
-    }
-    Ok(addr)
+    switchyard::control::parse_vtep(text).map_err(|err| anyhow::anyhow!("--vtep: {err}"))
 }
 
 /// The group named `name` (or a numeric gid), for `--socket-group`.
@@ -388,7 +380,7 @@ struct Config {
     /// Where the Prometheus metrics are served, if anywhere.
     metrics: Option<SocketAddr>,
     fdb: FdbConfig,
-    vtep: Option<daemon::VtepOptions>,
+    vtep: daemon::VtepOptions,
     uplink: String,
     busy_poll: Duration,
     storm_limit: Option<StormLimit>,
@@ -430,19 +422,22 @@ impl Config {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
         }
         fdb.validate().map_err(anyhow::Error::msg)?;
-        let vtep = match args.vtep.clone().or(file.vxlan.vtep) {
-            Some(text) => Some(daemon::VtepOptions {
-                local: parse_vtep(&text)?,
-                udp_checksums: args
-                    .vxlan_udp_checksum
-                    .or(file.vxlan.udp_checksum)
-                    .unwrap_or(true),
-                accept_inner_tagged: args.vxlan_accept_inner_tagged
-                    || file.vxlan.accept_inner_tagged.unwrap_or(false),
-            }),
-            None => None,
+        // The checksum and inner-tag settings hold for a VTEP enabled later too.
+        let vtep = daemon::VtepOptions {
+            local: args
+                .vtep
+                .clone()
+                .or(file.vxlan.vtep)
+                .map(|text| parse_vtep(&text))
+                .transpose()?,
+            udp_checksums: args
+                .vxlan_udp_checksum
+                .or(file.vxlan.udp_checksum)
+                .unwrap_or(true),
+            accept_inner_tagged: args.vxlan_accept_inner_tagged
+                || file.vxlan.accept_inner_tagged.unwrap_or(false),
         };
-        let cluster = cluster_options(&args, vtep.as_ref().map(|v| v.local))?;
+        let cluster = cluster_options(&args, vtep.local)?;
         let uplink = args
             .uplink
             .or(file.uplink)
@@ -769,7 +764,8 @@ mod tests {
             "off",
         ]))
         .unwrap();
-        let vtep = config.vtep.unwrap();
+        let vtep = config.vtep;
+        assert_eq!(vtep.local, Some("192.0.2.1:4789".parse().unwrap()));
         assert!(!vtep.udp_checksums && !vtep.accept_inner_tagged);
     }
 

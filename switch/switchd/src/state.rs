@@ -175,6 +175,7 @@ mod tests {
                     addr: "192.0.2.2:4789".parse().unwrap(),
                 }],
             },
+            vtep: Some("192.0.2.1:4789".parse().unwrap()),
             networks: vec![Network {
                 name: "blue".into(),
                 id: "ab".repeat(32),
@@ -264,7 +265,9 @@ mod tests {
             br#"{"version":1,"next_port_id":1,"ports":[],"static_fdb":[]}"#,
         )
         .unwrap();
-        assert_eq!(store.load().unwrap().overlay, SavedOverlay::default());
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.overlay, SavedOverlay::default());
+        assert_eq!(loaded.vtep, None, "no VTEP remembered");
         drop(store);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -6,10 +6,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use ipnet::Ipv4Net;
+use mio::unix::SourceFd;
+use mio::Interest;
 use switchyard::cluster::{StoreError, Txn};
 use switchyard::controller::state::{SavedPort, SavedState};
 use switchyard::controller::{
@@ -24,6 +28,7 @@ use crate::cluster::ClusterLink;
 use crate::dataplane::{self, Shared, Thread};
 use crate::state::StateStore;
 use crate::uplink::{self, Uplink};
+use crate::vtep::Vtep;
 
 /// A port's TAP and the thread that reads it.
 struct PortIo {
@@ -43,10 +48,27 @@ pub struct System {
     last_netns: Option<(PathBuf, Netns)>,
     /// The cluster store, when switchd is a member of a cluster.
     pub cluster: Option<ClusterLink>,
+    /// The control thread's event loop, which watches the VTEP's claim.
+    registry: mio::Registry,
+    /// The threads receiving on the VTEP's sockets.
+    vxlan_threads: Vec<Thread>,
+    /// Outer UDP checksums on IPv4 for a VTEP bound while running.
+    udp_checksums: bool,
+}
+
+/// How many receiving sockets (and threads) a VTEP has: one per CPU.
+pub fn vtep_receivers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl System {
-    pub fn new(shared: Arc<Shared>, store: StateStore, uplink_name: String) -> System {
+    pub fn new(
+        shared: Arc<Shared>,
+        store: StateStore,
+        uplink_name: String,
+        registry: mio::Registry,
+        udp_checksums: bool,
+    ) -> System {
         System {
             shared,
             store,
@@ -55,7 +77,40 @@ impl System {
             uplink_name,
             last_netns: None,
             cluster: None,
+            registry,
+            vxlan_threads: Vec::new(),
+            udp_checksums,
         }
+    }
+
+    /// Makes `vtep` switchd's VTEP, for good: the control thread answers other
+    /// switchds' claim queries, and every forwarding thread sends through it. Receiving
+    /// starts with [`System::start_vxlan`].
+    pub fn set_vtep(&mut self, vtep: Arc<Vtep>) -> anyhow::Result<()> {
+        let claim = vtep.claim_fd().as_raw_fd();
+        self.registry
+            .register(
+                &mut SourceFd(&claim),
+                crate::daemon::VTEP_CLAIM,
+                Interest::READABLE,
+            )
+            .context("cannot watch the VTEP claim")?;
+        if let Err(vtep) = self.shared.vtep.set(vtep) {
+            let _ = self.registry.deregister(&mut SourceFd(&claim));
+            anyhow::bail!("switchd is already a VTEP, not at {}", vtep.local());
+        }
+        Ok(())
+    }
+
+    /// Starts the threads that receive on the VTEP, if there is one (at start, after
+    /// the restore: what arrived meanwhile then meets the configured peers).
+    pub fn start_vxlan(&mut self) -> std::io::Result<()> {
+        if let Some(vtep) = self.shared.vtep.get() {
+            if self.vxlan_threads.is_empty() {
+                self.vxlan_threads = dataplane::spawn_vxlan(&self.shared, vtep)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &StateStore {
@@ -98,8 +153,10 @@ impl System {
         Some(io.tap)
     }
 
-    /// Lets every TAP go (they stay, persistent, in their namespaces) and the uplink.
+    /// Stops receiving VXLAN, and lets every TAP go (they stay, persistent, in their
+    /// namespaces) and the uplink.
     pub fn shutdown(&mut self) {
+        self.vxlan_threads.clear();
         let ids: Vec<PortId> = self.ports.keys().copied().collect();
         for id in ids {
             drop(self.release(id));
@@ -293,14 +350,35 @@ impl Routing for System {
 
 impl Underlay for System {
     fn vtep(&self) -> Option<SocketAddr> {
-        self.shared.vtep.as_ref().map(|v| v.local())
+        self.shared.vtep.get().map(|v| v.local())
     }
 
     fn path_mtu(&mut self, peer: SocketAddr) -> u32 {
-        match &self.shared.vtep {
+        match self.shared.vtep.get() {
             Some(vtep) => vtep.learn_path_mtu(peer),
             None => switchyard::forward::DEFAULT_PATH_MTU,
         }
+    }
+
+    /// Binds, starts receiving, then makes it the VTEP: a failure at any point leaves
+    /// no socket, thread or claim behind.
+    fn enable_vtep(&mut self, local: SocketAddr) -> Result<SocketAddr, ControlError> {
+        if let Some(vtep) = self.shared.vtep.get() {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!("there is already a VTEP at {}", vtep.local()),
+            ));
+        }
+        let vtep = Vtep::bind(local, self.udp_checksums, vtep_receivers())
+            .map(Arc::new)
+            .map_err(|err| ControlError::system(format!("{err:#}")))?;
+        let threads = dataplane::spawn_vxlan(&self.shared, &vtep).map_err(|err| {
+            ControlError::system(format!("cannot start the VXLAN receiving threads: {err}"))
+        })?;
+        self.set_vtep(Arc::clone(&vtep))
+            .map_err(|err| ControlError::system(format!("{err:#}")))?;
+        self.vxlan_threads = threads;
+        Ok(vtep.local())
     }
 }
 

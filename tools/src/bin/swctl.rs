@@ -217,6 +217,13 @@ enum VxlanCommand {
     /// Add, remove or list remote VTEPs.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Make switchd a VXLAN tunnel endpoint now, without a restart (remembered across
+    /// restarts; refused when it is one already).
+    Enable {
+        /// This host's underlay address: IP or IP:PORT (port 4789 by default).
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        vtep: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -435,6 +442,9 @@ impl Command {
                 Request::PeerDel { addr: addr.clone() }
             }
             Command::Vxlan(VxlanCommand::Peer(PeerCommand::Ls)) => Request::PeerList,
+            Command::Vxlan(VxlanCommand::Enable { vtep }) => {
+                Request::VxlanEnable { vtep: vtep.clone() }
+            }
             Command::Network(NetworkCommand::Create(args)) => {
                 Request::NetworkCreate(NetworkConfig {
                     name: args.name.clone(),
@@ -583,6 +593,11 @@ fn run(cli: &Cli) -> Result<String> {
         Command::Vxlan(VxlanCommand::Peer(PeerCommand::Ls)) => {
             call(&mut client, &request, json, |peers: &Vec<PeerInfo>| {
                 format_peers(peers)
+            })
+        }
+        Command::Vxlan(VxlanCommand::Enable { .. }) => {
+            call(&mut client, &request, json, |info: &VxlanInfo| {
+                format!("VXLAN enabled: VTEP {}\n", info.local)
             })
         }
         Command::Vxlan(VxlanCommand::Peer(PeerCommand::Add { .. })) => {
@@ -1903,6 +1918,12 @@ VLAN  MAC                PORT       TYPE       AGE
         );
         assert_eq!(request(&["vxlan", "peer", "ls"]), Request::PeerList);
         assert_eq!(request(&["vxlan", "show"]), Request::VxlanShow);
+        assert_eq!(
+            request(&["vxlan", "enable", "--vtep", "192.0.2.1:8472"]),
+            Request::VxlanEnable {
+                vtep: "192.0.2.1:8472".into()
+            }
+        );
         assert_eq!(
             parse_error(&["vxlan", "map", "--vlan", "10", "--vni", "16777216"]),
             ErrorKind::ValueValidation

@@ -146,8 +146,16 @@ pub trait Routing {
 
 /// The VXLAN underlay.
 pub trait Underlay {
-    /// This switchd's VTEP address, when it has one (`--vtep`).
+    /// This switchd's VTEP address, when it has one (`--vtep`, the state directory's,
+    /// or one enabled since).
     fn vtep(&self) -> Option<SocketAddr>;
+
+    /// Becomes the VTEP `local` while running (`swctl vxlan enable`): binds the
+    /// underlay's sockets with the checks of a start with `--vtep` (an address of this
+    /// host, a free port, no other switchd on it), and starts sending and receiving.
+    /// Returns the address bound. Only asked when there is no VTEP yet; there is no
+    /// undoing it while switchd runs.
+    fn enable_vtep(&mut self, local: SocketAddr) -> Result<SocketAddr, ControlError>;
 
     /// The path MTU towards `peer`, as the kernel knows it.
     fn path_mtu(&mut self, peer: SocketAddr) -> u32;

@@ -27,6 +27,7 @@ pub enum Call {
     Route(Ipv4Net),
     Unroute(Ipv4Net),
     ReplaceNat(usize),
+    EnableVtep(SocketAddr),
     Save,
 }
 
@@ -263,6 +264,16 @@ impl Underlay for FakeSystem {
 
     fn path_mtu(&mut self, _peer: SocketAddr) -> u32 {
         1500
+    }
+
+    /// Binds anything (`fail` refuses one), once.
+    fn enable_vtep(&mut self, local: SocketAddr) -> Result<SocketAddr, ControlError> {
+        if let Some(vtep) = self.vtep {
+            return Err(ControlError::system(format!("already the VTEP {vtep}")));
+        }
+        self.effect(Call::EnableVtep(local))?;
+        self.vtep = Some(local);
+        Ok(local)
     }
 }
 

@@ -19,10 +19,10 @@
 //! after them is reported, and the next start finishes the change (see [`plan`]).
 
 mod cluster;
-pub mod inspect;
 pub mod effects;
 pub mod error;
 pub mod fake;
+pub mod inspect;
 pub mod model;
 pub mod plan;
 pub mod state;
@@ -143,6 +143,16 @@ impl Controller {
                 ),
             ));
         }
+        // The daemon binds the VTEP the state remembers before it restores (unless
+        // --vtep names one, which wins).
+        if let (Some(remembered), None) = (saved.vtep, fx.vtep()) {
+            return Err(ControlError::new(
+                ErrorCode::NoOverlay,
+                format!(
+                    "the state directory remembers VTEP {remembered} (from `swctl vxlan enable`), but switchd has no VTEP; pass --vtep ADDR"
+                ),
+            ));
+        }
         let same_boot = !saved.boot_id.is_empty() && saved.boot_id == config.boot_id;
         let mut model = Model::from_saved(&saved).map_err(ControlError::invalid)?;
         let mut controller = Controller {
@@ -159,6 +169,16 @@ impl Controller {
         };
         // Whether the state had to be repaired (and so is saved again at the end).
         let mut repaired = false;
+        // --vtep wins over the VTEP the state remembers, and is remembered instead.
+        if let (Some(remembered), Some(given)) = (model.vtep, fx.vtep()) {
+            if remembered != given {
+                controller.warn(format!(
+                    "the state directory remembers VTEP {remembered} (from `swctl vxlan enable`), but --vtep {given} was given: the VTEP is {given}, remembered from now on"
+                ));
+                model.vtep = Some(given);
+                repaired = true;
+            }
+        }
         // Changes a crash interrupted: whatever is left of the TAP goes, and the port.
         let pending: Vec<SavedPort> = model
             .ports
@@ -427,6 +447,7 @@ impl Controller {
             Request::PortUnpublish { port, published } => {
                 to_value(self.port_publish(fx, &port, Publish::Unset(published)))
             }
+            Request::VxlanEnable { vtep } => to_value(self.vxlan_enable(fx, &vtep)),
         }
     }
 
@@ -483,6 +504,10 @@ impl Controller {
                     }
                     Ok(())
                 }
+                Step::EnableVtep(local) => fx.enable_vtep(*local).map(|bound| {
+                    new.vtep = Some(bound);
+                    point_of_no_return = true;
+                }),
                 Step::Save => fx.save(&new.to_saved(&self.config.boot_id, &BTreeMap::new())),
                 other => self
                     .run_step(fx, other, &old)
@@ -565,9 +590,11 @@ impl Controller {
                 let uplink = self.uplink_name(fx);
                 Ok(vec![Step::ReplaceNat(plan::nat_rules(before, &uplink))])
             }
-            Step::SaveIntent | Step::Save | Step::CreateTap(_) | Step::DestroyTap(_) => {
-                Ok(Vec::new())
-            }
+            Step::SaveIntent
+            | Step::Save
+            | Step::CreateTap(_)
+            | Step::DestroyTap(_)
+            | Step::EnableVtep(_) => Ok(Vec::new()),
         }
     }
 
@@ -807,7 +834,10 @@ impl Controller {
         };
         self.problems.remove(&id);
         let name = port_name(&self.model.ports[&id]);
-        self.info_about(Subject::Port(name.clone()), format!("attached port {id} ({name})"));
+        self.info_about(
+            Subject::Port(name.clone()),
+            format!("attached port {id} ({name})"),
+        );
         Ok(Attached {
             port: self.port_info(fx, id),
             created: true,
@@ -1037,7 +1067,11 @@ impl Controller {
         }
         self.commit(fx, new, "cannot save the change, left unchanged")?;
         let port = &self.model.ports[&id];
-        let message = format!("port {id} ({}) reconfigured: {}", port_name(port), port.mode);
+        let message = format!(
+            "port {id} ({}) reconfigured: {}",
+            port_name(port),
+            port.mode
+        );
         self.info_about(Subject::Port(port_name(port)), message);
         Ok(self.port_info(fx, id))
     }
@@ -1280,9 +1314,30 @@ impl Controller {
         fx.vtep().ok_or_else(|| {
             ControlError::new(
                 ErrorCode::NoOverlay,
-                "switchd was started without --vtep, so it has no VXLAN overlay; restart it with --vtep ADDR[:PORT]",
+                "switchd has no VTEP, so no VXLAN overlay; enable it with `swctl vxlan enable --vtep ADDR[:PORT]` (this host's underlay address)",
             )
         })
+    }
+
+    /// Makes switchd a VTEP at `text` while it runs, and remembers it for the next
+    /// start. Refused when it is one already: there is one VTEP per switchd, and no
+    /// taking it back while it runs.
+    fn vxlan_enable(&mut self, fx: &mut dyn Effects, text: &str) -> Outcome<VxlanInfo> {
+        let local = crate::control::parse_vtep(text).map_err(ControlError::invalid)?;
+        if let Some(current) = fx.vtep() {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "VXLAN is enabled already: there is already a VTEP at {current} (one per switchd, for as long as it runs; to move it, restart switchd with --vtep ADDR)"
+                ),
+            ));
+        }
+        let mut new = self.model.clone();
+        new.vtep = Some(local);
+        self.commit(fx, new, "cannot enable VXLAN")?;
+        let info = self.vxlan_info(fx)?;
+        self.info(format!("VXLAN enabled: VTEP {}", info.local));
+        Ok(info)
     }
 
     fn vxlan_info(&self, fx: &dyn Effects) -> Outcome<VxlanInfo> {
@@ -1611,7 +1666,7 @@ impl Controller {
         if config.vni.is_some() && fx.vtep().is_none() {
             return Err(ControlError::new(
                 ErrorCode::NoOverlay,
-                "an overlay network (--vni) needs switchd started with --vtep ADDR",
+                "an overlay network (--vni) needs a VTEP; enable it with `swctl vxlan enable --vtep ADDR[:PORT]`",
             ));
         }
         let network = self.model.networks.plan(

@@ -33,6 +33,9 @@ pub struct Model {
     pub vni_map: BTreeMap<VlanId, Vni>,
     pub networks: Networks,
     pub next_port_id: u32,
+    /// The VTEP enabled at run time (`swctl vxlan enable`), remembered so that a start
+    /// without `--vtep` binds it again; `None` when there is none, or only `--vtep`'s.
+    pub vtep: Option<SocketAddr>,
     /// What the cluster store adds (runtime only, never saved: the store has it).
     pub cluster: ClusterModel,
 }
@@ -94,6 +97,7 @@ impl Model {
                 networks
             },
             next_port_id: saved.next_port_id,
+            vtep: saved.vtep,
             cluster: ClusterModel::default(),
         })
     }
@@ -137,6 +141,7 @@ impl Model {
                     })
                     .collect(),
             },
+            vtep: self.vtep,
             networks,
             endpoints,
             reservations: self.networks.reservations().to_vec(),

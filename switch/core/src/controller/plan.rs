@@ -13,7 +13,9 @@
 //!    is saved first with each such port marked [`Pending`] (`creating` for a new port,
 //!    `removing` for one going away) and the NAT change marked too. From here on,
 //!    whatever the next start finds, it knows what was under way.
-//! 2. TAPs are removed, then created.
+//! 2. TAPs are removed, then created. A VTEP enabled at run time is bound here too,
+//!    after its intent was saved (the intent is the VTEP itself: a start finds it saved
+//!    and binds it); it cannot be undone once bound.
 //! 3. The uplink, routes and NAT follow. The uplink TUN and every route through it die
 //!    with the process; the NAT table is rewritten whole at the next start when the
 //!    model masquerades or a NAT change was under way (and otherwise never touched), so
@@ -42,6 +44,9 @@ pub enum Step {
     /// Create the port's TAP (in the namespace and with the name its record gives) and
     /// start forwarding; the interface index goes into the model.
     CreateTap(PortId),
+    /// Bind the VTEP at this address and start the overlay (`swctl vxlan enable`); the
+    /// address bound goes into the model. Cannot be undone.
+    EnableVtep(std::net::SocketAddr),
     /// Create the uplink TUN (it stays until switchd stops).
     CreateUplink,
     /// Route a network's subnet into the uplink, with its MTU.
@@ -79,9 +84,11 @@ impl Plan {
             .collect();
         let networking = Plan::networking(old, new, uplink, uplink_name);
         let nat = networking.iter().any(|s| matches!(s, Step::ReplaceNat(_)));
-        if !removed.is_empty() || !added.is_empty() || nat {
+        let vtep = new.vtep.filter(|_| old.vtep != new.vtep);
+        if !removed.is_empty() || !added.is_empty() || nat || vtep.is_some() {
             steps.push(Step::SaveIntent);
         }
+        steps.extend(vtep.map(Step::EnableVtep));
         steps.extend(removed.into_iter().map(Step::DestroyTap));
         steps.extend(added.into_iter().map(Step::CreateTap));
         steps.extend(networking);

@@ -103,6 +103,10 @@ pub struct SavedState {
     pub static_fdb: Vec<SavedFdbEntry>,
     #[serde(default, skip_serializing_if = "SavedOverlay::is_empty")]
     pub overlay: SavedOverlay,
+    /// The VTEP enabled at run time (`swctl vxlan enable`): a start without `--vtep`
+    /// binds it again. Absent in files of switchds that had only `--vtep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<Network>,
     /// Which port holds which address on which network.
@@ -192,6 +196,7 @@ impl Default for SavedState {
             ports: Vec::new(),
             static_fdb: Vec::new(),
             overlay: SavedOverlay::default(),
+            vtep: None,
             networks: Vec::new(),
             endpoints: Vec::new(),
             reservations: Vec::new(),

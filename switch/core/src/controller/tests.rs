@@ -1197,3 +1197,157 @@ fn a_second_endpoint_leaves_the_first_ones_neighbour_static() {
         .collect();
     assert_eq!(statics.len(), 2, "{statics:?}");
 }
+
+fn enable(vtep: &str) -> Request {
+    Request::VxlanEnable { vtep: vtep.into() }
+}
+
+fn map_10_to_42() -> Request {
+    Request::VxlanMap {
+        vlan: VlanId::new(10).unwrap(),
+        vni: Vni::new(42).unwrap(),
+    }
+}
+
+#[test]
+fn vxlan_enabled_at_run_time_carries_the_overlay_and_comes_back_after_a_restart() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let refused = c.handle(&mut fx, clock(), map_10_to_42()).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::NoOverlay);
+    assert!(
+        refused.message.contains("swctl vxlan enable --vtep"),
+        "{refused}"
+    );
+    let local: SocketAddr = "192.0.2.1:4789".parse().unwrap();
+    let info: crate::control::VxlanInfo = call(&mut c, &mut fx, enable("192.0.2.1")).unwrap();
+    assert_eq!(info.local, local, "port 4789 unless given");
+    // The intent (the VTEP itself) is saved before the bind, then the commit.
+    assert_eq!(
+        fx.calls,
+        vec![Call::Save, Call::EnableVtep(local), Call::Save]
+    );
+    assert_eq!(fx.saved.as_ref().unwrap().vtep, Some(local));
+    assert!(c
+        .take_notes()
+        .contains(&Note::Info("VXLAN enabled: VTEP 192.0.2.1:4789".into())));
+    let _: crate::control::VxlanInfo = call(&mut c, &mut fx, map_10_to_42()).unwrap();
+    let peer: crate::control::PeerInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PeerAdd {
+            addr: "192.0.2.2".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(peer.addr, "192.0.2.2:4789".parse().unwrap());
+    assert_consistent(&c, &fx);
+
+    // A restart without --vtep: the daemon binds the VTEP the state remembers.
+    fx.restart();
+    fx.vtep = None;
+    let dp = Arc::new(Datapath::new(FdbConfig::default()));
+    let config = ControllerConfig {
+        boot_id: "boot".into(),
+        uplink_name: "switchyard0".into(),
+        storm_limit: None,
+    };
+    let saved = fx.saved.clone().unwrap();
+    let err = Controller::restore(Arc::clone(&dp), config.clone(), saved.clone(), &mut fx)
+        .err()
+        .expect("a remembered VTEP that is not bound is refused");
+    assert_eq!(err.code, ErrorCode::NoOverlay);
+    fx.vtep = saved.vtep;
+    let mut c = start(&mut fx);
+    let info: crate::control::VxlanInfo = call(&mut c, &mut fx, Request::VxlanShow).unwrap();
+    assert_eq!(info.local, local);
+    assert_eq!(info.map.len(), 1);
+    assert_eq!(info.peers.len(), 1);
+    assert_consistent(&c, &fx);
+
+    // --vtep naming another address wins, with a warning, and is remembered instead.
+    fx.restart();
+    let other: SocketAddr = "192.0.2.9:8472".parse().unwrap();
+    fx.vtep = Some(other);
+    let mut c = Controller::restore(dp, config, fx.saved.clone().unwrap(), &mut fx).unwrap();
+    assert!(
+        c.take_notes().iter().any(
+            |n| matches!(n, Note::Warn(m) if m.contains("192.0.2.1:4789") && m.contains("--vtep 192.0.2.9:8472"))
+        ),
+        "the flag winning is logged"
+    );
+    assert_eq!(fx.saved.as_ref().unwrap().vtep, Some(other));
+    assert_eq!(c.model().vtep, Some(other));
+}
+
+#[test]
+fn enabling_vxlan_twice_is_refused_and_changes_nothing() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let _: crate::control::VxlanInfo = call(&mut c, &mut fx, enable("192.0.2.1:8472")).unwrap();
+    let saved = fx.saved.clone();
+    let model = c.model().clone();
+    fx.calls.clear();
+    for again in ["192.0.2.1:8472", "192.0.2.3"] {
+        let err = c.handle(&mut fx, clock(), enable(again)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::AlreadyExists);
+        assert!(
+            err.message.contains("already a VTEP at 192.0.2.1:8472"),
+            "{err}"
+        );
+    }
+    assert!(fx.calls.is_empty(), "{:?}", fx.calls);
+    assert_eq!(fx.saved, saved);
+    assert_eq!(*c.model(), model);
+    assert_eq!(fx.vtep, Some("192.0.2.1:8472".parse().unwrap()));
+
+    // A VTEP from --vtep counts too; it is not remembered (the flag is the operator's).
+    let mut fx = FakeSystem::new();
+    fx.vtep = Some("192.0.2.5:4789".parse().unwrap());
+    let mut c = start(&mut fx);
+    let err = c.handle(&mut fx, clock(), enable("192.0.2.5")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AlreadyExists);
+    assert!(fx.calls.is_empty());
+    assert_eq!(c.model().vtep, None);
+}
+
+#[test]
+fn a_refused_vtep_changes_nothing() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let local: SocketAddr = "192.0.2.1:4789".parse().unwrap();
+    // Addresses that can never be a VTEP are refused before anything happens.
+    for bad in ["0.0.0.0", "224.0.0.1", "vtep.example", "192.0.2.1:0", ""] {
+        let err = c.handle(&mut fx, clock(), enable(bad)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{bad:?}: {err}");
+    }
+    assert!(fx.calls.is_empty(), "{:?}", fx.calls);
+    // The bind refused (not this host's address, the port taken, another switchd's):
+    // the saved intent is taken back, and there is no VTEP.
+    fx.fail = Some(Call::EnableVtep(local));
+    let err = c.handle(&mut fx, clock(), enable("192.0.2.1")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::SystemError);
+    assert!(err.message.starts_with("cannot enable VXLAN: "), "{err}");
+    assert_eq!(fx.calls, vec![Call::Save, Call::Save]);
+    assert_eq!(fx.vtep, None);
+    assert_eq!(fx.saved.as_ref().unwrap().vtep, None);
+    assert_eq!(c.model().vtep, None);
+    assert_eq!(
+        c.handle(&mut fx, clock(), Request::VxlanShow)
+            .unwrap_err()
+            .code,
+        ErrorCode::NoOverlay
+    );
+    // The intent cannot be saved: nothing is bound.
+    fx.calls.clear();
+    fx.fail = Some(Call::Save);
+    let err = c.handle(&mut fx, clock(), enable("192.0.2.1")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::StateNotSaved);
+    assert_eq!(fx.vtep, None);
+    assert!(fx.calls.is_empty(), "{:?}", fx.calls);
+    assert_eq!(c.model().vtep, None);
+    // And then it works.
+    let _: crate::control::VxlanInfo = call(&mut c, &mut fx, enable("192.0.2.1")).unwrap();
+    assert_eq!(fx.vtep, Some(local));
+    assert_consistent(&c, &fx);
+}

@@ -91,7 +91,7 @@ pub fn format_text(picture: &Picture) -> String {
     summary.push((
         "vtep",
         match &picture.vxlan {
-            None => "none (switchd runs without --vtep)".into(),
+            None => "none (make one with `swctl vxlan enable --vtep ADDR`)".into(),
             Some(vxlan) if vxlan.map.is_empty() => format!("{}, no VLAN mapped", vxlan.local),
             Some(vxlan) => format!(
                 "{}, {}",
@@ -151,15 +151,29 @@ pub fn format_text(picture: &Picture) -> String {
             network.gateway,
             network_flags(network)
         ));
-        for endpoint in &network.endpoints {
-            let name = endpoint
-                .name
-                .as_deref()
-                .map_or(String::new(), |name| format!("  {name}"));
-            out.push_str(&format!(
-                "    {}  {}  {}{name}\n",
-                endpoint.port_name, endpoint.address, endpoint.mac
-            ));
+        // Endpoints as aligned columns: port, address, MAC, DNS name.
+        let rows: Vec<[String; 4]> = network
+            .endpoints
+            .iter()
+            .map(|e| {
+                [
+                    e.port_name.clone(),
+                    e.address.to_string(),
+                    e.mac.to_string(),
+                    e.name.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..4)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            out.push_str(&format!("    {}\n", cells.join("  ").trim_end()));
         }
         for remote in &network.remote_endpoints {
             out.push_str(&format!(
