@@ -1115,7 +1115,10 @@ mod tests {
         model.add_foreign("blue", ip("10.10.0.50"));
         model.add_foreign("blue", ip("10.10.0.99"));
         let used = usage(&model);
-        assert_eq!(used.used, 4, "two endpoints, a reservation, one more abroad");
+        assert_eq!(
+            used.used, 4,
+            "two endpoints, a reservation, one more abroad"
+        );
         assert_eq!(used.free(), 249);
         assert_eq!(model.address_usage("nope"), None);
     }

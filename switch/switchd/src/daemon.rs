@@ -147,7 +147,7 @@ impl Daemon {
             (None, Some(remembered)) => {
                 let vtep = Vtep::bind(remembered, udp_checksums, receivers).with_context(|| {
                     format!(
-                        "cannot bind VTEP {remembered}, enabled earlier with `swctl vxlan enable` (the state in {} remembers it); give --vtep ADDR to use another address",
+                        "cannot bind VTEP {remembered}, which the state directory {} remembers (from `swctl vxlan enable`); start switchd with --vtep ADDR to use another address",
                         store.dir().display()
                     )
                 })?;

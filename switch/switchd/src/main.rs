@@ -741,6 +741,42 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_the_log_format_come_from_flags_or_the_file() {
+        let config = Config::resolve(args(&[])).unwrap();
+        assert_eq!(config.metrics, None, "no metrics unless asked");
+        assert_eq!(config.log_format, logs::LogFormat::Text);
+        let path =
+            std::env::temp_dir().join(format!("switchd-metrics-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "metrics = \"127.0.0.1:9469\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let config = Config::resolve(args(&["--config", file])).unwrap();
+        assert_eq!(config.metrics, Some("127.0.0.1:9469".parse().unwrap()));
+        assert_eq!(config.log_format, logs::LogFormat::Json);
+        let config = Config::resolve(args(&[
+            "--config",
+            file,
+            "--metrics",
+            "[::1]:9000",
+            "--log-format",
+            "text",
+        ]))
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.metrics, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(config.log_format, logs::LogFormat::Text);
+        let err = Config::resolve(args(&["--metrics", "9469"])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("invalid --metrics \"9469\""),
+            "{err:#}"
+        );
+        assert!(Args::try_parse_from(["switchd", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
     fn vtep_addresses_take_a_default_port() {
         let parsed = |text: &str| parse_vtep(text).map_err(|e| e.to_string());
         assert_eq!(

@@ -128,9 +128,9 @@ families! {
     FDB_AGED = "switchyard_fdb_aged_total", Counter, [],
         "Learned MAC addresses forgotten after --fdb-aging idle seconds.";
     FDB_EVICTED = "switchyard_fdb_evicted_total", Counter, [],
-        "Learned MAC addresses evicted to make room in a full table.";
+        "Learned MAC addresses evicted to make room in a full table or port.";
     FDB_REFUSED = "switchyard_fdb_refused_total", Counter, [],
-        "MAC addresses not learned because the table or the port was full.";
+        "MAC addresses not learned: the table was full with nothing learned to evict.";
     FDB_FLAPPED = "switchyard_fdb_flapped_total", Counter, [],
         "MAC addresses found flapping between ports.";
     FDB_FLAP_HELD = "switchyard_fdb_flap_held_total", Counter, [],
@@ -490,7 +490,8 @@ fn traffic(
     counters: &[(&str, PortCounters)],
 ) -> fmt::Result {
     let [rx_packets, rx_bytes, tx_packets, tx_bytes, drops] = families;
-    let field: [(&Family, fn(&PortCounters) -> u64); 4] = [
+    type Field = fn(&PortCounters) -> u64;
+    let field: [(&Family, Field); 4] = [
         (rx_packets, |c| c.rx_packets),
         (rx_bytes, |c| c.rx_bytes),
         (tx_packets, |c| c.tx_packets),
@@ -796,7 +797,7 @@ mod tests {
             .map(|rest| {
                 let cells: Vec<&str> = rest.split('|').map(str::trim).collect();
                 let name = format!("switchyard_{}", cells[0].trim_end_matches('`'));
-                let labels = cells[2].replace(['`', ' '], "");
+                let labels = cells[2].replace(['`', ' ', '—'], "");
                 (name, cells[1].to_string(), labels)
             })
             .collect();

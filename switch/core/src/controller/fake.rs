@@ -105,8 +105,13 @@ impl FakeSystem {
     }
 
     /// The process is restarted: forwarding threads are gone, TAPs and the saved state
-    /// stay; the uplink, its routes go with the process; the NAT table stays.
+    /// stay; the uplink, its routes go with the process; the NAT table stays. The VTEP
+    /// stays (as `--vtep` given again), or, if there was none, the one the state
+    /// remembers is bound, as switchd's start does.
     pub fn restart(&mut self) {
+        if self.vtep.is_none() {
+            self.vtep = self.saved.as_ref().and_then(|s| s.vtep);
+        }
         self.attached.clear();
         self.uplink = false;
         self.routes.clear();

@@ -1351,3 +1351,25 @@ fn a_refused_vtep_changes_nothing() {
     assert_eq!(fx.vtep, Some(local));
     assert_consistent(&c, &fx);
 }
+
+#[test]
+fn a_crash_while_enabling_vxlan_leaves_a_vtep_or_none_and_the_state_agrees() {
+    for crash_after in 0..4 {
+        let mut fx = FakeSystem::new();
+        let mut c = start(&mut fx);
+        fx.crash_after = Some(crash_after);
+        let _ = c.handle(&mut fx, clock(), enable("192.0.2.1"));
+        drop(c);
+        fx.restart();
+        let mut c = start(&mut fx);
+        assert_consistent(&c, &fx);
+        let remembered = fx.saved.as_ref().and_then(|s| s.vtep);
+        assert_eq!(fx.vtep, remembered, "crash after {crash_after}");
+        let shown = c.handle(&mut fx, clock(), Request::VxlanShow);
+        assert_eq!(
+            shown.is_ok(),
+            remembered.is_some(),
+            "crash after {crash_after}"
+        );
+    }
+}
