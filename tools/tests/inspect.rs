@@ -36,7 +36,14 @@ impl Pair {
         let switchd = Switchd::start_in(&host, args);
         let (red, blue) = (Netns::new("ir"), Netns::new("ib"));
         switchd.nsutil_ok(&["attach", &red.path(), "--ip", "10.0.0.1/24", "--vlan", "10"]);
-        switchd.nsutil_ok(&["attach", &blue.path(), "--ip", "10.0.0.2/24", "--vlan", "10"]);
+        switchd.nsutil_ok(&[
+            "attach",
+            &blue.path(),
+            "--ip",
+            "10.0.0.2/24",
+            "--vlan",
+            "10",
+        ]);
         Pair {
             _host: host,
             red,
@@ -169,7 +176,12 @@ fn a_capture_of_100_pings_reads_back_in_tshark() {
     let rows = tshark_fields(
         &file,
         "icmp",
-        &["icmp.type", "frame.interface_name", "frame.p2p_dir", "ip.src"],
+        &[
+            "icmp.type",
+            "frame.interface_name",
+            "frame.p2p_dir",
+            "ip.src",
+        ],
     );
     let requests: Vec<_> = rows.iter().filter(|r| r[0] == "8").collect();
     let replies: Vec<_> = rows.iter().filter(|r| r[0] == "0").collect();
@@ -179,8 +191,14 @@ fn a_capture_of_100_pings_reads_back_in_tshark() {
         assert_eq!(row[1], red, "the interface block names the port: {row:?}");
     }
     // Requests came in from red (inbound), replies went out to it (outbound).
-    assert!(requests.iter().all(|r| r[2] == "1" && r[3] == "10.0.0.1"), "{requests:?}");
-    assert!(replies.iter().all(|r| r[2] == "0" && r[3] == "10.0.0.2"), "{replies:?}");
+    assert!(
+        requests.iter().all(|r| r[2] == "1" && r[3] == "10.0.0.1"),
+        "{requests:?}"
+    );
+    assert!(
+        replies.iter().all(|r| r[2] == "0" && r[3] == "10.0.0.2"),
+        "{replies:?}"
+    );
 }
 
 #[test]
@@ -189,7 +207,16 @@ fn a_capture_pipes_into_tshark() {
     let pair = Pair::new();
     let blue = pair.port(&pair.blue);
     let mut ping = Command::new("ip")
-        .args(["netns", "exec", &pair.red.name, "ping", "-i", "0.05", "-q", "10.0.0.2"])
+        .args([
+            "netns",
+            "exec",
+            &pair.red.name,
+            "ping",
+            "-i",
+            "0.05",
+            "-q",
+            "10.0.0.2",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -220,10 +247,20 @@ fn a_trunk_capture_shows_tags_and_super_frames_as_they_crossed() {
     let file = pair.switchd.dir.join("trunk.pcapng");
     let capture = Capture::start(
         &pair.switchd,
-        &[&trunk_port, "-w", file.to_str().unwrap(), "-c", "3", "--direction", "out"],
+        &[
+            &trunk_port,
+            "-w",
+            file.to_str().unwrap(),
+            "-c",
+            "3",
+            "--direction",
+            "out",
+        ],
     );
     // ARP for an address nobody has: broadcasts flooded to the trunk, tagged 10.
-    let _ = pair.red.exec(&["ping", "-c", "3", "-i", "0.3", "-W", "1", "10.0.0.77"]);
+    let _ = pair
+        .red
+        .exec(&["ping", "-c", "3", "-i", "0.3", "-W", "1", "10.0.0.77"]);
     capture.wait();
     let rows = tshark_fields(&file, "arp", &["vlan.id", "arp.dst.proto_ipv4"]);
     assert!(!rows.is_empty(), "no ARP on the trunk");
@@ -237,7 +274,15 @@ fn a_trunk_capture_shows_tags_and_super_frames_as_they_crossed() {
     let file = pair.switchd.dir.join("tcp.pcapng");
     let capture = Capture::start(
         &pair.switchd,
-        &[&blue, "-w", file.to_str().unwrap(), "-c", "400", "--direction", "out"],
+        &[
+            &blue,
+            "-w",
+            file.to_str().unwrap(),
+            "-c",
+            "400",
+            "--direction",
+            "out",
+        ],
     );
     common::iperf3(&pair.red, &pair.blue, "10.0.0.2", 2, &[]);
     drop(capture);
@@ -290,7 +335,10 @@ fn a_reader_that_does_not_read_loses_frames_and_forwarding_goes_on() {
     assert!(rest.is_empty(), "the stream ends on a whole block");
     let (received, dropped) = stats.expect("a statistics block at the end");
     let dropped = dropped.unwrap();
-    assert!(dropped > 0, "frames were lost, and counted ({frames} written)");
+    assert!(
+        dropped > 0,
+        "frames were lost, and counted ({frames} written)"
+    );
     assert_eq!(received, Some(frames + dropped));
     let log = pair.switchd.log();
     assert!(log.contains("capture ended"), "{log}");
@@ -303,7 +351,9 @@ fn captures_are_refused_clearly() {
     let out = pair.switchd.swctl(&["capture", "nosuch/eth0", "-c", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no such port"), "{}", stderr(&out));
-    let out = pair.switchd.swctl(&["capture", "1", "--direction", "sideways"]);
+    let out = pair
+        .switchd
+        .swctl(&["capture", "1", "--direction", "sideways"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
 }
 
@@ -318,8 +368,20 @@ fn traces_of_unicast_flood_and_cross_vlan_frames_name_each_step() {
 
     // Known unicast: one output, to blue, and learning only refreshes.
     let trace = pair.trace(&[
-        "--in-port", &red, "--eth-src", &red_mac, "--eth-dst", &blue_mac, "--ipv4-src",
-        "10.0.0.1", "--ipv4-dst", "10.0.0.2", "--proto", "tcp", "--dport", "80",
+        "--in-port",
+        &red,
+        "--eth-src",
+        &red_mac,
+        "--eth-dst",
+        &blue_mac,
+        "--ipv4-src",
+        "10.0.0.1",
+        "--ipv4-dst",
+        "10.0.0.2",
+        "--proto",
+        "tcp",
+        "--dport",
+        "80",
     ]);
     let steps: Vec<&str> = trace["steps"]
         .as_array()
@@ -329,11 +391,22 @@ fn traces_of_unicast_flood_and_cross_vlan_frames_name_each_step() {
         .collect();
     assert_eq!(
         steps,
-        ["ingress", "parse", "classify", "port_security", "learn", "lookup", "output"],
+        [
+            "ingress",
+            "parse",
+            "classify",
+            "port_security",
+            "learn",
+            "lookup",
+            "output"
+        ],
         "{trace:#}"
     );
     let output = trace["steps"].as_array().unwrap().last().unwrap();
-    assert_eq!(trace["port_names"][output["port"].to_string()], blue.as_str());
+    assert_eq!(
+        trace["port_names"][output["port"].to_string()],
+        blue.as_str()
+    );
     assert_eq!(trace["steps"][4]["change"], "refresh");
     assert_eq!(trace["copies"], 1);
     assert!(trace["steps"][1]["summary"]
@@ -342,31 +415,78 @@ fn traces_of_unicast_flood_and_cross_vlan_frames_name_each_step() {
         .starts_with("TCP 10.0.0.1:40000 > 10.0.0.2:80"));
 
     // Broadcast: flooded, to blue only (nobody else is on VLAN 10).
-    let text = pair.trace_text(&["--in-port", &red, "--eth-src", &red_mac, "--eth-dst", "ff:ff:ff:ff:ff:ff"]);
-    assert!(text.contains("lookup: ff:ff:ff:ff:ff:ff is broadcast"), "{text}");
-    assert!(text.contains("flood: every port of VLAN 10 but the ingress"), "{text}");
-    assert!(text.contains(&format!("output: port 2 ({blue}), untagged")), "{text}");
-    assert!(text.trim_end().ends_with("result: forwarded: 1 copy"), "{text}");
+    let text = pair.trace_text(&[
+        "--in-port",
+        &red,
+        "--eth-src",
+        &red_mac,
+        "--eth-dst",
+        "ff:ff:ff:ff:ff:ff",
+    ]);
+    assert!(
+        text.contains("lookup: ff:ff:ff:ff:ff:ff is broadcast"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flood: every port of VLAN 10 but the ingress"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("output: port 2 ({blue}), untagged")),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("result: forwarded: 1 copy"),
+        "{text}"
+    );
 
     // Cross-VLAN: a tag for VLAN 20 on a trunk of 10 only is refused at once, and a
     // frame for green (VLAN 20) from red finds nobody in VLAN 10 to go to.
     let trunk = Netns::new("it");
-    pair.switchd.nsutil_ok(&["attach", &trunk.path(), "--trunk", "10"]);
+    pair.switchd
+        .nsutil_ok(&["attach", &trunk.path(), "--trunk", "10"]);
     let trunk_port = pair.port(&trunk);
     let text = pair.trace_text(&[
-        "--in-port", &trunk_port, "--eth-src", "02:00:00:00:00:99", "--eth-dst", &blue_mac,
-        "--vlan", "20",
+        "--in-port",
+        &trunk_port,
+        "--eth-src",
+        "02:00:00:00:00:99",
+        "--eth-dst",
+        &blue_mac,
+        "--vlan",
+        "20",
     ]);
     assert!(text.contains("drop: vlan_not_allowed"), "{text}");
-    assert!(text.trim_end().ends_with("result: dropped (vlan_not_allowed)"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("result: dropped (vlan_not_allowed)"),
+        "{text}"
+    );
     let green = Netns::new("ig");
-    pair.switchd.nsutil_ok(&["attach", &green.path(), "--ip", "10.0.0.3/24", "--vlan", "20"]);
+    pair.switchd.nsutil_ok(&[
+        "attach",
+        &green.path(),
+        "--ip",
+        "10.0.0.3/24",
+        "--vlan",
+        "20",
+    ]);
     assert!(!green.ping("10.0.0.1", 1));
     let green_mac = pair.mac(&green);
-    let trace = pair.trace(&["--in-port", &red, "--eth-src", &red_mac, "--eth-dst", &green_mac]);
+    let trace = pair.trace(&[
+        "--in-port",
+        &red,
+        "--eth-src",
+        &red_mac,
+        "--eth-dst",
+        &green_mac,
+    ]);
     let lookup = &trace["steps"].as_array().unwrap()[5];
     assert_eq!(lookup["step"], "lookup", "{trace:#}");
-    assert_eq!(lookup["result"], "unknown", "green is not in VLAN 10: {trace:#}");
+    assert_eq!(
+        lookup["result"], "unknown",
+        "green is not in VLAN 10: {trace:#}"
+    );
     // Flooded in VLAN 10: to blue and the trunk (tagged), never to green.
     let outputs: Vec<&Value> = trace["steps"]
         .as_array()
@@ -393,27 +513,44 @@ fn traces_of_unicast_flood_and_cross_vlan_frames_name_each_step() {
         !fdb.to_string().contains("02:00:00:00:00:99"),
         "the trace's source was not learned: {fdb}"
     );
-    let out = pair.switchd.swctl(&["trace", "--in-port", &red, "--frame", "00ff"]);
+    let out = pair
+        .switchd
+        .swctl(&["trace", "--in-port", &red, "--frame", "00ff"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("shorter than an Ethernet header"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shorter than an Ethernet header"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 #[ignore = "needs root: namespaces and TAP devices"]
 fn a_trace_of_an_overlay_frame_shows_its_encapsulation() {
     let pair = Pair::with(&["--vtep", "192.0.2.1"], |host| {
-        host.exec_ok(&["ip", "link", "add", "under0", "type", "veth", "peer", "name", "under1"]);
+        host.exec_ok(&[
+            "ip", "link", "add", "under0", "type", "veth", "peer", "name", "under1",
+        ]);
         host.exec_ok(&["ip", "link", "set", "under1", "up"]);
         host.exec_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "under0"]);
         host.exec_ok(&["ip", "link", "set", "under0", "up"]);
     });
-    let out = pair.switchd.swctl(&["vxlan", "map", "--vlan", "10", "--vni", "4242"]);
+    let out = pair
+        .switchd
+        .swctl(&["vxlan", "map", "--vlan", "10", "--vni", "4242"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = pair.switchd.swctl(&["vxlan", "peer", "add", "192.0.2.2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let red = pair.port(&pair.red);
     let red_mac = pair.mac(&pair.red);
-    let trace = pair.trace(&["--in-port", &red, "--eth-src", &red_mac, "--eth-dst", "02:00:00:00:00:42"]);
+    let trace = pair.trace(&[
+        "--in-port",
+        &red,
+        "--eth-src",
+        &red_mac,
+        "--eth-dst",
+        "02:00:00:00:00:42",
+    ]);
     let encap = trace["steps"]
         .as_array()
         .unwrap()
@@ -423,8 +560,21 @@ fn a_trace_of_an_overlay_frame_shows_its_encapsulation() {
     assert_eq!(encap["vni"], 4242);
     assert_eq!(encap["remote"], "192.0.2.2:4789");
     assert_eq!(encap["inner_len"], 60);
-    assert_eq!(trace["port_names"][encap["port"].to_string()], "vtep:192.0.2.2");
-    let text = pair.trace_text(&["--in-port", &red, "--eth-src", &red_mac, "--eth-dst", "02:00:00:00:00:42"]);
+    assert_eq!(
+        trace["port_names"][encap["port"].to_string()],
+        "vtep:192.0.2.2"
+    );
+    let text = pair.trace_text(&[
+        "--in-port",
+        &red,
+        "--eth-src",
+        &red_mac,
+        "--eth-dst",
+        "02:00:00:00:00:42",
+    ]);
     assert!(text.contains("VXLAN VNI 4242 to 192.0.2.2:4789"), "{text}");
-    assert!(text.trim_end().ends_with("result: forwarded: 2 copies"), "{text}");
+    assert!(
+        text.trim_end().ends_with("result: forwarded: 2 copies"),
+        "{text}"
+    );
 }

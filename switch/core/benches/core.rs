@@ -195,7 +195,9 @@ fn capture() {
     for _ in 0..3 {
         without += forward_pair(&mut worker, (1, 2), Duration::from_secs(2));
         let (tap, reader) = CaptureTap::new(Directions::Both, DEFAULT_BUDGET);
-        dp.switch().add_capture(PortId(2), Arc::clone(&tap)).unwrap();
+        dp.switch()
+            .add_capture(PortId(2), Arc::clone(&tap))
+            .unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let drain = {
             let stop = Arc::clone(&stop);

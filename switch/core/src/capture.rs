@@ -292,7 +292,9 @@ pub mod pcapng {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum Block {
         SectionHeader,
-        Interface { name: Option<String> },
+        Interface {
+            name: Option<String>,
+        },
         Packet {
             unix_ns: u64,
             direction: Option<Direction>,
@@ -303,7 +305,9 @@ pub mod pcapng {
             received: Option<u64>,
             dropped: Option<u64>,
         },
-        Other { kind: u32 },
+        Other {
+            kind: u32,
+        },
     }
 
     /// Why bytes are not a block.

@@ -45,10 +45,10 @@ use switchyard_encap::Vni;
 
 use crate::capture::{self, CaptureTap, Direction};
 use crate::fdb::{FdbConfig, FlushFilter, MacTable};
-use crate::trace::{LearnChange, LookupResult, Step};
 use crate::port::{PortId, PortMode, PortSecurity, StormLimit};
 use crate::published::{Published, Snapshot};
 use crate::time::Time;
+use crate::trace::{LearnChange, LookupResult, Step};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VlanId, VlanSet};
 
@@ -866,7 +866,10 @@ impl Switch {
     /// the port is up, the frame parses, its tag fits the port's mode (which gives its
     /// VLAN), it is not double-tagged, and port security lets its sources in.
     #[inline]
-    fn admit<'f>(port: &Port, frame: &'f [u8]) -> Result<(VlanId, EthernetFrame<&'f [u8]>), DropReason> {
+    fn admit<'f>(
+        port: &Port,
+        frame: &'f [u8],
+    ) -> Result<(VlanId, EthernetFrame<&'f [u8]>), DropReason> {
         if !port.up {
             return Err(DropReason::NoEgress);
         }
@@ -936,7 +939,13 @@ impl Switch {
     /// What [`Switch::process`] would decide for `frame` from local port `in_port` at
     /// `now`, with each step of the way appended to `steps`; nothing is learned or
     /// counted, and no storm bucket is drawn from (see [`crate::trace`]).
-    pub fn trace(&self, now: Time, in_port: PortId, frame: &[u8], steps: &mut Vec<Step>) -> Decision {
+    pub fn trace(
+        &self,
+        now: Time,
+        in_port: PortId,
+        frame: &[u8],
+        steps: &mut Vec<Step>,
+    ) -> Decision {
         let topology = self.topology.load();
         let drop = |steps: &mut Vec<Step>, reason: DropReason| {
             steps.push(Step::Drop {

@@ -445,7 +445,10 @@ pub fn summarize(frame: &[u8]) -> String {
         Some(tci) => format!("vlan {} ", tci.vid()),
         None => String::new(),
     };
-    format!("{tag}{}", summarize_payload(eth.payload_ethertype(), eth.payload()))
+    format!(
+        "{tag}{}",
+        summarize_payload(eth.payload_ethertype(), eth.payload())
+    )
 }
 
 /// What the payload of a frame is, by its ethertype (the tag is not repeated).
@@ -462,9 +465,9 @@ pub(crate) fn summarize_payload(ethertype: EtherType, payload: &[u8]) -> String 
                     target_protocol_addr,
                     ..
                 }) => match operation {
-                    ArpOperation::Request => format!(
-                        "ARP who-has {target_protocol_addr} tell {source_protocol_addr}"
-                    ),
+                    ArpOperation::Request => {
+                        format!("ARP who-has {target_protocol_addr} tell {source_protocol_addr}")
+                    }
                     ArpOperation::Reply => {
                         format!("ARP reply {source_protocol_addr} is-at {source_hardware_addr}")
                     }
@@ -572,7 +575,10 @@ mod tests {
         assert_eq!(sum, tcp.checksum());
         assert!(ip.header().to_header().header_checksum == ip.header().header_checksum());
         let text = summarize(&frame);
-        assert!(text.starts_with("vlan 20 TCP 10.0.0.2:40000 > 10.0.1.3:443"), "{text}");
+        assert!(
+            text.starts_with("vlan 20 TCP 10.0.0.2:40000 > 10.0.1.3:443"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -585,7 +591,10 @@ mod tests {
             ..spec()
         };
         assert!(summarize(&udp.build().unwrap()).starts_with("UDP 10.0.0.2:40000 > 10.0.0.1:53"));
-        let icmp = FrameSpec { ipv4: ips, ..spec() };
+        let icmp = FrameSpec {
+            ipv4: ips,
+            ..spec()
+        };
         assert!(summarize(&icmp.build().unwrap()).starts_with("ICMP echo request"));
     }
 

@@ -156,7 +156,10 @@ fn a_known_unicast_goes_to_one_port_and_changes_nothing() {
     assert!(dp.switch().fdb().get(at(2), vlan(10), mac(1)).is_none());
     assert_eq!(dp.switch().counters(PortId(1)).unwrap(), before);
     let text = trace.to_string();
-    assert!(text.contains("learn: VLAN 10: would add 02:00:00:00:00:01 on port 1"), "{text}");
+    assert!(
+        text.contains("learn: VLAN 10: would add 02:00:00:00:00:01 on port 1"),
+        "{text}"
+    );
     assert!(text.ends_with("result: forwarded: 1 copy"), "{text}");
 }
 
@@ -224,9 +227,19 @@ fn a_broadcast_floods_tagged_to_the_trunk_encapsulated_to_the_peer_and_to_the_ro
         .expect(&text);
     // Not IPv4 nor ARP: the router has nothing to do with it.
     assert_eq!(router, "dropped (unsupported_protocol)", "{text}");
-    assert!(!trace.steps.iter().any(|s| matches!(s, Step::Output { port: PortId(3), .. })));
+    assert!(!trace.steps.iter().any(|s| matches!(
+        s,
+        Step::Output {
+            port: PortId(3),
+            ..
+        }
+    )));
     assert_eq!(trace.copies, 3, "{text}");
-    assert_eq!(dp.router().counters().drops.len(), 0, "the router counted nothing");
+    assert_eq!(
+        dp.router().counters().drops.len(),
+        0,
+        "the router counted nothing"
+    );
 }
 
 #[test]
@@ -289,13 +302,19 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
     let text = trace.to_string();
     let Some(Step::Router {
         verdict, answers, ..
-    }) = trace.steps.iter().find(|s| matches!(s, Step::Router { .. }))
+    }) = trace
+        .steps
+        .iter()
+        .find(|s| matches!(s, Step::Router { .. }))
     else {
         panic!("no router step: {text}");
     };
     assert_eq!(verdict, "taken by the router");
     assert_eq!(answers.len(), 1, "{text}");
-    assert!(answers[0].contains("ICMP echo reply 10.1.0.1 > 10.1.0.5"), "{text}");
+    assert!(
+        answers[0].contains("ICMP echo reply 10.1.0.1 > 10.1.0.5"),
+        "{text}"
+    );
     assert_eq!(dp.router().counters().echo_replies_sent, 0);
     let out = FrameSpec {
         ipv4: Some((Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(198, 51, 100, 7))),
@@ -315,7 +334,9 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
     .unwrap();
     let trace = dp.trace(at(1), PortId(1), &out);
     assert!(
-        trace.to_string().contains("router: from VLAN 10: routed up the uplink"),
+        trace
+            .to_string()
+            .contains("router: from VLAN 10: routed up the uplink"),
         "{trace}"
     );
 }
@@ -323,7 +344,9 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
 #[test]
 fn a_frame_too_big_for_the_overlay_says_so() {
     let dp = datapath();
-    dp.switch().set_path_mtu("192.0.2.2".parse().unwrap(), 1400).unwrap();
+    dp.switch()
+        .set_path_mtu("192.0.2.2".parse().unwrap(), 1400)
+        .unwrap();
     let mut big = frame(mac(1), MacAddr::BROADCAST);
     big.resize(1400, 0);
     let trace = dp.trace(at(1), PortId(1), &big);
@@ -331,14 +354,19 @@ fn a_frame_too_big_for_the_overlay_says_so() {
         port: Some(PortId(9)),
         reason: "too_big".into()
     }));
-    assert!(trace.to_string().contains("too big (at most 1364)"), "{trace}");
+    assert!(
+        trace.to_string().contains("too big (at most 1364)"),
+        "{trace}"
+    );
 }
 
 #[test]
 fn a_capture_copies_both_directions_with_the_tag_as_sent() {
     let dp = datapath();
     let (tap, reader) = CaptureTap::new(Directions::Both, 1 << 20);
-    dp.switch().add_capture(PortId(4), Arc::clone(&tap)).unwrap();
+    dp.switch()
+        .add_capture(PortId(4), Arc::clone(&tap))
+        .unwrap();
     // Out of the trunk, tagged 10.
     send(&dp, at(1), PortId(1), &frame(mac(1), MacAddr::BROADCAST));
     // Into the trunk, tagged 20.

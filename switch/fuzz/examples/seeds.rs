@@ -807,7 +807,11 @@ fn inspect_seeds() {
     let stream = [
         switchyard::capture::pcapng::section_header("seeds"),
         switchyard::capture::pcapng::interface_description("red/eth0"),
-        switchyard::capture::pcapng::enhanced_packet(1, switchyard::capture::Direction::In, &broadcast),
+        switchyard::capture::pcapng::enhanced_packet(
+            1,
+            switchyard::capture::Direction::In,
+            &broadcast,
+        ),
         switchyard::capture::pcapng::interface_statistics(2, 1, 0),
     ]
     .concat();

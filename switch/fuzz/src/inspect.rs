@@ -58,15 +58,15 @@ fn datapath() -> &'static Arc<Datapath> {
         }
         switch.map_vni(vlan(10), Vni::new(100).unwrap()).unwrap();
         switch
-            .add_peer(PortId(4), SocketAddr::from((Ipv4Addr::new(192, 0, 2, 2), 4789)))
+            .add_peer(
+                PortId(4),
+                SocketAddr::from((Ipv4Addr::new(192, 0, 2, 2), 4789)),
+            )
             .unwrap();
         // Something learned, so lookups find entries.
-        let _ = switch.fdb().learn(
-            Time::ZERO,
-            vlan(10),
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            PortId(1),
-        );
+        let _ = switch
+            .fdb()
+            .learn(Time::ZERO, vlan(10), MacAddr([2, 0, 0, 0, 0, 1]), PortId(1));
         dp
     })
 }
@@ -104,7 +104,11 @@ fn trace(port: u8, frame: &[u8]) {
     let _ = trace.to_string();
     let _ = summarize(frame);
     assert_eq!(counters(dp), before, "a trace counts nothing");
-    assert_eq!(dp.switch().fdb().entries(now).len(), fdb_before, "a trace learns nothing");
+    assert_eq!(
+        dp.switch().fdb().entries(now).len(),
+        fdb_before,
+        "a trace learns nothing"
+    );
 }
 
 fn read_blocks(mut bytes: &[u8]) {
@@ -113,7 +117,13 @@ fn read_blocks(mut bytes: &[u8]) {
         let Some(block) = bytes.get(..len) else {
             return;
         };
-        if let Ok(pcapng::Block::Packet { unix_ns, direction, data, .. }) = pcapng::parse(block) {
+        if let Ok(pcapng::Block::Packet {
+            unix_ns,
+            direction,
+            data,
+            ..
+        }) = pcapng::parse(block)
+        {
             let again = pcapng::enhanced_packet(unix_ns, direction.unwrap_or(Direction::In), &data);
             assert!(matches!(
                 pcapng::parse(&again),

@@ -94,7 +94,10 @@ impl Captures {
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let (tap, reader) = CaptureTap::new(request.directions, DEFAULT_BUDGET);
         if dp.switch().add_capture(id, Arc::clone(&tap)).is_err() {
-            let err = ControlError::new(ErrorCode::NoSuchPort, format!("port {name} went away; try again"));
+            let err = ControlError::new(
+                ErrorCode::NoSuchPort,
+                format!("port {name} went away; try again"),
+            );
             return refuse(&mut stream, &name, pending, err);
         }
         let handle = stream.try_clone().ok();
@@ -109,7 +112,10 @@ impl Captures {
                 Ok(stream) => stream,
                 Err(err) => {
                     dp.switch().remove_capture(id, &tap);
-                    let err = ControlError::new(ErrorCode::SystemError, format!("cannot keep the connection for a capture: {err}"));
+                    let err = ControlError::new(
+                        ErrorCode::SystemError,
+                        format!("cannot keep the connection for a capture: {err}"),
+                    );
                     return refuse(&mut stream, &name, pending, err);
                 }
             },
@@ -130,14 +136,15 @@ impl Captures {
                 dp.switch().remove_capture(id, &tap);
                 let err = ControlError::new(
                     ErrorCode::SystemError,
-                    format!("cannot start a capture thread: {err}; check switchd's limits (ulimit -u)"),
+                    format!(
+                        "cannot start a capture thread: {err}; check switchd's limits (ulimit -u)"
+                    ),
                 );
                 // The earlier answers went with the closure.
                 refuse(&mut stream, &name, Vec::new(), err);
             }
         }
     }
-
 }
 
 impl Drop for Captures {
@@ -208,11 +215,7 @@ impl Job {
             tracing::info!(port = %self.name, error = %err, "capture: the client takes nothing");
         }
         if !matches!(end, End::ClientGone | End::WriteFailed(_)) {
-            let stats = pcapng::interface_statistics(
-                unix_ns(SystemTime::now()),
-                sent + lost,
-                lost,
-            );
+            let stats = pcapng::interface_statistics(unix_ns(SystemTime::now()), sent + lost, lost);
             let _ = self.stream.write_all(&stats);
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);

@@ -144,7 +144,10 @@ pub fn capture(client: Client, args: &CaptureArgs, json: bool) -> Result<String>
             Sink::File(Box::new(io::stdout().lock()))
         }
         Some(path) => Sink::File(Box::new(File::create(path).with_context(|| {
-            format!("cannot create {}: check the directory exists and is writable", path.display())
+            format!(
+                "cannot create {}: check the directory exists and is writable",
+                path.display()
+            )
         })?)),
         None => Sink::Lines { json },
     };
@@ -188,10 +191,19 @@ pub fn capture(client: Client, args: &CaptureArgs, json: bool) -> Result<String>
             let Some(block) = buf.get(at..at + len) else {
                 break;
             };
-            let parsed = pcapng::parse(block).context("switchd sent a capture this swctl cannot read")?;
+            let parsed =
+                pcapng::parse(block).context("switchd sent a capture this swctl cannot read")?;
             let written = match (&mut sink, &parsed) {
                 (Sink::File(out), _) => out.write_all(block),
-                (Sink::Lines { json }, Block::Packet { unix_ns, direction, original_len, data }) => {
+                (
+                    Sink::Lines { json },
+                    Block::Packet {
+                        unix_ns,
+                        direction,
+                        original_len,
+                        data,
+                    },
+                ) => {
                     let line = frame_line(*json, *unix_ns, *direction, *original_len, data);
                     writeln!(io::stdout(), "{line}")
                 }
@@ -222,7 +234,9 @@ pub fn capture(client: Client, args: &CaptureArgs, json: bool) -> Result<String>
     }
     let lost = match lost {
         Some(0) => "none lost".to_string(),
-        Some(lost) => format!("{lost} lost (switchd's queue for the capture was full: a slow reader)"),
+        Some(lost) => {
+            format!("{lost} lost (switchd's queue for the capture was full: a slow reader)")
+        }
         None => "the port went away or switchd stopped".to_string(),
     };
     eprintln!("swctl: {frames} frames captured, {lost}");
@@ -244,8 +258,12 @@ fn frame_line(
     };
     let (src, dst) = match (data.get(6..12), data.get(0..6)) {
         (Some(src), Some(dst)) => (
-            MacAddr::from_slice(src).map(|m| m.to_string()).unwrap_or_default(),
-            MacAddr::from_slice(dst).map(|m| m.to_string()).unwrap_or_default(),
+            MacAddr::from_slice(src)
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            MacAddr::from_slice(dst)
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
         ),
         _ => (String::new(), String::new()),
     };
