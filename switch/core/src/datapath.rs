@@ -190,7 +190,9 @@ impl Datapath {
         let mut copies = 0;
         for egress in &egresses {
             if egress.port == ROUTER_PORT {
-                steps.push(self.trace_router(now, egress.vlan, &untagged));
+                let (step, onward) = self.trace_router(now, egress.vlan, &untagged);
+                steps.push(step);
+                copies += usize::from(onward);
                 continue;
             }
             match view.vxlan_target(egress) {
@@ -233,12 +235,19 @@ impl Datapath {
     }
 
     /// The router's verdict on `frame` (untagged) from `vlan`, from a copy of the router
-    /// so that nothing it learns or counts stays.
-    fn trace_router(&self, now: Time, vlan: VlanId, frame: &[u8]) -> TraceStep {
+    /// so that nothing it learns or counts stays; and whether the packet goes on (up the
+    /// uplink, or held for its next hop) rather than ending at the router.
+    fn trace_router(&self, now: Time, vlan: VlanId, frame: &[u8]) -> (TraceStep, bool) {
         let mut router = self.router().clone();
         let mut copy = frame.to_vec();
         let mut out = Vec::new();
-        let verdict = match router.from_switch(now, vlan, &mut copy, &mut out) {
+        let verdict = router.from_switch(now, vlan, &mut copy, &mut out);
+        let onward = matches!(verdict, Verdict::ToUplink | Verdict::Held);
+        let dropped = match verdict {
+            Verdict::Drop(reason) => Some(reason.as_str().to_string()),
+            _ => None,
+        };
+        let verdict = match verdict {
             Verdict::ToUplink => "routed up the uplink, to the host".to_string(),
             Verdict::ToSwitch { vlan, .. } => format!("routed to VLAN {vlan}"),
             Verdict::Consumed => "taken by the router".to_string(),
@@ -256,11 +265,13 @@ impl Datapath {
                 RouterOutput::DnsTcp(_) => "through the embedded DNS (TCP)".to_string(),
             })
             .collect();
-        TraceStep::Router {
+        let step = TraceStep::Router {
             vlan,
             verdict,
+            dropped,
             answers,
-        }
+        };
+        (step, onward)
     }
 
     /// When [`Datapath::handle_timeout`] next has work: FDB aging, the router's

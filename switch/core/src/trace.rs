@@ -29,7 +29,8 @@ pub struct Trace {
     pub in_port: PortId,
     pub frame_len: usize,
     pub steps: Vec<Step>,
-    /// Copies the frame would leave as (0: dropped or consumed).
+    /// Copies the frame would leave as, to ports, peers or up the uplink (0: dropped, or
+    /// taken by the router).
     pub copies: usize,
     /// Names of the ports the steps mention (the controller fills them in).
     #[serde(default)]
@@ -126,6 +127,9 @@ pub enum Step {
     Router {
         vlan: VlanId,
         verdict: String,
+        /// Why the router drops it, as its counters name the reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dropped: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         answers: Vec<String>,
     },
@@ -148,12 +152,16 @@ impl Trace {
     /// The trace's last word: forwarded as how many copies, or dropped why.
     pub fn outcome(&self) -> String {
         let dropped = self.steps.iter().rev().find_map(|s| match s {
-            Step::Drop { reason, .. } => Some(reason.clone()),
+            Step::Drop { reason, .. } => Some(format!("dropped ({reason})")),
+            Step::Router {
+                dropped: Some(reason),
+                ..
+            } => Some(format!("dropped by the router ({reason})")),
             _ => None,
         });
         match (self.copies, dropped) {
-            (0, Some(reason)) => format!("dropped ({reason})"),
-            (0, None) => "consumed".to_string(),
+            (0, Some(dropped)) => dropped,
+            (0, None) => "taken by the router".to_string(),
             (1, _) => "forwarded: 1 copy".to_string(),
             (n, _) => format!("forwarded: {n} copies"),
         }
@@ -270,6 +278,7 @@ impl Trace {
                 vlan,
                 verdict,
                 answers,
+                ..
             } => {
                 let mut text = format!("router: from VLAN {vlan}: {verdict}");
                 for answer in answers {

@@ -29,8 +29,8 @@ fn access(id: u16) -> PortMode {
 const GATEWAY_MAC: MacAddr = MacAddr([2, 0x53, 0x59, 0, 0, 10]);
 
 /// Ports 1 and 2 on VLAN 10, port 3 on VLAN 20, a trunk (port 4) of 10 and 20, the
-/// router on VLAN 10 (10.1.0.0/24, gateway .1), VLAN 10 over VXLAN VNI 100 to a peer
-/// (port 9).
+/// router on VLAN 10 (10.1.0.0/24, gateway .1, its MAC a static entry), VLAN 10 over
+/// VXLAN VNI 100 to a peer (port 9).
 fn datapath() -> Arc<Datapath> {
     let dp = Arc::new(Datapath::new(FdbConfig::default()));
     let switch = dp.switch();
@@ -58,6 +58,11 @@ fn datapath() -> Arc<Datapath> {
         mac: GATEWAY_MAC,
         uplink: true,
     });
+    // As the controller does for a network's gateway.
+    switch
+        .fdb()
+        .add_static(vlan(10), GATEWAY_MAC, ROUTER_PORT)
+        .unwrap();
     switch.map_vni(vlan(10), Vni::new(100).unwrap()).unwrap();
     switch
         .add_peer(PortId(9), "192.0.2.2:4789".parse::<SocketAddr>().unwrap())
@@ -311,6 +316,7 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
     };
     assert_eq!(verdict, "taken by the router");
     assert_eq!(answers.len(), 1, "{text}");
+    assert_eq!(trace.outcome(), "taken by the router", "{text}");
     assert!(
         answers[0].contains("ICMP echo reply 10.1.0.1 > 10.1.0.5"),
         "{text}"
@@ -338,6 +344,38 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
             .to_string()
             .contains("router: from VLAN 10: routed up the uplink"),
         "{trace}"
+    );
+    assert_eq!(trace.copies, 1, "up the uplink is a copy: {trace}");
+
+    // To another network: Docker's isolation, the router's drop.
+    dp.router().set_interface(Interface {
+        vlan: vlan(20),
+        subnet: "10.2.0.0/24".parse().unwrap(),
+        gateway: Ipv4Addr::new(10, 2, 0, 1),
+        mac: MacAddr([2, 0x53, 0x59, 0, 0, 20]),
+        uplink: true,
+    });
+    let across = FrameSpec {
+        src: mac(1),
+        dst: GATEWAY_MAC,
+        vlan: None,
+        ipv4: Some((Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 2, 0, 7))),
+        proto: None,
+        dport: None,
+        sport: None,
+    }
+    .build()
+    .unwrap();
+    let trace = dp.trace(at(1), PortId(1), &across);
+    assert_eq!(
+        trace.outcome(),
+        "dropped by the router (isolated)",
+        "{trace}"
+    );
+    assert_eq!(
+        dp.router().counters().drops.len(),
+        0,
+        "counted in the copy only"
     );
 }
 

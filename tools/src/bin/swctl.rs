@@ -77,7 +77,7 @@ enum Command {
     Fdb(FdbCommand),
     /// Show traffic counters per port and FDB counters.
     Stats,
-    /// Show and configure the VXLAN overlay (switchd started with --vtep).
+    /// Show and configure the VXLAN overlay (switchd with a VTEP: --vtep, or `vxlan enable`).
     #[command(subcommand)]
     Vxlan(VxlanCommand),
     /// Create, list, inspect and remove networks (subnet, gateway, IPAM, isolation).

@@ -55,6 +55,19 @@ impl Controller {
         let frame = parse_hex_frame(frame)
             .map_err(|why| ControlError::invalid(format!("invalid frame: {why}; give the Ethernet frame in hex, or describe it with --eth-src/--eth-dst")))?;
         let mut trace = self.dp.trace(now, id, &frame);
+        // What the router does not know: the host's NAT of the network's traffic.
+        for step in &mut trace.steps {
+            if let Step::Router { vlan, verdict, .. } = step {
+                let masquerade = self
+                    .model
+                    .networks
+                    .by_vlan(*vlan)
+                    .is_some_and(|n| n.masquerade);
+                if masquerade && verdict.starts_with("routed up the uplink") {
+                    verdict.push_str(", where NAT masquerades it as the host");
+                }
+            }
+        }
         let mut mentioned = vec![id];
         for step in &trace.steps {
             match step {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use switchyard::capture::pcapng::{self, Block};
 use switchyard::capture::{Direction, Directions};
-use switchyard::control::{CaptureStarted, Request};
+use switchyard::control::{CaptureStarted, NetworkInfo, Request};
 use switchyard::trace::{FrameSpec, Proto, Trace};
 use switchyard::wire::MacAddr;
 use switchyard_os::client::Client;
@@ -40,25 +40,26 @@ enum DirectionArg {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("described").args(["eth_src", "eth_dst"]).multiple(true)))]
+#[command(group(clap::ArgGroup::new("input").args(["frame", "eth_src"]).required(true)))]
 pub struct TraceArgs {
     /// The port the frame comes in on: id or name (red/eth0)
     #[arg(long, value_name = "PORT")]
     in_port: String,
     /// The whole Ethernet frame in hex, as the port would hand it over
-    #[arg(long, value_name = "HEX", conflicts_with = "described", required_unless_present_all = ["eth_src", "eth_dst"])]
+    #[arg(long, value_name = "HEX", conflicts_with = "eth_dst")]
     frame: Option<String>,
     /// Source MAC of a frame described by its fields
     #[arg(long, value_name = "MAC", requires = "eth_dst")]
     eth_src: Option<MacAddr>,
-    /// Destination MAC (ff:ff:ff:ff:ff:ff for a broadcast)
-    #[arg(long, value_name = "MAC", requires = "eth_src")]
-    eth_dst: Option<MacAddr>,
+    /// Destination MAC (ff:ff:ff:ff:ff:ff for a broadcast), or `gateway` for the
+    /// gateway of the port's network
+    #[arg(long, value_name = "MAC|gateway", requires = "eth_src")]
+    eth_dst: Option<Destination>,
     /// An 802.1Q tag with this VLAN id
-    #[arg(long, value_name = "N", requires = "described")]
+    #[arg(long, value_name = "N", requires = "eth_src")]
     vlan: Option<u16>,
     /// IPv4 source (with --ipv4-dst): the frame carries IPv4
-    #[arg(long, value_name = "A", requires_all = ["ipv4_dst", "described"])]
+    #[arg(long, value_name = "A", requires_all = ["ipv4_dst", "eth_src"])]
     ipv4_src: Option<Ipv4Addr>,
     /// IPv4 destination
     #[arg(long, value_name = "B", requires = "ipv4_src")]
@@ -74,6 +75,26 @@ pub struct TraceArgs {
     sport: Option<u16>,
 }
 
+/// `--eth-dst`: a MAC, or the gateway of the in-port's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Destination {
+    Mac(MacAddr),
+    Gateway,
+}
+
+impl std::str::FromStr for Destination {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Destination, String> {
+        if text == "gateway" {
+            return Ok(Destination::Gateway);
+        }
+        text.parse()
+            .map(Destination::Mac)
+            .map_err(|err: switchyard::wire::ParseMacError| format!("{err}, or `gateway`"))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ProtoArg {
     Tcp,
@@ -83,12 +104,16 @@ enum ProtoArg {
 
 impl TraceArgs {
     /// The frame to trace, in hex.
-    fn frame_hex(&self) -> Result<String> {
+    fn frame_hex(&self, client: &mut Client) -> Result<String> {
         if let Some(frame) = &self.frame {
             return Ok(frame.clone());
         }
         let (Some(src), Some(dst)) = (self.eth_src, self.eth_dst) else {
             bail!("give --frame HEX, or --eth-src MAC and --eth-dst MAC");
+        };
+        let dst = match dst {
+            Destination::Mac(mac) => mac,
+            Destination::Gateway => self.gateway_mac(client)?,
         };
         let spec = FrameSpec {
             src,
@@ -108,13 +133,30 @@ impl TraceArgs {
             .with_context(|| "cannot build the frame to trace")?;
         Ok(frame.iter().map(|b| format!("{b:02x}")).collect())
     }
+
+    /// The gateway MAC of the network the in-port is an endpoint of.
+    fn gateway_mac(&self, client: &mut Client) -> Result<MacAddr> {
+        let networks: Vec<NetworkInfo> = client.call(&Request::NetworkList)?;
+        let port = &self.in_port;
+        networks
+            .iter()
+            .find(|n| {
+                n.endpoints
+                    .iter()
+                    .any(|e| &e.port_name == port || e.port.0.to_string() == *port)
+            })
+            .map(|n| n.gateway_mac)
+            .with_context(|| {
+                format!("--eth-dst gateway: port {port} is an endpoint of no network; give the MAC")
+            })
+    }
 }
 
 /// `swctl trace`: the request, and the trace as text or JSON.
 pub fn trace(client: &mut Client, args: &TraceArgs, json: bool) -> Result<String> {
     let request = Request::Trace {
         port: args.in_port.clone(),
-        frame: args.frame_hex()?,
+        frame: args.frame_hex(client)?,
     };
     let trace: Trace = client.call(&request)?;
     Ok(if json {
