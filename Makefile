@@ -24,7 +24,7 @@ build-debug:
 # daemons go in sbin with man pages in section 8, the tools in bin with section 1; the
 # CNI plugin also where runtimes look for plugins, outside PREFIX as they expect. Man
 # pages and completions come from each binary's own clap definitions (a hidden
-# `--generate-man DIR`; `swctl completion SHELL`), written to a scratch directory first
+# `--generate-man DIR`, which every binary has; `swctl completion SHELL`), written to a scratch directory first
 # so that their modes do not depend on the caller's umask.
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -62,7 +62,7 @@ install:
 	install -m 755 $(BUILD_DIR)/switchyard-cni $(DESTDIR)$(CNI_BIN_DIR)/
 	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
 	mkdir "$$scratch/man"; \
-	for b in $(DAEMONS) $(COMMANDS); do $(BUILD_DIR)/$$b --generate-man "$$scratch/man"; done; \
+	for b in $(DAEMONS) $(TOOLS); do $(BUILD_DIR)/$$b --generate-man "$$scratch/man"; done; \
 	for b in $(COMMANDS); do \
 	  $(BUILD_DIR)/$$b completion bash >"$$scratch/$$b.bash"; \
 	  $(BUILD_DIR)/$$b completion zsh >"$$scratch/_$$b"; \
@@ -85,7 +85,8 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(addprefix $(DESTDIR)$(SBINDIR)/,$(DAEMONS)) \
 	  $(DESTDIR)$(CNI_BIN_DIR)/switchyard-cni $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) \
 	  $(foreach d,$(DAEMONS),$(DESTDIR)$(MANDIR)/man8/$(d).8) \
-	  $(foreach c,$(COMMANDS),$(DESTDIR)$(MANDIR)/man1/$(c).1 $(DESTDIR)$(MANDIR)/man1/$(c)-*.1 \
+	  $(foreach t,$(TOOLS),$(DESTDIR)$(MANDIR)/man1/$(t).1) \
+	  $(foreach c,$(COMMANDS),$(DESTDIR)$(MANDIR)/man1/$(c)-*.1 \
 	    $(DESTDIR)$(BASH_COMPLETION_DIR)/$(c) $(DESTDIR)$(ZSH_COMPLETION_DIR)/_$(c) \
 	    $(DESTDIR)$(FISH_COMPLETION_DIR)/$(c).fish)
 

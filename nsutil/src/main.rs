@@ -185,21 +185,9 @@ fn parse_network_ip(network: &str, text: &str) -> Result<(Ipv4Addr, Option<u8>)>
 }
 
 fn main() -> ExitCode {
-    generate_man_if_asked();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(err) if !err.use_stderr() => {
-            // --help, --version
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            let text = err.render().to_string();
-            let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("nsutil: {text}");
-            return ExitCode::from(2);
-        }
-    };
+    // `nsutil --generate-man DIR`: nsutil.1 and nsutil-attach.1... for `make install`.
+    switchyard_os::cli::generate_man_if_asked(<Cli as clap::CommandFactory>::command, "1");
+    let cli = Cli::try_parse().unwrap_or_else(|err| switchyard_os::cli::usage_exit("nsutil", err));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -211,26 +199,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// `nsutil --generate-man DIR` writes nsutil.1 and a page for every subcommand
-/// (nsutil-attach.1, ...) into DIR and exits: how `make install` makes the man pages
-/// from these definitions. Hidden (not in `--help`), and looked for before the parse, as
-/// the first and only argument, the same way in every clap binary.
-fn generate_man_if_asked() {
-    let mut args = std::env::args_os().skip(1);
-    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
-        return;
-    };
-    if flag != "--generate-man" {
-        return;
-    }
-    if let Err(err) = clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
-        let dir = dir.to_string_lossy();
-        eprintln!("nsutil: cannot write the man pages into {dir}: {err}");
-        std::process::exit(1);
-    }
-    std::process::exit(0);
 }
 
 /// The error and its causes, leaving out causes whose text the message already has.

@@ -133,6 +133,11 @@ fn usage_errors_exit_2_with_the_program_first() {
     for (name, args, prefix) in [
         ("swctl", &["frobnicate"][..], "swctl: "),
         ("swctl", &["port", "set", "1"][..], "swctl: "),
+        (
+            "swctl",
+            &["show", "--json", "--format", "text"][..],
+            "swctl: --json cannot be used with --format text",
+        ),
         ("nsutil", &["frobnicate"][..], "nsutil: "),
         (
             "nsutil",
@@ -140,7 +145,24 @@ fn usage_errors_exit_2_with_the_program_first() {
             "nsutil: ",
         ),
         ("switchyard-cni", &["--frobnicate"][..], "switchyard-cni: "),
-        ("switchd", &["--frobnicate"][..], "error: "),
+        ("switchd", &["--frobnicate"][..], "switchd: "),
+        (
+            "switchyard-docker",
+            &["--frobnicate"][..],
+            "switchyard-docker: ",
+        ),
+        // A flag's value is checked by clap too, and flags that do not go together
+        // after it; both before switchd touches anything.
+        (
+            "switchd",
+            &["--metrics", "9469"][..],
+            "switchd: invalid value '9469' for '--metrics <ADDR:PORT>'",
+        ),
+        (
+            "switchd",
+            &["--dns", "off", "--dns-upstream", "192.0.2.53"][..],
+            "switchd: --dns-upstream goes with the embedded DNS",
+        ),
     ] {
         let out = run(name, args);
         assert_eq!(

@@ -164,6 +164,7 @@ fn make_install_puts_runnable_binaries_man_pages_completions_and_units() {
         ("man1/swctl-completion.1", "swctl-completion 1"),
         ("man1/nsutil.1", "nsutil 1"),
         ("man1/nsutil-attach.1", "nsutil-attach 1"),
+        ("man1/switchyard-cni.1", "switchyard-cni 1"),
     ] {
         let path = man.join(page);
         let text = std::fs::read_to_string(&path)
@@ -371,6 +372,7 @@ fn make_deb_builds_a_package_that_dpkg_installs() {
         "./usr/lib/systemd/system/switchyard-docker.service",
         "./usr/share/man/man8/switchd.8",
         "./usr/share/man/man1/swctl.1",
+        "./usr/share/man/man1/switchyard-cni.1",
         "./usr/share/bash-completion/completions/swctl",
     ] {
         assert!(

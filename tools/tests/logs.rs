@@ -125,7 +125,28 @@ fn json_logs_and_a_level_changed_at_run_time() {
         ),
         "the audit line names the network:\n{lines:#?}"
     );
+    // An attach and a detach name the port by namespace and interface: the audit line
+    // carries the port's name all the same.
+    let audits = |lines: &[Value], cmd: &str| {
+        lines.iter().any(|l| {
+            l["fields"]["message"] == "control request"
+                && l["fields"]["port"] == port.as_str()
+                && l["fields"]["request"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(&format!("\"cmd\":\"{cmd}\"")))
+        })
+    };
+    assert!(
+        audits(&lines, "attach"),
+        "the attach's audit line:\n{lines:#?}"
+    );
+    let before_detach = log_len(&switchd);
     switchd.nsutil_ok(&["detach", &ns.name]);
+    let lines = json_lines(&switchd, before_detach);
+    assert!(
+        audits(&lines, "detach"),
+        "the detach's audit line:\n{lines:#?}"
+    );
     let mark = log_len(&switchd);
     swctl_ok(&switchd, &["network", "rm", "blue"]);
     let lines = json_lines(&switchd, mark);

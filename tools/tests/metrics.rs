@@ -196,11 +196,11 @@ fn bad_metrics_addresses_are_refused_at_start() {
     for (value, expected) in [
         (
             "localhost",
-            "invalid --metrics \"localhost\": give ADDR:PORT",
+            "invalid value 'localhost' for '--metrics <ADDR:PORT>': give ADDR:PORT",
         ),
         (
             "127.0.0.1:0",
-            "invalid --metrics \"127.0.0.1:0\": give a port",
+            "invalid value '127.0.0.1:0' for '--metrics <ADDR:PORT>': give a port",
         ),
         (
             "192.0.2.1:9469",

@@ -827,7 +827,7 @@ fn dns_flags_are_checked() {
     );
     let out = common::switchd_refusing(&host, &["--dns-upstream", "not-an-address"]);
     assert!(
-        stderr(&out).contains("invalid --dns-upstream"),
+        stderr(&out).contains("invalid value 'not-an-address' for '--dns-upstream <IP>'"),
         "{}",
         stderr(&out)
     );

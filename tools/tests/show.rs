@@ -89,8 +89,18 @@ fn show_names_ports_networks_and_endpoints_and_dot_renders_it() {
     assert!(svg.contains("<title>cluster vlan 42</title>"), "{svg}");
 
     // --json with another format is bad usage.
-    let out = switchd.swctl(&["show", "--json", "--format", "dot"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for format in ["dot", "text"] {
+        let out = switchd.swctl(&["show", "--json", "--format", format]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--format {format}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "--format {format}");
+    }
+    let out = switchd.swctl(&["show", "--json", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// `dot -Tsvg`, insisting it accepts the graph without a warning.

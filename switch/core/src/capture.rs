@@ -3,9 +3,9 @@
 //! # Contract
 //!
 //! * **Nothing for ports nobody captures.** A port carries a list of [`CaptureTap`]s in
-//!   the published topology; forwarding checks that the list is empty (a length already
-//!   in the cache line it reads for the port's counters) and does nothing more.
-//! * **Never slows the data path.** A tap's queue is bounded in bytes
+//!   the published topology; forwarding checks that the list is empty (a length in the
+//!   port's entry, which it reads anyway) and does nothing more.
+//! * **Never waits for the reader.** A tap's queue is bounded in bytes
 //!   ([`CaptureTap::budget`]). A frame that does not fit is not copied but counted
 //!   ([`CaptureTap::lost`]); forwarding never waits for the reader.
 //! * **As on the wire.** Received frames are copied as the port handed them over,
@@ -271,19 +271,21 @@ pub mod pcapng {
         block(ENHANCED_PACKET, &body)
     }
 
-    /// How interface 0 did: frames captured and frames lost, at `unix_ns`.
-    pub fn interface_statistics(unix_ns: u64, received: u64, dropped: u64) -> Vec<u8> {
+    /// How interface 0 did: frames the capture saw and frames it lost, at `unix_ns`,
+    /// with `comment` (why the capture ended).
+    pub fn interface_statistics(
+        unix_ns: u64,
+        received: u64,
+        dropped: u64,
+        comment: &str,
+    ) -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&0u32.to_le_bytes());
         body.extend_from_slice(&((unix_ns >> 32) as u32).to_le_bytes());
         body.extend_from_slice(&(unix_ns as u32).to_le_bytes());
         option(&mut body, ISB_IFRECV, &received.to_le_bytes());
         option(&mut body, ISB_IFDROP, &dropped.to_le_bytes());
-        option(
-            &mut body,
-            OPT_COMMENT,
-            b"ifdrop: frames the capture's queue had no room for",
-        );
+        option(&mut body, OPT_COMMENT, comment.as_bytes());
         option(&mut body, OPT_END, &[]);
         block(INTERFACE_STATISTICS, &body)
     }
@@ -304,6 +306,7 @@ pub mod pcapng {
         Statistics {
             received: Option<u64>,
             dropped: Option<u64>,
+            comment: Option<String>,
         },
         Other {
             kind: u32,
@@ -426,6 +429,10 @@ pub mod pcapng {
                 Block::Statistics {
                     received: find(ISB_IFRECV),
                     dropped: find(ISB_IFDROP),
+                    comment: options
+                        .iter()
+                        .find(|(c, _)| *c == OPT_COMMENT)
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
                 }
             }
             kind => Block::Other { kind },
@@ -505,12 +512,13 @@ mod tests {
                 })
             );
         }
-        let isb = pcapng::interface_statistics(5, 100, 7);
+        let isb = pcapng::interface_statistics(5, 100, 7, "count reached");
         assert_eq!(
             pcapng::parse(&isb),
             Ok(Block::Statistics {
                 received: Some(100),
-                dropped: Some(7)
+                dropped: Some(7),
+                comment: Some("count reached".into()),
             })
         );
     }

@@ -238,7 +238,8 @@ impl Datapath {
     /// so that nothing it learns or counts stays; and whether the packet goes on (up the
     /// uplink, or held for its next hop) rather than ending at the router.
     fn trace_router(&self, now: Time, vlan: VlanId, frame: &[u8]) -> (TraceStep, bool) {
-        let mut router = self.router().clone();
+        // Copied under the router's lock, which is let go before the copy is asked.
+        let mut router = self.router().dry_run_copy();
         let mut copy = frame.to_vec();
         let mut out = Vec::new();
         let verdict = router.from_switch(now, vlan, &mut copy, &mut out);
@@ -898,6 +899,7 @@ impl Worker {
                     write_offload(space, &offload);
                     self.packet.set_len(VNET_HDR_LEN + len);
                     held.payload += coalesce::payload_len(&inner);
+                    self.note_merged(now, from, run);
                 }
                 None => {
                     // No room (never expected: `continues` checked the size): the held
@@ -911,7 +913,9 @@ impl Worker {
             return self.forward_run(now, from, run, io);
         } else {
             // Start holding this run: decide once, for its first datagram.
-            let (decision, in_port) = self.decide_vxlan(now, from, run[0].0)?;
+            let decided_first = self.decide_vxlan(now, from, run[0].0);
+            self.note_merged(now, from, &run[1..]);
+            let (decision, in_port) = decided_first?;
             decided = Some(decision);
             if !self.merge_into_packet(&inner) {
                 return decided;
@@ -956,13 +960,25 @@ impl Worker {
         match run {
             [] => None,
             [(datagram, _)] => self.forward_datagram(now, from, datagram, io),
-            [(first, _), ..] => {
-                let (decision, in_port) = self.decide_vxlan(now, from, first)?;
+            [(first, _), rest @ ..] => {
+                let decided = self.decide_vxlan(now, from, first);
+                self.note_merged(now, from, rest);
+                let (decision, in_port) = decided?;
                 if self.merge_into_packet(&inner_segments(run)) {
                     self.forward(now, in_port, decision, io);
                 }
                 Some(decision)
             }
+        }
+    }
+
+    /// Counts (and offers to the peer port's captures) the datagrams merged into a frame
+    /// the switch decided for by another datagram: each crossed the tunnel port.
+    fn note_merged(&self, now: Time, from: SocketAddr, run: &[(&[u8], TcpSegment)]) {
+        for (datagram, _) in run {
+            self.dp
+                .switch
+                .record_vxlan_rx(&self.view, now, from.ip(), datagram);
         }
     }
 

@@ -1191,6 +1191,26 @@ impl Switch {
         }
     }
 
+    /// Counts a VXLAN `datagram` from the peer at `src` that was merged into a frame
+    /// decided for by an earlier datagram of its run (see the datapath's receive path),
+    /// and copies its inner frame to the peer port's captures.
+    pub fn record_vxlan_rx(&self, view: &View, now: Time, src: IpAddr, datagram: &[u8]) {
+        let topology = view.topology();
+        let Some(port) = topology
+            .overlay
+            .peers
+            .get(&src)
+            .and_then(|id| topology.ports.get(id))
+        else {
+            return;
+        };
+        let inner = datagram.get(VXLAN_HEADER_LEN..).unwrap_or_default();
+        port.counters.count_rx(inner.len());
+        if !port.captures.is_empty() {
+            capture::offer_all(&port.captures, now, Direction::In, inner);
+        }
+    }
+
     /// Starts copying port `id`'s frames to `tap` (see [`crate::capture`]).
     pub fn add_capture(&self, id: PortId, tap: Arc<CaptureTap>) -> Result<(), NoSuchPort> {
         self.topology.try_update(|t| {

@@ -315,18 +315,21 @@ pub fn validate_endpoint_name(name: &str) -> Result<(), NetworkError> {
 
 /// How much of a network's address space IPAM has handed out (see
 /// [`Networks::address_usage`]).
+///
+/// An attach that names its address may take any of the subnet's host addresses but
+/// the gateway; automatic allocation only walks the `ip_range` (the whole subnet without
+/// one). So `used` counts the former and `pool`/`free` the latter, and `used + free` is
+/// the subnet's assignable addresses only when there is no `ip_range`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressUsage {
-    /// Addresses an endpoint could have: the subnet's host addresses but the gateway.
-    pub assignable: u64,
-    /// Of those, the ones held by an endpoint, a reservation or another node.
+    /// The subnet's assignable addresses (its host addresses but the gateway) held by an
+    /// endpoint, a reservation or another node, in the `ip_range` or not.
     pub used: u64,
-}
-
-impl AddressUsage {
-    pub fn free(&self) -> u64 {
-        self.assignable.saturating_sub(self.used)
-    }
+    /// The addresses automatic allocation can hand out: the `ip_range`'s (the subnet's
+    /// without one) less the subnet's network and broadcast addresses and the gateway.
+    pub pool: u64,
+    /// Of `pool`, the ones nobody holds: what automatic allocation can still hand out.
+    pub free: u64,
 }
 
 /// An address IPAM set aside for someone who has no port yet: Docker's IPAM driver asks
@@ -486,18 +489,10 @@ impl Networks {
                 .is_none_or(|owner| Some(owner) == claimant)
     }
 
-    /// IPAM's use of `network`: its assignable addresses (the subnet's host addresses
-    /// but the gateway) and how many of them an endpoint, a reservation or another node
-    /// holds. `None` for an unknown network.
+    /// IPAM's use of `network` (see [`AddressUsage`]). `None` for an unknown network.
     pub fn address_usage(&self, network: &str) -> Option<AddressUsage> {
         let net = self.networks.get(network)?;
-        let subnet = net.subnet;
-        let hosts = 1u64 << (32 - u32::from(subnet.prefix_len()));
-        let excluded: BTreeSet<Ipv4Addr> = [subnet.network(), subnet.broadcast(), net.gateway]
-            .into_iter()
-            .filter(|ip| subnet.contains(ip))
-            .collect();
-        let held: BTreeSet<Ipv4Addr> = self
+        let held = self
             .endpoints_of(network)
             .map(|e| e.ip)
             .chain(
@@ -507,12 +502,50 @@ impl Networks {
                     .map(|r| r.ip),
             )
             .chain(self.foreign.get(network).into_iter().flatten().copied())
-            .filter(|ip| net.is_assignable(*ip))
             .collect();
-        Some(AddressUsage {
-            assignable: hosts - excluded.len() as u64,
-            used: held.len() as u64,
-        })
+        Some(Self::usage_of(net, &held))
+    }
+
+    /// [`Networks::address_usage`] of every network, by name: one pass over the
+    /// endpoints and reservations, whatever the number of networks.
+    pub fn address_usages(&self) -> BTreeMap<&str, AddressUsage> {
+        let mut held: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+        let local = self.endpoints.iter().map(|e| (e.network.as_str(), e.ip));
+        let reserved = self.reservations.iter().map(|r| (r.network.as_str(), r.ip));
+        for (network, ip) in local.chain(reserved) {
+            held.entry(network).or_default().insert(ip);
+        }
+        for (network, ips) in &self.foreign {
+            held.entry(network.as_str()).or_default().extend(ips);
+        }
+        let none = BTreeSet::new();
+        self.networks
+            .iter()
+            .map(|(name, net)| {
+                let held = held.get(name.as_str()).unwrap_or(&none);
+                (name.as_str(), Self::usage_of(net, held))
+            })
+            .collect()
+    }
+
+    /// `net`'s usage, given the addresses held in it (any of them, assignable or not).
+    fn usage_of(net: &Network, held: &BTreeSet<Ipv4Addr>) -> AddressUsage {
+        let subnet = net.subnet;
+        let pool = net.ip_range.unwrap_or(subnet);
+        let size = 1u64 << (32 - u32::from(pool.prefix_len()));
+        let excluded: BTreeSet<Ipv4Addr> = [subnet.network(), subnet.broadcast(), net.gateway]
+            .into_iter()
+            .filter(|ip| pool.contains(ip))
+            .collect();
+        let pool_size = size.saturating_sub(excluded.len() as u64);
+        let assignable = held.iter().filter(|ip| net.is_assignable(**ip));
+        let used = assignable.clone().count() as u64;
+        let pool_used = assignable.filter(|ip| pool.contains(*ip)).count() as u64;
+        AddressUsage {
+            used,
+            pool: pool_size,
+            free: pool_size.saturating_sub(pool_used),
+        }
     }
 
     /// Replaces what other nodes hold of global networks' addresses.
@@ -1104,8 +1137,9 @@ mod tests {
         assert_eq!(
             usage(&model),
             AddressUsage {
-                assignable: 253,
-                used: 0
+                used: 0,
+                pool: 253,
+                free: 253,
             },
             "a /24 less network, broadcast and gateway"
         );
@@ -1119,8 +1153,57 @@ mod tests {
             used.used, 4,
             "two endpoints, a reservation, one more abroad"
         );
-        assert_eq!(used.free(), 249);
+        assert_eq!(used.free, 249);
         assert_eq!(model.address_usage("nope"), None);
+        assert_eq!(model.address_usages().get("blue"), Some(&used));
+    }
+
+    #[test]
+    fn address_usage_frees_only_what_the_ip_range_hands_out() {
+        let mut model = Networks::new();
+        let ranged = NetworkConfig {
+            // .0 (the subnet's network address) and .1 (the gateway) are in the range.
+            ip_range: Some(net("10.30.0.0/29")),
+            ..config("ov", Some("10.30.0.0/24"))
+        };
+        create(&mut model, &ranged).unwrap();
+        create(&mut model, &config("other", Some("10.40.0.0/24"))).unwrap();
+        let usage = |model: &Networks| model.address_usage("ov").unwrap();
+        assert_eq!(
+            usage(&model),
+            AddressUsage {
+                used: 0,
+                pool: 6,
+                free: 6,
+            },
+            "8 addresses less the network address and the gateway"
+        );
+        attach(&mut model, "ov", 1, None).unwrap();
+        attach(&mut model, "ov", 2, Some("10.30.0.7")).unwrap();
+        // Static addresses outside the range are used, but take nothing from the pool.
+        attach(&mut model, "ov", 3, Some("10.30.0.200")).unwrap();
+        model.add_foreign("ov", ip("10.30.0.201"));
+        attach(&mut model, "other", 4, None).unwrap();
+        assert_eq!(
+            usage(&model),
+            AddressUsage {
+                used: 4,
+                pool: 6,
+                free: 4,
+            }
+        );
+        for owner in ["a", "b", "c", "d"] {
+            model.reserve("ov", None, owner).unwrap();
+        }
+        assert_eq!(usage(&model).free, 0);
+        assert!(matches!(
+            model.pick_address("ov", None),
+            Err(NetworkError::Exhausted { .. })
+        ));
+        let all = model.address_usages();
+        assert_eq!(all.get("ov"), Some(&usage(&model)));
+        assert_eq!(all.get("other"), model.address_usage("other").as_ref());
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

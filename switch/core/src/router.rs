@@ -346,13 +346,11 @@ struct NeighborEntry {
 }
 
 /// An address being resolved: when it was last asked for, and the packets waiting for it.
-#[derive(Clone)]
 struct Pending {
     last_request: Time,
     held: VecDeque<HeldPacket>,
 }
 
-#[derive(Clone)]
 struct HeldPacket {
     since: Time,
     /// The IPv4 packet, TTL already decremented.
@@ -360,7 +358,6 @@ struct HeldPacket {
 }
 
 /// The router. See the module documentation for its contract.
-#[derive(Clone)]
 pub struct Router {
     interfaces: BTreeMap<VlanId, Interface>,
     neighbors: HashMap<NeighborKey, NeighborEntry>,
@@ -395,6 +392,33 @@ impl Router {
             counters: RouterCounters::default(),
             dns: false,
             clock: Time::ZERO,
+        }
+    }
+
+    /// A copy to ask what the router would do (a packet trace) without changing this
+    /// one: everything but the packets held for unresolved neighbours (up to
+    /// [`MAX_UNRESOLVED`] × [`HOLD_PER_ADDRESS`] whole packets), which no verdict on
+    /// a frame from the switch depends on; their addresses stay pending.
+    pub fn dry_run_copy(&self) -> Router {
+        Router {
+            interfaces: self.interfaces.clone(),
+            neighbors: self.neighbors.clone(),
+            learned_by_age: self.learned_by_age.clone(),
+            pending: self
+                .pending
+                .iter()
+                .map(|(key, pending)| {
+                    let empty = Pending {
+                        last_request: pending.last_request,
+                        held: VecDeque::new(),
+                    };
+                    (*key, empty)
+                })
+                .collect(),
+            proxied: self.proxied.clone(),
+            counters: self.counters.clone(),
+            dns: self.dns,
+            clock: self.clock,
         }
     }
 

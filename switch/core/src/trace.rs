@@ -330,6 +330,9 @@ pub struct FrameSpec {
     pub proto: Option<Proto>,
     pub dport: Option<u16>,
     pub sport: Option<u16>,
+    /// The frame's whole length (its tag included), reached with zeros after the
+    /// headers (as payload of the transport); without it, the headers padded to 60.
+    pub len: Option<usize>,
 }
 
 /// Why a [`FrameSpec`] makes no frame.
@@ -341,6 +344,10 @@ pub enum SpecError {
     PortsWithoutTransport,
     #[error("VLAN {0} is not a VLAN id (0-4095)")]
     BadVlan(u16),
+    #[error("a frame of {len} bytes cannot hold its headers: give --len {min} or more")]
+    TooShort { len: usize, min: usize },
+    #[error("a frame of {len} bytes is more than one IPv4 packet can carry: at most {max}")]
+    TooLong { len: usize, max: usize },
 }
 
 /// The ethertype of a frame without IP: IEEE's "local experimental" (802 §9.2).
@@ -359,10 +366,23 @@ impl FrameSpec {
         {
             return Err(SpecError::PortsWithoutTransport);
         }
+        let link = crate::wire::HEADER_LEN + if self.vlan.is_some() { 4 } else { 0 };
+        let headers = match (self.ipv4, self.proto.unwrap_or(Proto::Icmp)) {
+            (None, _) => link,
+            (Some(_), Proto::Tcp) => link + 40,
+            (Some(_), Proto::Udp | Proto::Icmp) => link + 28,
+        };
+        let max = link + usize::from(u16::MAX);
+        let extra = match self.len {
+            Some(len) if len < headers => return Err(SpecError::TooShort { len, min: headers }),
+            Some(len) if len > max => return Err(SpecError::TooLong { len, max }),
+            Some(len) => len - headers,
+            None => 0,
+        };
         let mut payload = Vec::new();
         let ethertype = match self.ipv4 {
             Some((src, dst)) => {
-                let (protocol, transport) = self.transport(src, dst);
+                let (protocol, transport) = self.transport(src, dst, extra);
                 let mut ip = vec![0u8; 20];
                 let repr = Ipv4Repr {
                     src,
@@ -372,13 +392,16 @@ impl FrameSpec {
                     ttl: 64,
                     dont_frag: true,
                 };
-                // 20 + at most 20 bytes: always fits.
+                // Checked above: the total length fits.
                 let _ = repr.emit(&mut ip);
                 payload.extend_from_slice(&ip);
                 payload.extend_from_slice(&transport);
                 EtherType::IPV4
             }
-            None => EtherType(EXPERIMENTAL_ETHERTYPE),
+            None => {
+                payload.resize(extra, 0);
+                EtherType(EXPERIMENTAL_ETHERTYPE)
+            }
         };
         let mut frame = vec![0u8; crate::wire::HEADER_LEN];
         match self.vlan {
@@ -397,7 +420,8 @@ impl FrameSpec {
         Ok(frame)
     }
 
-    fn transport(&self, src: Ipv4Addr, dst: Ipv4Addr) -> (IpProtocol, Vec<u8>) {
+    /// The transport header and `extra` bytes of zeros after it, checksummed.
+    fn transport(&self, src: Ipv4Addr, dst: Ipv4Addr, extra: usize) -> (IpProtocol, Vec<u8>) {
         let sport = self.sport.unwrap_or(40000);
         let dport = self.dport.unwrap_or(80);
         let pseudo = |protocol: IpProtocol, len: usize| {
@@ -414,26 +438,26 @@ impl FrameSpec {
         };
         match self.proto.unwrap_or(Proto::Icmp) {
             Proto::Tcp => {
-                let mut tcp = vec![0u8; 20];
+                let mut tcp = vec![0u8; 20 + extra];
                 tcp[0..2].copy_from_slice(&sport.to_be_bytes());
                 tcp[2..4].copy_from_slice(&dport.to_be_bytes());
                 tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
                 tcp[12] = 5 << 4;
                 tcp[13] = 0x02; // SYN
                 tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-                fill(&mut tcp, 16, pseudo(IpProtocol::TCP, 20));
+                fill(&mut tcp, 16, pseudo(IpProtocol::TCP, 20 + extra));
                 (IpProtocol::TCP, tcp)
             }
             Proto::Udp => {
-                let mut udp = vec![0u8; 8];
+                let mut udp = vec![0u8; 8 + extra];
                 udp[0..2].copy_from_slice(&sport.to_be_bytes());
                 udp[2..4].copy_from_slice(&dport.to_be_bytes());
-                udp[4..6].copy_from_slice(&8u16.to_be_bytes());
-                fill(&mut udp, 6, pseudo(IpProtocol::UDP, 8));
+                udp[4..6].copy_from_slice(&((8 + extra) as u16).to_be_bytes());
+                fill(&mut udp, 6, pseudo(IpProtocol::UDP, 8 + extra));
                 (IpProtocol::UDP, udp)
             }
             Proto::Icmp => {
-                let mut icmp = vec![0u8; 8];
+                let mut icmp = vec![0u8; 8 + extra];
                 icmp[0] = 8; // echo request
                 icmp[4..6].copy_from_slice(&0x5359u16.to_be_bytes());
                 icmp[6..8].copy_from_slice(&1u16.to_be_bytes());
@@ -543,6 +567,7 @@ mod tests {
             proto: None,
             dport: None,
             sport: None,
+            len: None,
         }
     }
 
@@ -605,6 +630,47 @@ mod tests {
             ..spec()
         };
         assert!(summarize(&icmp.build().unwrap()).starts_with("ICMP echo request"));
+    }
+
+    #[test]
+    fn a_length_is_reached_inside_the_transport_with_checksums_right() {
+        for (proto, len) in [(Proto::Udp, 1514), (Proto::Tcp, 9000), (Proto::Icmp, 1000)] {
+            let frame = FrameSpec {
+                ipv4: Some(("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap())),
+                proto: Some(proto),
+                len: Some(len),
+                ..spec()
+            }
+            .build()
+            .unwrap();
+            assert_eq!(frame.len(), len);
+            let parsed = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &parsed.net else {
+                panic!("no IPv4");
+            };
+            assert_eq!(usize::from(ip.header().total_len()), len - 14);
+            if let Some(etherparse::TransportSlice::Udp(udp)) = &parsed.transport {
+                assert_eq!(usize::from(udp.length()), len - 14 - 20);
+                let sum = udp
+                    .to_header()
+                    .calc_checksum_ipv4(&ip.header().to_header(), udp.payload())
+                    .unwrap();
+                assert_eq!(sum, udp.checksum());
+            }
+        }
+        let plain = FrameSpec {
+            len: Some(100),
+            vlan: Some(7),
+            ..spec()
+        };
+        assert_eq!(plain.build().unwrap().len(), 100);
+        let short = FrameSpec {
+            ipv4: Some(("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap())),
+            proto: Some(Proto::Tcp),
+            len: Some(40),
+            ..spec()
+        };
+        assert_eq!(short.build(), Err(SpecError::TooShort { len: 40, min: 54 }));
     }
 
     #[test]

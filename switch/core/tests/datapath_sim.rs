@@ -164,6 +164,35 @@ fn a_super_frame_crosses_the_overlay_as_one_merged_frame() {
 }
 
 #[test]
+fn every_merged_datagram_is_counted_and_captured_on_the_peer_port() {
+    use std::time::Duration;
+    use switchyard::capture::{CaptureTap, Direction, Directions};
+    let (mut net, s, left, _right) = two_sites();
+    let peer = net.switch(s[1]).peer_port(ip(1)).unwrap();
+    let before = net.switch(s[1]).counters(peer).unwrap().rx_packets;
+    let (tap, reader) = CaptureTap::new(Directions::In, 8 << 20);
+    net.switch(s[1]).add_capture(peer, tap).unwrap();
+    let payload = pattern(65_000);
+    let wire = tso_wire(&tcp_frame(mac(1), mac(2), &payload, true, false), 1398);
+    net.send_wire(left, &wire);
+    // 47 datagrams of one flow, merged into one frame for the TAP: each crossed the
+    // tunnel port, and each is counted and captured as it crossed.
+    let after = net.switch(s[1]).counters(peer).unwrap().rx_packets;
+    assert_eq!(after - before, 47);
+    let mut captured = 0;
+    while let Some(frame) = reader.recv_timeout(Duration::from_millis(10)) {
+        assert_eq!(frame.direction, Direction::In);
+        assert!(
+            frame.frame.len() <= 14 + 20 + 20 + 1398,
+            "{}",
+            frame.frame.len()
+        );
+        captured += 1;
+    }
+    assert_eq!(captured, 47);
+}
+
+#[test]
 fn a_run_that_ends_in_psh_is_sent_at_once() {
     let (mut net, _, left, right) = two_sites();
     let payload = pattern(4 * 1398);

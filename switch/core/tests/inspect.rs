@@ -79,6 +79,7 @@ fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
         proto: None,
         dport: None,
         sport: None,
+        len: None,
     }
     .build()
     .unwrap()
@@ -300,6 +301,7 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
         proto: None,
         dport: None,
         sport: None,
+        len: None,
     }
     .build()
     .unwrap();
@@ -334,6 +336,7 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
             proto: None,
             dport: None,
             sport: None,
+            len: None,
         }
     }
     .build()
@@ -363,6 +366,7 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
         proto: None,
         dport: None,
         sport: None,
+        len: None,
     }
     .build()
     .unwrap();

@@ -812,7 +812,7 @@ fn inspect_seeds() {
             switchyard::capture::Direction::In,
             &broadcast,
         ),
-        switchyard::capture::pcapng::interface_statistics(2, 1, 0),
+        switchyard::capture::pcapng::interface_statistics(2, 1, 0, "the count was reached"),
     ]
     .concat();
     write(t, "pcapng", &[&[2u8][..], &stream].concat());

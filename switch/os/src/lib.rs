@@ -10,11 +10,14 @@
 //! * [`rtnl`] — a small synchronous rtnetlink client (links, addresses, routes).
 //! * [`nft`] — the nftables messages of switchd's NAT table, over netlink.
 //! * [`client`] — the blocking client of switchd's control socket.
+//! * [`cli`] — what every binary's command line does alike: `--generate-man DIR`, and
+//!   clap's usage errors as `PROGRAM: ...` with exit 2.
 //! * `sys` — the ioctls and socket options libc and nix lack: the only `unsafe` code
 //!   in switchyard, each block with a `// SAFETY:` comment.
 
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod client;
 pub mod netns;
 pub mod nft;

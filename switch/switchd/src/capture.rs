@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use switchyard::capture::{pcapng, CaptureTap, Directions, DEFAULT_BUDGET};
+use switchyard::capture::{pcapng, CaptureReader, CaptureTap, Directions, DEFAULT_BUDGET};
 use switchyard::control::{CaptureStarted, ControlError, ErrorCode, Reply, Request};
 use switchyard::datapath::Datapath;
 use switchyard::PortId;
@@ -65,9 +65,25 @@ pub struct Captures {
     threads: Vec<(JoinHandle<()>, Option<UnixStream>)>,
 }
 
+/// A capture whose tap is in the datapath, not yet streaming.
+pub struct Tapped {
+    id: PortId,
+    name: String,
+    tap: Arc<CaptureTap>,
+    reader: CaptureReader,
+    count: Option<u64>,
+}
+
 impl Captures {
-    /// Refuses a new capture when [`MAX_CAPTURES`] run.
-    pub fn check_room(&mut self) -> Result<(), ControlError> {
+    /// Puts a tap on port `id` (called `name`) for `request`: the step that may be
+    /// refused (too many captures, the port gone), taken while the connection is still
+    /// the control thread's, so that a refusal is an answer like any other.
+    pub fn tap(
+        &mut self,
+        dp: &Datapath,
+        (id, name): (PortId, String),
+        request: &CaptureRequest,
+    ) -> Result<Tapped, ControlError> {
         self.threads.retain(|(t, _)| !t.is_finished());
         if self.running.load(Ordering::Acquire) >= MAX_CAPTURES {
             return Err(ControlError::new(
@@ -75,50 +91,52 @@ impl Captures {
                 format!("{MAX_CAPTURES} captures are running already; stop one first"),
             ));
         }
-        Ok(())
+        let (tap, reader) = CaptureTap::new(request.directions, DEFAULT_BUDGET);
+        if dp.switch().add_capture(id, Arc::clone(&tap)).is_err() {
+            return Err(ControlError::new(
+                ErrorCode::NoSuchPort,
+                format!("port {name} went away; try again"),
+            ));
+        }
+        Ok(Tapped {
+            id,
+            name,
+            tap,
+            reader,
+            count: request.count,
+        })
     }
 
-    /// Starts capturing port `id` (called `name`) onto `stream`, whose unsent answers
-    /// are `pending`. If it cannot, the refusal is written to the stream and it is
-    /// closed.
+    /// Streams `tapped` onto `stream`, whose unsent answers are `pending`, from a thread
+    /// of its own. Never blocks the caller: if the thread cannot start, the tap is
+    /// removed and the refusal written only as far as the socket takes it at once.
     pub fn start(
         &mut self,
         dp: &Arc<Datapath>,
         started: Instant,
-        (id, name): (PortId, String),
-        request: &CaptureRequest,
-        mut stream: UnixStream,
+        tapped: Tapped,
+        stream: UnixStream,
         pending: Vec<u8>,
     ) {
+        let Tapped {
+            id,
+            name,
+            tap,
+            reader,
+            count,
+        } = tapped;
         // A client that takes nothing for this long ends its capture.
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let (tap, reader) = CaptureTap::new(request.directions, DEFAULT_BUDGET);
-        if dp.switch().add_capture(id, Arc::clone(&tap)).is_err() {
-            let err = ControlError::new(
-                ErrorCode::NoSuchPort,
-                format!("port {name} went away; try again"),
-            );
-            return refuse(&mut stream, &name, pending, err);
-        }
         let handle = stream.try_clone().ok();
+        let refusal = stream.try_clone().ok();
         let job = Job {
             dp: Arc::clone(dp),
             id,
             name: name.clone(),
             tap: Arc::clone(&tap),
             reader,
-            count: request.count,
-            stream: match stream.try_clone() {
-                Ok(stream) => stream,
-                Err(err) => {
-                    dp.switch().remove_capture(id, &tap);
-                    let err = ControlError::new(
-                        ErrorCode::SystemError,
-                        format!("cannot keep the connection for a capture: {err}"),
-                    );
-                    return refuse(&mut stream, &name, pending, err);
-                }
-            },
+            count,
+            stream,
             base_unix_ns: unix_ns(SystemTime::now())
                 .saturating_sub(started.elapsed().as_nanos() as u64),
             running: Arc::clone(&self.running),
@@ -134,14 +152,17 @@ impl Captures {
                 // The job (and its count in `running`) went with the closure.
                 self.running.fetch_sub(1, Ordering::AcqRel);
                 dp.switch().remove_capture(id, &tap);
-                let err = ControlError::new(
-                    ErrorCode::SystemError,
-                    format!(
+                tracing::warn!(port = %name, "cannot start a capture thread: {err}");
+                if let Some(mut stream) = refusal {
+                    let message = format!(
                         "cannot start a capture thread: {err}; check switchd's limits (ulimit -u)"
-                    ),
-                );
-                // The earlier answers went with the closure.
-                refuse(&mut stream, &name, Vec::new(), err);
+                    );
+                    let mut line = crate::ctl::error_line(ErrorCode::SystemError, &message);
+                    line.push('\n');
+                    let _ = stream
+                        .set_nonblocking(true)
+                        .and_then(|()| stream.write(line.as_bytes()));
+                }
             }
         }
     }
@@ -166,16 +187,6 @@ impl Drop for Captures {
     }
 }
 
-/// Answers `pending` and the refusal `err` on `stream`, which then closes.
-fn refuse(stream: &mut UnixStream, name: &str, mut pending: Vec<u8>, err: ControlError) {
-    tracing::warn!(port = %name, error = %err.message, "capture refused");
-    pending.extend_from_slice(crate::ctl::error_line(err.code, &err.message).as_bytes());
-    pending.push(b'\n');
-    let _ = stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.write_all(&pending));
-}
-
 fn unix_ns(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -186,7 +197,7 @@ struct Job {
     id: PortId,
     name: String,
     tap: Arc<CaptureTap>,
-    reader: switchyard::capture::CaptureReader,
+    reader: CaptureReader,
     count: Option<u64>,
     stream: UnixStream,
     /// The wall-clock time of the datapath's time zero, in ns since the epoch.
@@ -205,6 +216,19 @@ enum End {
     WriteFailed(io::Error),
 }
 
+impl End {
+    /// For the statistics block's comment, which swctl prints.
+    fn describe(&self) -> &'static str {
+        match self {
+            End::Count => "the count was reached",
+            End::ClientGone => "the client went away",
+            End::PortGone => "the port was removed",
+            End::Stopping => "switchd stopped",
+            End::WriteFailed(_) => "the client took nothing for too long",
+        }
+    }
+}
+
 impl Job {
     fn run(mut self, pending: Vec<u8>) {
         tracing::info!(port = %self.name, count = ?self.count, "capture started");
@@ -215,7 +239,14 @@ impl Job {
             tracing::info!(port = %self.name, error = %err, "capture: the client takes nothing");
         }
         if !matches!(end, End::ClientGone | End::WriteFailed(_)) {
-            let stats = pcapng::interface_statistics(unix_ns(SystemTime::now()), sent + lost, lost);
+            // What the capture saw: what it queued (written or not, when the count was
+            // reached first) and what found the queue full.
+            let stats = pcapng::interface_statistics(
+                unix_ns(SystemTime::now()),
+                taken + lost,
+                lost,
+                end.describe(),
+            );
             let _ = self.stream.write_all(&stats);
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);

@@ -5,16 +5,18 @@
 //! so what switchd says and what it will restore after a restart never disagree. Only
 //! `status`, the log filter (`log_level`) and the cluster's (`cluster_status`,
 //! `node_list`), which are about this process and its store connection, are answered
-//! here. Every answer is counted for the metrics, by request and result.
+//! here. With `--metrics`, every answer is counted, by request and result.
 //!
 //! Every request that changes something is logged at info level with the client's uid
 //! and pid (`SO_PEERCRED`) and the outcome; requests that only read are logged at debug.
+
+use std::path::Path;
 
 use serde::Serialize;
 use switchyard::control::{
     ClusterStatus, ControlError, ErrorCode, NodeInfo, Reply, Request, Status,
 };
-use switchyard::controller::{rfc3339, Clock};
+use switchyard::controller::{default_label, rfc3339, Clock};
 use switchyard::network::Scope;
 
 use crate::conn::Peer;
@@ -68,11 +70,15 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
         Ok(request) => request,
         Err(err) => {
             let code = ErrorCode::MalformedRequest;
-            daemon.metrics.count_request("malformed", code.as_str());
+            daemon.count_request("malformed", code.as_str());
             return error_line(code, &format!("malformed request: {err}"));
         }
     };
-    let kind = crate::metrics::request_kind(&request);
+    // Only with --metrics, which count requests by kind.
+    let kind = daemon
+        .metrics
+        .is_some()
+        .then(|| crate::metrics::request_kind(&request));
     // A change is logged at info once answered (below); a read only at debug.
     // As the protocol spells it (the line as parsed, without anything it ignored).
     let audit = mutates(&request).then(|| serde_json::to_value(&request).unwrap_or_default());
@@ -100,7 +106,7 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
             log_notes(&mut daemon.controller);
             if audit.is_some() {
                 daemon.publish_own_keys();
-                daemon.metrics.publish(&daemon.controller);
+                daemon.publish_metrics();
             }
             answer
         }
@@ -109,9 +115,12 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
         Ok(_) => "ok",
         Err(err) => err.code.as_str(),
     };
-    daemon.metrics.count_request(&kind, outcome);
+    if let Some(kind) = &kind {
+        daemon.count_request(kind, outcome);
+    }
     if let Some(request) = audit {
-        let (port, network) = subjects(&request);
+        let (port, network) = subjects(&request, answer.as_ref().ok());
+        let port = port.as_deref();
         // -1: the kernel did not say (it always does for a local stream socket).
         tracing::info!(
             uid = peer.map_or(-1, |p| i64::from(p.uid)),
@@ -127,14 +136,32 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
 }
 
 /// The port and the network a request (in its wire form) names, for the log's fields.
-fn subjects(request: &serde_json::Value) -> (Option<&str>, Option<&str>) {
+/// An attach or a detach names its port by namespace and interface: its port is the
+/// one the answer names, else the name the controller gives such a port (`red/eth0`).
+fn subjects<'a>(
+    request: &'a serde_json::Value,
+    answer: Option<&serde_json::Value>,
+) -> (Option<String>, Option<&'a str>) {
     let text = |key: &str| request.get(key).and_then(serde_json::Value::as_str);
-    let is_network_request = text("cmd").is_some_and(|cmd| cmd.starts_with("network_"));
-    let network = match is_network_request {
+    let cmd = text("cmd").unwrap_or_default();
+    let network = match cmd.starts_with("network_") {
         true => text("name"),
         false => text("network"),
     };
-    (text("port"), network)
+    let port = match cmd {
+        "attach" | "detach" => answer
+            .and_then(|a| a.get("port")?.get("name")?.as_str())
+            .map(str::to_string)
+            .or_else(|| {
+                let ifname = text("ifname")?;
+                let label = text("label")
+                    .map(str::to_string)
+                    .or_else(|| Some(default_label(Path::new(text("netns")?))))?;
+                Some(format!("{label}/{ifname}"))
+            }),
+        _ => text("port").map(str::to_string),
+    };
+    (port, network)
 }
 
 fn reply<T: Serialize>(outcome: Result<T, ControlError>) -> String {
@@ -233,4 +260,38 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_audit_line_names_an_attachs_and_a_detachs_port() {
+        let attach = json!({"cmd": "attach", "netns": "/run/netns/red", "ifname": "eth0", "network": "blue"});
+        assert_eq!(
+            subjects(&attach, None),
+            (Some("red/eth0".into()), Some("blue")),
+            "refused: the name the controller would give"
+        );
+        let labelled =
+            json!({"cmd": "attach", "netns": "/proc/42/ns/net", "ifname": "eth1", "label": "web"});
+        assert_eq!(subjects(&labelled, None).0.as_deref(), Some("web/eth1"));
+        let detach = json!({"cmd": "detach", "netns": "/proc/42/ns/net", "ifname": "eth1"});
+        let answer = json!({"port": {"name": "web/eth1"}});
+        assert_eq!(
+            subjects(&detach, Some(&answer)).0.as_deref(),
+            Some("web/eth1"),
+            "the port the answer names"
+        );
+        assert_eq!(
+            subjects(&detach, Some(&json!({"port": null}))).0.as_deref(),
+            Some("pid:42/eth1")
+        );
+        let set = json!({"cmd": "port_set", "port": "red/eth0"});
+        assert_eq!(subjects(&set, None), (Some("red/eth0".into()), None));
+        let rename = json!({"cmd": "network_rename", "name": "blue", "new_name": "green"});
+        assert_eq!(subjects(&rename, None), (None, Some("blue")));
+    }
 }

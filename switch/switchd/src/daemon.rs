@@ -67,6 +67,8 @@ pub struct Options {
     pub dns_rate_limit: switchyard::dns::RateLimit,
     /// The cluster store, when switchd is a member of a cluster.
     pub cluster: Option<ClusterOptions>,
+    /// Whether metrics are served (`--metrics`): without, nothing is kept for them.
+    pub metrics: bool,
 }
 
 /// The group whose members may use the control socket (`--socket-group`).
@@ -98,9 +100,9 @@ pub struct Daemon {
     pub controller: Controller,
     /// The effects the controller asks for, carried out on this machine.
     pub system: System,
-    /// What the metrics thread needs of the controller (`--metrics`), published after
-    /// every change, and the control requests counted.
-    pub metrics: Arc<crate::metrics::Control>,
+    /// What the metrics thread needs of the controller, published after every change,
+    /// and the control requests counted; `None` without `--metrics`.
+    pub metrics: Option<Arc<crate::metrics::Control>>,
     listener: UnixListener,
     socket: PathBuf,
     conns: HashMap<Token, Conn>,
@@ -228,8 +230,11 @@ impl Daemon {
         let mut controller = Controller::restore(dp, config, saved, &mut system)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         log_notes(&mut controller);
-        let metrics = Arc::new(crate::metrics::Control::default());
-        metrics.publish(&controller);
+        let metrics = options.metrics.then(|| {
+            let metrics = Arc::new(crate::metrics::Control::default());
+            metrics.publish(&controller);
+            metrics
+        });
         // The cluster store after the restore: the first snapshot meets a controller
         // that has this node's own endpoints again, and publishes them.
         let started_unix = std::time::SystemTime::now()
@@ -411,8 +416,22 @@ impl Daemon {
         self.cluster_synced = Some(Instant::now());
         self.controller.cluster_update(&mut self.system, remote);
         log_notes(&mut self.controller);
-        self.metrics.publish(&self.controller);
+        self.publish_metrics();
         self.publish_own_keys();
+    }
+
+    /// Hands the metrics thread what the controller now has (with `--metrics`).
+    pub fn publish_metrics(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&self.controller);
+        }
+    }
+
+    /// Counts an answered control request for the metrics (with `--metrics`).
+    pub fn count_request(&self, kind: &str, result: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.count_request(kind, result);
+        }
     }
 
     /// Tells the cluster thread what this node's keys in the store should be now (after
@@ -616,12 +635,25 @@ impl Daemon {
     /// Hands `conn` over to a new capture of `request`'s port; gives it back, with the
     /// refusal as its answer, if the capture cannot start.
     fn start_capture(&mut self, mut conn: Conn, request: &capture::CaptureRequest) -> Option<Conn> {
-        let target = self
+        let peer = conn.peer;
+        let tapped = self
             .controller
             .capture_port(&request.port)
-            .and_then(|target| self.captures.check_room().map(|()| target));
-        let (id, name) = match target {
-            Ok(target) => target,
+            .and_then(|target| self.captures.tap(&self.shared.dp, target, request));
+        // Who watches whose traffic: logged as every change is, and counted.
+        let outcome = tapped
+            .as_ref()
+            .map_or_else(|err| err.code.as_str(), |_| "ok");
+        tracing::info!(
+            uid = peer.map_or(-1, |p| i64::from(p.uid)),
+            pid = peer.map_or(-1, |p| p.pid),
+            port = %request.port,
+            outcome,
+            "control request: capture"
+        );
+        self.count_request("capture", outcome);
+        let tapped = match tapped {
+            Ok(tapped) => tapped,
             Err(err) => {
                 conn.push_answer(&ctl::error_line(err.code, &err.message));
                 return Some(conn);
@@ -632,8 +664,7 @@ impl Daemon {
         self.captures.start(
             &self.shared.dp,
             self.shared.started(),
-            (id, name),
-            request,
+            tapped,
             std::os::unix::net::UnixStream::from(stream),
             pending,
         );
@@ -676,14 +707,15 @@ pub fn log_notes(controller: &mut Controller) {
                 subject,
                 message,
             } => {
-                let (port, network) = match &subject {
-                    Subject::Port(name) => (Some(name.as_str()), None),
-                    Subject::Network(name) => (None, Some(name.as_str())),
+                let (port, network, vlan) = match &subject {
+                    Subject::Port(name) => (Some(name.as_str()), None, None),
+                    Subject::Network(name) => (None, Some(name.as_str()), None),
+                    Subject::Vlan(vlan) => (None, None, Some(vlan.get())),
                 };
                 if warn {
-                    tracing::warn!(port, network, "{message}");
+                    tracing::warn!(port, network, vlan, "{message}");
                 } else {
-                    tracing::info!(port, network, "{message}");
+                    tracing::info!(port, network, vlan, "{message}");
                 }
             }
         }

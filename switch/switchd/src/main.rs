@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::Parser;
 use serde::Deserialize;
 use switchyard::control::{parse_on_off, DEFAULT_SOCKET, SOCKET_ENV};
@@ -56,6 +57,74 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 /// through the switch; 100 µs took CPU the containers needed.
 const DEFAULT_BUSY_POLL_US: u64 = 20;
 const MAX_BUSY_POLL_US: u64 = 10_000;
+/// Refreshes are recorded once a second, so a shorter aging time would forget busy MACs
+/// between refreshes.
+const MIN_FDB_AGING_SECS: u64 = 2;
+
+/// Bad usage found after clap's parse: flags that do not go together. switchd exits 2
+/// for it, as for clap's own errors; every other error exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+// The flags' value parsers: clap reports their errors as bad usage (exit 2), as
+// `invalid value 'TEXT' for '--FLAG <VALUE>': <the message>`, so the messages do not
+// repeat the flag. The config file's values are checked in Config::resolve (exit 1).
+
+/// `--metrics`: as the config file's `metrics` (metrics::parse_addr).
+fn metrics_flag(text: &str) -> Result<SocketAddr, String> {
+    metrics::parse_addr(text).map_err(|err| without_flag(&err.to_string(), "--metrics", text))
+}
+
+/// `--log`: a filter check_log_filter accepts, as tracing wants it.
+fn log_filter_flag(text: &str) -> Result<String, String> {
+    check_log_filter(text).map_err(|err| {
+        let message = err.to_string();
+        let prefix = format!("invalid log filter {text:?}: ");
+        message
+            .strip_prefix(&prefix)
+            .unwrap_or(&message)
+            .to_string()
+    })
+}
+
+/// `--uplink`: an interface name the kernel takes.
+fn uplink_flag(text: &str) -> Result<String, String> {
+    switchyard_os::rtnl::validate_ifname(text)
+        .map(|()| text.to_string())
+        .map_err(|err| err.to_string())
+}
+
+/// `--cluster-store`: etcd://HOST:PORT[,HOST:PORT...] (cluster::parse_store_url).
+fn store_url_flag(text: &str) -> Result<String, String> {
+    cluster::parse_store_url(text)
+        .map(|_| text.to_string())
+        .map_err(|err| without_flag(&err, "--cluster-store", text))
+}
+
+/// `--cluster-advertise`: a unicast IP other nodes can reach.
+fn advertise_flag(text: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| "give this node's underlay IP, such as 192.0.2.1".to_string())?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(
+            "other nodes must reach it; give this node's underlay unicast address".to_string(),
+        );
+    }
+    Ok(ip)
+}
+
+/// `--node`: a name the cluster's keys take.
+fn node_flag(text: &str) -> Result<String, String> {
+    switchyard::cluster::keys::validate_name(text).map(|()| text.to_string())
+}
+
+/// `message` without a leading `invalid FLAG "TEXT": `, which clap's own words say.
+fn without_flag(message: &str, flag: &str, text: &str) -> String {
+    let prefix = format!("invalid {flag} {text:?}: ");
+    message.strip_prefix(&prefix).unwrap_or(message).to_string()
+}
 
 /// The switchyard switch daemon: MAC learning, VLANs and TAP ports for containers.
 // The doc comment above is the help's about text (not the crate's description).
@@ -80,30 +149,30 @@ struct Args {
     /// Where ports and static FDB entries are kept [default: /var/lib/switchyard]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Seconds before an idle learned MAC is forgotten [default: 300]
-    #[arg(long, value_name = "SECS")]
+    /// Seconds before an idle learned MAC is forgotten, at least 2 [default: 300]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(MIN_FDB_AGING_SECS..))]
     fdb_aging: Option<u64>,
     /// MAC table size, static entries included [default: 131072]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     fdb_max_entries: Option<usize>,
     /// Learned MACs per port [default: 65536]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     fdb_max_per_port: Option<usize>,
     /// Log filter: a level (error, warn, info, debug, trace, off), or tracing directives
     /// whose levels are among those, such as `switchd=debug,warn` [default: info]
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER", value_parser = log_filter_flag)]
     log: Option<String>,
     /// How log lines are written: text, or one JSON object per line [default: text]
     #[arg(long, value_name = "text|json")]
     log_format: Option<logs::LogFormat>,
     /// Serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics, such as
     /// 127.0.0.1:9469 [default: none, no metrics]
-    #[arg(long, value_name = "ADDR:PORT")]
-    metrics: Option<String>,
+    #[arg(long, value_name = "ADDR:PORT", value_parser = metrics_flag)]
+    metrics: Option<SocketAddr>,
     /// Be a VXLAN tunnel endpoint on this underlay address: IP or IP:PORT
     /// (port 4789 by default; 8472 is the Linux legacy port)
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    vtep: Option<String>,
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = switchyard::control::parse_vtep)]
+    vtep: Option<SocketAddr>,
     /// Outer UDP checksums on IPv4 (always on for IPv6) [default: on]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     vxlan_udp_checksum: Option<bool>,
@@ -114,12 +183,12 @@ struct Args {
     /// Name of the TUN device that joins the networks' router to this namespace's
     /// routing, made when the first network that is not --internal is
     /// [default: switchyard0]
-    #[arg(long, value_name = "IFNAME")]
+    #[arg(long, value_name = "IFNAME", value_parser = uplink_flag)]
     uplink: Option<String>,
     /// Microseconds a forwarding thread keeps reading after its TAP or socket ran dry
     /// before it sleeps again (0: sleep at once). Trades a little CPU under load for
     /// fewer wake-ups; an idle switch never spins [default: 20]
-    #[arg(long, value_name = "USECS")]
+    #[arg(long, value_name = "USECS", value_parser = clap::value_parser!(u64).range(..=MAX_BUSY_POLL_US))]
     busy_poll_us: Option<u64>,
     /// Storm control: broadcast, multicast and unknown-unicast frames per second each
     /// port may flood (burst: twice that), unless the port has a limit of its own
@@ -132,21 +201,21 @@ struct Args {
     dns: Option<bool>,
     /// An upstream resolver for names that are not containers' (IP or IP:PORT; up to
     /// three, in order) [default: the nameservers of /etc/resolv.conf]
-    #[arg(long, value_name = "IP")]
-    dns_upstream: Vec<String>,
+    #[arg(long, value_name = "IP", value_parser = parse_upstream)]
+    dns_upstream: Vec<SocketAddr>,
     /// DNS queries a second each source address may send (bursts: twice that); 0 for no
     /// limit [default: 500]
     #[arg(long, value_name = "QPS")]
     dns_rate_limit: Option<u32>,
     /// Join a cluster through this etcd (v3): global networks, cluster-wide IPAM,
     /// tunnel peers and endpoints shared by every node (needs --vtep)
-    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]")]
+    #[arg(long, value_name = "etcd://HOST:PORT[,HOST:PORT...]", value_parser = store_url_flag)]
     cluster_store: Option<String>,
     /// The address other nodes send VXLAN to [default: the --vtep address]
-    #[arg(long, value_name = "IP")]
-    cluster_advertise: Option<String>,
+    #[arg(long, value_name = "IP", value_parser = advertise_flag)]
+    cluster_advertise: Option<IpAddr>,
     /// This node's name in the cluster [default: the hostname]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = node_flag)]
     node: Option<String>,
     /// CA certificate (PEM) the etcd servers' certificates are checked against; turns
     /// on TLS
@@ -172,24 +241,16 @@ fn cluster_options(
             || args.cluster_store_cert.is_some()
             || args.cluster_store_key.is_some()
         {
-            anyhow::bail!("--cluster-advertise, --node and --cluster-store-ca/-cert/-key go with --cluster-store etcd://HOST:PORT");
+            anyhow::bail!(Usage("--cluster-advertise, --node and --cluster-store-ca/-cert/-key go with --cluster-store etcd://HOST:PORT".into()));
         }
         return Ok(None);
     };
     let endpoints = cluster::parse_store_url(url).map_err(anyhow::Error::msg)?;
     let Some(vtep) = vtep else {
-        anyhow::bail!("--cluster-store needs --vtep ADDR: the cluster's networks travel over the VXLAN overlay");
+        anyhow::bail!(Usage("--cluster-store needs --vtep ADDR (or [vxlan] vtep in the config file): the cluster's networks travel over the VXLAN overlay".into()));
     };
-    let advertise = match &args.cluster_advertise {
-        Some(text) => {
-            let ip: IpAddr = text.parse().with_context(|| {
-                format!("invalid --cluster-advertise {text:?}: give this node's underlay IP, such as 192.0.2.1")
-            })?;
-            if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
-                anyhow::bail!("invalid --cluster-advertise {ip}: other nodes must reach it; give this node's underlay unicast address");
-            }
-            SocketAddr::new(ip, vtep.port())
-        }
+    let advertise = match args.cluster_advertise {
+        Some(ip) => SocketAddr::new(ip, vtep.port()),
         None if vtep.ip().is_unspecified() => anyhow::bail!(
             "--vtep {vtep} listens on every address: give --cluster-advertise IP, the one other nodes reach"
         ),
@@ -201,15 +262,19 @@ fn cluster_options(
             .map(|name| name.trim().to_string())
             .context("cannot read the hostname for the node's name: give --node NAME")?,
     };
-    switchyard::cluster::keys::validate_name(&node)
-        .map_err(|err| anyhow::anyhow!("invalid --node: {err}"))?;
+    // A flag's value is clap's to check (node_flag); the hostname is checked here.
+    switchyard::cluster::keys::validate_name(&node).map_err(|err| {
+        anyhow::anyhow!("invalid node name {node:?} (the hostname): {err}; give --node NAME")
+    })?;
     let tls = cluster::TlsFiles {
         ca: args.cluster_store_ca.clone(),
         cert: args.cluster_store_cert.clone(),
         key: args.cluster_store_key.clone(),
     };
     if tls.cert.is_some() != tls.key.is_some() {
-        anyhow::bail!("--cluster-store-cert and --cluster-store-key go together");
+        anyhow::bail!(Usage(
+            "--cluster-store-cert and --cluster-store-key go together".into()
+        ));
     }
     for (flag, path) in [
         ("--cluster-store-ca", &tls.ca),
@@ -244,11 +309,10 @@ fn socket_addr(text: &str, default_port: u16) -> Option<SocketAddr> {
     })
 }
 
-/// `IP` or `IP:PORT` (port 53 by default).
-fn parse_upstream(text: &str) -> Result<SocketAddr> {
-    socket_addr(text, 53).with_context(|| {
-        format!("invalid --dns-upstream {text:?}: give an address such as 192.0.2.53 or 192.0.2.53:5353")
-    })
+/// `--dns-upstream`: `IP` or `IP:PORT` (port 53 by default).
+fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    socket_addr(text, 53)
+        .ok_or_else(|| "give an address such as 192.0.2.53 or 192.0.2.53:5353".to_string())
 }
 
 /// The IPv4 `nameserver`s of a resolv.conf (switchd asks upstreams over IPv4).
@@ -413,10 +477,9 @@ impl Config {
                 .unwrap_or(defaults.max_per_port),
             ..FdbConfig::default()
         };
-        // Refreshes are recorded once a second, so a shorter aging time would forget
-        // busy MACs between refreshes.
-        if fdb.aging < Duration::from_secs(2) {
-            anyhow::bail!("FDB aging must be at least 2 seconds");
+        // The flags' values are clap's to check; these are the file's.
+        if fdb.aging < Duration::from_secs(MIN_FDB_AGING_SECS) {
+            anyhow::bail!("FDB aging must be at least {MIN_FDB_AGING_SECS} seconds");
         }
         if fdb.max_entries == 0 || fdb.max_per_port == 0 {
             anyhow::bail!("FDB limits must be at least 1 (max_entries, max_per_port)");
@@ -424,12 +487,10 @@ impl Config {
         fdb.validate().map_err(anyhow::Error::msg)?;
         // The checksum and inner-tag settings hold for a VTEP enabled later too.
         let vtep = daemon::VtepOptions {
-            local: args
-                .vtep
-                .clone()
-                .or(file.vxlan.vtep)
-                .map(|text| parse_vtep(&text))
-                .transpose()?,
+            local: match args.vtep {
+                Some(addr) => Some(addr),
+                None => file.vxlan.vtep.map(|text| parse_vtep(&text)).transpose()?,
+            },
             udp_checksums: args
                 .vxlan_udp_checksum
                 .or(file.vxlan.udp_checksum)
@@ -461,26 +522,23 @@ impl Config {
         let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
         let log = check_log_filter(&log)?;
         let log_format = args.log_format.or(file.log_format).unwrap_or_default();
-        let metrics = args
-            .metrics
-            .or(file.metrics)
-            .map(|text| metrics::parse_addr(&text))
-            .transpose()?;
+        let metrics = match args.metrics {
+            Some(addr) => Some(addr),
+            None => file
+                .metrics
+                .map(|text| metrics::parse_addr(&text))
+                .transpose()?,
+        };
         let dns = match args.dns.unwrap_or(true) {
-            false if !args.dns_upstream.is_empty() => {
-                anyhow::bail!("--dns-upstream goes with the embedded DNS: leave out --dns off")
-            }
+            false if !args.dns_upstream.is_empty() => anyhow::bail!(Usage(
+                "--dns-upstream goes with the embedded DNS: leave out --dns off".into()
+            )),
             false => None,
-            true if args.dns_upstream.len() > MAX_DNS_UPSTREAMS => anyhow::bail!(
+            true if args.dns_upstream.len() > MAX_DNS_UPSTREAMS => anyhow::bail!(Usage(format!(
                 "--dns-upstream given {} times: at most {MAX_DNS_UPSTREAMS} upstreams are asked",
                 args.dns_upstream.len()
-            ),
-            true if !args.dns_upstream.is_empty() => Some(
-                args.dns_upstream
-                    .iter()
-                    .map(|text| parse_upstream(text))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            ))),
+            true if !args.dns_upstream.is_empty() => Some(args.dns_upstream.clone()),
             true => Some(resolv_conf_nameservers(
                 &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             )),
@@ -494,7 +552,9 @@ impl Config {
             },
         };
         if dns.is_none() && args.dns_rate_limit.is_some() {
-            anyhow::bail!("--dns-rate-limit goes with the embedded DNS: leave out --dns off");
+            anyhow::bail!(Usage(
+                "--dns-rate-limit goes with the embedded DNS: leave out --dns off".into()
+            ));
         }
         Ok(Config {
             cluster,
@@ -597,36 +657,20 @@ fn read_config_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
 }
 
-/// `switchd --generate-man DIR` writes switchd.8 into DIR and exits: how `make install`
-/// makes the man page from these flags. Hidden (not in `--help`), and looked for before
-/// the parse, as the first and only argument, the same way in every clap binary.
-fn generate_man_if_asked() {
-    let mut args = std::env::args_os().skip(1);
-    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
-        return;
-    };
-    if flag != "--generate-man" {
-        return;
-    }
-    let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
-    if let Err(err) = man.generate_to(&dir) {
-        let dir = dir.to_string_lossy();
-        eprintln!("switchd: cannot write the man page into {dir}: {err}");
-        std::process::exit(1);
-    }
-    std::process::exit(0);
-}
-
 fn main() {
-    generate_man_if_asked();
-    if let Err(err) = run() {
+    // `switchd --generate-man DIR`: switchd.8, for `make install`.
+    switchyard_os::cli::generate_man_if_asked(<Args as clap::CommandFactory>::command, "8");
+    // A bad flag or value is clap's to report: `switchd: ...`, exit 2.
+    let args =
+        Args::try_parse().unwrap_or_else(|err| switchyard_os::cli::usage_exit("switchd", err));
+    if let Err(err) = run(args) {
         eprintln!("switchd: {err:#}");
-        std::process::exit(1);
+        std::process::exit(if err.is::<Usage>() { 2 } else { 1 });
     }
 }
 
-fn run() -> Result<()> {
-    let config = Config::resolve(Args::parse())?;
+fn run(args: Args) -> Result<()> {
+    let config = Config::resolve(args)?;
     check_capabilities()?;
     logs::init(&config.log, config.log_format)?;
     // Bound before anything is restored: an address in use stops the start cleanly.
@@ -653,6 +697,7 @@ fn run() -> Result<()> {
             dns: config.dns.clone(),
             dns_rate_limit: config.dns_rate_limit,
             cluster: config.cluster.clone(),
+            metrics: metrics_listener.is_some(),
         },
         store,
         signals,
@@ -664,11 +709,11 @@ fn run() -> Result<()> {
         ports = switchd.controller.model().ports.len(),
         "switchd ready"
     );
-    if let Some(listener) = metrics_listener {
+    if let (Some(listener), Some(control)) = (metrics_listener, &switchd.metrics) {
         metrics::serve(
             listener,
             Arc::clone(&switchd.shared.dp),
-            Arc::clone(&switchd.metrics),
+            Arc::clone(control),
         )?;
     }
     // Every saved port is back (or marked down), the control socket listens, and so does
@@ -768,7 +813,19 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(config.metrics, Some("[::1]:9000".parse().unwrap()));
         assert_eq!(config.log_format, logs::LogFormat::Text);
-        let err = Config::resolve(args(&["--metrics", "9469"])).unwrap_err();
+        // A bad flag value is clap's usage error; the file's is resolve's.
+        let err = Args::try_parse_from(["switchd", "--metrics", "9469"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            err.to_string()
+                .contains("invalid value '9469' for '--metrics <ADDR:PORT>': give ADDR:PORT"),
+            "{err}"
+        );
+        let path =
+            std::env::temp_dir().join(format!("switchd-metrics-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, "metrics = \"9469\"\n").unwrap();
+        let err = Config::resolve(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
         assert!(
             format!("{err:#}").contains("invalid --metrics \"9469\""),
             "{err:#}"
@@ -813,9 +870,31 @@ mod tests {
         let err = Config::resolve(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(format!("{err:#}").contains("is invalid"), "{err:#}");
-        assert!(Config::resolve(args(&["--fdb-aging", "0"])).is_err());
-        assert!(Config::resolve(args(&["--fdb-aging", "1"])).is_err());
+        for bad in [
+            &["--fdb-aging", "0"][..],
+            &["--fdb-aging", "1"],
+            &["--fdb-max-entries", "0"],
+            &["--busy-poll-us", "10001"],
+            &["--vtep", "0.0.0.0"],
+            &["--uplink", "a-name-longer-than-15"],
+            &["--dns-upstream", "not-an-address"],
+            &["--cluster-advertise", "127.0.0.1"],
+            &["--cluster-store", "http://192.0.2.10:2379"],
+        ] {
+            let line = std::iter::once("switchd").chain(bad.iter().copied());
+            assert!(Args::try_parse_from(line).is_err(), "{bad:?}");
+        }
         assert!(Config::resolve(args(&["--fdb-aging", "2"])).is_ok());
+        // Flags that do not go together: bad usage too (exit 2), found after the parse.
+        for conflict in [
+            &["--dns", "off", "--dns-upstream", "192.0.2.53"][..],
+            &["--dns", "off", "--dns-rate-limit", "10"],
+            &["--node", "a"],
+            &["--cluster-store", "etcd://192.0.2.10:2379"],
+        ] {
+            let err = Config::resolve(args(conflict)).unwrap_err();
+            assert!(err.is::<Usage>(), "{conflict:?}: {err:#}");
+        }
         assert!(Config::resolve(args(&["--config", "/nonexistent/switchd.toml"])).is_err());
     }
 
@@ -905,10 +984,10 @@ mod tests {
                 "{bad:?}: the message names the valid levels: {err}"
             );
         }
-        let err = Config::resolve(args(&["--log", "inf0"])).unwrap_err();
+        let err = Args::try_parse_from(["switchd", "--log", "inf0"]).unwrap_err();
         assert!(
-            format!("{err:#}").contains("\"inf0\" is not a log level"),
-            "{err:#}"
+            err.to_string().contains("\"inf0\" is not a log level"),
+            "{err}"
         );
     }
 }

@@ -5,8 +5,10 @@
 //! through one snapshot of the switch's topology (no lock), the FDB's and the router's
 //! counters under their locks for the time it takes to copy a few numbers. What only
 //! the controller knows (the ports' names, IPAM, the NAT rules) the control thread
-//! publishes here after each request that changes something ([`Control::publish`]), so
-//! a scrape never waits for the control thread, nor the control thread for a scrape.
+//! publishes here after each request that changes something and each update from the
+//! cluster store ([`Control::publish`]), so a scrape never waits for the control thread,
+//! nor the control thread for a scrape. Without `--metrics` there is no [`Control`]:
+//! nothing is published, and no request counted.
 //! The families exported are `FAMILIES`, documented in docs/operations.md.
 
 use std::collections::{BTreeMap, HashSet};
@@ -178,9 +180,9 @@ families! {
     NAT_PUBLISHED = "switchyard_nat_published_ports", Gauge, [],
         "Published ports (DNAT rules in place).";
     IPAM_USED = "switchyard_ipam_addresses_used", Gauge, ["network"],
-        "A network's addresses held by an endpoint, a reservation or another node.";
+        "A network's addresses held by an endpoint, a reservation or another node, anywhere in its subnet (in its ip_range or not).";
     IPAM_FREE = "switchyard_ipam_addresses_free", Gauge, ["network"],
-        "A network's addresses IPAM can still hand out (used + free: the subnet's hosts but the gateway).";
+        "A network's addresses automatic allocation can still hand out: those of its ip_range (its subnet without one) but the network, broadcast and gateway addresses that nobody holds.";
     CONTROL_REQUESTS = "switchyard_control_requests_total", Counter, ["kind", "result"],
         "Control requests answered, by request (its cmd) and result (ok, or the error code).";
 }
@@ -207,7 +209,8 @@ pub struct Control {
 
 impl Control {
     /// Publishes what the controller now has: after a request that changed something, or
-    /// the cluster's update. Costs a pass over ports and endpoints.
+    /// the cluster's update (only with `--metrics`). Costs a pass over ports, endpoints
+    /// and the NAT rules.
     pub fn publish(&self, controller: &Controller) {
         let model = controller.model();
         let mut seen = HashSet::new();
@@ -232,8 +235,9 @@ impl Control {
             .collect();
         let networks = model
             .networks
-            .iter()
-            .filter_map(|n| Some((n.name.clone(), model.networks.address_usage(&n.name)?)))
+            .address_usages()
+            .into_iter()
+            .map(|(name, usage)| (name.to_string(), usage))
             .collect();
         let nat = plan::nat_rules(model, "");
         let view = ControlView {
@@ -615,7 +619,7 @@ impl Collector for Scrape {
         each(
             &mut encoder,
             &IPAM_FREE,
-            view.networks.iter().map(|(n, u)| (n.as_str(), u.free())),
+            view.networks.iter().map(|(n, u)| (n.as_str(), u.free)),
         )?;
         let mut metric = family(&mut encoder, &CONTROL_REQUESTS)?;
         for ((kind, result), n) in &requests {
@@ -709,8 +713,9 @@ mod tests {
             networks: vec![(
                 "blue".into(),
                 AddressUsage {
-                    assignable: 253,
                     used: 2,
+                    pool: 253,
+                    free: 251,
                 },
             )],
             ..ControlView::default()

@@ -69,6 +69,23 @@ fn an_unknown_log_level_is_refused() {
     command.args(["--log", "inf0"]);
     let out = run_expecting_exit(command);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // A flag's value: clap's usage error.
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(
+            "switchd: invalid value 'inf0' for '--log <FILTER>': \"inf0\" is not a log level"
+        ) && stderr.contains("error, warn, info, debug, trace"),
+        "the message names the bad level and the valid ones: {stderr}"
+    );
+    assert!(!dir.0.join("s.sock").exists(), "no socket was made");
+
+    // The config file's: switchd cannot start (exit 1), in one line.
+    let config = dir.0.join("switchd.toml");
+    std::fs::write(&config, "log = \"inf0\"\n").unwrap();
+    let mut command = switchd(&dir);
+    command.arg("--config").arg(&config);
+    let out = run_expecting_exit(command);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(
         stderr.contains("inf0") && stderr.contains("error, warn, info, debug, trace"),

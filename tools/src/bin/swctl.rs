@@ -112,9 +112,10 @@ enum Command {
 #[derive(Debug, Args)]
 struct ShowArgs {
     /// `text` for people, `dot` for Graphviz (`swctl show --format dot | dot -Tsvg`),
-    /// `json` (the same as --json, which cannot be combined with another format)
-    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
-    format: ShowFormat,
+    /// `json` (the same as --json; --json with `--format text` or `dot` is bad usage)
+    /// [default: text]
+    #[arg(long, value_enum)]
+    format: Option<ShowFormat>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -383,12 +384,17 @@ impl PortSetArgs {
 }
 
 impl Command {
-    /// The request this command sends to switchd.
-    fn to_request(&self) -> Request {
-        match self {
+    /// The one request this command sends to switchd; `None` for the commands that send
+    /// several or build theirs where they send them (show, capture, trace), and for
+    /// completion, which asks switchd nothing.
+    fn to_request(&self) -> Option<Request> {
+        Some(match self {
             Command::Status => Request::Status,
             Command::Stats => Request::Stats,
-            Command::Completion { .. } => unreachable!("main prints completions itself"),
+            Command::Completion { .. }
+            | Command::Show(_)
+            | Command::Capture(_)
+            | Command::Trace(_) => return None,
             Command::Port(PortCommand::Ls) => Request::PortList,
             Command::Port(PortCommand::Set(args)) => Request::PortSet {
                 port: args.port.clone(),
@@ -472,11 +478,7 @@ impl Command {
             Command::Log(LogCommand::Level { filter }) => Request::LogLevel {
                 filter: filter.clone(),
             },
-            // The first of the several requests it sends (see `show`).
-            Command::Show(_) => Request::Status,
-            // Built where they are sent (see `inspect`).
-            Command::Capture(_) | Command::Trace(_) => Request::Status,
-        }
+        })
     }
 }
 
@@ -485,16 +487,27 @@ impl Command {
 // ---------------------------------------------------------------------------------------
 
 fn main() -> ExitCode {
-    generate_man_if_asked();
+    // `swctl --generate-man DIR`: swctl.1 and swctl-port-set.1... for `make install`.
+    switchyard_os::cli::generate_man_if_asked(Cli::command, "1");
     let matches = Cli::command()
         .try_get_matches()
         .unwrap_or_else(|err| usage_exit(err));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| usage_exit(err));
-    if cli.json && matches!(&cli.command, Command::Show(args) if args.format == ShowFormat::Dot) {
-        usage_exit(Cli::command().error(
-            clap::error::ErrorKind::ArgumentConflict,
-            "--json cannot be used with --format dot; pick one",
-        ));
+    if let Command::Show(ShowArgs {
+        format: Some(format @ (ShowFormat::Text | ShowFormat::Dot)),
+    }) = &cli.command
+    {
+        if cli.json {
+            let format = if *format == ShowFormat::Text {
+                "text"
+            } else {
+                "dot"
+            };
+            usage_exit(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--json cannot be used with --format {format}; pick one"),
+            ));
+        }
     }
     if let Command::Completion { shell } = cli.command {
         return print_output(&completion(shell));
@@ -508,26 +521,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `swctl --generate-man DIR` writes swctl.1 and a page for every subcommand
-/// (swctl-port-set.1, ...) into DIR and exits: how `make install` makes the man pages
-/// from these definitions. Hidden (not in `--help`), and looked for before the parse, as
-/// the first and only argument, the same way in every clap binary.
-fn generate_man_if_asked() {
-    let mut args = std::env::args_os().skip(1);
-    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
-        return;
-    };
-    if flag != "--generate-man" {
-        return;
-    }
-    if let Err(err) = clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
-        let dir = dir.to_string_lossy();
-        eprintln!("swctl: cannot write the man pages into {dir}: {err}");
-        std::process::exit(1);
-    }
-    std::process::exit(0);
-}
-
 /// The completion script of `shell`, from these definitions.
 fn completion(shell: clap_complete::Shell) -> String {
     let mut script = Vec::new();
@@ -539,14 +532,30 @@ fn completion(shell: clap_complete::Shell) -> String {
 /// Talks to switchd and returns everything to print; nothing is printed on failure.
 fn run(cli: &Cli) -> Result<String> {
     let mut client = Client::connect(&cli.socket)?;
-    let request = cli.command.to_request();
     let json = cli.json;
+    let Some(request) = cli.command.to_request() else {
+        // The commands that build their requests themselves.
+        return match &cli.command {
+            Command::Capture(args) => inspect::capture(client, args, json),
+            Command::Trace(args) => inspect::trace(&mut client, args, json),
+            Command::Show(args) => {
+                let picture = show::Picture::fetch(&mut client)?;
+                // main refused --json with --format text or dot.
+                match (json, args.format.unwrap_or(ShowFormat::Text)) {
+                    (true, _) | (false, ShowFormat::Json) => Ok(format_json(&picture)?),
+                    (false, ShowFormat::Text) => Ok(show::format_text(&picture)),
+                    (false, ShowFormat::Dot) => Ok(show::format_dot(&picture)),
+                }
+            }
+            other => unreachable!("main answers {other:?} without switchd"),
+        };
+    };
     match &cli.command {
-        Command::Capture(args) => inspect::capture(client, args, json),
-        Command::Trace(args) => inspect::trace(&mut client, args, json),
+        Command::Capture(_) | Command::Trace(_) | Command::Show(_) | Command::Completion { .. } => {
+            unreachable!("no single request: answered above")
+        }
         Command::Status => call(&mut client, &request, json, format_status),
         Command::Stats => call(&mut client, &request, json, format_stats),
-        Command::Completion { .. } => unreachable!("main prints completions itself"),
         Command::Port(PortCommand::Ls) => {
             call(&mut client, &request, json, |ports: &Vec<PortInfo>| {
                 format_ports(ports)
@@ -651,14 +660,6 @@ fn run(cli: &Cli) -> Result<String> {
             call(&mut client, &request, json, |nodes: &Vec<NodeInfo>| {
                 format_nodes(nodes)
             })
-        }
-        Command::Show(args) => {
-            let picture = show::Picture::fetch(&mut client)?;
-            match (json, args.format) {
-                (true, _) | (false, ShowFormat::Json) => Ok(format_json(&picture)?),
-                (false, ShowFormat::Text) => Ok(show::format_text(&picture)),
-                (false, ShowFormat::Dot) => Ok(show::format_dot(&picture)),
-            }
         }
     }
 }
@@ -949,16 +950,10 @@ fn print_output(output: &str) -> ExitCode {
     }
 }
 
-/// clap's verdict on the command line, as nsutil gives it too: help and version on stdout
-/// (exit 0); a usage error as `swctl: ...` on stderr (exit 2).
+/// clap's verdict on the command line (switchyard_os::cli::usage_exit): help and version
+/// on stdout (exit 0); a usage error as `swctl: ...` on stderr (exit 2).
 fn usage_exit(err: clap::Error) -> ! {
-    if !err.use_stderr() {
-        let _ = err.print();
-        std::process::exit(0);
-    }
-    let text = err.render().to_string();
-    eprint!("swctl: {}", text.strip_prefix("error: ").unwrap_or(&text));
-    std::process::exit(2);
+    switchyard_os::cli::usage_exit("swctl", err)
 }
 
 /// `what failed: why; what to do` on one line. A refusal is switchd's message (why, and
@@ -1479,7 +1474,10 @@ mod tests {
     }
 
     fn request(args: &[&str]) -> Request {
-        parse(args).command.to_request()
+        parse(args)
+            .command
+            .to_request()
+            .unwrap_or_else(|| panic!("{args:?} sends no single request"))
     }
 
     // --- arguments ---------------------------------------------------------------------
@@ -2092,9 +2090,18 @@ dns        on
         assert!(matches!(
             cli.command,
             Command::Show(ShowArgs {
-                format: ShowFormat::Dot
+                format: Some(ShowFormat::Dot)
             })
         ));
+        // show, capture and trace build their requests themselves; completion has none.
+        for args in [
+            &["show"][..],
+            &["capture", "1"],
+            &["trace", "--in-port", "1", "--frame", "00"],
+            &["completion", "bash"],
+        ] {
+            assert_eq!(parse(args).command.to_request(), None, "{args:?}");
+        }
         let cli = parse(&["show", "--json"]);
         assert!(cli.json);
         assert_eq!(

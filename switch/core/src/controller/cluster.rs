@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use switchyard_encap::Vni;
 
 use super::model::{Model, RemoteEntry};
-use super::{Clock, ControlError, Controller, Effects, ErrorCode, NetworkInfo, Outcome};
+use super::{Clock, ControlError, Controller, Effects, ErrorCode, NetworkInfo, Outcome, Subject};
 use crate::cluster::{keys, AddressRecord, EndpointRecord, Key, NetworkRecord, OwnKeys, Remote};
 use crate::network::{Network, NetworkConfig, Networks, Scope};
 use crate::wire::VlanId;
@@ -113,9 +113,12 @@ impl Controller {
     ) {
         for (network, ip) in held {
             if let Err(err) = fx.cluster_txn(&keys::release_address(network, *ip, holder)) {
-                self.warn(format!(
-                    "cannot release {ip} of network {network} in the cluster store ({err}); it is released when the store is back"
-                ));
+                self.warn_about(
+                    Subject::Network(network.clone()),
+                    format!(
+                        "cannot release {ip} of network {network} in the cluster store ({err}); it is released when the store is back"
+                    ),
+                );
             }
         }
     }
@@ -200,18 +203,24 @@ impl Controller {
         let failed = format!("cannot create network {}", network.name);
         if let Err(err) = self.commit(fx, new, &failed) {
             if let Err(undo) = fx.cluster_txn(&keys::remove_network(&record)) {
-                self.warn(format!(
-                    "cannot take network {} back out of the cluster store: {undo}",
-                    network.name
-                ));
+                self.warn_about(
+                    Subject::Network(network.name.clone()),
+                    format!(
+                        "cannot take network {} back out of the cluster store: {undo}",
+                        network.name
+                    ),
+                );
             }
             return Err(err);
         }
         self.remote.networks.insert(record.name.clone(), record);
-        self.info(format!(
-            "global network {} created ({}, VLAN {vlan}, VNI {vni})",
-            network.name, network.subnet
-        ));
+        self.info_about(
+            Subject::Network(network.name.clone()),
+            format!(
+                "global network {} created ({}, VLAN {vlan}, VNI {vni})",
+                network.name, network.subnet
+            ),
+        );
         Ok(self.network_info(fx, &network))
     }
 
@@ -253,10 +262,10 @@ impl Controller {
         let mut new = self.model.clone();
         new.networks.add_local_id(&network.name, local_id);
         self.commit(fx, new, &format!("cannot join network {}", network.name))?;
-        self.info(format!(
-            "global network {} joined as {local_id}",
-            network.name
-        ));
+        self.info_about(
+            Subject::Network(network.name.clone()),
+            format!("global network {} joined as {local_id}", network.name),
+        );
         let network = self.model.networks.find(&network.name)?.clone();
         Ok(self.network_info(fx, &network))
     }
@@ -276,10 +285,13 @@ impl Controller {
             new,
             &format!("cannot forget id {local_id} of network {}", network.name),
         )?;
-        self.info(format!(
-            "id {local_id} of global network {} forgotten; the network stays",
-            network.name
-        ));
+        self.info_about(
+            Subject::Network(network.name.clone()),
+            format!(
+                "id {local_id} of global network {} forgotten; the network stays",
+                network.name
+            ),
+        );
         Ok(self.network_info(fx, network))
     }
 
@@ -372,7 +384,8 @@ impl Controller {
     /// their addresses are never handed out here. What cannot be applied is logged.
     pub fn cluster_update(&mut self, fx: &mut dyn Effects, remote: Remote) {
         let mut new = self.model.clone();
-        let mut skipped = Vec::new();
+        // What cannot be applied, and the network it concerns, if one.
+        let mut skipped: Vec<(Option<String>, String)> = Vec::new();
         // First what goes (gone from the store, or made again with other settings), so
         // that what comes may reuse its VLAN, VNI or subnet in the same update.
         let stale: Vec<Network> = new
@@ -391,26 +404,35 @@ impl Controller {
             if !in_use(&new, &network.name) {
                 remove_network(&mut new, &network);
             } else if !remote.networks.contains_key(&network.name) {
-                skipped.push(format!(
-                    "global network {} is gone from the cluster store, but this node still has endpoints on it; kept until they detach",
-                    network.name
+                skipped.push((
+                    Some(network.name.clone()),
+                    format!(
+                        "global network {} is gone from the cluster store, but this node still has endpoints on it; kept until they detach",
+                        network.name
+                    ),
                 ));
             }
         }
         for record in remote.networks.values() {
             match new.networks.get(&record.name) {
                 Some(local) if local.scope == Scope::Global && record.describes(local) => {}
-                Some(local) if local.scope == Scope::Global => skipped.push(format!(
-                    "the cluster's global network {} changed, but this node still has endpoints on the old one; kept until they detach",
-                    record.name
+                Some(local) if local.scope == Scope::Global => skipped.push((
+                    Some(record.name.clone()),
+                    format!(
+                        "the cluster's global network {} changed, but this node still has endpoints on the old one; kept until they detach",
+                        record.name
+                    ),
                 )),
-                Some(_) => skipped.push(format!(
-                    "the cluster's global network {} is not used here: this node has another network by that name",
-                    record.name
+                Some(_) => skipped.push((
+                    Some(record.name.clone()),
+                    format!(
+                        "the cluster's global network {} is not used here: this node has another network by that name",
+                        record.name
+                    ),
                 )),
                 None => {
                     if let Err(why) = add_global(&mut new, record) {
-                        skipped.push(why);
+                        skipped.push((Some(record.name.clone()), why));
                     }
                 }
             }
@@ -447,7 +469,7 @@ impl Controller {
                 continue;
             }
             let Some(id) = new.allocate_port_id() else {
-                skipped.push(format!("no port id left for node {node}'s VTEP"));
+                skipped.push((None, format!("no port id left for node {node}'s VTEP")));
                 continue;
             };
             let mtu = fx.path_mtu(*addr);
@@ -491,9 +513,12 @@ impl Controller {
         new.cluster.endpoints = endpoints;
         new.networks.set_foreign(remote.taken.clone());
         self.remote = remote;
-        for why in skipped {
+        for (network, why) in skipped {
             if self.cluster_warned.insert(why.clone()) {
-                self.warn(why);
+                match network {
+                    Some(network) => self.warn_about(Subject::Network(network), why),
+                    None => self.warn(why),
+                }
             }
         }
         if new != self.model {

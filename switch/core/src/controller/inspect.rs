@@ -44,9 +44,20 @@ pub fn parse_hex_frame(text: &str) -> Result<Vec<u8>, String> {
 }
 
 impl Controller {
+    /// A local port as `resolve_port` finds it, or a peer's tunnel as `vtep:ADDR`.
+    fn resolve_local_or_peer(&self, text: &str) -> Outcome<PortId> {
+        match self.resolve_port(text) {
+            Ok(id) => Ok(id),
+            Err(err) => match text.strip_prefix("vtep:").and_then(|a| a.parse().ok()) {
+                Some(addr) => self.peer_port(addr).ok_or(err),
+                None => Err(err),
+            },
+        }
+    }
+
     /// Traces `frame` (hex) from local port `port` at `now` (see [`crate::trace`]).
     pub(super) fn trace(&self, now: Time, port: &str, frame: &str) -> Outcome<Trace> {
-        let id = self.resolve_port(port)?;
+        let id = self.resolve_local_or_peer(port)?;
         if let Some(PortKind::Tunnel { remote }) = self.dp.switch().port_kind(id) {
             return Err(ControlError::invalid(format!(
                 "port {port} is the tunnel to VTEP {remote}: trace the frame from the sender's port on that node, or from a local port here"
@@ -110,13 +121,7 @@ impl Controller {
     /// The port a capture of `port` (an id or name, local or a VTEP peer's) is for, and
     /// its name.
     pub fn capture_port(&self, port: &str) -> Outcome<(PortId, String)> {
-        let id = match self.resolve_port(port) {
-            Ok(id) => id,
-            Err(err) => match port.strip_prefix("vtep:").and_then(|a| a.parse().ok()) {
-                Some(addr) => self.peer_port(addr).ok_or(err)?,
-                None => return Err(err),
-            },
-        };
+        let id = self.resolve_local_or_peer(port)?;
         if self.dp.switch().port_kind(id).is_none() {
             return Err(ControlError::new(
                 ErrorCode::NoSuchPort,

@@ -99,6 +99,8 @@ pub enum Subject {
     Port(String),
     /// A network, by name.
     Network(String),
+    /// A VLAN that belongs to no network (its VNI mapping).
+    Vlan(VlanId),
 }
 
 /// The controller. See the module documentation.
@@ -189,24 +191,30 @@ impl Controller {
         for port in pending {
             let name = port_name(&port);
             match fx.discard_tap(&port) {
-                Ok(removed) => controller.info(format!(
-                    "port {} ({name}) was being {} when switchd stopped; {}",
-                    port.id,
-                    if port.pending == Some(Pending::Creating) {
-                        "created"
-                    } else {
-                        "removed"
-                    },
-                    if removed {
-                        "removed its TAP and the port"
-                    } else {
-                        "removed the port"
-                    }
-                )),
-                Err(err) => controller.warn(format!(
-                    "port {} ({name}) was left half made; cannot remove its TAP: {err}",
-                    port.id
-                )),
+                Ok(removed) => controller.info_about(
+                    Subject::Port(name.clone()),
+                    format!(
+                        "port {} ({name}) was being {} when switchd stopped; {}",
+                        port.id,
+                        if port.pending == Some(Pending::Creating) {
+                            "created"
+                        } else {
+                            "removed"
+                        },
+                        if removed {
+                            "removed its TAP and the port"
+                        } else {
+                            "removed the port"
+                        }
+                    ),
+                ),
+                Err(err) => controller.warn_about(
+                    Subject::Port(name.clone()),
+                    format!(
+                        "port {} ({name}) was left half made; cannot remove its TAP: {err}",
+                        port.id
+                    ),
+                ),
             }
             model.remove_port(port.id);
             repaired = true;
@@ -240,12 +248,18 @@ impl Controller {
         for port in model.ports.values() {
             let name = port_name(port);
             match fx.reattach_tap(port, same_boot) {
-                Ok(()) => controller.info(format!("reattached TAP of port {} ({name})", port.id)),
+                Ok(()) => controller.info_about(
+                    Subject::Port(name.clone()),
+                    format!("reattached TAP of port {} ({name})", port.id),
+                ),
                 Err(problem) => {
-                    controller.warn(format!(
-                        "cannot reattach TAP of port {} ({name}): {problem}",
-                        port.id
-                    ));
+                    controller.warn_about(
+                        Subject::Port(name.clone()),
+                        format!(
+                            "cannot reattach TAP of port {} ({name}): {problem}",
+                            port.id
+                        ),
+                    );
                     let _ = controller.dp.switch().set_port_up(port.id, false);
                     controller.problems.insert(port.id, problem);
                 }
@@ -270,10 +284,10 @@ impl Controller {
             }
         }
         for network in model.networks.iter() {
-            controller.info(format!(
-                "network {} ({}) restored",
-                network.name, network.subnet
-            ));
+            controller.info_about(
+                Subject::Network(network.name.clone()),
+                format!("network {} ({}) restored", network.name, network.subnet),
+            );
         }
         controller.model = model;
         if repaired {
@@ -755,12 +769,18 @@ impl Controller {
                         p.addresses.contains(address)
                             && p.mode.vlans().iter().any(|v| req.mode.is_member(*v))
                     }) {
-                        self.warn(format!(
-                            "{address} is already used by port {} on a VLAN {}/{} shares; on a plain VLAN switchd has no IPAM to prevent it",
-                            port_name(other),
-                            default_label(&req.netns),
+                        let name = format!(
+                            "{}/{}",
+                            req.label
+                                .clone()
+                                .unwrap_or_else(|| default_label(&req.netns)),
                             req.ifname
-                        ));
+                        );
+                        let message = format!(
+                            "{address} is already used by port {} on a VLAN {name} shares; on a plain VLAN switchd has no IPAM to prevent it",
+                            port_name(other),
+                        );
+                        self.warn_about(Subject::Port(name), message);
                     }
                 }
                 req.mac
@@ -1390,7 +1410,10 @@ impl Controller {
         let mut new = self.model.clone();
         new.vni_map.insert(vlan, vni);
         self.commit(fx, new, "cannot save the mapping, left unchanged")?;
-        self.info(format!("VLAN {vlan} mapped to VNI {vni}"));
+        self.info_about(
+            Subject::Vlan(vlan),
+            format!("VLAN {vlan} mapped to VNI {vni}"),
+        );
         self.vxlan_info(fx)
     }
 
@@ -1402,7 +1425,10 @@ impl Controller {
             ControlError::new(ErrorCode::NoSuchEntry, format!("VLAN {vlan} has no VNI"))
         })?;
         self.commit(fx, new, "cannot save, mapping kept")?;
-        self.info(format!("VLAN {vlan} unmapped from VNI {vni}"));
+        self.info_about(
+            Subject::Vlan(vlan),
+            format!("VLAN {vlan} unmapped from VNI {vni}"),
+        );
         self.vxlan_info(fx)
     }
 
@@ -1456,9 +1482,10 @@ impl Controller {
             self.path_mtus.remove(&addr.ip());
             return Err(err);
         }
-        self.info(format!(
-            "VXLAN peer {addr} added as port {id}, path MTU {mtu}"
-        ));
+        self.info_about(
+            Subject::Port(format!("vtep:{}", addr.ip())),
+            format!("VXLAN peer {addr} added as port {id}, path MTU {mtu}"),
+        );
         Ok(self.peer_info(id, addr))
     }
 
@@ -1482,7 +1509,10 @@ impl Controller {
         new.remove_peer(id);
         self.commit(fx, new, "cannot save, peer kept")?;
         self.path_mtus.remove(&addr.ip());
-        self.info(format!("VXLAN peer {} removed", info.addr));
+        self.info_about(
+            Subject::Port(format!("vtep:{}", info.addr.ip())),
+            format!("VXLAN peer {} removed", info.addr),
+        );
         Ok(info)
     }
 

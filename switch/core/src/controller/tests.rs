@@ -562,10 +562,10 @@ fn a_mac_is_refused_twice_on_a_vlan_and_an_address_warned_about() {
         attach_plain(&green, access(10), Some("02:42:0a:00:00:03"), &["10.0.0.2"]),
     )
     .unwrap();
-    assert!(c
-        .take_notes()
-        .iter()
-        .any(|n| matches!(n, Note::Warn(m) if m.contains("10.0.0.2 is already used"))));
+    assert!(c.take_notes().iter().any(
+        |n| matches!(n, Note::About { warn: true, subject: Subject::Port(port), message }
+            if port == "green/eth0" && message.contains("10.0.0.2 is already used"))
+    ));
 }
 
 #[test]

@@ -55,8 +55,8 @@ pub struct TraceArgs {
     /// gateway of the port's network
     #[arg(long, value_name = "MAC|gateway", requires = "eth_src")]
     eth_dst: Option<Destination>,
-    /// An 802.1Q tag with this VLAN id
-    #[arg(long, value_name = "N", requires = "eth_src")]
+    /// An 802.1Q tag with this VLAN id (0 for a priority tag)
+    #[arg(long, value_name = "N", requires = "eth_src", value_parser = clap::value_parser!(u16).range(0..=4095))]
     vlan: Option<u16>,
     /// IPv4 source (with --ipv4-dst): the frame carries IPv4
     #[arg(long, value_name = "A", requires_all = ["ipv4_dst", "eth_src"])]
@@ -73,6 +73,11 @@ pub struct TraceArgs {
     /// TCP or UDP source port [default: 40000]
     #[arg(long, value_name = "N", requires = "proto")]
     sport: Option<u16>,
+    /// Make the frame this many bytes long, tag included (zeros after the headers): to
+    /// see whether a frame of that size fits the overlay [default: the headers, padded
+    /// to 60]
+    #[arg(long, value_name = "BYTES", requires = "eth_src")]
+    len: Option<usize>,
 }
 
 /// `--eth-dst`: a MAC, or the gateway of the in-port's network.
@@ -127,6 +132,7 @@ impl TraceArgs {
             }),
             dport: self.dport,
             sport: self.sport,
+            len: self.len,
         };
         let frame = spec
             .build()
@@ -216,7 +222,7 @@ pub fn capture(client: Client, args: &CaptureArgs, json: bool) -> Result<String>
     }
     let mut stream = client.into_stream()?;
     let mut frames = 0u64;
-    let mut lost = None;
+    let mut ended = None;
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 256 * 1024];
     loop {
@@ -259,7 +265,9 @@ pub fn capture(client: Client, args: &CaptureArgs, json: bool) -> Result<String>
             }
             match parsed {
                 Block::Packet { .. } => frames += 1,
-                Block::Statistics { dropped, .. } => lost = dropped,
+                Block::Statistics {
+                    dropped, comment, ..
+                } => ended = Some((dropped, comment)),
                 _ => {}
             }
             at += len;
@@ -274,14 +282,18 @@ pub fn capture(client: Client, args: &CaptureArgs, json: bool) -> Result<String>
             }
         }
     }
+    let (lost, why) = match ended {
+        Some((lost, why)) => (lost, why.unwrap_or_else(|| "switchd ended it".into())),
+        None => (None, "the connection to switchd was cut".into()),
+    };
     let lost = match lost {
         Some(0) => "none lost".to_string(),
         Some(lost) => {
             format!("{lost} lost (switchd's queue for the capture was full: a slow reader)")
         }
-        None => "the port went away or switchd stopped".to_string(),
+        None => "lost unknown".to_string(),
     };
-    eprintln!("swctl: {frames} frames captured, {lost}");
+    eprintln!("swctl: {frames} frames captured, {lost}; {why}");
     Ok(String::new())
 }
 
@@ -341,6 +353,7 @@ mod tests {
             proto: None,
             dport: None,
             sport: None,
+            len: None,
         }
         .build()
         .unwrap();

@@ -160,19 +160,13 @@ code says why); 2 bad usage (arguments without CNI_COMMAND). Messages on stderr 
 )]
 struct HumanCli {}
 
-/// `--help`, `--version` or a usage error, when a person runs the plugin: never returns.
+/// `--help`, `--version`, the hidden `--generate-man DIR` (switchyard-cni.1, for `make
+/// install`) or a usage error, when a person runs the plugin: never returns.
 fn human_cli() -> ! {
-    use clap::Parser as _;
+    use clap::{CommandFactory as _, Parser as _};
+    switchyard_os::cli::generate_man_if_asked(HumanCli::command, "1");
     match HumanCli::try_parse() {
-        Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            std::process::exit(0);
-        }
-        Err(err) => {
-            let text = err.render().to_string();
-            let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("switchyard-cni: {text}");
-        }
+        Err(err) => switchyard_os::cli::usage_exit("switchyard-cni", err),
         Ok(_) => eprintln!("switchyard-cni: nothing to do; see --help"),
     }
     std::process::exit(2);

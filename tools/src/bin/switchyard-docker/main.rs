@@ -81,30 +81,11 @@ struct App {
     docker: PathBuf,
 }
 
-/// `switchyard-docker --generate-man DIR` writes switchyard-docker.8 into DIR and exits:
-/// how `make install` makes the man page from these flags. Hidden (not in `--help`), and
-/// looked for before the parse, as the first and only argument, the same way in every
-/// clap binary.
-fn generate_man_if_asked() {
-    let mut args = std::env::args_os().skip(1);
-    let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
-        return;
-    };
-    if flag != "--generate-man" {
-        return;
-    }
-    let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).section("8");
-    if let Err(err) = man.generate_to(&dir) {
-        let dir = dir.to_string_lossy();
-        eprintln!("switchyard-docker: cannot write the man page into {dir}: {err}");
-        std::process::exit(1);
-    }
-    std::process::exit(0);
-}
-
 fn main() -> Result<()> {
-    generate_man_if_asked();
-    let cli = Cli::parse();
+    // `switchyard-docker --generate-man DIR`: switchyard-docker.8, for `make install`.
+    switchyard_os::cli::generate_man_if_asked(<Cli as clap::CommandFactory>::command, "8");
+    let cli = Cli::try_parse()
+        .unwrap_or_else(|err| switchyard_os::cli::usage_exit("switchyard-docker", err));
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("--log {:?} is not a valid log filter", cli.log))?;
     tracing_subscriber::fmt()
