@@ -249,15 +249,16 @@ impl Job {
             );
             let _ = self.stream.write_all(&stats);
         }
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        // Logged before the client sees the end, so that the log has it when it does.
         tracing::info!(
             port = %self.name,
             frames = sent,
             queued = taken,
             lost,
-            end = ?end,
+            end = end.describe(),
             "capture ended"
         );
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
         self.running.fetch_sub(1, Ordering::AcqRel);
     }
 
