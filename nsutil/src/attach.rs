@@ -1053,6 +1053,7 @@ mod tests {
             mac: None,
             port_security: true,
             storm_limit_pps: Some(2000),
+            kind: Default::default(),
         };
         let mut attachment = Attachment {
             network: None,

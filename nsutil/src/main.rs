@@ -308,9 +308,18 @@ fn point_resolver_at_gateway(
     else {
         return;
     };
-    let dns = switchyard_os::client::Client::connect(socket)
-        .and_then(|mut client| client.call::<Status>(&Request::Status))
-        .is_ok_and(|status| status.dns);
+    // switchd's DNS answers on its own gateways only: not on a LAN network's, which is
+    // the LAN's router (its resolver is the LAN's business).
+    let dns = switchyard_os::client::Client::connect(socket).is_ok_and(|mut client| {
+        client
+            .call::<Status>(&Request::Status)
+            .is_ok_and(|status| status.dns)
+            && client
+                .call::<switchyard::control::NetworkInfo>(&Request::NetworkInspect {
+                    name: network.clone(),
+                })
+                .is_ok_and(|info| info.parent.is_none())
+    });
     if !dns {
         return;
     }

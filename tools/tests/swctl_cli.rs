@@ -82,7 +82,8 @@ fn two_ports() -> Value {
             "ifindex": 7,
             "mode": "access",
             "vlan": 10,
-            "state": "up"
+            "state": "up",
+            "kind": "tap"
         },
         {
             "id": 2,
@@ -93,7 +94,8 @@ fn two_ports() -> Value {
             "mode": "trunk",
             "allowed": [10, 20],
             "native": 30,
-            "state": "up"
+            "state": "up",
+            "kind": "tap"
         }
     ])
 }
@@ -152,9 +154,9 @@ fn port_ls_prints_json_and_a_table() {
     assert_eq!(
         stdout(&as_table),
         "\
-ID  NAME       NETNS            IFNAME  MODE    VLANS            STATE
- 1  red/eth0   /run/netns/red   eth0    access  10               up
- 2  blue/eth1  /run/netns/blue  eth1    trunk   10,20 native 30  up
+ID  NAME       NETNS            IFNAME  KIND  MODE    VLANS            STATE
+ 1  red/eth0   /run/netns/red   eth0    tap   access  10               up
+ 2  blue/eth1  /run/netns/blue  eth1    tap   trunk   10,20 native 30  up
 "
     );
     assert_eq!(stderr(&as_table), "");

@@ -223,6 +223,7 @@ pub mod fake_switchd {
                     mac: attach.mac,
                     port_security: false,
                     storm_limit_pps: None,
+                    kind: Default::default(),
                 };
                 state.ports.push(port.clone());
                 json!({ "result": Attached { port, created: true, endpoint: None } })

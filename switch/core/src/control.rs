@@ -45,6 +45,9 @@ pub enum Request {
     Detach { netns: PathBuf, ifname: String },
     /// Remove a port by id or name. Answer: [`PortInfo`].
     PortDel { port: String },
+    /// Make an existing interface a port (a host port: a NIC, bond or veth), or create
+    /// a TAP in switchd's own namespace (an internal port). Answer: [`PortInfo`].
+    PortAdd(PortAddRequest),
     /// Answer: `Vec<PortInfo>`.
     PortList,
     /// Change a port's VLAN mode, port security or storm limit (what is given). Answer:
@@ -207,6 +210,34 @@ pub struct Suggested {
     pub subnet: Ipv4Net,
 }
 
+/// [`Request::PortAdd`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortAddRequest {
+    /// The interface: an existing one (a host port), or, with `internal`, the name of
+    /// the TAP to create.
+    pub ifname: String,
+    /// The namespace the interface is in (a path switchd can open); absent: switchd's
+    /// own. Not with `internal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
+    /// Create a TAP named `ifname` in switchd's own namespace instead of attaching an
+    /// existing interface.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// Default: access on VLAN 1 (as `nsutil attach` without `--vlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PortMode>,
+    /// Port security; off by default for host ports (they carry many MACs), as for
+    /// TAPs otherwise (switchd knows no MAC for an internal port, so it is off too
+    /// unless asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// Flooded frames per second the port may send; 0 for no limit; absent: switchd's
+    /// `--storm-limit-pps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_limit_pps: Option<u32>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttachRequest {
     /// The namespace, as a path switchd can open (`/run/netns/red`, `/proc/PID/ns/net`).
@@ -277,6 +308,18 @@ pub struct EndpointInfo {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Whether switchd's DNS answers on the gateway: false on a LAN network, whose
+    /// gateway is the LAN's router (absent: true, as every switchd before LAN networks).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub dns: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// A network as `swctl network inspect` shows it, close to `docker network inspect`.
@@ -317,6 +360,13 @@ pub struct NetworkInfo {
     /// The ids this node's callers know a global network by (each host's Docker's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_ids: Vec<String>,
+    /// A LAN network's parent: the host port (by name) its VLAN (`vlan`) leaves
+    /// through, to the LAN's own router (`gateway`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Addresses of the subnet IPAM never hands out (Docker's `--aux-address`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aux_addresses: Vec<Ipv4Addr>,
 }
 
 /// An endpoint of a global network on another node.
@@ -480,6 +530,9 @@ pub struct PortInfo {
     /// Flooded frames per second the port may send; absent for no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_limit_pps: Option<u32>,
+    /// `tap`, `host` or `internal` (absent: `tap`, from a switchd before host ports).
+    #[serde(default)]
+    pub kind: crate::controller::state::SavedPortKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -722,6 +775,7 @@ mod tests {
             mac: None,
             port_security: true,
             storm_limit_pps: Some(2000),
+            kind: Default::default(),
         };
         let value = serde_json::to_value(&info).unwrap();
         assert_eq!(value["mode"], "access");

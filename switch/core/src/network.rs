@@ -87,6 +87,19 @@ pub struct NetworkConfig {
     /// `global`: the network is shared through the cluster store, on every node.
     #[serde(default, skip_serializing_if = "Scope::is_local")]
     pub scope: Scope,
+    /// A LAN network (Docker's macvlan case): its VLAN leaves switchd through this host
+    /// port (a port id, name or interface name), and its gateway is the LAN's own router,
+    /// not switchd's. Needs `subnet` and `gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// With `parent`: the VLAN the LAN is on at the parent (default: the parent's
+    /// untagged VLAN); one the parent carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanId>,
+    /// Addresses of the subnet never handed out (Docker's `--aux-address`): the LAN's
+    /// other hosts, say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aux_addresses: Vec<Ipv4Addr>,
 }
 
 /// Where a network exists: on this host only, or on every node of the cluster.
@@ -153,9 +166,27 @@ pub struct Network {
     /// its own id for it): found by them like by its id; never shared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_ids: Vec<String>,
+    /// A LAN network's parent host port (see [`NetworkConfig::parent`]): switchd's
+    /// router has no interface on it, and its gateway is the LAN's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<PortId>,
+    /// Addresses IPAM never hands out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aux_addresses: Vec<Ipv4Addr>,
 }
 
 impl Network {
+    /// Whether this is a LAN network: reached through a host port, routed by the LAN's
+    /// router, with nothing of switchd's router, uplink, NAT or DNS.
+    pub fn is_lan(&self) -> bool {
+        self.parent.is_some()
+    }
+
+    /// Whether switchd's router serves the network (its gateway, routes, NAT, DNS).
+    pub fn is_routed_here(&self) -> bool {
+        !self.is_lan()
+    }
+
     /// `overlay` when the network spans hosts, `local` otherwise (Docker's driver names).
     pub fn driver(&self) -> &'static str {
         if self.vni.is_some() {
@@ -182,12 +213,13 @@ impl Network {
     }
 
     /// Whether `ip` may be an endpoint's address: a host address of the subnet other than
-    /// the gateway.
+    /// the gateway and the auxiliary addresses.
     pub fn is_assignable(&self, ip: Ipv4Addr) -> bool {
         self.subnet.contains(&ip)
             && ip != self.subnet.network()
             && ip != self.subnet.broadcast()
             && ip != self.gateway
+            && !self.aux_addresses.contains(&ip)
     }
 }
 
@@ -288,6 +320,20 @@ pub enum NetworkError {
     PortMap(#[from] PortMapError),
     #[error("network {0} is --internal: nothing outside it can reach a published port; publish on a network that is not internal")]
     InternalPublish(String),
+    #[error("network {0} is a LAN network: its containers are on the LAN already, reached at their own addresses; switchd publishes ports only on its own networks")]
+    LanPublish(String),
+    #[error("a LAN network (--parent) needs {0}")]
+    LanNeeds(&'static str),
+    #[error("a LAN network (--parent) cannot be {0}")]
+    LanCannot(&'static str),
+    #[error("--vlan goes with --parent (a LAN network); other networks get a VLAN of their own")]
+    VlanWithoutParent,
+    #[error("VLAN {vlan} already carries network {other}")]
+    VlanTaken { vlan: VlanId, other: String },
+    #[error(
+        "auxiliary address {ip} is not a host address of subnet {subnet} other than the gateway"
+    )]
+    AuxOutside { ip: Ipv4Addr, subnet: Ipv4Net },
     #[error("published port {mapping} is taken: {other} already forwards to {ip} in network {network}; choose another host port")]
     HostPortTaken {
         mapping: PortMapping,
@@ -704,7 +750,36 @@ impl Networks {
         if config.internal && config.masquerade {
             return Err(NetworkError::InternalMasquerade);
         }
-        let routed = !config.internal;
+        let lan = config.parent.is_some();
+        if lan {
+            if config.subnet.is_none() {
+                return Err(NetworkError::LanNeeds("--subnet, the LAN's"));
+            }
+            if config.gateway.is_none() {
+                return Err(NetworkError::LanNeeds("--gateway, the LAN's router"));
+            }
+            for (bad, what) in [
+                (
+                    config.internal,
+                    "--internal (it is reached through its parent)",
+                ),
+                (
+                    config.masquerade,
+                    "--masquerade (the LAN's router routes it)",
+                ),
+                (config.vni.is_some(), "an overlay network (--vni)"),
+                (config.scope == Scope::Global, "global"),
+            ] {
+                if bad {
+                    return Err(NetworkError::LanCannot(what));
+                }
+            }
+        } else if config.vlan.is_some() {
+            return Err(NetworkError::VlanWithoutParent);
+        }
+        // A LAN network is the LAN's, routed by its router: it may overlap what the
+        // host routes (the host may well be on that LAN).
+        let routed = !config.internal && !lan;
         let subnet = match config.subnet {
             Some(subnet) => {
                 self.check_subnet(subnet)?;
@@ -750,6 +825,18 @@ impl Networks {
         if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
             return Err(NetworkError::Mtu(mtu));
         }
+        let mut aux_addresses = config.aux_addresses.clone();
+        aux_addresses.sort();
+        aux_addresses.dedup();
+        for ip in &aux_addresses {
+            if !subnet.contains(ip)
+                || *ip == subnet.network()
+                || *ip == subnet.broadcast()
+                || *ip == gateway
+            {
+                return Err(NetworkError::AuxOutside { ip: *ip, subnet });
+            }
+        }
         if let Some(vni) = config.vni {
             if let Some(other) = self.networks.values().find(|n| n.vni == Some(vni)) {
                 return Err(NetworkError::VniTaken {
@@ -758,10 +845,23 @@ impl Networks {
                 });
             }
         }
-        let vlan = (FIRST_NETWORK_VLAN..=VlanId::MAX)
-            .filter_map(VlanId::new)
-            .find(|v| !vlan_busy(*v) && self.by_vlan(*v).is_none())
-            .ok_or(NetworkError::NoVlan)?;
+        // A LAN network's VLAN is the one the caller checked against its parent.
+        let vlan = match config.vlan {
+            Some(vlan) => {
+                if let Some(other) = self.by_vlan(vlan) {
+                    return Err(NetworkError::VlanTaken {
+                        vlan,
+                        other: other.name.clone(),
+                    });
+                }
+                vlan
+            }
+            None if lan => return Err(NetworkError::LanNeeds("a VLAN")),
+            None => (FIRST_NETWORK_VLAN..=VlanId::MAX)
+                .filter_map(VlanId::new)
+                .find(|v| !vlan_busy(*v) && self.by_vlan(*v).is_none())
+                .ok_or(NetworkError::NoVlan)?,
+        };
         Ok(Network {
             name: config.name.clone(),
             id,
@@ -777,6 +877,8 @@ impl Networks {
             last_allocated: None,
             scope: config.scope,
             local_ids: Vec::new(),
+            parent: None,
+            aux_addresses,
         })
     }
 
@@ -999,6 +1101,9 @@ impl Networks {
         let network = &self.endpoints[index].network;
         if !mappings.is_empty() && self.networks.get(network).is_some_and(|n| n.internal) {
             return Err(NetworkError::InternalPublish(network.clone()));
+        }
+        if !mappings.is_empty() && self.networks.get(network).is_some_and(Network::is_lan) {
+            return Err(NetworkError::LanPublish(network.clone()));
         }
         for other in self.endpoints.iter().filter(|e| e.port != port) {
             for theirs in &other.published {

@@ -8,6 +8,9 @@
 //! * [`tap`] — persistent TAP devices with a `virtio_net_hdr` and offloads, created
 //!   inside a namespace; the uplink's TUN.
 //! * [`rtnl`] — a small synchronous rtnetlink client (links, addresses, routes).
+//! * [`linkwatch`] — link notifications (up, down, gone) for an event loop.
+//! * [`packet`] — host ports: an existing interface read and written through an
+//!   `AF_PACKET` socket with vnet headers, promiscuous while open.
 //! * [`nft`] — the nftables messages of switchd's NAT table, over netlink.
 //! * [`client`] — the blocking client of switchd's control socket.
 //! * [`cli`] — what every binary's command line does alike: `--generate-man DIR`, and
@@ -19,13 +22,17 @@
 
 pub mod cli;
 pub mod client;
+pub mod linkwatch;
 pub mod netns;
 pub mod nft;
+pub mod packet;
 pub mod rtnl;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tap;
 
 pub use client::{Client, ClientError};
+pub use linkwatch::{LinkEvent, LinkWatcher};
 pub use netns::{Identity, Netns, NetnsError, NetnsId, NetnsRef};
+pub use packet::{PacketError, PacketPort};
 pub use rtnl::{Rtnl, RtnlError};

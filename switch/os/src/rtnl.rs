@@ -20,7 +20,7 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
     RouteScope, RouteType,
@@ -30,6 +30,8 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
 use serde::Serialize;
 use switchyard::wire::MacAddr;
+
+pub use crate::linkwatch::{LinkEvent, LinkWatcher};
 
 /// `IFNAMSIZ - 1`: the longest interface name the kernel accepts.
 pub const MAX_IFNAME_LEN: usize = 15;
@@ -146,6 +148,16 @@ pub struct Link {
     pub mtu: u32,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// Up and able to pass traffic (`IFF_RUNNING`: operational state up or unknown,
+    /// which for a veth means its peer is up too, for a NIC that it has a carrier).
+    pub oper_up: bool,
+    /// The loopback interface (`IFF_LOOPBACK`).
+    pub loopback: bool,
+    /// The index of the bridge, bond or VRF the interface is enslaved to (`IFLA_MASTER`).
+    pub master: Option<u32>,
+    /// The driver's kind (`IFLA_INFO_KIND`): `bridge`, `bond`, `veth`, `tun`, `vxlan`,
+    /// ...; `None` for physical NICs and loopback.
+    pub kind: Option<String>,
 }
 
 /// A route as the kernel reports it.
@@ -689,13 +701,17 @@ fn first_link(what: &str, replies: Vec<RouteNetlinkMessage>) -> Result<Link, Rtn
         })
 }
 
-fn link_from_message(message: &LinkMessage) -> Link {
+pub(crate) fn link_from_message(message: &LinkMessage) -> Link {
     let mut link = Link {
         index: message.header.index,
         name: String::new(),
         mac: None,
         mtu: 0,
         up: message.header.flags.contains(LinkFlags::Up),
+        oper_up: message.header.flags.contains(LinkFlags::Running),
+        loopback: message.header.flags.contains(LinkFlags::Loopback),
+        master: None,
+        kind: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -703,6 +719,14 @@ fn link_from_message(message: &LinkMessage) -> Link {
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::Address(bytes) if bytes.len() == 6 => {
                 link.mac = MacAddr::from_slice(bytes)
+            }
+            LinkAttribute::Controller(master) if *master != 0 => link.master = Some(*master),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(kind) = info {
+                        link.kind = Some(kind.to_string());
+                    }
+                }
             }
             _ => {}
         }

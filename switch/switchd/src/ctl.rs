@@ -28,6 +28,7 @@ fn mutates(request: &Request) -> bool {
         Request::Attach(_)
         | Request::Detach { .. }
         | Request::PortDel { .. }
+        | Request::PortAdd(_)
         | Request::PortSet { .. }
         | Request::FdbAdd { .. }
         | Request::FdbDel { .. }
@@ -106,6 +107,7 @@ pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> Stri
             log_notes(&mut daemon.controller);
             if audit.is_some() {
                 daemon.publish_own_keys();
+                daemon.watch_host_namespaces();
                 daemon.publish_metrics();
             }
             answer

@@ -21,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::unistd::Gid;
 use switchyard::cluster::{ClusterView, NodeRecord};
+use switchyard::controller::state::SavedPortKind;
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note, Subject};
 use switchyard::datapath::Datapath;
 use switchyard::dns::DnsService;
@@ -30,6 +31,7 @@ use switchyard::{PortId, Time};
 use switchyard_os::netns;
 
 use crate::capture::{self, Captures};
+use crate::links::LinkWatch;
 use crate::cluster::{ClusterLink, ClusterOptions, Update};
 use crate::conn::Conn;
 use crate::ctl;
@@ -128,6 +130,8 @@ pub struct Daemon {
     started_unix: u64,
     /// Live captures, each on a connection of its own (`swctl capture`).
     pub captures: Captures,
+    /// Link events of host ports' interfaces.
+    links: LinkWatch,
 }
 
 impl Daemon {
@@ -201,6 +205,10 @@ impl Daemon {
             None => None,
         };
         let cluster_waker = Arc::clone(&waker);
+        // Host ports follow their interfaces' links from before the restore on, so that
+        // one that comes back while switchd starts is not missed.
+        let links = LinkWatch::start(Arc::clone(&waker))
+            .context("cannot start the thread that watches host interfaces")?;
         let shared = Arc::new(Shared::new(
             Arc::clone(&dp),
             options.busy_poll,
@@ -276,7 +284,9 @@ impl Daemon {
             cluster_dirty: false,
             started_unix,
             captures: Captures::default(),
-        })
+            links,
+        }
+        .watching_host_namespaces())
     }
 
     pub fn now(&self) -> Time {
@@ -322,6 +332,7 @@ impl Daemon {
                     LISTENER => self.accept(),
                     WAKE => {
                         self.take_failures();
+                        self.take_link_events();
                         self.controller.take_flaps();
                         log_notes(&mut self.controller);
                         self.take_cluster_updates();
@@ -450,6 +461,47 @@ impl Daemon {
     }
 
     /// Marks down the ports whose forwarding threads found their TAP broken.
+    /// Tells the controller what host ports' interfaces did.
+    fn take_link_events(&mut self) {
+        let mut changed = false;
+        while let Ok((netns, event)) = self.links.events.try_recv() {
+            self.controller.link_changed(
+                &mut self.system,
+                netns.as_deref(),
+                event.ifindex,
+                &event.name,
+                event.up,
+                event.gone,
+            );
+            changed = true;
+        }
+        if changed {
+            log_notes(&mut self.controller);
+            self.publish_metrics();
+        }
+    }
+
+    /// Makes sure every namespace a host port lives in is watched (switchd's own is).
+    pub fn watch_host_namespaces(&mut self) {
+        let own = std::path::Path::new(switchyard::controller::effects::OWN_NETNS);
+        let namespaces: std::collections::BTreeSet<PathBuf> = self
+            .controller
+            .model()
+            .ports
+            .values()
+            .filter(|p| p.kind == SavedPortKind::Host && p.netns != own)
+            .map(|p| p.netns.clone())
+            .collect();
+        for netns in namespaces {
+            self.links.watch(Some(netns));
+        }
+    }
+
+    fn watching_host_namespaces(mut self) -> Daemon {
+        self.watch_host_namespaces();
+        self
+    }
+
     fn take_failures(&mut self) {
         while let Ok((id, problem)) = self.failures.try_recv() {
             let name = self

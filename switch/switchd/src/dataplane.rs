@@ -25,6 +25,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use switchyard::datapath::{Datapath, Io, Transmit, Worker};
 use switchyard::published::{Published, Snapshot};
 use switchyard::{DropReason, PortId, Time};
+use switchyard_os::packet::{is_link_down, PacketPort};
 use switchyard_os::tap::Tap;
 
 use crate::vtep::Vtep;
@@ -32,10 +33,49 @@ use crate::vtep::Vtep;
 /// Frames a thread forwards between two looks at its stop signal.
 const BATCH: usize = 64;
 
-/// Where the datapath's transmits go: the TAP of every up port, and the uplink.
+/// What a local port reads and writes: its TAP, or the packet socket of a host
+/// interface (`switchyard_os::packet`). Both carry a vnet header before each frame, so
+/// super-frames cross either whole.
+#[derive(Clone)]
+pub enum Device {
+    Tap(Arc<Tap>),
+    Host(Arc<PacketPort>),
+}
+
+impl Device {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Device::Tap(tap) => tap.read(buf),
+            Device::Host(port) => port.read(buf),
+        }
+    }
+
+    fn write(&self, wire: &[u8]) -> io::Result<usize> {
+        match self {
+            Device::Tap(tap) => tap.write(wire),
+            Device::Host(port) => port.write(wire),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Device::Tap(tap) => tap.as_fd(),
+            Device::Host(port) => port.as_fd(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Device::Tap(tap) => tap.name(),
+            Device::Host(port) => port.name(),
+        }
+    }
+}
+
+/// Where the datapath's transmits go: the device of every up port, and the uplink.
 #[derive(Clone, Default)]
 pub struct Outputs {
-    taps: HashMap<PortId, Arc<Tap>>,
+    devices: HashMap<PortId, Device>,
     uplink: Option<Arc<Tap>>,
 }
 
@@ -96,13 +136,13 @@ impl Shared {
         self.outputs.update(|o| o.uplink = tun);
     }
 
-    pub fn set_tap(&self, id: PortId, tap: Option<Arc<Tap>>) {
-        self.outputs.update(|o| match tap {
-            Some(tap) => {
-                o.taps.insert(id, tap);
+    pub fn set_device(&self, id: PortId, device: Option<Device>) {
+        self.outputs.update(|o| match device {
+            Some(device) => {
+                o.devices.insert(id, device);
             }
             None => {
-                o.taps.remove(&id);
+                o.devices.remove(&id);
             }
         });
     }
@@ -150,8 +190,12 @@ impl Io for Driver<'_> {
     fn transmit(&mut self, transmit: Transmit<'_>) -> Result<(), DropReason> {
         match transmit {
             Transmit::Port { port, wire } => {
-                let tap = self.outputs().taps.get(&port).ok_or(DropReason::TxError)?;
-                tap.write(wire).map(drop).map_err(|_| DropReason::TxError)
+                let device = self
+                    .outputs()
+                    .devices
+                    .get(&port)
+                    .ok_or(DropReason::TxError)?;
+                device.write(wire).map(drop).map_err(|_| DropReason::TxError)
             }
             Transmit::Vxlan {
                 remote,
@@ -289,15 +333,15 @@ fn wait_readable(fd: BorrowedFd<'_>, stop: &EventFd) -> bool {
 }
 
 /// Starts the thread that forwards what the container behind port `id` sends.
-pub fn spawn_port(shared: Arc<Shared>, id: PortId, tap: Arc<Tap>) -> io::Result<Thread> {
+pub fn spawn_port(shared: Arc<Shared>, id: PortId, device: Device) -> io::Result<Thread> {
     spawn(format!("port{id}"), move |stop| {
         let mut worker = Worker::new(Arc::clone(&shared.dp));
         let mut driver = Driver::new(&shared);
-        while driver.sleep(tap.as_fd(), stop) {
+        while driver.sleep(device.fd(), stop) {
             let mut reading = Reading::new(shared.busy_poll);
             while reading.more() {
                 driver.refresh();
-                let len = match tap.read(worker.frame_buffer(&mut driver)) {
+                let len = match device.read(worker.frame_buffer(&mut driver)) {
                     Ok(len) => {
                         reading.got_one();
                         len
@@ -309,11 +353,22 @@ pub fn spawn_port(shared: Arc<Shared>, id: PortId, tap: Arc<Tap>) -> io::Result<
                         break;
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    // A host interface that went down says so once; the link watcher
+                    // tells the controller, which marks the port down until it is up.
+                    Err(err) if matches!(device, Device::Host(_)) && is_link_down(&err) => {
+                        break;
+                    }
                     Err(err) => {
                         shared.dp.switch().set_port_up(id, false).ok();
-                        let problem = format!(
-                            "TAP read failed: {err}; the interface was probably deleted inside the container: remove the port with `swctl port del {id}` and attach again"
-                        );
+                        let problem = match device {
+                            Device::Tap(_) => format!(
+                                "TAP read failed: {err}; the interface was probably deleted inside the container: remove the port with `swctl port del {id}` and attach again"
+                            ),
+                            Device::Host(_) => format!(
+                                "reading {} failed: {err}; remove the port with `swctl port del {id}` and add it again",
+                                device.name()
+                            ),
+                        };
                         let _ = shared.failures.send((id, problem));
                         let _ = shared.wake_control.wake();
                         return;

@@ -31,6 +31,7 @@ mod conn;
 mod ctl;
 mod daemon;
 mod dataplane;
+mod links;
 mod logs;
 mod metrics;
 mod notify;

@@ -159,6 +159,7 @@ mod tests {
                 port_security: None,
                 storm_limit_pps: None,
                 pending: None,
+                kind: Default::default(),
             }],
             static_fdb: vec![SavedFdbEntry {
                 vlan: VlanId::new(10).unwrap(),
@@ -191,6 +192,8 @@ mod tests {
                 last_allocated: Some("10.10.0.2".parse().unwrap()),
                 scope: Default::default(),
                 local_ids: Vec::new(),
+                parent: None,
+                aux_addresses: Vec::new(),
             }],
             endpoints: vec![Endpoint {
                 network: "blue".into(),

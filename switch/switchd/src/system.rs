@@ -17,22 +17,25 @@ use mio::Interest;
 use switchyard::cluster::{StoreError, Txn};
 use switchyard::controller::state::{SavedPort, SavedState};
 use switchyard::controller::{
-    Cluster, ControlError, ErrorCode, Links, NamespaceId, NatRules, Routing, Store, Underlay,
+    Cluster, ControlError, ErrorCode, HostPorts, LinkFacts, Links, NamespaceId, NatRules, Routing,
+    Store, Underlay,
 };
 use switchyard::PortId;
 use switchyard_os::netns::{Netns, NetnsError, NetnsId};
 use switchyard_os::nft::{self, NatError};
+use switchyard_os::packet::{PacketError, PacketPort};
+use switchyard_os::rtnl::{Rtnl, RtnlError};
 use switchyard_os::tap::{Tap, TapError};
 
 use crate::cluster::ClusterLink;
-use crate::dataplane::{self, Shared, Thread};
+use crate::dataplane::{self, Device, Shared, Thread};
 use crate::state::StateStore;
 use crate::uplink::{self, Uplink};
 use crate::vtep::Vtep;
 
-/// A port's TAP and the thread that reads it.
+/// A port's device (TAP or host interface) and the thread that reads it.
 struct PortIo {
-    tap: Arc<Tap>,
+    device: Device,
     _thread: Thread,
 }
 
@@ -122,35 +125,50 @@ impl System {
     fn install(&mut self, id: PortId, tap: Tap) -> Result<u32, String> {
         let tap = Arc::new(tap);
         let ifindex = tap.ifindex();
-        self.shared.set_tap(id, Some(Arc::clone(&tap)));
-        let thread = match dataplane::spawn_port(Arc::clone(&self.shared), id, Arc::clone(&tap)) {
+        self.start_device(id, Device::Tap(Arc::clone(&tap)))
+            .map_err(|err| {
+                let _ = tap.destroy();
+                format!("cannot start the forwarding thread of TAP {}: {err}", tap.name())
+            })?;
+        Ok(ifindex)
+    }
+
+    /// Starts forwarding for port `id` through `device` (a thread of its own) and marks
+    /// the port up.
+    fn start_device(&mut self, id: PortId, device: Device) -> std::io::Result<()> {
+        self.shared.set_device(id, Some(device.clone()));
+        let thread = match dataplane::spawn_port(Arc::clone(&self.shared), id, device.clone()) {
             Ok(thread) => thread,
             Err(err) => {
-                self.shared.set_tap(id, None);
-                let _ = tap.destroy();
-                return Err(format!(
-                    "cannot start the forwarding thread of TAP {}: {err}",
-                    tap.name()
-                ));
+                self.shared.set_device(id, None);
+                return Err(err);
             }
         };
         self.ports.insert(
             id,
             PortIo {
-                tap,
+                device,
                 _thread: thread,
             },
         );
         let _ = self.shared.dp.switch().set_port_up(id, true);
-        Ok(ifindex)
+        Ok(())
     }
 
     /// Stops port `id`'s forwarding thread and hands its TAP back (it stays in the
     /// namespace until it is destroyed or the last reference goes).
-    pub fn release(&mut self, id: PortId) -> Option<Arc<Tap>> {
+    pub fn release(&mut self, id: PortId) -> Option<Device> {
         let io = self.ports.remove(&id)?;
-        self.shared.set_tap(id, None);
-        Some(io.tap)
+        self.shared.set_device(id, None);
+        Some(io.device)
+    }
+
+    /// The TAP of port `id`, if it has one open.
+    fn tap(&self, id: PortId) -> Option<&Arc<Tap>> {
+        match &self.ports.get(&id)?.device {
+            Device::Tap(tap) => Some(tap),
+            Device::Host(_) => None,
+        }
     }
 
     /// Stops receiving VXLAN, and lets every TAP go (they stay, persistent, in their
@@ -237,11 +255,10 @@ impl Links for System {
     }
 
     fn locate_tap(&mut self, port: PortId) -> Result<(NamespaceId, String, u32), ControlError> {
-        let io = self
-            .ports
-            .get(&port)
+        let tap = self
+            .tap(port)
             .ok_or_else(|| ControlError::system(format!("port {port} has no TAP open")))?;
-        let (identity, name, ifindex) = io.tap.locate().map_err(tap_error)?;
+        let (identity, name, ifindex) = tap.locate().map_err(tap_error)?;
         Ok((
             NamespaceId {
                 dev: identity.dev,
@@ -255,8 +272,9 @@ impl Links for System {
 
     fn destroy_tap(&mut self, port: PortId) -> Result<(), ControlError> {
         match self.release(port) {
-            Some(tap) => tap.destroy().map_err(tap_error),
-            None => Ok(()),
+            Some(Device::Tap(tap)) => tap.destroy().map_err(tap_error),
+            // A host interface is never destroyed: it stays as the user made it.
+            Some(Device::Host(_)) | None => Ok(()),
         }
     }
 
@@ -299,6 +317,100 @@ fn reopen(port: &SavedPort, same_boot: bool) -> Result<Tap, String> {
         ));
     }
     Tap::reopen_in(&netns, port.ifindex).map_err(|err| tap_error(err).message)
+}
+
+/// Runs `f` in the namespace at `netns`, or in switchd's own.
+fn in_netns<T: Send>(
+    netns: Option<&Path>,
+    f: impl FnOnce() -> Result<T, ControlError> + Send,
+) -> Result<T, ControlError> {
+    match netns {
+        None => f(),
+        Some(path) => {
+            let namespace = Netns::open_path(path).map_err(|err| netns_error(path, err))?;
+            namespace
+                .run(|| Ok::<_, NetnsError>(f()))
+                .map_err(|err| netns_error(path, err))?
+        }
+    }
+}
+
+/// Host interfaces: rtnetlink for what they are, a packet socket to forward through.
+impl HostPorts for System {
+    fn link_facts(
+        &mut self,
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> Result<Option<LinkFacts>, ControlError> {
+        let rtnl_error = |err: RtnlError| {
+            ControlError::system(format!("cannot read interface {ifname}: {err}"))
+        };
+        in_netns(netns, || {
+            let mut rtnl = Rtnl::open().map_err(rtnl_error)?;
+            let link = match rtnl.link(ifname) {
+                Ok(link) => link,
+                Err(err) if err.errno() == Some(nix::errno::Errno::ENODEV) => return Ok(None),
+                Err(err) => return Err(rtnl_error(err)),
+            };
+            let master_name = match link.master {
+                Some(index) => rtnl.link_by_index(index).ok().map(|m| m.name),
+                None => None,
+            };
+            Ok(Some(LinkFacts {
+                ifindex: link.index,
+                mtu: link.mtu,
+                mac: link.mac,
+                loopback: link.loopback,
+                master: link.master,
+                master_name,
+                kind: link.kind,
+                up: link.up && link.oper_up,
+            }))
+        })
+    }
+
+    fn open_host_port(
+        &mut self,
+        port: PortId,
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> Result<u32, ControlError> {
+        self.close_host_port(port);
+        let socket = match netns {
+            None => PacketPort::open(ifname),
+            Some(path) => {
+                let namespace = Netns::open_path(path).map_err(|err| netns_error(path, err))?;
+                PacketPort::open_in(&namespace, ifname)
+            }
+        }
+        .map_err(|err| {
+            let code = match err {
+                PacketError::NoSuchInterface(_) => ErrorCode::NoSuchEntry,
+                PacketError::Netns(_) => ErrorCode::NamespaceUnavailable,
+                _ => ErrorCode::SystemError,
+            };
+            ControlError::new(code, format!("cannot open {ifname} as a port: {err}"))
+        })?;
+        let ifindex = socket.ifindex();
+        self.start_device(port, Device::Host(Arc::new(socket)))
+            .map_err(|err| {
+                ControlError::system(format!(
+                    "cannot start the forwarding thread of {ifname}: {err}"
+                ))
+            })?;
+        Ok(ifindex)
+    }
+
+    fn close_host_port(&mut self, port: PortId) {
+        if matches!(
+            self.ports.get(&port).map(|io| &io.device),
+            Some(Device::Host(_))
+        ) {
+            // The thread stops and the socket closes with the last reference: the
+            // interface drops out of promiscuous mode.
+            drop(self.release(port));
+        }
+    }
 }
 
 impl Routing for System {

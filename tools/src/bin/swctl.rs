@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::control::{
     parse_on_off, ClusterStatus, FdbRecord, FdbStats, Flushed, NetworkInfo, NodeInfo, PeerInfo,
-    PortInfo, PortStats, Request, RouterInfo, Stats, Status, VxlanInfo, DEFAULT_SOCKET, SOCKET_ENV,
+    PortAddRequest, PortInfo, PortStats, Request, RouterInfo, Stats, Status, VxlanInfo,
+    DEFAULT_SOCKET, SOCKET_ENV,
 };
 use switchyard::network::{NetworkConfig, Scope};
 use switchyard::port::{PortId, PortMode};
@@ -191,6 +192,18 @@ struct NetworkCreateArgs {
     /// (needs switchd started with --cluster-store; the VNI is chosen unless given)
     #[arg(long, value_name = "local|global", default_value = "local")]
     scope: Scope,
+    /// A LAN network (Docker's macvlan case): containers on the LAN behind this host
+    /// port (`swctl port add`), with the LAN's own router as --gateway (required, as is
+    /// --subnet); switchd's router stays out of it. --ip-range keeps the LAN's DHCP pool
+    /// free; the MTU defaults to the port's interface's.
+    #[arg(long, value_name = "PORT", conflicts_with_all = ["internal", "masquerade", "vni"], requires_all = ["subnet", "gateway"])]
+    parent: Option<String>,
+    /// With --parent: the LAN's VLAN on the parent port [default: its untagged VLAN].
+    #[arg(long, value_name = "N", requires = "parent")]
+    vlan: Option<VlanId>,
+    /// An address IPAM never hands out (the LAN's other hosts); repeat for more.
+    #[arg(long = "aux-address", value_name = "IP")]
+    aux_addresses: Vec<Ipv4Addr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +254,9 @@ enum PeerCommand {
 enum PortCommand {
     /// List ports.
     Ls,
+    /// Make an existing interface (a NIC, bond or veth) a port, or with --internal
+    /// create a TAP in switchd's own namespace for the host itself.
+    Add(PortAddArgs),
     /// Make a port an access port of one VLAN, or a trunk.
     Set(PortSetArgs),
     /// Remove a port and its TAP.
@@ -284,6 +300,76 @@ fn flatten(specs: &[MappingSpec]) -> Vec<PortMapping> {
         .iter()
         .flat_map(|spec| spec.0.iter().copied())
         .collect()
+}
+
+#[derive(Debug, Args)]
+struct PortAddArgs {
+    /// The interface (with --internal: the name of the TAP to create).
+    ifname: String,
+
+    /// The namespace the interface is in: a name under /run/netns or a path
+    /// [default: switchd's own].
+    #[arg(long, value_name = "NS", conflicts_with = "internal")]
+    netns: Option<String>,
+
+    /// Create a TAP named IFNAME in switchd's own namespace: the host's interface on the
+    /// switch.
+    #[arg(long)]
+    internal: bool,
+
+    /// Access port: untagged frames of VLAN N [default: access on VLAN 1].
+    #[arg(long, value_name = "N", conflicts_with = "trunk")]
+    vlan: Option<VlanId>,
+
+    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39 (not with --vlan).
+    #[arg(long, value_name = "LIST")]
+    trunk: Option<VlanSet>,
+
+    /// Carry this VLAN untagged on the trunk (needs --trunk).
+    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
+    native: Option<VlanId>,
+
+    /// Port security [default: off for a host port, which carries the LAN's many MACs].
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    port_security: Option<bool>,
+
+    /// Storm control: flooded frames per second the port may send; 0 for no limit
+    /// [default: switchd's --storm-limit-pps].
+    #[arg(long, value_name = "PPS")]
+    storm_limit_pps: Option<u32>,
+}
+
+impl PortAddArgs {
+    fn port_mode(&self) -> Option<PortMode> {
+        mode_of(self.vlan, self.trunk.as_ref(), self.native)
+    }
+
+    /// A namespace name (`lan`) is `/run/netns/lan`; a path stays as it is.
+    fn netns_path(&self) -> Option<PathBuf> {
+        self.netns.as_ref().map(|ns| {
+            if ns.contains('/') {
+                PathBuf::from(ns)
+            } else {
+                Path::new("/run/netns").join(ns)
+            }
+        })
+    }
+}
+
+/// The mode `--vlan N | --trunk LIST [--native N]` ask for, if any.
+fn mode_of(
+    vlan: Option<VlanId>,
+    trunk: Option<&VlanSet>,
+    native: Option<VlanId>,
+) -> Option<PortMode> {
+    match (vlan, trunk) {
+        (Some(vlan), _) => Some(PortMode::Access { vlan }),
+        (None, Some(allowed)) => Some(PortMode::Trunk {
+            allowed: allowed.clone(),
+            native,
+        }),
+        (None, None) => None,
+    }
 }
 
 #[derive(Debug, Args)]
@@ -372,14 +458,7 @@ struct FdbTarget {
 
 impl PortSetArgs {
     fn port_mode(&self) -> Option<PortMode> {
-        match (&self.vlan, &self.trunk) {
-            (Some(vlan), _) => Some(PortMode::Access { vlan: *vlan }),
-            (None, Some(allowed)) => Some(PortMode::Trunk {
-                allowed: allowed.clone(),
-                native: self.native,
-            }),
-            (None, None) => None,
-        }
+        mode_of(self.vlan, self.trunk.as_ref(), self.native)
     }
 }
 
@@ -403,6 +482,14 @@ impl Command {
                 storm_limit_pps: args.storm_limit_pps,
             },
             Command::Port(PortCommand::Del { port }) => Request::PortDel { port: port.clone() },
+            Command::Port(PortCommand::Add(args)) => Request::PortAdd(PortAddRequest {
+                ifname: args.ifname.clone(),
+                netns: args.netns_path(),
+                internal: args.internal,
+                mode: args.port_mode(),
+                port_security: args.port_security,
+                storm_limit_pps: args.storm_limit_pps,
+            }),
             Command::Port(PortCommand::Publish { port, mappings }) => Request::PortPublish {
                 port: port.clone(),
                 published: flatten(mappings),
@@ -463,6 +550,9 @@ impl Command {
                     internal: args.internal,
                     masquerade: args.masquerade,
                     scope: args.scope,
+                    parent: args.parent.clone(),
+                    vlan: args.vlan,
+                    aux_addresses: args.aux_addresses.clone(),
                 })
             }
             Command::Network(NetworkCommand::Ls) => Request::NetworkList,
@@ -562,6 +652,7 @@ fn run(cli: &Cli) -> Result<String> {
             })
         }
         Command::Port(PortCommand::Set(_)) => call(&mut client, &request, json, format_port_set),
+        Command::Port(PortCommand::Add(_)) => call(&mut client, &request, json, format_port_added),
         Command::Port(PortCommand::Del { .. }) => {
             call(&mut client, &request, json, format_port_removed)
         }
@@ -1020,6 +1111,7 @@ fn format_ports(ports: &[PortInfo]) -> String {
         ("NAME", Align::Left),
         ("NETNS", Align::Left),
         ("IFNAME", Align::Left),
+        ("KIND", Align::Left),
         ("MODE", Align::Left),
         ("VLANS", Align::Left),
         ("STATE", Align::Left),
@@ -1032,6 +1124,7 @@ fn format_ports(ports: &[PortInfo]) -> String {
             port.name.clone(),
             port.netns.display().to_string(),
             port.ifname.clone(),
+            port.kind.to_string(),
             mode_name(&port.mode).to_string(),
             mode_vlans(&port.mode),
             port.state.clone(),
@@ -1191,6 +1284,14 @@ fn fdb_stats_line(fdb: &FdbStats) -> String {
 
 fn format_port_set(port: &PortInfo) -> String {
     format!("{}: {}\n", port_label(port.id, &port.name), port.mode)
+}
+
+/// `added host port eth1: port 5, trunk 10,20`
+fn format_port_added(port: &PortInfo) -> String {
+    format!(
+        "added {} port {}: port {}, {}\n",
+        port.kind, port.name, port.id, port.mode
+    )
 }
 
 fn format_port_removed(port: &PortInfo) -> String {
@@ -1530,6 +1631,117 @@ mod tests {
     }
 
     #[test]
+    fn port_add_takes_an_interface_its_namespace_and_a_mode() {
+        assert_eq!(
+            request(&["port", "add", "eth1", "--trunk", "10,20", "--native", "1"]),
+            Request::PortAdd(PortAddRequest {
+                ifname: "eth1".into(),
+                mode: Some(PortMode::Trunk {
+                    allowed: "10,20".parse().unwrap(),
+                    native: Some(vlan(1)),
+                }),
+                ..PortAddRequest::default()
+            })
+        );
+        assert_eq!(
+            request(&["port", "add", "--internal", "host0", "--vlan", "10"]),
+            Request::PortAdd(PortAddRequest {
+                ifname: "host0".into(),
+                internal: true,
+                mode: Some(PortMode::Access { vlan: vlan(10) }),
+                ..PortAddRequest::default()
+            })
+        );
+        let Request::PortAdd(named) = request(&["port", "add", "veth0", "--netns", "lan"]) else {
+            panic!("a port add")
+        };
+        assert_eq!(named.netns, Some(PathBuf::from("/run/netns/lan")));
+        assert_eq!(named.mode, None, "switchd's default: access on VLAN 1");
+        let Request::PortAdd(path) =
+            request(&["port", "add", "veth0", "--netns", "/proc/42/ns/net"])
+        else {
+            panic!("a port add")
+        };
+        assert_eq!(path.netns, Some(PathBuf::from("/proc/42/ns/net")));
+        for bad in [
+            &["port", "add", "x", "--internal", "--netns", "lan"][..],
+            &["port", "add", "x", "--vlan", "1", "--trunk", "2"],
+            &["port", "add", "x", "--native", "2"],
+            &["port", "add"],
+        ] {
+            let _ = parse_error(bad);
+        }
+        let port = PortInfo {
+            kind: switchyard::controller::state::SavedPortKind::Host,
+            name: "eth1".into(),
+            id: PortId(5),
+            mode: PortMode::Trunk {
+                allowed: "10,20".parse().unwrap(),
+                native: None,
+            },
+            ..red_access()
+        };
+        assert_eq!(
+            format_port_added(&port),
+            "added host port eth1: port 5, trunk 10,20\n"
+        );
+    }
+
+    #[test]
+    fn network_create_takes_a_lan_parent() {
+        let Request::NetworkCreate(config) = request(&[
+            "network",
+            "create",
+            "lan",
+            "--parent",
+            "eth1",
+            "--vlan",
+            "10",
+            "--subnet",
+            "192.168.0.0/24",
+            "--gateway",
+            "192.168.0.1",
+            "--ip-range",
+            "192.168.0.128/25",
+            "--aux-address",
+            "192.168.0.128",
+            "--aux-address",
+            "192.168.0.129",
+        ]) else {
+            panic!("a network create")
+        };
+        assert_eq!(config.parent.as_deref(), Some("eth1"));
+        assert_eq!(config.vlan, Some(vlan(10)));
+        assert_eq!(config.aux_addresses.len(), 2);
+        for bad in [
+            &[
+                "network",
+                "create",
+                "lan",
+                "--parent",
+                "eth1",
+                "--subnet",
+                "10.0.0.0/24",
+            ][..],
+            &["network", "create", "lan", "--vlan", "10"],
+            &[
+                "network",
+                "create",
+                "lan",
+                "--parent",
+                "eth1",
+                "--subnet",
+                "10.0.0.0/24",
+                "--gateway",
+                "10.0.0.1",
+                "--masquerade",
+            ],
+        ] {
+            let _ = parse_error(bad);
+        }
+    }
+
+    #[test]
     fn port_set_builds_access_and_trunk_modes() {
         assert_eq!(
             request(&["port", "set", "3", "--vlan", "10"]),
@@ -1753,7 +1965,7 @@ mod tests {
         assert_eq!(table.render(), "ID  NAME\n");
         assert_eq!(
             format_ports(&[]),
-            "ID  NAME  NETNS  IFNAME  MODE  VLANS  STATE\n"
+            "ID  NAME  NETNS  IFNAME  KIND  MODE  VLANS  STATE\n"
         );
         assert_eq!(format_fdb(&[]), "VLAN  MAC  PORT  TYPE  AGE\n");
     }
@@ -1781,6 +1993,7 @@ mod tests {
             mac: None,
             port_security: true,
             storm_limit_pps: Some(2000),
+            kind: Default::default(),
         }
     }
 
@@ -1799,6 +2012,7 @@ mod tests {
             mac: None,
             port_security: false,
             storm_limit_pps: None,
+            kind: Default::default(),
         }
     }
 
@@ -1807,9 +2021,9 @@ mod tests {
         assert_eq!(
             format_ports(&[blue_trunk(), red_access()]),
             "\
-ID  NAME       NETNS              IFNAME  MODE    VLANS            STATE
- 1  red/eth0   /run/netns/red     eth0    access  10               up
- 3  blue/eth1  /proc/4242/ns/net  eth1    trunk   10,20 native 30  down: no carrier
+ID  NAME       NETNS              IFNAME  KIND  MODE    VLANS            STATE
+ 1  red/eth0   /run/netns/red     eth0    tap   access  10               up
+ 3  blue/eth1  /proc/4242/ns/net  eth1    tap   trunk   10,20 native 30  down: no carrier
 "
         );
     }

@@ -602,6 +602,8 @@ fn add_global(model: &mut Model, record: &NetworkRecord) -> Result<(), String> {
         last_allocated: None,
         scope: Scope::Global,
         local_ids: Vec::new(),
+        parent: None,
+        aux_addresses: Vec::new(),
     });
     Ok(())
 }

@@ -123,6 +123,58 @@ pub trait Links {
     fn discard_tap(&mut self, port: &SavedPort) -> Result<bool, ControlError>;
 }
 
+/// How the controller names switchd's own network namespace in a port's record
+/// ([`super::state::SavedPort::netns`]): internal ports and host ports of switchd's
+/// namespace live here. The identity checks (device, inode, cookie) hold across restarts
+/// as for any other path: a switchd started in another namespace sees another cookie.
+pub const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// What the kernel says about an interface (rtnetlink's link message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkFacts {
+    pub ifindex: u32,
+    pub mtu: u32,
+    pub mac: Option<crate::wire::MacAddr>,
+    /// `IFF_LOOPBACK`.
+    pub loopback: bool,
+    /// The interface index of its master (a Linux bridge or bond it is enslaved to).
+    pub master: Option<u32>,
+    /// The master's name, when it has a master and the name could be read.
+    pub master_name: Option<String>,
+    /// `IFLA_INFO_KIND` (`veth`, `bond`, `bridge`, `tun`, ...); `None` for a physical NIC.
+    pub kind: Option<String>,
+    /// Operationally up (`IFF_RUNNING` / `IF_OPER_UP`, or `IF_OPER_UNKNOWN` with
+    /// `IFF_UP`, as for TAPs and veths whose state the driver does not report).
+    pub up: bool,
+}
+
+/// Host ports: existing interfaces switchd reads and writes through a packet socket.
+/// `netns` is `None` for switchd's own namespace.
+pub trait HostPorts {
+    /// The interface `ifname` of the namespace, or `None` when there is none (the
+    /// namespace itself missing is an error, `namespace_unavailable`). Changes nothing.
+    fn link_facts(
+        &mut self,
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> Result<Option<LinkFacts>, ControlError>;
+
+    /// Opens a packet socket (`PACKET_VNET_HDR`, promiscuous) on `ifname` for port `port`
+    /// and starts forwarding through it (switchd: a thread), marking the port up.
+    /// Returns the interface index it opened. Opening a port that is open already
+    /// closes the old socket first (the interface came back with a new index).
+    fn open_host_port(
+        &mut self,
+        port: PortId,
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> Result<u32, ControlError>;
+
+    /// Stops forwarding for `port` and closes its socket; the interface stays as it was
+    /// (its promiscuous mode went with the socket). Nothing to do when it is not open.
+    fn close_host_port(&mut self, port: PortId);
+}
+
 /// The uplink to the host, its routes, and the NAT table.
 pub trait Routing {
     /// IPv4 subnets the host already routes (main table, not the default route, not
@@ -182,6 +234,6 @@ pub trait Cluster {
 }
 
 /// Everything the controller does to the world.
-pub trait Effects: Links + Routing + Underlay + Store + Cluster {}
+pub trait Effects: Links + HostPorts + Routing + Underlay + Store + Cluster {}
 
-impl<T: Links + Routing + Underlay + Store + Cluster> Effects for T {}
+impl<T: Links + HostPorts + Routing + Underlay + Store + Cluster> Effects for T {}

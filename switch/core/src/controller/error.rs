@@ -57,6 +57,8 @@ pub enum ErrorCode {
     /// The request needs a cluster (a global network), and switchd was started without
     /// `--cluster-store`.
     NoCluster,
+    /// No interface by that name in that namespace (`swctl port add`).
+    NoSuchInterface,
     /// A code this client does not know (from a newer switchd).
     #[serde(other)]
     Unknown,
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::NoCluster => "no_cluster",
             ErrorCode::NameTaken => "name_taken",
+            ErrorCode::NoSuchInterface => "no_such_interface",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -142,6 +145,8 @@ impl From<NetworkError> for ControlError {
             NetworkError::InUse { .. } => ErrorCode::NetworkInUse,
             NetworkError::Overlap { .. }
             | NetworkError::InternalPublish(_)
+            | NetworkError::LanPublish(_)
+            | NetworkError::VlanTaken { .. }
             | NetworkError::HostPortTaken { .. }
             | NetworkError::NoEndpoint(_)
             | NetworkError::OverlapsHostRoute { .. }
@@ -163,6 +168,10 @@ impl From<NetworkError> for ControlError {
             | NetworkError::InternalMasquerade
             | NetworkError::PortMap(_)
             | NetworkError::InvalidEndpointName(_)
+            | NetworkError::LanNeeds(_)
+            | NetworkError::LanCannot(_)
+            | NetworkError::VlanWithoutParent
+            | NetworkError::AuxOutside { .. }
             | NetworkError::InvalidId(_) => ErrorCode::InvalidArgument,
         };
         ControlError::new(code, err.to_string())

@@ -10,7 +10,10 @@ use ipnet::Ipv4Net;
 
 use std::sync::{Arc, Mutex};
 
-use super::effects::{Cluster, Links, NamespaceId, NatRules, Routing, Store, Underlay};
+use super::effects::{
+    Cluster, HostPorts, LinkFacts, Links, NamespaceId, NatRules, Routing, Store, Underlay,
+    OWN_NETNS,
+};
 use super::error::{ControlError, ErrorCode};
 use super::state::{SavedPort, SavedState};
 use crate::cluster::{FakeStore, Txn};
@@ -28,7 +31,18 @@ pub enum Call {
     Unroute(Ipv4Net),
     ReplaceNat(usize),
     EnableVtep(SocketAddr),
+    OpenHostPort(PortId),
+    CloseHostPort(PortId),
     Save,
+}
+
+/// An interface that is not one of switchd's TAPs: a NIC, bond, veth, loopback... in
+/// some namespace (switchd's own is [`OWN_NETNS`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeLink {
+    pub netns: PathBuf,
+    pub ifname: String,
+    pub facts: LinkFacts,
 }
 
 /// A TAP in some namespace.
@@ -58,28 +72,112 @@ pub struct FakeSystem {
     pub calls: Vec<Call>,
     /// The next call of this kind fails (once).
     pub fail: Option<Call>,
+    /// How many calls of `fail`'s kind succeed before the one that fails.
+    pub fail_skip: usize,
     /// After this many more effects the process "dies": every later effect fails and
     /// changes nothing, as if it never ran.
     pub crash_after: Option<usize>,
     /// The cluster store this node is a member of, and its name there (several fakes
     /// may share one store, as several hosts share etcd).
     pub cluster: Option<(String, Arc<Mutex<FakeStore>>)>,
+    /// Interfaces that are not switchd's TAPs, by (namespace, name).
+    pub links: BTreeMap<(PathBuf, String), FakeLink>,
+    /// Which interface (namespace, name, index) each host port of the running process
+    /// has a packet socket on.
+    pub host_open: BTreeMap<PortId, (PathBuf, String, u32)>,
     next_ifindex: u32,
     next_id: u32,
 }
 
 impl FakeSystem {
+    /// A world with switchd's own namespace ([`OWN_NETNS`]) and its loopback.
     pub fn new() -> FakeSystem {
-        FakeSystem {
+        let mut fx = FakeSystem {
             next_ifindex: 2,
             ..FakeSystem::default()
-        }
+        };
+        fx.namespaces.insert(
+            PathBuf::from(OWN_NETNS),
+            NamespaceId {
+                dev: 4,
+                ino: 4026531840,
+                cookie: 1,
+            },
+        );
+        let own = PathBuf::from(OWN_NETNS);
+        fx.links.insert(
+            (own.clone(), "lo".into()),
+            FakeLink {
+                netns: own,
+                ifname: "lo".into(),
+                facts: LinkFacts {
+                    ifindex: 1,
+                    mtu: 65536,
+                    mac: None,
+                    loopback: true,
+                    master: None,
+                    master_name: None,
+                    kind: None,
+                    up: true,
+                },
+            },
+        );
+        fx
+    }
+
+    /// Adds an interface `ifname` (up, MTU `mtu`, of `kind`) to the namespace at
+    /// `netns` (`None`: switchd's own); returns its interface index.
+    pub fn add_link(
+        &mut self,
+        netns: Option<&Path>,
+        ifname: &str,
+        mtu: u32,
+        kind: Option<&str>,
+    ) -> u32 {
+        let netns = netns.map_or_else(|| PathBuf::from(OWN_NETNS), Path::to_path_buf);
+        let ifindex = self.next_ifindex;
+        self.next_ifindex += 1;
+        self.links.insert(
+            (netns.clone(), ifname.to_string()),
+            FakeLink {
+                netns,
+                ifname: ifname.to_string(),
+                facts: LinkFacts {
+                    ifindex,
+                    mtu,
+                    mac: Some(crate::wire::MacAddr([0x52, 0x54, 0, 0, 0, ifindex as u8])),
+                    loopback: false,
+                    master: None,
+                    master_name: None,
+                    kind: kind.map(String::from),
+                    up: true,
+                },
+            },
+        );
+        ifindex
+    }
+
+    /// The interface `ifname` of switchd's namespace (`None`) or another.
+    pub fn link_mut(&mut self, netns: Option<&Path>, ifname: &str) -> Option<&mut FakeLink> {
+        let netns = netns.map_or_else(|| PathBuf::from(OWN_NETNS), Path::to_path_buf);
+        self.links.get_mut(&(netns, ifname.to_string()))
+    }
+
+    /// The interface goes away (a USB NIC unplugged, a veth deleted): a packet socket on
+    /// it stops working.
+    pub fn remove_link(&mut self, netns: Option<&Path>, ifname: &str) -> Option<FakeLink> {
+        let netns = netns.map_or_else(|| PathBuf::from(OWN_NETNS), Path::to_path_buf);
+        let link = self.links.remove(&(netns, ifname.to_string()))?;
+        self.host_open
+            .retain(|_, (_, _, ifindex)| *ifindex != link.facts.ifindex);
+        Some(link)
     }
 
     /// Adds a namespace at `/run/netns/NAME`; returns its path.
     pub fn add_namespace(&mut self, name: &str) -> PathBuf {
         let path = PathBuf::from(format!("/run/netns/{name}"));
-        let n = self.namespaces.len() as u64 + 1;
+        let own = Path::new(OWN_NETNS);
+        let n = self.namespaces.keys().filter(|p| *p != own).count() as u64 + 1;
         self.namespaces.insert(
             path.clone(),
             NamespaceId {
@@ -113,10 +211,12 @@ impl FakeSystem {
             self.vtep = self.saved.as_ref().and_then(|s| s.vtep);
         }
         self.attached.clear();
+        self.host_open.clear();
         self.uplink = false;
         self.routes.clear();
         self.crash_after = None;
         self.fail = None;
+        self.fail_skip = 0;
         self.calls.clear();
     }
 
@@ -128,7 +228,9 @@ impl FakeSystem {
             }
             *left -= 1;
         }
-        if self.fail.as_ref() == Some(&call) {
+        if self.fail.as_ref() == Some(&call) && self.fail_skip > 0 {
+            self.fail_skip -= 1;
+        } else if self.fail.as_ref() == Some(&call) {
             self.fail = None;
             return Err(ControlError::system(format!("{call:?} failed, as ordered")));
         }
@@ -163,6 +265,9 @@ impl Links for FakeSystem {
             .taps
             .iter()
             .any(|t| t.netns == netns && t.ifname == ifname)
+            || self
+                .links
+                .contains_key(&(netns.to_path_buf(), ifname.to_string()))
         {
             return Err(ControlError::new(
                 ErrorCode::AlreadyExists,
@@ -223,6 +328,64 @@ impl Links for FakeSystem {
             .find(|t| t.netns == port.netns && t.ifname == port.ifname)
             .cloned();
         Ok(found.is_some_and(|tap| self.taps.remove(&tap)))
+    }
+}
+
+impl HostPorts for FakeSystem {
+    /// The interfaces of [`FakeSystem::links`], and switchd's TAPs (kind `tun`).
+    fn link_facts(
+        &mut self,
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> Result<Option<LinkFacts>, ControlError> {
+        let netns = netns.map_or_else(|| PathBuf::from(OWN_NETNS), Path::to_path_buf);
+        self.identify_netns(&netns)?;
+        if let Some(link) = self.links.get(&(netns.clone(), ifname.to_string())) {
+            return Ok(Some(link.facts.clone()));
+        }
+        Ok(self
+            .taps
+            .iter()
+            .find(|t| t.netns == netns && t.ifname == ifname)
+            .map(|tap| LinkFacts {
+                ifindex: tap.ifindex,
+                mtu: 1500,
+                mac: None,
+                loopback: false,
+                master: None,
+                master_name: None,
+                kind: Some("tun".into()),
+                up: true,
+            }))
+    }
+
+    fn open_host_port(
+        &mut self,
+        port: PortId,
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> Result<u32, ControlError> {
+        let path = netns.map_or_else(|| PathBuf::from(OWN_NETNS), Path::to_path_buf);
+        let ifindex = self
+            .links
+            .get(&(path.clone(), ifname.to_string()))
+            .map(|l| l.facts.ifindex)
+            .ok_or_else(|| {
+                ControlError::new(
+                    ErrorCode::NoSuchInterface,
+                    format!("no interface {ifname} in {}", path.display()),
+                )
+            })?;
+        self.effect(Call::OpenHostPort(port))?;
+        self.host_open
+            .insert(port, (path, ifname.to_string(), ifindex));
+        Ok(ifindex)
+    }
+
+    fn close_host_port(&mut self, port: PortId) {
+        if self.effect(Call::CloseHostPort(port)).is_ok() {
+            self.host_open.remove(&port);
+        }
     }
 }
 

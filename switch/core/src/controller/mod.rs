@@ -22,6 +22,7 @@ mod cluster;
 pub mod effects;
 pub mod error;
 pub mod fake;
+mod host;
 pub mod inspect;
 pub mod model;
 pub mod plan;
@@ -49,13 +50,13 @@ use crate::portmap::PortMapping;
 use crate::time::Time;
 use crate::wire::{MacAddr, VlanId};
 pub use effects::{
-    Cluster, Effects, Links, Masquerade, NamespaceId, NatRules, PortForward, Routing, Store,
-    Underlay,
+    Cluster, Effects, HostPorts, LinkFacts, Links, Masquerade, NamespaceId, NatRules, PortForward,
+    Routing, Store, Underlay, OWN_NETNS,
 };
 pub use error::{ControlError, ErrorCode};
 pub use model::Model;
 pub use plan::{Plan, Step};
-use state::{Pending, SavedPort, SavedState};
+use state::{Pending, SavedPort, SavedPortKind, SavedState};
 
 type Outcome<T> = Result<T, ControlError>;
 
@@ -122,6 +123,9 @@ pub struct Controller {
     lost_claim: Option<(String, std::net::Ipv4Addr)>,
     /// What the cluster asked that could not be applied, warned about once.
     cluster_warned: std::collections::BTreeSet<String>,
+    /// Host ports whose interface is gone (or could not be opened): no socket open;
+    /// reopened when an interface of their name appears (runtime, not saved).
+    host_closed: std::collections::BTreeSet<PortId>,
 }
 
 impl Controller {
@@ -168,6 +172,7 @@ impl Controller {
             remote: crate::cluster::Remote::default(),
             lost_claim: None,
             cluster_warned: std::collections::BTreeSet::new(),
+            host_closed: std::collections::BTreeSet::new(),
         };
         // Whether the state had to be repaired (and so is saved again at the end).
         let mut repaired = false;
@@ -190,6 +195,19 @@ impl Controller {
             .collect();
         for port in pending {
             let name = port_name(&port);
+            if port.kind == SavedPortKind::Host {
+                // Not ours to delete: the socket went with the process.
+                controller.info_about(
+                    Subject::Port(name.clone()),
+                    format!(
+                        "host port {} ({name}) was being added or removed when switchd stopped; removed the port (the interface stays)",
+                        port.id
+                    ),
+                );
+                model.remove_port(port.id);
+                repaired = true;
+                continue;
+            }
             match fx.discard_tap(&port) {
                 Ok(removed) => controller.info_about(
                     Subject::Port(name.clone()),
@@ -245,13 +263,53 @@ impl Controller {
             },
             storm,
         )?;
+        let host_ports: Vec<SavedPort> = model
+            .ports
+            .values()
+            .filter(|p| p.kind == SavedPortKind::Host)
+            .cloned()
+            .collect();
+        for port in host_ports {
+            repaired |= controller.reopen_host_port(fx, &mut model, &port);
+        }
+        // Internal ports whose TAP went (with a reboot): made again, as they were.
+        let mut recreated = Vec::new();
         for port in model.ports.values() {
+            if port.kind == SavedPortKind::Host {
+                continue;
+            }
             let name = port_name(port);
             match fx.reattach_tap(port, same_boot) {
                 Ok(()) => controller.info_about(
                     Subject::Port(name.clone()),
                     format!("reattached TAP of port {} ({name})", port.id),
                 ),
+                Err(problem)
+                    if port.kind == SavedPortKind::Internal
+                        && fx.link_facts(None, &port.ifname).is_ok_and(|f| f.is_none()) =>
+                {
+                    match fx.create_tap(port.id, &port.netns, &port.ifname) {
+                        Ok(ifindex) => {
+                            controller.info_about(
+                                Subject::Port(name.clone()),
+                                format!(
+                                    "made the TAP of internal port {} ({name}) again: {problem}",
+                                    port.id
+                                ),
+                            );
+                            recreated.push((port.id, ifindex));
+                        }
+                        Err(err) => {
+                            let problem = format!("{problem}; cannot make it again: {err}");
+                            controller.warn_about(
+                                Subject::Port(name.clone()),
+                                format!("internal port {} ({name}) is down: {problem}", port.id),
+                            );
+                            let _ = controller.dp.switch().set_port_up(port.id, false);
+                            controller.problems.insert(port.id, problem);
+                        }
+                    }
+                }
                 Err(problem) => {
                     controller.warn_about(
                         Subject::Port(name.clone()),
@@ -263,6 +321,12 @@ impl Controller {
                     let _ = controller.dp.switch().set_port_up(port.id, false);
                     controller.problems.insert(port.id, problem);
                 }
+            }
+        }
+        for (id, ifindex) in recreated {
+            if let Some(port) = model.ports.get_mut(&id) {
+                port.ifindex = ifindex;
+                repaired = true;
             }
         }
         // The uplink and its routes went with the last process; the NAT table did not:
@@ -396,6 +460,7 @@ impl Controller {
             Request::Attach(req) => to_value(self.attach(fx, req)),
             Request::Detach { netns, ifname } => to_value(self.detach(fx, &netns, &ifname)),
             Request::PortDel { port } => to_value(self.port_del(fx, &port)),
+            Request::PortAdd(req) => to_value(self.port_add(fx, req)),
             Request::PortList => to_value(Ok(self.port_list(fx))),
             Request::PortSet {
                 port,
@@ -509,6 +574,21 @@ impl Controller {
                             undo.push(Step::DestroyTap(*id));
                         })
                 }
+                Step::OpenHostPort(id) => {
+                    let port = &new.ports[id];
+                    fx.open_host_port(*id, host::netns_arg(port), &port.ifname)
+                        .map(|ifindex| {
+                            if let Some(port) = new.ports.get_mut(id) {
+                                port.ifindex = ifindex;
+                            }
+                            undo.push(Step::CloseHostPort(*id));
+                        })
+                }
+                Step::CloseHostPort(id) => {
+                    fx.close_host_port(*id);
+                    undo.push(Step::OpenHostPort(*id));
+                    Ok(())
+                }
                 Step::DestroyTap(id) => {
                     point_of_no_return = true;
                     if let Err(err) = fx.destroy_tap(*id) {
@@ -539,6 +619,16 @@ impl Controller {
                 for step in undo.iter().rev() {
                     let undone = match step {
                         Step::DestroyTap(id) => fx.destroy_tap(*id),
+                        Step::CloseHostPort(id) => {
+                            fx.close_host_port(*id);
+                            Ok(())
+                        }
+                        Step::OpenHostPort(id) => match old.ports.get(id) {
+                            Some(port) => fx
+                                .open_host_port(*id, host::netns_arg(port), &port.ifname)
+                                .map(drop),
+                            None => Ok(()),
+                        },
                         other => self.run_step(fx, other, &new).map(drop),
                     };
                     if let Err(undo_err) = undone {
@@ -608,6 +698,8 @@ impl Controller {
             | Step::Save
             | Step::CreateTap(_)
             | Step::DestroyTap(_)
+            | Step::OpenHostPort(_)
+            | Step::CloseHostPort(_)
             | Step::EnableVtep(_) => Ok(Vec::new()),
         }
     }
@@ -633,6 +725,7 @@ impl Controller {
                 .or(port.mac),
             port_security: security.is_some(),
             storm_limit_pps: storm.map(|s| s.pps),
+            kind: port.kind,
             id,
             name: port_name(port),
             netns: port.netns.clone(),
@@ -750,6 +843,13 @@ impl Controller {
         }
         let identity = fx.identify_netns(&req.netns)?;
         if let Some(id) = self.find_endpoint(identity, &req.ifname) {
+            let port = &self.model.ports[&id];
+            if port.kind != SavedPortKind::Tap {
+                return Err(ControlError::conflict(format!(
+                    "{} is port {id}, a {} port, not a container's TAP; remove it with `swctl port del {id}` first",
+                    req.ifname, port.kind
+                )));
+            }
             return self.existing_attachment(fx, id, &req);
         }
         let mac = match &network {
@@ -816,6 +916,7 @@ impl Controller {
                     port_security: req.port_security,
                     storm_limit_pps: None,
                     pending: None,
+                    kind: SavedPortKind::Tap,
                 },
             );
             if let Some(network) = &network {
@@ -949,6 +1050,7 @@ impl Controller {
             published: endpoint.published.clone(),
             name: endpoint.name.clone(),
             aliases: endpoint.aliases.clone(),
+            dns: network.is_routed_here(),
         })
     }
 
@@ -1014,6 +1116,12 @@ impl Controller {
     /// Removes port `id` (and its TAP, address and static entries).
     fn remove_port(&mut self, fx: &mut dyn Effects, id: PortId) -> Outcome<PortInfo> {
         let info = self.port_info(fx, id);
+        if let Some(network) = self.model.networks.iter().find(|n| n.parent == Some(id)) {
+            return Err(ControlError::conflict(format!(
+                "port {} is the parent of LAN network {}; remove the network first (`swctl network rm {}`)",
+                info.name, network.name, network.name
+            )));
+        }
         let mut new = self.model.clone();
         new.remove_port(id);
         self.commit(fx, new, &format!("cannot remove port {}", info.name))?;
@@ -1076,7 +1184,12 @@ impl Controller {
                     endpoint.network
                 )));
             }
-            self.check_not_reserved(&mode)?;
+            if record.kind == SavedPortKind::Tap {
+                self.check_not_reserved(&mode)?;
+            } else {
+                let internal = record.kind == SavedPortKind::Internal;
+                self.check_vlans_free(Some(id), internal, &mode)?;
+            }
             record.mode = mode;
         }
         if port_security.is_some() {
@@ -1552,6 +1665,13 @@ impl Controller {
             scope: network.scope,
             remote_endpoints: self.remote_endpoints(&network.name),
             local_ids: network.local_ids.clone(),
+            parent: network.parent.map(|id| {
+                self.model
+                    .ports
+                    .get(&id)
+                    .map_or_else(|| id.to_string(), port_name)
+            }),
+            aux_addresses: network.aux_addresses.clone(),
         }
     }
 
@@ -1645,6 +1765,12 @@ impl Controller {
     /// (Docker moves it into the container after Join), as the TAP's descriptor says.
     fn port_moved(&mut self, fx: &mut dyn Effects, port: &str, netns: &Path) -> Outcome<PortInfo> {
         let id = self.resolve_port(port)?;
+        if self.model.ports[&id].kind != SavedPortKind::Tap {
+            return Err(ControlError::conflict(format!(
+                "port {port} is a {} port: only containers' TAPs move",
+                self.model.ports[&id].kind
+            )));
+        }
         let target = fx.identify_netns(netns)?;
         let (actual, ifname, ifindex) = fx.locate_tap(id)?;
         if actual.cookie != target.cookie {
@@ -1689,9 +1815,21 @@ impl Controller {
         config: &NetworkConfig,
     ) -> Outcome<NetworkInfo> {
         if config.scope == crate::network::Scope::Global {
+            if config.parent.is_some() {
+                return Err(crate::network::NetworkError::LanCannot("global").into());
+            }
             return self.network_create_global(fx, clock, config);
         }
-        let host_routes = routes_to_avoid(fx, config.internal)?;
+        // A LAN network: its parent decides its VLAN and MTU.
+        let (parent, lan_config) = match &config.parent {
+            Some(_) => {
+                let (id, resolved) = self.lan_config(fx, config)?;
+                (Some(id), resolved)
+            }
+            None => (None, config.clone()),
+        };
+        let config = &lan_config;
+        let host_routes = routes_to_avoid(fx, config.internal || parent.is_some())?;
         let busy = self.busy_vlans();
         if config.vni.is_some() && fx.vtep().is_none() {
             return Err(ControlError::new(
@@ -1699,13 +1837,14 @@ impl Controller {
                 "an overlay network (--vni) needs a VTEP; enable it with `swctl vxlan enable --vtep ADDR[:PORT]`",
             ));
         }
-        let network = self.model.networks.plan(
+        let mut network = self.model.networks.plan(
             config,
             fx.random_id()?,
             clock.unix_secs,
             &host_routes,
             |vlan| busy.contains(&vlan),
         )?;
+        network.parent = parent;
         let mut new = self.model.clone();
         if let Some(vni) = network.vni {
             if let Some((vlan, _)) = new.vni_map.iter().find(|(_, v)| **v == vni) {
@@ -1839,6 +1978,10 @@ fn no_port_ids_left() -> ControlError {
 }
 
 pub fn port_name(port: &SavedPort) -> String {
+    if port.label.is_empty() {
+        // A host or internal port of switchd's own namespace.
+        return port.ifname.clone();
+    }
     format!("{}/{}", port.label, port.ifname)
 }
 

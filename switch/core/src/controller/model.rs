@@ -183,9 +183,14 @@ impl Model {
         Some(addr)
     }
 
-    /// The VLANs the router's port trunks: every network's.
+    /// The VLANs the router's port trunks: every network's but LAN networks' (the LAN's
+    /// router is theirs).
     fn router_vlans(&self) -> VlanSet {
-        self.networks.iter().map(|n| n.vlan).collect()
+        self.networks
+            .iter()
+            .filter(|n| n.is_routed_here())
+            .map(|n| n.vlan)
+            .collect()
     }
 }
 
@@ -293,18 +298,17 @@ pub fn sync(
     // and neighbours; `set_interface` below updates it in place.
     // VLANs whose interface goes (and perhaps comes back): their neighbours went with it.
     let mut reset = std::collections::BTreeSet::new();
-    for network in old.networks.iter() {
-        let stays = new
-            .networks
-            .get(&network.name)
-            .is_some_and(|n| n.vlan == network.vlan && n.router_mac() == network.router_mac());
+    for network in old.networks.iter().filter(|n| n.is_routed_here()) {
+        let stays = new.networks.get(&network.name).is_some_and(|n| {
+            n.is_routed_here() && n.vlan == network.vlan && n.router_mac() == network.router_mac()
+        });
         if !stays {
             switch.fdb().remove(network.vlan, network.router_mac());
             router.remove_interface(network.vlan);
             reset.insert(network.vlan);
         }
     }
-    for network in new.networks.iter() {
+    for network in new.networks.iter().filter(|n| n.is_routed_here()) {
         if old.networks.get(&network.name) != Some(network) {
             router.set_interface(Interface {
                 vlan: network.vlan,
@@ -319,20 +323,31 @@ pub fn sync(
         }
     }
     // Endpoints: the router knows their MACs, never asks for them.
+    // (Not on LAN networks: the router has no interface there.)
+    let routed = |networks: &crate::network::Networks, name: &str| {
+        networks
+            .get(name)
+            .filter(|n| n.is_routed_here())
+            .map(|n| n.vlan)
+    };
     for endpoint in old.networks.endpoints() {
-        let vlan = old.networks.get(&endpoint.network).map(|n| n.vlan);
+        let vlan = routed(&old.networks, &endpoint.network);
         let stays = new.networks.endpoints().contains(endpoint)
-            && new.networks.get(&endpoint.network).map(|n| n.vlan) == vlan;
+            && routed(&new.networks, &endpoint.network) == vlan;
         if let (false, Some(vlan)) = (stays, vlan) {
             router.remove_neighbor(vlan, endpoint.ip);
         }
     }
     for endpoint in new.networks.endpoints() {
-        let Some(network) = new.networks.get(&endpoint.network) else {
+        let Some(network) = new
+            .networks
+            .get(&endpoint.network)
+            .filter(|n| n.is_routed_here())
+        else {
             continue;
         };
         let known = old.networks.endpoints().contains(endpoint)
-            && old.networks.get(&endpoint.network).map(|n| n.vlan) == Some(network.vlan)
+            && routed(&old.networks, &endpoint.network) == Some(network.vlan)
             && !reset.contains(&network.vlan);
         if !known {
             router.set_static_neighbor(network.vlan, endpoint.ip, endpoint.mac);
@@ -390,14 +405,21 @@ pub fn sync(
 /// namespace on another network), as Docker scopes a container's names.
 pub fn dns_names(model: &Model) -> (Vec<Record>, Scopes) {
     let mut scopes = Scopes::default();
-    for network in model.networks.iter() {
+    // LAN networks have no gateway of switchd's to answer on, so no names either.
+    let lan = |name: &str| model.networks.get(name).is_some_and(|n| n.is_lan());
+    for network in model.networks.iter().filter(|n| n.is_routed_here()) {
         scopes.vlans.insert(network.vlan, network.name.clone());
     }
     let namespace = |port: PortId| model.ports.get(&port).map(|p| (p.netns_dev, p.netns_ino));
-    let endpoints = model.networks.endpoints();
+    let endpoints: Vec<&crate::network::Endpoint> = model
+        .networks
+        .endpoints()
+        .iter()
+        .filter(|e| !lan(&e.network))
+        .collect();
     // Each namespace's networks (a port without a namespace stands alone).
     let mut by_namespace: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
-    for endpoint in endpoints {
+    for endpoint in &endpoints {
         if let Some(home) = namespace(endpoint.port) {
             by_namespace
                 .entry(home)
@@ -410,7 +432,7 @@ pub fn dns_names(model: &Model) -> (Vec<Record>, Scopes) {
         networks.dedup();
     }
     let mut records = Vec::new();
-    for endpoint in endpoints {
+    for endpoint in &endpoints {
         let Some(network) = model.networks.get(&endpoint.network) else {
             continue;
         };

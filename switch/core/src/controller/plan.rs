@@ -25,6 +25,11 @@
 //! On start, a port saved as `creating` or `removing` is finished off: whatever is left
 //! of its TAP is removed, and so is the port with its address. Everything else is
 //! reattached as saved.
+//!
+//! Host ports (existing interfaces) have `OpenHostPort` / `CloseHostPort` instead of
+//! `CreateTap` / `DestroyTap`: opening and closing a packet socket can both be undone,
+//! and switchd never creates or deletes the interface itself, so a pending host port is
+//! simply dropped at the next start (its socket went with the process).
 
 use ipnet::Ipv4Net;
 
@@ -44,6 +49,11 @@ pub enum Step {
     /// Create the port's TAP (in the namespace and with the name its record gives) and
     /// start forwarding; the interface index goes into the model.
     CreateTap(PortId),
+    /// Open a host port's packet socket on its interface and start forwarding; the
+    /// interface index goes into the model. Undone by closing it.
+    OpenHostPort(PortId),
+    /// Stop forwarding on a host port and close its socket; the interface stays.
+    CloseHostPort(PortId),
     /// Bind the VTEP at this address and start the overlay (`swctl vxlan enable`); the
     /// address bound goes into the model. Cannot be undone.
     EnableVtep(std::net::SocketAddr),
@@ -89,8 +99,22 @@ impl Plan {
             steps.push(Step::SaveIntent);
         }
         steps.extend(vtep.map(Step::EnableVtep));
-        steps.extend(removed.into_iter().map(Step::DestroyTap));
-        steps.extend(added.into_iter().map(Step::CreateTap));
+        let host =
+            |model: &Model, id: &PortId| model.ports[id].kind == super::state::SavedPortKind::Host;
+        steps.extend(removed.into_iter().map(|id| {
+            if host(old, &id) {
+                Step::CloseHostPort(id)
+            } else {
+                Step::DestroyTap(id)
+            }
+        }));
+        steps.extend(added.into_iter().map(|id| {
+            if host(new, &id) {
+                Step::OpenHostPort(id)
+            } else {
+                Step::CreateTap(id)
+            }
+        }));
         steps.extend(networking);
         if old != new {
             steps.push(Step::Save);
@@ -105,7 +129,7 @@ impl Plan {
             model
                 .networks
                 .iter()
-                .filter(|n| !n.internal)
+                .filter(|n| !n.internal && n.is_routed_here())
                 .map(|n| (n.subnet, n.mtu))
                 .collect()
         };
@@ -140,7 +164,7 @@ pub fn nat_rules(model: &Model, uplink_name: &str) -> NatRules {
     let masquerade = model
         .networks
         .iter()
-        .filter(|n| n.masquerade)
+        .filter(|n| n.masquerade && n.is_routed_here())
         .map(|n| Masquerade {
             subnet: n.subnet,
             uplink: uplink_name.to_string(),

@@ -58,6 +58,50 @@ pub struct SavedPort {
     /// finish or undo it. Absent once the change is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// What the port is: a TAP switchd made in a container's namespace (absent: the
+    /// default, and what every file before host ports holds), an existing interface
+    /// switchd reads and writes through a packet socket, or a TAP in switchd's own
+    /// namespace for the host itself.
+    #[serde(default, skip_serializing_if = "SavedPortKind::is_tap")]
+    pub kind: SavedPortKind,
+}
+
+/// What a port is attached to (see [`SavedPort::kind`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SavedPortKind {
+    /// A TAP switchd created (`nsutil attach`); found again by its interface index.
+    #[default]
+    Tap,
+    /// An existing interface (a NIC, bond, veth) switchd opened a packet socket on
+    /// (`swctl port add IFNAME`); found again by its name, and never deleted by switchd.
+    Host,
+    /// A TAP switchd created in its own namespace (`swctl port add --internal NAME`):
+    /// the host's own interface on the switch.
+    Internal,
+}
+
+impl SavedPortKind {
+    pub fn is_tap(&self) -> bool {
+        *self == SavedPortKind::Tap
+    }
+
+    /// `tap`, `host` or `internal`, as `swctl port ls` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SavedPortKind::Tap => "tap",
+            SavedPortKind::Host => "host",
+            SavedPortKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for SavedPortKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A port change under way (see [`SavedPort::pending`]).
@@ -174,6 +218,20 @@ impl SavedState {
                 ));
             }
         }
+        for network in &self.networks {
+            if let Some(parent) = network.parent {
+                if !self
+                    .ports
+                    .iter()
+                    .any(|p| p.id == parent && p.kind == SavedPortKind::Host)
+                {
+                    return Err(format!(
+                        "LAN network {}'s parent, port {parent}, is not a host port",
+                        network.name
+                    ));
+                }
+            }
+        }
         Networks::restore(self.networks.clone(), self.endpoints.clone())
             .and_then(|mut n| n.restore_reservations(self.reservations.clone()))
             .map_err(|err| err.to_string())?;
@@ -225,6 +283,7 @@ mod tests {
             port_security: None,
             storm_limit_pps: None,
             pending: None,
+            kind: SavedPortKind::Tap,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::control::{AttachRequest, Attached, Detached, NetworkInfo, PortInfo, R
 use crate::fdb::FdbConfig;
 use crate::network::NetworkConfig;
 use crate::wire::VlanId;
+use state::SavedPortKind;
 use switchyard_encap::Vni;
 
 fn clock() -> Clock {
@@ -78,6 +79,18 @@ fn call<T: serde::de::DeserializeOwned>(
 fn assert_consistent(c: &Controller, fx: &FakeSystem) {
     let model = c.model();
     for (id, port) in &model.ports {
+        if port.kind == SavedPortKind::Host {
+            // A host port has its socket open on its interface, or is down for a reason.
+            match fx.host_open.get(id) {
+                Some((netns, ifname, ifindex)) => {
+                    assert_eq!((netns, ifname), (&port.netns, &port.ifname));
+                    assert_eq!(*ifindex, port.ifindex, "port {id}'s ifindex");
+                }
+                None => assert!(c.host_closed.contains(id), "host port {id} is not open"),
+            }
+            assert!(port.pending.is_none());
+            continue;
+        }
         let tap = fx
             .attached
             .get(id)
@@ -282,7 +295,31 @@ fn refusals_carry_stable_codes() {
 fn workload(fx: &mut FakeSystem) -> Vec<Request> {
     let red = fx.add_namespace("red");
     let blue = fx.add_namespace("blue");
+    let green = fx.add_namespace("green");
+    fx.add_link(None, "eth1", 1500, None);
     vec![
+        Request::PortAdd(crate::control::PortAddRequest {
+            ifname: "eth1".into(),
+            mode: Some(PortMode::Trunk {
+                allowed: "10,11".parse().unwrap(),
+                native: None,
+            }),
+            ..Default::default()
+        }),
+        Request::PortAdd(crate::control::PortAddRequest {
+            ifname: "host0".into(),
+            internal: true,
+            ..Default::default()
+        }),
+        Request::NetworkCreate(NetworkConfig {
+            name: "lan".into(),
+            subnet: Some("192.168.0.0/24".parse().unwrap()),
+            gateway: Some("192.168.0.1".parse().unwrap()),
+            parent: Some("eth1".into()),
+            vlan: VlanId::new(11),
+            ..NetworkConfig::default()
+        }),
+        attach_request(&green, Some("lan")),
         create_network("web", "10.20.0.0/24", true),
         attach_request(&red, Some("web")),
         Request::PortPublish {
@@ -307,6 +344,17 @@ fn workload(fx: &mut FakeSystem) -> Vec<Request> {
         Request::PortDel {
             port: "blue/eth0".into(),
         },
+        Request::Detach {
+            netns: green,
+            ifname: "eth0".into(),
+        },
+        Request::NetworkRemove { name: "lan".into() },
+        Request::PortDel {
+            port: "eth1".into(),
+        },
+        Request::PortDel {
+            port: "host0".into(),
+        },
     ]
 }
 
@@ -326,11 +374,14 @@ fn a_failure_at_any_step_changes_nothing() {
         fx.calls.clear();
         c.handle(&mut fx, clock(), request.clone()).unwrap();
         let steps = fx.calls.clone();
-        // Taking a route away is best effort (the route only leads into the uplink).
-        for failing in steps
-            .iter()
-            .filter(|s| !matches!(s, Call::DestroyTap(_) | Call::Unroute(_)))
-        {
+        // Taking a route away is best effort (the route only leads into the uplink);
+        // closing a packet socket cannot fail.
+        for failing in steps.iter().filter(|s| {
+            !matches!(
+                s,
+                Call::DestroyTap(_) | Call::Unroute(_) | Call::CloseHostPort(_)
+            )
+        }) {
             let mut fx = FakeSystem::new();
             let _ = workload(&mut fx);
             let mut c = start(&mut fx);
@@ -338,6 +389,7 @@ fn a_failure_at_any_step_changes_nothing() {
                 c.handle(&mut fx, clock(), earlier.clone()).unwrap();
             }
             let taps = fx.taps.clone();
+            let open = fx.host_open.clone();
             let routes = fx.routes.clone();
             let nat = fx.nat.clone();
             fx.fail = Some(failing.clone());
@@ -354,6 +406,10 @@ fn a_failure_at_any_step_changes_nothing() {
                 "request {index}, {failing:?} failed: model"
             );
             assert_eq!(fx.taps, taps, "request {index}, {failing:?} failed: TAPs");
+            assert_eq!(
+                fx.host_open, open,
+                "request {index}, {failing:?} failed: host ports"
+            );
             assert_eq!(
                 fx.routes, routes,
                 "request {index}, {failing:?} failed: routes"
@@ -1372,4 +1428,909 @@ fn a_crash_while_enabling_vxlan_leaves_a_vtep_or_none_and_the_state_agrees() {
             "crash after {crash_after}"
         );
     }
+}
+
+// ---- host ports, internal ports, LAN networks ----
+
+fn port_add(ifname: &str, mode: Option<PortMode>) -> Request {
+    Request::PortAdd(crate::control::PortAddRequest {
+        ifname: ifname.into(),
+        mode,
+        ..Default::default()
+    })
+}
+
+fn internal_add(ifname: &str, mode: Option<PortMode>) -> Request {
+    Request::PortAdd(crate::control::PortAddRequest {
+        ifname: ifname.into(),
+        internal: true,
+        mode,
+        ..Default::default()
+    })
+}
+
+fn trunk(list: &str, native: Option<u16>) -> PortMode {
+    PortMode::Trunk {
+        allowed: list.parse().unwrap(),
+        native: native.map(|v| VlanId::new(v).unwrap()),
+    }
+}
+
+fn lan_network(
+    name: &str,
+    parent: &str,
+    vlan: Option<u16>,
+    subnet: &str,
+    gateway: &str,
+) -> NetworkConfig {
+    NetworkConfig {
+        name: name.into(),
+        subnet: Some(subnet.parse().unwrap()),
+        gateway: Some(gateway.parse().unwrap()),
+        parent: Some(parent.into()),
+        vlan: vlan.map(|v| VlanId::new(v).unwrap()),
+        ..NetworkConfig::default()
+    }
+}
+
+fn port_state(c: &mut Controller, fx: &mut FakeSystem, id: PortId) -> String {
+    let ports: Vec<PortInfo> = call(c, fx, Request::PortList).unwrap();
+    ports
+        .into_iter()
+        .find(|p| p.id == id)
+        .expect("the port")
+        .state
+}
+
+#[test]
+fn host_and_internal_ports_are_added_listed_and_removed_leaving_the_interface() {
+    let mut fx = FakeSystem::new();
+    let eth1 = fx.add_link(None, "eth1", 9000, None);
+    let lan = fx.add_namespace("lan");
+    let veth = fx.add_link(Some(&lan), "veth0", 1500, Some("veth"));
+    let mut c = start(&mut fx);
+
+    let host: PortInfo = call(
+        &mut c,
+        &mut fx,
+        port_add("eth1", Some(trunk("10,20", None))),
+    )
+    .unwrap();
+    assert_eq!(
+        (host.kind, host.name.as_str()),
+        (SavedPortKind::Host, "eth1")
+    );
+    assert_eq!(host.ifindex, eth1);
+    assert_eq!(host.state, "up");
+    assert!(
+        !host.port_security,
+        "off by default: a host port carries many MACs"
+    );
+    assert_eq!(
+        fx.calls,
+        vec![Call::Save, Call::OpenHostPort(host.id), Call::Save]
+    );
+    assert_eq!(fx.host_open[&host.id].2, eth1);
+
+    // The default mode is nsutil attach's: access on VLAN 1.
+    fx.calls.clear();
+    let internal: PortInfo = call(&mut c, &mut fx, internal_add("host0", None)).unwrap();
+    assert_eq!(internal.kind, SavedPortKind::Internal);
+    assert_eq!(internal.mode, access(1));
+    assert_eq!(internal.netns, Path::new(OWN_NETNS));
+    assert_eq!(
+        fx.calls,
+        vec![Call::Save, Call::CreateTap(internal.id), Call::Save]
+    );
+    assert!(fx.taps.iter().any(|t| t.ifname == "host0"));
+
+    // Another namespace's interface is a host port too.
+    let other: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortAdd(crate::control::PortAddRequest {
+            ifname: "veth0".into(),
+            netns: Some(lan.clone()),
+            mode: Some(access(30)),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    assert_eq!((other.name.as_str(), other.ifindex), ("lan/veth0", veth));
+    assert_consistent(&c, &fx);
+
+    let ports: Vec<PortInfo> = call(&mut c, &mut fx, Request::PortList).unwrap();
+    let kinds: Vec<&str> = ports.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["host", "internal", "host"]);
+    let saved = fx.saved.clone().unwrap();
+    let text = serde_json::to_string(&saved).unwrap();
+    assert!(text.contains(r#""kind":"host""#) && text.contains(r#""kind":"internal""#));
+
+    // Removing a host port closes its socket and never deletes the interface.
+    fx.calls.clear();
+    let _: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortDel {
+            port: "eth1".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fx.calls,
+        vec![Call::Save, Call::CloseHostPort(host.id), Call::Save]
+    );
+    assert!(fx.link_mut(None, "eth1").is_some());
+    assert!(!fx.host_open.contains_key(&host.id));
+    // Removing an internal port destroys its TAP.
+    fx.calls.clear();
+    let _: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortDel {
+            port: "host0".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        fx.calls,
+        vec![Call::Save, Call::DestroyTap(internal.id), Call::Save]
+    );
+    assert!(!fx.taps.iter().any(|t| t.ifname == "host0"));
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn a_failed_host_port_change_is_undone() {
+    let mut fx = FakeSystem::new();
+    fx.add_link(None, "eth1", 1500, None);
+    let mut c = start(&mut fx);
+    // The final save fails: the socket opened is closed again.
+    fx.fail = Some(Call::Save);
+    fx.fail_skip = 1;
+    let before = c.model().clone();
+    let err = call::<PortInfo>(&mut c, &mut fx, port_add("eth1", None)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::StateNotSaved, "{err:?}");
+    assert_eq!(
+        fx.calls,
+        vec![
+            Call::Save,
+            Call::OpenHostPort(PortId(1)),
+            Call::CloseHostPort(PortId(1)),
+            Call::Save
+        ]
+    );
+    assert_eq!(*c.model(), before);
+    assert!(fx.host_open.is_empty());
+    let host: PortInfo = call(&mut c, &mut fx, port_add("eth1", None)).unwrap();
+    // A removal whose final save fails opens the socket again.
+    fx.calls.clear();
+    fx.fail = Some(Call::Save);
+    fx.fail_skip = 1;
+    let err = call::<PortInfo>(
+        &mut c,
+        &mut fx,
+        Request::PortDel {
+            port: "eth1".into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::StateNotSaved);
+    assert_eq!(
+        fx.calls,
+        vec![
+            Call::Save,
+            Call::CloseHostPort(host.id),
+            Call::OpenHostPort(host.id),
+            Call::Save
+        ]
+    );
+    assert!(fx.host_open.contains_key(&host.id), "reopened");
+    assert!(c.model().ports.contains_key(&host.id));
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn a_crash_while_adding_a_host_port_never_deletes_the_interface() {
+    let mut fx = FakeSystem::new();
+    fx.add_link(None, "eth1", 1500, None);
+    let mut c = start(&mut fx);
+    // Dies after saving the intent and opening the socket, before the commit.
+    fx.crash_after = Some(2);
+    assert!(call::<PortInfo>(&mut c, &mut fx, port_add("eth1", None)).is_err());
+    drop(c);
+    fx.restart();
+    let c = start(&mut fx);
+    assert!(c.model().ports.is_empty(), "the half-made port is gone");
+    assert!(fx.link_mut(None, "eth1").is_some(), "the interface stays");
+    assert!(!fx
+        .calls
+        .iter()
+        .any(|call| matches!(call, Call::DiscardTap(_))));
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn host_port_refusals_are_coded_and_change_nothing() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    fx.add_link(None, "eth1", 1500, None);
+    fx.add_link(None, "eth2", 1500, None);
+    fx.add_link(None, "bond0", 1500, Some("bond"));
+    let enslaved = fx.add_link(None, "eth3", 1500, None);
+    let _ = enslaved;
+    if let Some(link) = fx.link_mut(None, "eth3") {
+        link.facts.master = Some(99);
+        link.facts.master_name = Some("br0".into());
+    }
+    fx.add_link(None, "switchyard0", 1500, Some("tun"));
+    let mut c = start(&mut fx);
+    let _: PortInfo = call(
+        &mut c,
+        &mut fx,
+        port_add("eth1", Some(trunk("10,20", None))),
+    )
+    .unwrap();
+    let _: PortInfo = call(&mut c, &mut fx, internal_add("host0", None)).unwrap();
+    let _: Attached = call(&mut c, &mut fx, attach_request(&red, None)).unwrap();
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        create_network("blue", "10.10.0.0/24", false),
+    )
+    .unwrap();
+    let blue_vlan = c.model().networks.get("blue").unwrap().vlan.get();
+
+    let netns_add = |ifname: &str, netns: &Path| {
+        Request::PortAdd(crate::control::PortAddRequest {
+            ifname: ifname.into(),
+            netns: Some(netns.to_path_buf()),
+            ..Default::default()
+        })
+    };
+    let cases: Vec<(Request, ErrorCode, &str)> = vec![
+        (
+            port_add("eth9", None),
+            ErrorCode::NoSuchInterface,
+            "no interface eth9",
+        ),
+        (
+            port_add("eth1", None),
+            ErrorCode::AlreadyExists,
+            "already port",
+        ),
+        (
+            port_add("host0", None),
+            ErrorCode::AlreadyExists,
+            "internal port",
+        ),
+        (
+            netns_add("eth0", &red),
+            ErrorCode::AlreadyExists,
+            "tap port",
+        ),
+        (port_add("eth3", None), ErrorCode::Conflict, "br0"),
+        (port_add("switchyard0", None), ErrorCode::Conflict, "uplink"),
+        (port_add("lo", None), ErrorCode::InvalidArgument, "loopback"),
+        (
+            port_add("eth2", Some(trunk(&format!("5,{blue_vlan}"), None))),
+            ErrorCode::Conflict,
+            "belongs to network blue",
+        ),
+        (
+            Request::PortAdd(crate::control::PortAddRequest {
+                ifname: "host1".into(),
+                internal: true,
+                netns: Some(red.clone()),
+                ..Default::default()
+            }),
+            ErrorCode::InvalidArgument,
+            "--netns",
+        ),
+        (
+            internal_add("eth2", None),
+            ErrorCode::AlreadyExists,
+            "already exists",
+        ),
+        (
+            internal_add("switchyard0", None),
+            ErrorCode::Conflict,
+            "uplink",
+        ),
+        (
+            port_add("bad/name", None),
+            ErrorCode::InvalidArgument,
+            "invalid interface name",
+        ),
+        (
+            netns_add("eth0", Path::new("/run/netns/nowhere")),
+            ErrorCode::NamespaceUnavailable,
+            "nowhere",
+        ),
+        // Only TAPs are attached or moved.
+        (
+            Request::PortMoved {
+                port: "eth1".into(),
+                netns: red.clone(),
+            },
+            ErrorCode::Conflict,
+            "host port",
+        ),
+    ];
+    for (request, code, words) in cases {
+        let before = c.model().clone();
+        let saved = fx.saved.clone();
+        let (taps, open) = (fx.taps.clone(), fx.host_open.clone());
+        fx.calls.clear();
+        let err = call::<PortInfo>(&mut c, &mut fx, request.clone()).unwrap_err();
+        assert_eq!(err.code, code, "{request:?}: {err:?}");
+        assert!(err.message.contains(words), "{request:?}: {}", err.message);
+        assert_eq!(*c.model(), before, "{request:?}");
+        assert_eq!(fx.saved, saved);
+        assert_eq!((fx.taps.clone(), fx.host_open.clone()), (taps, open));
+        assert!(fx.calls.is_empty(), "{request:?}: {:?}", fx.calls);
+    }
+    // An attach of a host port's (namespace, interface) is refused too.
+    let lan = fx.add_namespace("lan");
+    fx.add_link(Some(&lan), "veth0", 1500, None);
+    let _: PortInfo = call(&mut c, &mut fx, netns_add("veth0", &lan)).unwrap();
+    let mut attach = attach_request(&lan, None);
+    if let Request::Attach(req) = &mut attach {
+        req.ifname = "veth0".into();
+    }
+    let err = call::<Attached>(&mut c, &mut fx, attach).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err:?}");
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn a_restart_reopens_host_ports_by_name_and_marks_a_gone_one_down_until_it_returns() {
+    let mut fx = FakeSystem::new();
+    fx.add_link(None, "eth1", 1500, None);
+    fx.add_link(None, "eth2", 1500, None);
+    let mut c = start(&mut fx);
+    let one: PortInfo = call(&mut c, &mut fx, port_add("eth1", Some(access(10)))).unwrap();
+    let two: PortInfo = call(&mut c, &mut fx, port_add("eth2", Some(access(20)))).unwrap();
+    let internal: PortInfo = call(&mut c, &mut fx, internal_add("host0", None)).unwrap();
+    drop(c);
+    fx.restart();
+    // While switchd was down, eth1 was made again (a new index) and eth2 went away.
+    fx.remove_link(None, "eth1");
+    let eth1 = fx.add_link(None, "eth1", 1500, None);
+    fx.remove_link(None, "eth2");
+    let mut c = start(&mut fx);
+    assert_eq!(fx.host_open[&one.id].2, eth1);
+    assert_eq!(c.model().ports[&one.id].ifindex, eth1, "the new index");
+    assert_eq!(
+        fx.saved.as_ref().unwrap().ports[0].ifindex,
+        eth1,
+        "and saved"
+    );
+    assert_eq!(port_state(&mut c, &mut fx, one.id), "up");
+    let state = port_state(&mut c, &mut fx, two.id);
+    assert!(state.starts_with("down: interface eth2 is gone"), "{state}");
+    assert!(!c.datapath().switch().is_port_up(two.id));
+    assert_eq!(port_state(&mut c, &mut fx, internal.id), "up");
+    assert!(
+        fx.attached.contains_key(&internal.id),
+        "the internal TAP reattached"
+    );
+    assert_consistent(&c, &fx);
+
+    // eth2 comes back: the port with it.
+    let eth2 = fx.add_link(None, "eth2", 1500, None);
+    fx.calls.clear();
+    c.link_changed(&mut fx, None, eth2, "eth2", true, false);
+    assert_eq!(fx.calls, vec![Call::OpenHostPort(two.id), Call::Save]);
+    assert_eq!(port_state(&mut c, &mut fx, two.id), "up");
+    assert!(c.datapath().switch().is_port_up(two.id));
+    assert_eq!(c.model().ports[&two.id].ifindex, eth2);
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn link_down_up_gone_and_back() {
+    let mut fx = FakeSystem::new();
+    let eth1 = fx.add_link(None, "eth1", 1500, None);
+    let mut c = start(&mut fx);
+    let port: PortInfo = call(&mut c, &mut fx, port_add("eth1", Some(access(10)))).unwrap();
+    let switch_up = |c: &Controller| c.datapath().switch().is_port_up(port.id);
+    fx.calls.clear();
+
+    c.link_changed(&mut fx, None, eth1, "eth1", false, false);
+    assert_eq!(
+        port_state(&mut c, &mut fx, port.id),
+        "down: interface eth1 is down"
+    );
+    assert!(!switch_up(&c));
+    c.link_changed(&mut fx, None, eth1, "eth1", true, false);
+    assert_eq!(port_state(&mut c, &mut fx, port.id), "up");
+    assert!(switch_up(&c));
+    assert!(
+        fx.calls.is_empty(),
+        "down and up open nothing: {:?}",
+        fx.calls
+    );
+
+    // Other interfaces' events, and other namespaces', are not ours.
+    c.link_changed(&mut fx, None, 999, "eth9", false, true);
+    c.link_changed(
+        &mut fx,
+        Some(Path::new("/run/netns/x")),
+        eth1,
+        "eth1",
+        false,
+        true,
+    );
+    assert_eq!(port_state(&mut c, &mut fx, port.id), "up");
+    assert!(fx.calls.is_empty());
+
+    // Gone: the socket closes, the port waits for an eth1.
+    fx.remove_link(None, "eth1");
+    c.link_changed(&mut fx, None, eth1, "eth1", false, true);
+    assert_eq!(fx.calls, vec![Call::CloseHostPort(port.id)]);
+    let state = port_state(&mut c, &mut fx, port.id);
+    assert!(state.starts_with("down: interface eth1 is gone"), "{state}");
+    assert!(!switch_up(&c));
+    assert_consistent(&c, &fx);
+    // A second "gone" of the old index changes nothing.
+    fx.calls.clear();
+    c.link_changed(&mut fx, None, eth1, "eth1", false, true);
+    assert!(fx.calls.is_empty());
+
+    // Back, with a new index, first down then up.
+    let again = fx.add_link(None, "eth1", 1500, None);
+    assert_ne!(again, eth1);
+    c.link_changed(&mut fx, None, again, "eth1", false, false);
+    assert_eq!(fx.calls, vec![Call::OpenHostPort(port.id), Call::Save]);
+    assert_eq!(
+        port_state(&mut c, &mut fx, port.id),
+        "down: interface eth1 is down"
+    );
+    c.link_changed(&mut fx, None, again, "eth1", true, false);
+    assert_eq!(port_state(&mut c, &mut fx, port.id), "up");
+    assert!(switch_up(&c));
+    assert_eq!(fx.saved.as_ref().unwrap().ports[0].ifindex, again);
+    assert_consistent(&c, &fx);
+
+    // Renamed away: down until an eth1 appears.
+    fx.calls.clear();
+    c.link_changed(&mut fx, None, again, "wan0", true, false);
+    assert_eq!(fx.calls, vec![Call::CloseHostPort(port.id)]);
+    let state = port_state(&mut c, &mut fx, port.id);
+    assert!(state.contains("renamed wan0"), "{state}");
+}
+
+/// An ARP request from `mac`/`ip`: a broadcast the switch floods on the sender's VLAN.
+fn arp_request(
+    mac: crate::wire::MacAddr,
+    ip: std::net::Ipv4Addr,
+    target: std::net::Ipv4Addr,
+) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&mac.0);
+    frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    frame.extend_from_slice(&mac.0);
+    frame.extend_from_slice(&ip.octets());
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&target.octets());
+    frame
+}
+
+#[test]
+fn a_lan_network_uses_the_lans_router_and_its_parents_vlan_and_mtu() {
+    let mut fx = FakeSystem::new();
+    fx.add_link(None, "eth1", 9000, None);
+    let web = fx.add_namespace("web");
+    let db = fx.add_namespace("db");
+    let mut c = start(&mut fx);
+    let parent: PortInfo = call(
+        &mut c,
+        &mut fx,
+        port_add("eth1", Some(trunk("10,20", None))),
+    )
+    .unwrap();
+    let mut config = lan_network("lan", "eth1", Some(10), "192.168.0.0/24", "192.168.0.1");
+    config.ip_range = Some("192.168.0.128/25".parse().unwrap());
+    config.aux_addresses = vec![
+        "192.168.0.128".parse().unwrap(),
+        "192.168.0.129".parse().unwrap(),
+    ];
+    fx.calls.clear();
+    let info: NetworkInfo = call(&mut c, &mut fx, Request::NetworkCreate(config)).unwrap();
+    assert_eq!(info.parent.as_deref(), Some("eth1"));
+    assert_eq!(info.vlan, VlanId::new(10).unwrap());
+    assert_eq!(
+        info.gateway,
+        "192.168.0.1".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert_eq!(info.mtu, 9000, "the parent interface's");
+    assert_eq!(info.aux_addresses.len(), 2);
+    // No uplink, route or NAT for it: the LAN's router routes it.
+    assert_eq!(fx.calls, vec![Call::Save]);
+    assert!(!fx.uplink && fx.routes.is_empty() && fx.nat.is_empty());
+
+    let attached: Attached = call(&mut c, &mut fx, attach_request(&web, Some("lan"))).unwrap();
+    let endpoint = attached.endpoint.unwrap();
+    assert_eq!(
+        endpoint.address,
+        "192.168.0.130/24".parse::<Ipv4Net>().unwrap(),
+        "from the range, not an auxiliary address"
+    );
+    assert_eq!(endpoint.gateway, info.gateway);
+    assert_eq!(endpoint.mtu, 9000);
+    assert!(!endpoint.dns, "no DNS of switchd's on the LAN's gateway");
+    assert_eq!(attached.port.mode, access(10));
+    // switchd's router has no part in it: no interface, no router port, no static
+    // entry for a gateway, no neighbour.
+    let dp = c.datapath().clone();
+    assert_eq!(dp.router().interfaces().count(), 0);
+    assert!(!dp
+        .switch()
+        .port_ids()
+        .contains(&crate::datapath::ROUTER_PORT));
+    assert!(dp.router().neighbors().is_empty());
+    assert!(dp
+        .switch()
+        .fdb()
+        .entries(clock().now)
+        .iter()
+        .all(|e| !e.is_static));
+    // A broadcast from the container reaches the LAN through the parent, tagged 10.
+    let ip = endpoint.address.addr();
+    let frame = arp_request(endpoint.mac, ip, info.gateway);
+    let view = dp.switch().view();
+    let decision = dp
+        .switch()
+        .process(&view, clock().now, endpoint.port, &frame);
+    let mut out = Vec::new();
+    dp.switch().egresses_into(&view, decision, &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].port, out[0].tag), (parent.id, VlanId::new(10)));
+
+    // A static address: not an auxiliary one, nor the gateway; the range does not bind it.
+    let mut fixed = attach_request(&db, Some("lan"));
+    if let Request::Attach(req) = &mut fixed {
+        req.ip = Some("192.168.0.129".parse().unwrap());
+    }
+    let err = call::<Attached>(&mut c, &mut fx, fixed.clone()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AddressUnavailable, "{err:?}");
+    if let Request::Attach(req) = &mut fixed {
+        req.ip = Some("192.168.0.20".parse().unwrap());
+    }
+    let db_endpoint = call::<Attached>(&mut c, &mut fx, fixed)
+        .unwrap()
+        .endpoint
+        .unwrap();
+    assert_eq!(db_endpoint.address.addr().to_string(), "192.168.0.20");
+    assert_consistent(&c, &fx);
+
+    // A restart keeps it as it was.
+    drop(c);
+    fx.restart();
+    let c = start(&mut fx);
+    assert_eq!(c.datapath().router().interfaces().count(), 0);
+    assert!(!fx.uplink);
+    assert_consistent(&c, &fx);
+}
+
+#[test]
+fn lan_network_refusals_and_the_parent_stays_while_it_is_used() {
+    let mut fx = FakeSystem::new();
+    let red = fx.add_namespace("red");
+    let web = fx.add_namespace("web");
+    let green = fx.add_namespace("green");
+    fx.add_link(None, "eth1", 1500, None);
+    fx.add_link(None, "eth2", 1500, None);
+    let mut c = start(&mut fx);
+    let _: PortInfo = call(
+        &mut c,
+        &mut fx,
+        port_add("eth1", Some(trunk("10,20", None))),
+    )
+    .unwrap();
+    let _: PortInfo = call(&mut c, &mut fx, port_add("eth2", Some(access(30)))).unwrap();
+    let _: Attached = call(&mut c, &mut fx, attach_plain(&red, access(40), None, &[])).unwrap();
+    let ok = lan_network("lan", "eth1", Some(10), "192.168.0.0/24", "192.168.0.1");
+    let cases: Vec<(NetworkConfig, ErrorCode, &str)> = vec![
+        (
+            NetworkConfig {
+                gateway: None,
+                ..ok.clone()
+            },
+            ErrorCode::InvalidArgument,
+            "--gateway",
+        ),
+        (
+            NetworkConfig {
+                subnet: None,
+                ..ok.clone()
+            },
+            ErrorCode::InvalidArgument,
+            "--subnet",
+        ),
+        (
+            NetworkConfig {
+                masquerade: true,
+                ..ok.clone()
+            },
+            ErrorCode::InvalidArgument,
+            "masquerade",
+        ),
+        (
+            NetworkConfig {
+                internal: true,
+                ..ok.clone()
+            },
+            ErrorCode::InvalidArgument,
+            "internal",
+        ),
+        (
+            NetworkConfig {
+                parent: Some("eth9".into()),
+                ..ok.clone()
+            },
+            ErrorCode::NoSuchPort,
+            "eth9",
+        ),
+        (
+            NetworkConfig {
+                parent: Some("red/eth0".into()),
+                ..ok.clone()
+            },
+            ErrorCode::Conflict,
+            "host port",
+        ),
+        (
+            NetworkConfig {
+                vlan: VlanId::new(30),
+                ..ok.clone()
+            },
+            ErrorCode::Conflict,
+            "does not carry VLAN 30",
+        ),
+        (
+            NetworkConfig {
+                vlan: None,
+                ..ok.clone()
+            },
+            ErrorCode::Conflict,
+            "no untagged VLAN",
+        ),
+        (
+            NetworkConfig {
+                parent: None,
+                ..ok.clone()
+            },
+            ErrorCode::InvalidArgument,
+            "--vlan goes with --parent",
+        ),
+        (
+            NetworkConfig {
+                aux_addresses: vec!["192.168.1.5".parse().unwrap()],
+                ..ok.clone()
+            },
+            ErrorCode::InvalidArgument,
+            "auxiliary",
+        ),
+    ];
+    for (config, code, words) in cases {
+        let before = c.model().clone();
+        fx.calls.clear();
+        let err = call::<NetworkInfo>(&mut c, &mut fx, Request::NetworkCreate(config.clone()))
+            .unwrap_err();
+        assert_eq!(err.code, code, "{config:?}: {err:?}");
+        assert!(err.message.contains(words), "{config:?}: {}", err.message);
+        assert_eq!(*c.model(), before);
+        assert!(fx.calls.is_empty());
+    }
+    // The parent's untagged VLAN by default.
+    let access_lan: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkCreate(lan_network(
+            "lan30",
+            "eth2",
+            None,
+            "10.30.0.0/24",
+            "10.30.0.1",
+        )),
+    )
+    .unwrap();
+    assert_eq!(access_lan.vlan, VlanId::new(30).unwrap());
+    let _: NetworkInfo = call(&mut c, &mut fx, Request::NetworkCreate(ok.clone())).unwrap();
+    let _: Attached = call(&mut c, &mut fx, attach_request(&web, Some("lan"))).unwrap();
+
+    // While the network uses it: the parent stays, and keeps carrying VLAN 10; the VLAN
+    // is the network's (no plain port, no other host port on it); nothing publishes.
+    let refused: Vec<(Request, ErrorCode)> = vec![
+        (
+            Request::PortDel {
+                port: "eth1".into(),
+            },
+            ErrorCode::Conflict,
+        ),
+        (
+            Request::PortSet {
+                port: "eth1".into(),
+                mode: Some(trunk("20", None)),
+                port_security: None,
+                storm_limit_pps: None,
+            },
+            ErrorCode::Conflict,
+        ),
+        (
+            attach_plain(&green, access(10), None, &[]),
+            ErrorCode::Conflict,
+        ),
+        (port_add("eth3", Some(access(10))), ErrorCode::Conflict),
+        (
+            Request::PortPublish {
+                port: "web/eth0".into(),
+                published: switchyard_portmap("8080:80"),
+                add: false,
+            },
+            ErrorCode::Conflict,
+        ),
+        (
+            Request::NetworkCreate(lan_network(
+                "again",
+                "eth1",
+                Some(10),
+                "10.99.0.0/24",
+                "10.99.0.1",
+            )),
+            ErrorCode::Conflict,
+        ),
+    ];
+    fx.add_link(None, "eth3", 1500, None);
+    for (request, code) in refused {
+        let before = c.model().clone();
+        let err = c.handle(&mut fx, clock(), request.clone()).unwrap_err();
+        assert_eq!(err.code, code, "{request:?}: {err:?}");
+        assert_eq!(*c.model(), before, "{request:?}");
+    }
+    // Widening the parent's trunk is fine.
+    let _: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortSet {
+            port: "eth1".into(),
+            mode: Some(trunk("10,20,50", None)),
+            port_security: None,
+            storm_limit_pps: None,
+        },
+    )
+    .unwrap();
+    // Without endpoints and network, the parent goes.
+    let _: Detached = call(
+        &mut c,
+        &mut fx,
+        Request::Detach {
+            netns: web.clone(),
+            ifname: "eth0".into(),
+        },
+    )
+    .unwrap();
+    let _: NetworkInfo = call(
+        &mut c,
+        &mut fx,
+        Request::NetworkRemove { name: "lan".into() },
+    )
+    .unwrap();
+    let _: PortInfo = call(
+        &mut c,
+        &mut fx,
+        Request::PortDel {
+            port: "eth1".into(),
+        },
+    )
+    .unwrap();
+    assert_consistent(&c, &fx);
+}
+
+fn switchyard_portmap(spec: &str) -> Vec<crate::portmap::PortMapping> {
+    crate::portmap::parse_spec(spec).unwrap()
+}
+
+#[test]
+fn two_lan_networks_on_different_vlans_are_isolated_by_vlan() {
+    let mut fx = FakeSystem::new();
+    fx.add_link(None, "eth1", 1500, None);
+    let a = fx.add_namespace("a");
+    let b = fx.add_namespace("b");
+    let a2 = fx.add_namespace("a2");
+    let mut c = start(&mut fx);
+    let parent: PortInfo = call(
+        &mut c,
+        &mut fx,
+        port_add("eth1", Some(trunk("10,20", None))),
+    )
+    .unwrap();
+    for (name, vlan, subnet, gateway) in [
+        ("lan10", 10, "192.168.10.0/24", "192.168.10.1"),
+        ("lan20", 20, "192.168.20.0/24", "192.168.20.1"),
+    ] {
+        let _: NetworkInfo = call(
+            &mut c,
+            &mut fx,
+            Request::NetworkCreate(lan_network(name, "eth1", Some(vlan), subnet, gateway)),
+        )
+        .unwrap();
+    }
+    let on = |c: &mut Controller, fx: &mut FakeSystem, netns: &Path, network: &str| {
+        call::<Attached>(c, fx, attach_request(netns, Some(network)))
+            .unwrap()
+            .endpoint
+            .unwrap()
+    };
+    let ea = on(&mut c, &mut fx, &a, "lan10");
+    let eb = on(&mut c, &mut fx, &b, "lan20");
+    let ea2 = on(&mut c, &mut fx, &a2, "lan10");
+    let dp = c.datapath().clone();
+    let switch = dp.switch();
+    assert_eq!(switch.port_mode(ea.port), Some(access(10)));
+    assert_eq!(switch.port_mode(eb.port), Some(access(20)));
+    let flood = |from: &crate::control::EndpointInfo| {
+        let view = switch.view();
+        let frame = arp_request(from.mac, from.address.addr(), from.gateway);
+        let decision = switch.process(&view, clock().now, from.port, &frame);
+        let mut out = Vec::new();
+        switch.egresses_into(&view, decision, &mut out);
+        let mut ports: Vec<(PortId, Option<VlanId>)> =
+            out.iter().map(|e| (e.port, e.tag)).collect();
+        ports.sort();
+        ports
+    };
+    assert_eq!(
+        flood(&ea),
+        vec![(parent.id, VlanId::new(10)), (ea2.port, None)],
+        "VLAN 10: its other container and the parent, tagged 10; never b"
+    );
+    assert_eq!(flood(&eb), vec![(parent.id, VlanId::new(20))]);
+}
+
+#[test]
+fn old_state_files_load_ports_as_taps_and_port_add_has_a_stable_wire_form() {
+    let port: SavedPort = serde_json::from_str(
+        r#"{"id":1,"label":"red","netns":"/run/netns/red","netns_dev":4,"netns_ino":5,"ifname":"eth0","ifindex":2,"mode":{"mode":"access","vlan":10}}"#,
+    )
+    .unwrap();
+    assert_eq!(port.kind, SavedPortKind::Tap);
+    assert!(!serde_json::to_string(&port).unwrap().contains("kind"));
+    let request = port_add("eth1", Some(trunk("10,20", Some(1))));
+    let json = serde_json::to_string(&request).unwrap();
+    assert_eq!(
+        json,
+        r#"{"cmd":"port_add","ifname":"eth1","mode":{"mode":"trunk","allowed":[10,20],"native":1}}"#
+    );
+    assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
+    let minimal: Request =
+        serde_json::from_str(r#"{"cmd":"port_add","ifname":"eth1","internal":true}"#).unwrap();
+    assert_eq!(minimal, internal_add("eth1", None));
+    // A PortInfo of a switchd before host ports is a TAP's.
+    let info: PortInfo = serde_json::from_str(
+        r#"{"id":1,"name":"red/eth0","netns":"/run/netns/red","ifname":"eth0","ifindex":7,"mode":"access","vlan":10,"state":"up"}"#,
+    )
+    .unwrap();
+    assert_eq!(info.kind, SavedPortKind::Tap);
+}
+
+#[test]
+fn an_internal_port_whose_tap_went_with_a_reboot_is_made_again() {
+    let mut fx = FakeSystem::new();
+    let mut c = start(&mut fx);
+    let port: PortInfo = call(&mut c, &mut fx, internal_add("host0", Some(access(10)))).unwrap();
+    drop(c);
+    fx.restart();
+    fx.taps.clear();
+    let mut c = start(&mut fx);
+    assert_eq!(port_state(&mut c, &mut fx, port.id), "up");
+    let tap = &fx.attached[&port.id];
+    assert_eq!(
+        (tap.netns.as_path(), tap.ifname.as_str()),
+        (Path::new(OWN_NETNS), "host0")
+    );
+    assert_eq!(fx.saved.as_ref().unwrap().ports[0].ifindex, tap.ifindex);
+    assert_consistent(&c, &fx);
 }

@@ -402,6 +402,7 @@ mod tests {
             mac: None,
             port_security: true,
             storm_limit_pps: None,
+            kind: Default::default(),
         }
     }
 
@@ -435,11 +436,14 @@ mod tests {
                 published: vec![],
                 name: Some("web".into()),
                 aliases: vec![],
+                dns: true,
             }],
             reservations: vec![],
             scope: Default::default(),
             remote_endpoints: vec![],
             local_ids: vec![],
+            parent: None,
+            aux_addresses: vec![],
         }
     }
 

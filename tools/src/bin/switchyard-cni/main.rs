@@ -301,6 +301,7 @@ fn ensure_network(client: &mut Client, conf: &NetConf) -> Result<NetworkInfo, Cn
         ip_range: None,
         internal: conf.internal,
         masquerade: conf.masquerade,
+        ..NetworkConfig::default()
     });
     match client.call::<NetworkInfo>(&request) {
         Ok(info) => Ok(info),
@@ -811,6 +812,8 @@ mod tests {
             scope: Default::default(),
             remote_endpoints: vec![],
             local_ids: vec![],
+            parent: None,
+            aux_addresses: vec![],
         }
     }
 

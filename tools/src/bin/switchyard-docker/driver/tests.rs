@@ -83,6 +83,8 @@ fn network(name: &str, id: &str, subnet: &str) -> NetworkInfo {
         scope: Default::default(),
         remote_endpoints: Vec::new(),
         local_ids: Vec::new(),
+        parent: None,
+        aux_addresses: Vec::new(),
     }
 }
 
@@ -116,6 +118,7 @@ fn endpoint(network: &NetworkInfo, address: &str, port: u32, container_id: &str)
         published: Vec::new(),
         name: None,
         aliases: Vec::new(),
+        dns: true,
     }
 }
 
@@ -541,6 +544,7 @@ fn create_network_sends_dockers_id_a_provisional_name_and_the_options() {
             internal: false,
             masquerade: true,
             scope: Default::default(),
+            ..NetworkConfig::default()
         })]
     );
     assert_eq!(
