@@ -506,6 +506,27 @@ fn requests() -> Vec<Request> {
         }),
         attach("/run/netns/red", Some("blue"), access(1)),
         attach("/run/netns/blue", None, trunk("10,20", Some(30))),
+        Request::PortAdd(switchyard::control::PortAddRequest {
+            ifname: "eth1".into(),
+            mode: Some(trunk("10,20", None)),
+            ..Default::default()
+        }),
+        Request::PortAdd(switchyard::control::PortAddRequest {
+            ifname: "host0".into(),
+            internal: true,
+            mode: Some(access(10)),
+            ..Default::default()
+        }),
+        Request::NetworkCreate(NetworkConfig {
+            name: "lan".into(),
+            subnet: Some("192.168.0.0/24".parse().unwrap()),
+            gateway: Some("192.168.0.1".parse().unwrap()),
+            ip_range: Some("192.168.0.128/25".parse().unwrap()),
+            parent: Some("eth1".into()),
+            vlan: Some(VlanId::new(10).unwrap()),
+            aux_addresses: vec!["192.168.0.130".parse().unwrap()],
+            ..NetworkConfig::default()
+        }),
         Request::PortSet {
             port: "blue/eth0".into(),
             mode: Some(access(20)),
