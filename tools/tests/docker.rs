@@ -513,6 +513,146 @@ fn containers_stay_connected_across_plugin_switchd_and_dockerd_restarts() {
     );
 }
 
+/// switchd's record of `container`'s endpoint on `network` (its port, address, ...).
+fn endpoint_of(rig: &Rig, container: &str, network: &str) -> Value {
+    let format = format!("{{{{(index .NetworkSettings.Networks {network:?}).EndpointID}}}}");
+    let endpoint_id = rig.docker_ok(&["inspect", "--format", &format, container]);
+    let endpoint_id = endpoint_id.trim();
+    endpoints(rig, network)
+        .into_iter()
+        .find(|e| e["container_id"] == endpoint_id)
+        .unwrap_or_else(|| panic!("switchd has no endpoint {endpoint_id} ({container})"))
+}
+
+/// Waits (at most 25 s: the plugin's 20 s of retries, and its start) until switchd
+/// records `container`'s port in the container's sandbox, renamed by Docker: where a
+/// switchd restart finds it again.
+fn wait_until_recorded_in_its_sandbox(rig: &Rig, container: &str, network: &str) {
+    let sandbox = rig.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.NetworkSettings.SandboxKey}}",
+        container,
+    ]);
+    let sandbox = sandbox.trim();
+    let port = endpoint_of(rig, container, network)["port"].clone();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let ports = rig.swctl_json(&["port", "ls"]);
+        let record = ports
+            .as_array()
+            .expect("a list of ports")
+            .iter()
+            .find(|p| p["id"] == port)
+            .unwrap_or_else(|| panic!("no port {port} for {container}: {ports}"))
+            .clone();
+        if record["netns"] == sandbox && record["ifname"] == "eth0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container}'s port is recorded as {} in {}, not as eth0 in its sandbox {sandbox}; plugin log:\n{}",
+            record["ifname"],
+            record["netns"],
+            tail(&rig.plugin_log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `nsenter --target PID --net ARGS...` (a namespace of dockerd's or a container's).
+fn in_ns_of(pid: u32, args: &[&str]) {
+    let pid = pid.to_string();
+    let mut full = vec!["--target", pid.as_str(), "--net"];
+    full.extend_from_slice(args);
+    common::run_ok("nsenter", &full);
+}
+
+#[test]
+#[ignore = "needs root; run by make test"]
+fn a_plugin_restart_records_the_moves_its_previous_run_did_not() {
+    let mut rig = Rig::start();
+    create_network(&rig, "moving", "10.39.0.0/24", &[]);
+    run_sleeper(&rig, "alpha", "moving", &[]);
+    run_sleeper(&rig, "beta", "moving", &[]);
+    wait_until_recorded_in_its_sandbox(&rig, "beta", "moving");
+
+    // What a plugin stopped between Join and Docker's move leaves: switchd records the
+    // TAP where Join made it, in the plugin's namespace (/proc/PID/ns/net; PID 1 is in
+    // dockerd's namespace too), under Join's name, while the TAP is in the container.
+    // Made here by hand: the TAP goes back to dockerd's namespace, switchd is told so,
+    // and it returns into beta as Docker moves it (renamed eth0, address, route).
+    let endpoint = endpoint_of(&rig, "beta", "moving");
+    let port = endpoint["port"].to_string();
+    let address = endpoint["address"]
+        .as_str()
+        .expect("an address")
+        .to_string();
+    let gateway = endpoint["gateway"].as_str().expect("a gateway").to_string();
+    let join_name = format!(
+        "sy{}",
+        &endpoint["container_id"].as_str().expect("an endpoint id")[..11]
+    );
+    rig.stop_plugin();
+    let beta = rig.dockerd.container_pid("beta");
+    let dockerd = rig.dockerd.pid().to_string();
+    in_ns_of(beta, &["ip", "link", "set", "eth0", "down"]);
+    in_ns_of(beta, &["ip", "link", "set", "eth0", "name", &join_name]);
+    in_ns_of(beta, &["ip", "link", "set", &join_name, "netns", &dockerd]);
+    let recorded = switchyard_os::client::Client::connect(&rig.socket())
+        .and_then(|mut client| {
+            client.call::<Value>(&switchyard::control::Request::PortMoved {
+                port: port.clone(),
+                netns: "/proc/1/ns/net".into(),
+            })
+        })
+        .expect("switchd records the TAP in dockerd's namespace");
+    assert_eq!(recorded["ifname"], join_name.as_str(), "{recorded}");
+    let beta_pid = beta.to_string();
+    in_ns_of(
+        rig.dockerd.pid(),
+        &["ip", "link", "set", &join_name, "netns", &beta_pid],
+    );
+    in_ns_of(beta, &["ip", "link", "set", &join_name, "name", "eth0"]);
+    in_ns_of(beta, &["ip", "addr", "add", &address, "dev", "eth0"]);
+    in_ns_of(beta, &["ip", "link", "set", "eth0", "up"]);
+    in_ns_of(beta, &["ip", "route", "add", "default", "via", &gateway]);
+    assert!(
+        rig.ping_eventually("alpha", "beta", 5),
+        "beta is connected again (switchd kept the TAP's descriptor)"
+    );
+
+    // The next plugin finds the move that was never recorded and records it.
+    rig.start_plugin();
+    wait_until_recorded_in_its_sandbox(&rig, "beta", "moving");
+    assert!(
+        rig.plugin_log().contains("resuming"),
+        "the plugin says what it resumed; log:\n{}",
+        tail(&rig.plugin_log(), 20)
+    );
+
+    // And plugins stopped right after `docker run` returns, whenever their follow-up
+    // was, leave nothing unrecorded either.
+    let quick = ["quick0", "quick1", "quick2"];
+    for name in quick {
+        run_sleeper(&rig, name, "moving", &[]);
+        rig.stop_plugin();
+        rig.start_plugin();
+        wait_until_recorded_in_its_sandbox(&rig, name, "moving");
+    }
+
+    // So a switchd restart reattaches every one of them.
+    rig.stop_switchd();
+    rig.start_switchd();
+    for name in ["beta"].into_iter().chain(quick) {
+        assert!(
+            rig.ping_eventually("alpha", name, 10),
+            "alpha reaches {name} after switchd restarted; switchd log:\n{}",
+            tail(&rig.switchd_log(), 30)
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs root; run by make test"]
 fn bad_input_and_a_missing_switchd_get_clear_errors() {

@@ -80,6 +80,16 @@ pub enum FollowUp {
         ifname: String,
         sandbox: PathBuf,
     },
+    /// A TAP that a previous run of the plugin made but did not see into its container
+    /// (it stopped first): learn the container's sandbox from Docker's API (the endpoint
+    /// `endpoint_id` on the network Docker knows by one of `network_ids`), then as
+    /// [`FollowUp::TrackMove`].
+    ResumeMove {
+        port: String,
+        ifname: String,
+        network_ids: Vec<String>,
+        endpoint_id: String,
+    },
 }
 
 /// Where a TAP is, after Join.
@@ -162,6 +172,7 @@ impl<S: Switchd> Driver<S> {
         }
     }
 
+    #[cfg(test)]
     pub fn switchd(&self) -> &S {
         &self.switchd
     }
@@ -422,7 +433,7 @@ impl<S: Switchd> Driver<S> {
             netns: self.settings.docker_netns.clone(),
             ifname: ifname.clone(),
             mode: PortMode::default(),
-            label: Some(format!("docker:{}", short(&owner))),
+            label: Some(format!("{DOCKER_LABEL}{}", short(&owner))),
             network: Some(network.id.clone()),
             ip: Some(address),
             container_id: Some(owner),
@@ -596,6 +607,56 @@ impl<S: Switchd> Driver<S> {
         })
     }
 
+    /// What a previous run of the plugin left unfinished, from switchd's networks:
+    /// networks still under their provisional name, and Docker's endpoints whose TAP
+    /// switchd still places where Join made it (the move into the container was never
+    /// recorded, so a switchd restart would not find the TAP again).
+    pub fn unfinished(&self) -> Result<Vec<FollowUp>, Failure> {
+        let networks: Vec<NetworkInfo> = self.ask(&Request::NetworkList)?;
+        let mut follow_ups = Vec::new();
+        for network in networks {
+            if network.name == provisional_name(&network.id) {
+                follow_ups.push(FollowUp::NameNetwork {
+                    network_id: network.id.clone(),
+                });
+            }
+            for endpoint in &network.endpoints {
+                let Some(endpoint_id) = &endpoint.container_id else {
+                    continue;
+                };
+                if endpoint.port_name.starts_with(DOCKER_LABEL)
+                    && self.not_moved(&endpoint.netns, &endpoint.ifname, endpoint_id)
+                {
+                    follow_ups.push(FollowUp::ResumeMove {
+                        port: endpoint.port.to_string(),
+                        ifname: endpoint.ifname.clone(),
+                        // A global network's own id is the cluster's; Docker's are
+                        // its local ids.
+                        network_ids: std::iter::once(&network.id)
+                            .chain(&network.local_ids)
+                            .cloned()
+                            .collect(),
+                        endpoint_id: endpoint_id.clone(),
+                    });
+                }
+            }
+        }
+        Ok(follow_ups)
+    }
+
+    /// Whether a Docker endpoint's TAP, recorded in `netns` as `ifname`, is still where
+    /// Join made it: in dockerd's namespace as this plugin names it (`--netns`), or in a
+    /// plugin's own (`/proc/PID/ns/net`, a previous run's), or still under Join's name
+    /// (Docker renames it as it moves it; `PortMoved` was answered in between).
+    fn not_moved(&self, netns: &std::path::Path, ifname: &str, endpoint_id: &str) -> bool {
+        let in_a_process = netns
+            .to_str()
+            .and_then(|path| path.strip_prefix("/proc/"))
+            .and_then(|rest| rest.strip_suffix("/ns/net"))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        in_a_process || netns == self.settings.docker_netns || ifname == tap_name(endpoint_id)
+    }
+
     /// Tells switchd that port `port`'s TAP now lives in `sandbox`.
     pub fn port_moved(&self, port: &str, sandbox: PathBuf) -> Result<Moved, Failure> {
         let moved: Result<PortInfo, ControlError> = self.try_ask(&Request::PortMoved {
@@ -620,6 +681,9 @@ impl<S: Switchd> Driver<S> {
         }
     }
 }
+
+/// How the ports Join makes are labelled (`docker:<endpoint id12>`).
+const DOCKER_LABEL: &str = "docker:";
 
 /// The owners of reservations made for Docker's RequestAddress, before CreateEndpoint
 /// names the endpoint.

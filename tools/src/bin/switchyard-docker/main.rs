@@ -26,12 +26,10 @@ use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use switchyard::control::{NetworkInfo, Request, DEFAULT_SOCKET, SOCKET_ENV};
+use switchyard::control::{DEFAULT_SOCKET, SOCKET_ENV};
 use tracing::{debug, info, warn};
 
-use crate::driver::{
-    provisional_name, Driver, Failure, FollowUp, Moved, Settings, SocketSwitchd, Switchd,
-};
+use crate::driver::{provisional_name, Driver, Failure, FollowUp, Moved, Settings, SocketSwitchd};
 
 /// The content type of Docker plugin answers.
 const PLUGIN_JSON: &str = "application/vnd.docker.plugins.v1+json";
@@ -152,7 +150,7 @@ async fn serve(cli: Cli, app: Arc<App>) -> Result<()> {
         .with_context(|| format!("cannot restrict {}", path.display()))?;
     info!(socket = %path.display(), switchd = %cli.socket.display(), "serving Docker's plugin protocol");
 
-    tokio::spawn(adopt_unnamed(app.clone()));
+    tokio::spawn(resume_unfinished(app.clone()));
 
     let router = Router::new().fallback(call).with_state(app);
     let served = axum::serve(listener, router)
@@ -256,11 +254,25 @@ async fn follow(app: Arc<App>, follow_up: FollowUp) {
                 ifname,
                 sandbox,
             } => track_move(&app, port, ifname, sandbox, last).await,
+            FollowUp::ResumeMove {
+                port,
+                ifname,
+                network_ids,
+                endpoint_id,
+            } => resume_move(&app, port, ifname, network_ids, endpoint_id, last).await,
         };
         match done {
             Ok(Progress::Done) => return,
             Ok(Progress::Waiting(why)) if last => {
-                warn!(?follow_up, why = %why, "gave up waiting on Docker");
+                if let FollowUp::ResumeMove { port, .. } = &follow_up {
+                    warn!(
+                        port = %port,
+                        why = %why,
+                        "cannot tell switchd which container port {port}'s TAP is in, so a switchd restart will not find it again; reconnect its container (docker network disconnect, then connect) or restart it"
+                    );
+                } else {
+                    warn!(?follow_up, why = %why, "gave up waiting on Docker");
+                }
                 return;
             }
             Ok(Progress::Waiting(_)) => {}
@@ -341,35 +353,113 @@ async fn track_move(
     })
 }
 
-/// Networks named `docker-<id>` that a previous run of the plugin did not get to name.
-async fn adopt_unnamed(app: Arc<App>) {
-    let worker = app.clone();
-    let listed = tokio::task::spawn_blocking(move || {
-        worker
-            .driver
-            .switchd()
-            .call(&Request::NetworkList)
-            .ok()
-            .and_then(|value| serde_json::from_value::<Vec<NetworkInfo>>(value).ok())
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
-    for network in listed {
-        if network.name == provisional_name(&network.id) {
-            tokio::spawn(follow(
-                app.clone(),
-                FollowUp::NameNetwork {
-                    network_id: network.id,
-                },
-            ));
+/// A TAP a previous run of the plugin did not see into its container: finds the
+/// container's sandbox in Docker's API, then tells switchd as [`track_move`] does.
+async fn resume_move(
+    app: &Arc<App>,
+    port: &str,
+    ifname: &str,
+    network_ids: &[String],
+    endpoint_id: &str,
+    last: bool,
+) -> Result<Progress> {
+    for network_id in network_ids {
+        if let Some(sandbox) = docker_sandbox(&app.docker, network_id, endpoint_id).await? {
+            return track_move(app, port, ifname, &sandbox, last).await;
         }
+    }
+    Ok(Progress::Waiting(format!(
+        "Docker's API shows no container with endpoint {} on network {}",
+        &endpoint_id[..endpoint_id.len().min(12)],
+        network_ids.first().map(String::as_str).unwrap_or("?")
+    )))
+}
+
+/// What a previous run of the plugin left unfinished (networks it did not get to name,
+/// TAPs it did not see into their containers), picked up once at start.
+async fn resume_unfinished(app: Arc<App>) {
+    let worker = app.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let _turn = worker.serial.lock().unwrap_or_else(|p| p.into_inner());
+        worker.driver.unfinished()
+    })
+    .await;
+    let follow_ups = match found {
+        Ok(Ok(follow_ups)) => follow_ups,
+        // switchd not running yet: Docker's calls will say so; nothing to resume.
+        Ok(Err(failure)) => {
+            debug!(error = %failure.message, "cannot look for unfinished work");
+            return;
+        }
+        Err(err) => {
+            warn!(error = %err, "cannot look for unfinished work");
+            return;
+        }
+    };
+    for follow_up in follow_ups {
+        if let FollowUp::ResumeMove { port, ifname, .. } = &follow_up {
+            info!(port = %port, ifname = %ifname, "resuming: following the TAP of port {port} into its container, which a previous run did not record");
+        }
+        tokio::spawn(follow(app.clone(), follow_up));
     }
 }
 
 /// The name Docker's API gives network `id`, or `None` while it does not know it.
 async fn docker_network_name(socket: &Path, id: &str) -> Result<Option<String>> {
+    Ok(docker_get(socket, &format!("/networks/{id}"))
+        .await?
+        .as_ref()
+        .and_then(|network| network.get("Name"))
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
+/// The `SandboxKey` of the container that has endpoint `endpoint_id` on network
+/// `network_id`, or `None` while Docker's API does not show one.
+async fn docker_sandbox(
+    socket: &Path,
+    network_id: &str,
+    endpoint_id: &str,
+) -> Result<Option<PathBuf>> {
+    let Some(network) = docker_get(socket, &format!("/networks/{network_id}")).await? else {
+        return Ok(None);
+    };
+    let Some(container) = container_of_endpoint(&network, endpoint_id) else {
+        return Ok(None);
+    };
+    let Some(container) = docker_get(socket, &format!("/containers/{container}/json")).await?
+    else {
+        return Ok(None);
+    };
+    Ok(sandbox_key(&container))
+}
+
+/// The id of the container that `GET /networks/{id}` lists with endpoint `endpoint_id`
+/// (`Containers: {container id: {EndpointID, ...}}`).
+fn container_of_endpoint(network: &Value, endpoint_id: &str) -> Option<String> {
+    network
+        .get("Containers")?
+        .as_object()?
+        .iter()
+        .find(|(_, member)| member.get("EndpointID").and_then(Value::as_str) == Some(endpoint_id))
+        .map(|(container, _)| container.clone())
+        // Only an id goes into the path of the next request.
+        .filter(|container| container.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// A container's `NetworkSettings.SandboxKey` from `GET /containers/{id}/json`: its
+/// network namespace file, empty while the container is not running.
+fn sandbox_key(container: &Value) -> Option<PathBuf> {
+    container
+        .pointer("/NetworkSettings/SandboxKey")
+        .and_then(Value::as_str)
+        .filter(|key| !key.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `GET path` from Docker's API, decoded, or `None` when Docker does not answer yet (it
+/// may be starting) or has no such thing (404).
+async fn docker_get(socket: &Path, path: &str) -> Result<Option<Value>> {
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(stream) => stream,
         // Docker not answering yet (it may be starting): try again later.
@@ -382,7 +472,7 @@ async fn docker_network_name(socket: &Path, id: &str) -> Result<Option<String>> 
         .await
         .context("Docker's API")?;
     tokio::spawn(connection);
-    let request = hyper::Request::get(format!("/networks/{id}"))
+    let request = hyper::Request::get(path)
         .header(header::HOST, "docker")
         .body(Empty::<Bytes>::new())?;
     let response = sender.send_request(request).await.context("Docker's API")?;
@@ -397,12 +487,47 @@ async fn docker_network_name(socket: &Path, id: &str) -> Result<Option<String>> 
         return Ok(None);
     }
     if !status.is_success() {
-        bail!("Docker's API answered GET /networks/{id} with {status}");
+        bail!("Docker's API answered GET {path} with {status}");
     }
-    let value: Value =
-        serde_json::from_slice(&body).context("Docker's API sent a network that is not JSON")?;
-    Ok(value
-        .get("Name")
-        .and_then(Value::as_str)
-        .map(str::to_string))
+    let value: Value = serde_json::from_slice(&body)
+        .with_context(|| format!("Docker's API answered GET {path} with something not JSON"))?;
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `GET /networks/{id}` and `GET /containers/{id}/json`, cut down, as dockerd 20.10
+    /// answers them.
+    const NETWORK: &str = r#"{"Name":"steady","Id":"a08a0fcbdeaf","Driver":"sy1","Containers":{"5d6c1f0a9b2e":{"Name":"alpha","EndpointID":"0e26f370b562","MacAddress":"","IPv4Address":"10.35.0.2/24","IPv6Address":""},"9f8e7d6c5b4a":{"Name":"beta","EndpointID":"77aa0fcbdeaf","MacAddress":"","IPv4Address":"10.35.0.3/24","IPv6Address":""}}}"#;
+    const CONTAINER: &str = r#"{"Id":"9f8e7d6c5b4a","State":{"Running":true},"NetworkSettings":{"SandboxID":"3c1e4e5b1f2a","SandboxKey":"/var/run/docker/netns/3c1e4e5b1f2a","Networks":{}}}"#;
+
+    #[test]
+    fn the_container_of_an_endpoint_comes_from_the_networks_containers() {
+        let network: Value = serde_json::from_str(NETWORK).unwrap();
+        assert_eq!(
+            container_of_endpoint(&network, "77aa0fcbdeaf").as_deref(),
+            Some("9f8e7d6c5b4a")
+        );
+        assert_eq!(container_of_endpoint(&network, "123456789abc"), None);
+        assert_eq!(
+            container_of_endpoint(&json!({"Containers": null}), "77aa"),
+            None
+        );
+        // Only an id goes into the next request's path.
+        let odd = json!({"Containers": {"../../x": {"EndpointID": "77aa"}}});
+        assert_eq!(container_of_endpoint(&odd, "77aa"), None);
+    }
+
+    #[test]
+    fn the_sandbox_is_the_containers_sandbox_key_while_it_runs() {
+        let container: Value = serde_json::from_str(CONTAINER).unwrap();
+        assert_eq!(
+            sandbox_key(&container),
+            Some(PathBuf::from("/var/run/docker/netns/3c1e4e5b1f2a"))
+        );
+        let stopped = json!({"NetworkSettings": {"SandboxKey": ""}});
+        assert_eq!(sandbox_key(&stopped), None);
+    }
 }

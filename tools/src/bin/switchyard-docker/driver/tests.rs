@@ -1490,3 +1490,85 @@ fn name_network_renames_it_by_dockers_id() {
         }]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// What a plugin start picks up from a previous run.
+
+#[test]
+fn unfinished_finds_unnamed_networks_and_taps_never_followed_into_their_containers() {
+    const OTHER_ENDPOINT: &str = "77aa0fcbdeafd3c1b3a4b495b9a9c9d96850f08946b52bc0622347d3b6e73b78";
+    const THIRD_ENDPOINT: &str = "88bb0fcbdeafd3c1b3a4b495b9a9c9d96850f08946b52bc0622347d3b6e73b78";
+    let unnamed_id = "b1".repeat(32);
+    let mut named = docker_network();
+    // Followed into its container: nothing to do.
+    named
+        .endpoints
+        .push(endpoint(&named, "10.77.0.2", 1, ENDPOINT_ID));
+    // Still where a previous plugin (PID 64) made it, as Join named it.
+    let mut left = endpoint(&named, "10.77.0.3", 2, OTHER_ENDPOINT);
+    left.netns = PathBuf::from("/proc/64/ns/net");
+    left.ifname = tap_name(OTHER_ENDPOINT);
+    named.endpoints.push(left);
+    // In the container, but recorded before Docker renamed it.
+    let mut unrenamed = endpoint(&named, "10.77.0.4", 3, THIRD_ENDPOINT);
+    unrenamed.ifname = tap_name(THIRD_ENDPOINT);
+    named.endpoints.push(unrenamed);
+    // An nsutil namespace in a process's namespace is none of the plugin's business.
+    let mut nsutil = endpoint(&named, "10.77.0.5", 4, "legacy");
+    nsutil.port_name = "legacy/eth0".to_string();
+    nsutil.netns = PathBuf::from("/proc/99/ns/net");
+    named.endpoints.push(nsutil);
+    let mut unnamed = network(&provisional_name(&unnamed_id), &unnamed_id, "10.78.0.0/24");
+    // In the namespace --netns names.
+    let mut in_dockerd = endpoint(&unnamed, "10.78.0.2", 5, ENDPOINT_ID);
+    in_dockerd.netns = PathBuf::from("/nonexistent/switchyard-test/netns");
+    unnamed.endpoints.push(in_dockerd);
+    let driver = plugin(FakeSwitchd::with(vec![named, unnamed]));
+
+    let follow_ups = driver.unfinished().unwrap();
+    let resume =
+        |port: u32, endpoint_id: &str, network_id: &str, ifname: String| FollowUp::ResumeMove {
+            port: port.to_string(),
+            ifname,
+            network_ids: vec![network_id.to_string()],
+            endpoint_id: endpoint_id.to_string(),
+        };
+    assert_eq!(
+        follow_ups,
+        [
+            resume(2, OTHER_ENDPOINT, NETWORK_ID, tap_name(OTHER_ENDPOINT)),
+            resume(3, THIRD_ENDPOINT, NETWORK_ID, tap_name(THIRD_ENDPOINT)),
+            FollowUp::NameNetwork {
+                network_id: unnamed_id.clone(),
+            },
+            resume(5, ENDPOINT_ID, &unnamed_id, "eth0".to_string()),
+        ]
+    );
+    assert_eq!(requests(&driver), [Request::NetworkList]);
+}
+
+#[test]
+fn unfinished_asks_a_global_network_by_dockers_ids_too() {
+    let mut global = network("shared", &"c2".repeat(32), "10.79.0.0/24");
+    global.local_ids = vec![NETWORK_ID.to_string()];
+    let mut left = endpoint(&global, "10.79.0.2", 7, ENDPOINT_ID);
+    left.netns = PathBuf::from("/proc/64/ns/net");
+    global.endpoints.push(left);
+    let driver = plugin(FakeSwitchd::with(vec![global]));
+    assert_eq!(
+        driver.unfinished().unwrap(),
+        [FollowUp::ResumeMove {
+            port: "7".to_string(),
+            ifname: "eth0".to_string(),
+            network_ids: vec!["c2".repeat(32), NETWORK_ID.to_string()],
+            endpoint_id: ENDPOINT_ID.to_string(),
+        }]
+    );
+}
+
+#[test]
+fn unfinished_without_switchd_says_so() {
+    let driver = plugin(FakeSwitchd::down());
+    let failure = driver.unfinished().unwrap_err();
+    assert_mentions(&failure, &["switchd is not running"]);
+}
