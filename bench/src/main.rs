@@ -39,6 +39,13 @@
 //! * `published` — iperf3 TCP from an external namespace through a container's published
 //!   port (DNAT in switchd's namespace) beside the same flow routed to the container's
 //!   address; TCP only; not part of `all`.
+//! * `host-port` — a container on the LAN behind a veth that plays the host's NIC, three
+//!   ways in the same round: through switchd's host port and a LAN network
+//!   (`lan-switchyard`), through a Linux bridge with the NIC enslaved (`lan-bridge`, the
+//!   base of the ratios), and through a macvlan device on the NIC, as Docker's macvlan
+//!   driver does (`lan-macvlan`); each path also runs alone by its name. The switchyard
+//!   path also reports the average frame the host port's counters show. Not part of
+//!   `all`; see `host_port.rs`.
 //! * `cluster` — one switchd with an etcd cluster store (etcd in a namespace of the
 //!   bench's): how long switchd takes to converge when N simulated nodes with M endpoints
 //!   are written to the store, and when their leases are revoked (`--cluster-sizes`), and
@@ -52,6 +59,7 @@
 mod chart;
 mod cluster;
 mod dns;
+mod host_port;
 mod ovs;
 mod pairs;
 mod published;
@@ -82,7 +90,7 @@ const ALL: [&str; 6] = [
     "kernel-vxlan",
     "switchyard-overlay",
 ];
-const CHOICES: [&str; 12] = [
+const CHOICES: [&str; 16] = [
     "all",
     "veth",
     "bridge",
@@ -95,6 +103,10 @@ const CHOICES: [&str; 12] = [
     "dns",
     "published",
     "cluster",
+    host_port::GROUP,
+    "lan-bridge",
+    "lan-switchyard",
+    "lan-macvlan",
 ];
 /// The scenarios with measurements of their own, which do not take `--tests`.
 const OWN_TESTS: [&str; 5] = ["scale", "pairs", "dns", "published", "cluster"];
@@ -102,10 +114,12 @@ const OWN_TESTS: [&str; 5] = ["scale", "pairs", "dns", "published", "cluster"];
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
 /// Each switchyard scenario and what it is compared with (same tests, same run).
-const RATIOS: [(&str, &str); 3] = [
+const RATIOS: [(&str, &str); 5] = [
     ("switchyard", "bridge"),
     ("switchyard-overlay", "kernel-vxlan"),
     ("switchyard", "ovs"),
+    host_port::RATIOS[0],
+    host_port::RATIOS[1],
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -126,7 +140,8 @@ enum TestKind {
 )]
 struct Args {
     /// Scenarios to run, in order; `all` is every one but `scale`, `pairs`, `dns`,
-    /// `published` and `cluster` [default: all]
+    /// `published`, `cluster` and `host-port` (which is `lan-bridge`, `lan-switchyard`
+    /// and `lan-macvlan`) [default: all]
     #[arg(value_parser = CHOICES)]
     scenarios: Vec<String>,
     /// Seconds per measurement (each iperf3 and sockperf run).
@@ -291,6 +306,9 @@ struct Report {
     published: Vec<PublishedResult>,
     /// One per round of the cluster scenario.
     cluster: Vec<ClusterResult>,
+    /// The host-port scenario's switchyard path: its port counters, one per round.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    host_port_frames: Vec<host_port::FrameSizes>,
     ratios: Vec<Ratio>,
     ratio_summary: Vec<RatioSummary>,
     skipped: Vec<Note>,
@@ -490,7 +508,7 @@ fn test_name(streams: u32) -> String {
 /// Builds one scenario's topology and takes every measurement across it.
 fn run_scenario(scenario: &str, round: u32, args: &Args, report: &mut Report) -> Result<()> {
     progress(scenario, "setting up");
-    let topo = Topology::build(scenario, &args.bin_dir, &args.switchd_arg)?;
+    let mut topo = Topology::build(scenario, &args.bin_dir, &args.switchd_arg)?;
     if let Some(tso) = topo.ovs_tso() {
         report.settings.ovs_userspace_tso = Some(tso);
     }
@@ -593,6 +611,18 @@ fn run_scenario(scenario: &str, round: u32, args: &Args, report: &mut Report) ->
                 report.udp64.push(m);
             }
         }
+    }
+    if scenario == host_port::SWITCHYARD && args.tests.contains(&TestKind::Tcp) {
+        let f = host_port::frames(&mut topo, round, args.duration, &args.bin_dir)?;
+        let avg = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+        row(
+            scenario,
+            "frames",
+            &format!("tx {} B", avg(f.host_port_tx_avg_bytes)),
+            &format!("rx {} B (-R)", avg(f.host_port_rx_avg_bytes)),
+            None,
+        );
+        report.host_port_frames.push(f);
     }
     Ok(())
 }
@@ -759,6 +789,8 @@ fn main() -> Result<()> {
     } {
         if s == "all" {
             scenarios.extend(ALL.map(String::from));
+        } else if s == host_port::GROUP {
+            scenarios.extend(host_port::PATHS.map(String::from));
         } else {
             scenarios.push(s);
         }
@@ -830,6 +862,7 @@ fn main() -> Result<()> {
         dns: Vec::new(),
         published: Vec::new(),
         cluster: Vec::new(),
+        host_port_frames: Vec::new(),
         ratios: Vec::new(),
         ratio_summary: Vec::new(),
         skipped: Vec::new(),
@@ -1176,6 +1209,9 @@ fn print_summary(report: &Report, scenarios: &[String]) {
     if !report.cluster.is_empty() {
         cluster::print(&report.cluster);
     }
+    if !report.host_port_frames.is_empty() {
+        host_port::print(&report.host_port_frames);
+    }
     if let Some(tso) = report.settings.ovs_userspace_tso {
         println!(
             "\novs: userspace datapath, TAP ports, userspace TSO {}",
@@ -1466,6 +1502,7 @@ mod tests {
             dns: Vec::new(),
             published: Vec::new(),
             cluster: Vec::new(),
+            host_port_frames: Vec::new(),
             ratios: Vec::new(),
             ratio_summary: Vec::new(),
             skipped: Vec::new(),

@@ -235,6 +235,9 @@ impl Topology {
                     )?;
                 }
             }
+            path if crate::host_port::PATHS.contains(&path) => {
+                crate::host_port::build(&mut topo, path, bin_dir)?;
+            }
             other => bail!("unknown scenario {other}"),
         }
         // Wait for the path to carry traffic (bridge ports start in learning/forwarding).
