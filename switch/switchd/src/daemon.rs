@@ -31,11 +31,11 @@ use switchyard::{PortId, Time};
 use switchyard_os::netns;
 
 use crate::capture::{self, Captures};
-use crate::links::LinkWatch;
 use crate::cluster::{ClusterLink, ClusterOptions, Update};
 use crate::conn::Conn;
 use crate::ctl;
 use crate::dataplane::{self, Shared, Thread};
+use crate::links::LinkWatch;
 use crate::state::StateStore;
 use crate::system::{vtep_receivers, System};
 use crate::vtep::Vtep;

@@ -195,7 +195,10 @@ impl Io for Driver<'_> {
                     .devices
                     .get(&port)
                     .ok_or(DropReason::TxError)?;
-                device.write(wire).map(drop).map_err(|_| DropReason::TxError)
+                device
+                    .write(wire)
+                    .map(drop)
+                    .map_err(|_| DropReason::TxError)
             }
             Transmit::Vxlan {
                 remote,

@@ -128,7 +128,10 @@ impl System {
         self.start_device(id, Device::Tap(Arc::clone(&tap)))
             .map_err(|err| {
                 let _ = tap.destroy();
-                format!("cannot start the forwarding thread of TAP {}: {err}", tap.name())
+                format!(
+                    "cannot start the forwarding thread of TAP {}: {err}",
+                    tap.name()
+                )
             })?;
         Ok(ifindex)
     }
@@ -342,9 +345,8 @@ impl HostPorts for System {
         netns: Option<&Path>,
         ifname: &str,
     ) -> Result<Option<LinkFacts>, ControlError> {
-        let rtnl_error = |err: RtnlError| {
-            ControlError::system(format!("cannot read interface {ifname}: {err}"))
-        };
+        let rtnl_error =
+            |err: RtnlError| ControlError::system(format!("cannot read interface {ifname}: {err}"));
         in_netns(netns, || {
             let mut rtnl = Rtnl::open().map_err(rtnl_error)?;
             let link = match rtnl.link(ifname) {
