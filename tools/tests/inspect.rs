@@ -54,25 +54,23 @@ impl Pair {
 
     /// The name `swctl port ls` gives the port of `ns`.
     fn port(&self, ns: &Netns) -> String {
-        let ports = self.switchd.swctl_json(&["port", "ls"]);
-        ports
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["netns"].as_str() == Some(&ns.path()))
-            .and_then(|p| p["name"].as_str())
-            .unwrap_or_else(|| panic!("no port for {}: {ports:#}", ns.name))
-            .to_string()
+        self.port_field(ns, "name")
     }
 
+    /// The MAC of the port of `ns`.
     fn mac(&self, ns: &Netns) -> String {
+        self.port_field(ns, "mac")
+    }
+
+    /// `field` of the port of `ns`, as `swctl port ls --json` gives it.
+    fn port_field(&self, ns: &Netns, field: &str) -> String {
         let ports = self.switchd.swctl_json(&["port", "ls"]);
         ports
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["netns"].as_str() == Some(&ns.path()))
-            .and_then(|p| p["mac"].as_str())
+            .and_then(|p| p[field].as_str())
             .unwrap_or_else(|| panic!("no port for {}: {ports:#}", ns.name))
             .to_string()
     }
