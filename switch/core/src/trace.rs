@@ -354,6 +354,21 @@ pub enum SpecError {
 pub const EXPERIMENTAL_ETHERTYPE: u16 = 0x88b5;
 
 impl FrameSpec {
+    /// A frame from `src` to `dst` and nothing more: untagged, no IP, 60 bytes. Other
+    /// fields go on top of it: `FrameSpec { vlan: Some(10), ..FrameSpec::new(a, b) }`.
+    pub fn new(src: MacAddr, dst: MacAddr) -> FrameSpec {
+        FrameSpec {
+            src,
+            dst,
+            vlan: None,
+            ipv4: None,
+            proto: None,
+            dport: None,
+            sport: None,
+            len: None,
+        }
+    }
+
     /// The frame: Ethernet (tagged if asked), then IPv4 with a TCP SYN, a UDP datagram
     /// or an ICMP echo request (checksums right), or no IP at all (ethertype
     /// [`EXPERIMENTAL_ETHERTYPE`]); padded to Ethernet's minimum of 60 bytes.
@@ -559,16 +574,7 @@ mod tests {
     }
 
     fn spec() -> FrameSpec {
-        FrameSpec {
-            src: mac(1),
-            dst: mac(2),
-            vlan: None,
-            ipv4: None,
-            proto: None,
-            dport: None,
-            sport: None,
-            len: None,
-        }
+        FrameSpec::new(mac(1), mac(2))
     }
 
     #[test]

@@ -71,18 +71,7 @@ fn datapath() -> Arc<Datapath> {
 }
 
 fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
-    FrameSpec {
-        src,
-        dst,
-        vlan: None,
-        ipv4: None,
-        proto: None,
-        dport: None,
-        sport: None,
-        len: None,
-    }
-    .build()
-    .unwrap()
+    FrameSpec::new(src, dst).build().unwrap()
 }
 
 /// Sends `frame` from `port` through a worker, as switchd's thread would; returns the
@@ -294,14 +283,8 @@ fn a_tag_on_an_access_port_and_a_vlan_the_trunk_lacks_are_refused_at_once() {
 fn the_router_verdict_and_answers_come_from_a_copy() {
     let dp = datapath();
     let ping = FrameSpec {
-        src: mac(1),
-        dst: GATEWAY_MAC,
-        vlan: None,
         ipv4: Some((Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 1))),
-        proto: None,
-        dport: None,
-        sport: None,
-        len: None,
+        ..FrameSpec::new(mac(1), GATEWAY_MAC)
     }
     .build()
     .unwrap();
@@ -328,16 +311,7 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
         ipv4: Some((Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(198, 51, 100, 7))),
         proto: Some(Proto::Tcp),
         dport: Some(443),
-        ..FrameSpec {
-            src: mac(1),
-            dst: GATEWAY_MAC,
-            vlan: None,
-            ipv4: None,
-            proto: None,
-            dport: None,
-            sport: None,
-            len: None,
-        }
+        ..FrameSpec::new(mac(1), GATEWAY_MAC)
     }
     .build()
     .unwrap();
@@ -359,14 +333,8 @@ fn the_router_verdict_and_answers_come_from_a_copy() {
         uplink: true,
     });
     let across = FrameSpec {
-        src: mac(1),
-        dst: GATEWAY_MAC,
-        vlan: None,
         ipv4: Some((Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 2, 0, 7))),
-        proto: None,
-        dport: None,
-        sport: None,
-        len: None,
+        ..FrameSpec::new(mac(1), GATEWAY_MAC)
     }
     .build()
     .unwrap();

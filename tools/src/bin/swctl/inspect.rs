@@ -345,18 +345,9 @@ mod tests {
 
     #[test]
     fn frame_lines_say_time_direction_and_what() {
-        let frame = FrameSpec {
-            src: MacAddr([2, 0, 0, 0, 0, 1]),
-            dst: MacAddr::BROADCAST,
-            vlan: None,
-            ipv4: None,
-            proto: None,
-            dport: None,
-            sport: None,
-            len: None,
-        }
-        .build()
-        .unwrap();
+        let frame = FrameSpec::new(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr::BROADCAST)
+            .build()
+            .unwrap();
         let line = frame_line(false, 3_723_000_001_000, Some(Direction::In), 60, &frame);
         assert_eq!(
             line,
