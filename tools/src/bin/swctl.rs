@@ -255,7 +255,8 @@ enum PortCommand {
     /// List ports.
     Ls,
     /// Make an existing interface (a NIC, bond or veth) a port, or with --internal
-    /// create a TAP in switchd's own namespace for the host itself.
+    /// create a TAP in switchd's own namespace for the host itself; without --vlan or
+    /// --trunk, an access port on VLAN 1.
     Add(PortAddArgs),
     /// Make a port an access port of one VLAN, or a trunk.
     Set(PortSetArgs),
@@ -317,17 +318,8 @@ struct PortAddArgs {
     #[arg(long)]
     internal: bool,
 
-    /// Access port: untagged frames of VLAN N [default: access on VLAN 1].
-    #[arg(long, value_name = "N", conflicts_with = "trunk")]
-    vlan: Option<VlanId>,
-
-    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39 (not with --vlan).
-    #[arg(long, value_name = "LIST")]
-    trunk: Option<VlanSet>,
-
-    /// Carry this VLAN untagged on the trunk (needs --trunk).
-    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
-    native: Option<VlanId>,
+    #[command(flatten)]
+    mode: ModeArgs,
 
     /// Port security [default: off for a host port, which carries the LAN's many MACs].
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
@@ -340,10 +332,6 @@ struct PortAddArgs {
 }
 
 impl PortAddArgs {
-    fn port_mode(&self) -> Option<PortMode> {
-        mode_of(self.vlan, self.trunk.as_ref(), self.native)
-    }
-
     /// A namespace name (`lan`) is `/run/netns/lan`; a path stays as it is.
     fn netns_path(&self) -> Option<PathBuf> {
         self.netns.as_ref().map(|ns| {
@@ -356,19 +344,34 @@ impl PortAddArgs {
     }
 }
 
-/// The mode `--vlan N | --trunk LIST [--native N]` ask for, if any.
-fn mode_of(
+/// A port's VLAN mode as `port add` and `port set` take it: `--vlan N | --trunk LIST
+/// [--native N]`.
+#[derive(Debug, Args)]
+struct ModeArgs {
+    /// Access port: untagged frames of VLAN N (not with --trunk or --native).
+    #[arg(long, value_name = "N", conflicts_with = "trunk")]
     vlan: Option<VlanId>,
-    trunk: Option<&VlanSet>,
+
+    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39 (not with --vlan).
+    #[arg(long, value_name = "LIST")]
+    trunk: Option<VlanSet>,
+
+    /// Carry this VLAN untagged on the trunk (needs --trunk).
+    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
     native: Option<VlanId>,
-) -> Option<PortMode> {
-    match (vlan, trunk) {
-        (Some(vlan), _) => Some(PortMode::Access { vlan }),
-        (None, Some(allowed)) => Some(PortMode::Trunk {
-            allowed: allowed.clone(),
-            native,
-        }),
-        (None, None) => None,
+}
+
+impl ModeArgs {
+    /// The mode these flags ask for, if any.
+    fn port_mode(&self) -> Option<PortMode> {
+        match (self.vlan, &self.trunk) {
+            (Some(vlan), _) => Some(PortMode::Access { vlan }),
+            (None, Some(allowed)) => Some(PortMode::Trunk {
+                allowed: allowed.clone(),
+                native: self.native,
+            }),
+            (None, None) => None,
+        }
     }
 }
 
@@ -383,17 +386,8 @@ struct PortSetArgs {
     /// Port id, or name such as red/eth0.
     port: String,
 
-    /// Access port: untagged frames of VLAN N (not with --trunk or --native).
-    #[arg(long, value_name = "N", conflicts_with = "trunk")]
-    vlan: Option<VlanId>,
-
-    /// Trunk port: tagged frames of these VLANs, e.g. 10,20,30-39 (not with --vlan).
-    #[arg(long, value_name = "LIST")]
-    trunk: Option<VlanSet>,
-
-    /// Carry this VLAN untagged on the trunk (needs --trunk).
-    #[arg(long, value_name = "N", requires = "trunk", conflicts_with = "vlan")]
-    native: Option<VlanId>,
+    #[command(flatten)]
+    mode: ModeArgs,
 
     /// Port security: drop frames whose source MAC, IPv4 source or ARP sender is not
     /// the port's (needs a MAC switchd knows: attached by nsutil, CNI or on a network).
@@ -456,12 +450,6 @@ struct FdbTarget {
     vtep: Option<IpAddr>,
 }
 
-impl PortSetArgs {
-    fn port_mode(&self) -> Option<PortMode> {
-        mode_of(self.vlan, self.trunk.as_ref(), self.native)
-    }
-}
-
 impl Command {
     /// The one request this command sends to switchd; `None` for the commands that send
     /// several or build theirs where they send them (show, capture, trace), and for
@@ -477,7 +465,7 @@ impl Command {
             Command::Port(PortCommand::Ls) => Request::PortList,
             Command::Port(PortCommand::Set(args)) => Request::PortSet {
                 port: args.port.clone(),
-                mode: args.port_mode(),
+                mode: args.mode.port_mode(),
                 port_security: args.port_security,
                 storm_limit_pps: args.storm_limit_pps,
             },
@@ -486,7 +474,7 @@ impl Command {
                 ifname: args.ifname.clone(),
                 netns: args.netns_path(),
                 internal: args.internal,
-                mode: args.port_mode(),
+                mode: args.mode.port_mode(),
                 port_security: args.port_security,
                 storm_limit_pps: args.storm_limit_pps,
             }),
