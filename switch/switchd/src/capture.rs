@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use switchyard::capture::{pcapng, CaptureReader, CaptureTap, Directions, DEFAULT_BUDGET};
-use switchyard::control::{CaptureStarted, ControlError, ErrorCode, Reply, Request};
+use switchyard::control::{CaptureStarted, ControlError, ErrorCode, Reply};
 use switchyard::datapath::Datapath;
 use switchyard::PortId;
 
@@ -38,22 +38,6 @@ pub struct CaptureRequest {
     pub port: String,
     pub directions: Directions,
     pub count: Option<u64>,
-}
-
-/// The capture request `line` is, if it is one.
-pub fn parse(line: &[u8]) -> Option<CaptureRequest> {
-    match serde_json::from_slice(line) {
-        Ok(Request::Capture {
-            port,
-            directions,
-            count,
-        }) => Some(CaptureRequest {
-            port,
-            directions,
-            count,
-        }),
-        _ => None,
-    }
 }
 
 /// The running captures, shared with their threads (which count themselves out).

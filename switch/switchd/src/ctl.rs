@@ -65,16 +65,17 @@ fn mutates(request: &Request) -> bool {
     }
 }
 
-/// Answers one request line from `peer` with one JSON line (without the newline).
-pub fn handle_line(daemon: &mut Daemon, peer: Option<Peer>, line: &[u8]) -> String {
-    let request: Request = match serde_json::from_slice(line) {
-        Ok(request) => request,
-        Err(err) => {
-            let code = ErrorCode::MalformedRequest;
-            daemon.count_request("malformed", code.as_str());
-            return error_line(code, &format!("malformed request: {err}"));
-        }
-    };
+/// The request `line` is, or the answer that refuses it (counted as malformed).
+pub fn decode(daemon: &Daemon, line: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(line).map_err(|err| {
+        let code = ErrorCode::MalformedRequest;
+        daemon.count_request("malformed", code.as_str());
+        error_line(code, &format!("malformed request: {err}"))
+    })
+}
+
+/// Answers one decoded request from `peer` with one JSON line (without the newline).
+pub fn handle(daemon: &mut Daemon, peer: Option<Peer>, request: Request) -> String {
     // Only with --metrics, which count requests by kind.
     let kind = daemon
         .metrics

@@ -21,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::unistd::Gid;
 use switchyard::cluster::{ClusterView, NodeRecord};
+use switchyard::control::Request;
 use switchyard::controller::state::SavedPortKind;
 use switchyard::controller::{port_name, Controller, ControllerConfig, Note, Subject};
 use switchyard::datapath::Datapath;
@@ -641,17 +642,29 @@ impl Daemon {
                 break;
             }
             let Some(line) = conn.next_line() else { break };
-            if let Some(request) = capture::parse(&line) {
-                match self.start_capture(conn, &request) {
-                    // The connection is the capture's now.
-                    None => return,
-                    Some(refused) => {
-                        conn = refused;
-                        continue;
+            let answer = match ctl::decode(self, &line) {
+                Ok(Request::Capture {
+                    port,
+                    directions,
+                    count,
+                }) => {
+                    let capture = capture::CaptureRequest {
+                        port,
+                        directions,
+                        count,
+                    };
+                    match self.start_capture(conn, &capture) {
+                        // The connection is the capture's now.
+                        None => return,
+                        Some(refused) => {
+                            conn = refused;
+                            continue;
+                        }
                     }
                 }
-            }
-            let answer = ctl::handle_line(self, conn.peer, &line);
+                Ok(request) => ctl::handle(self, conn.peer, request),
+                Err(refusal) => refusal,
+            };
             conn.push_answer(&answer);
         }
         conn.end_turn(|| {
