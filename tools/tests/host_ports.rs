@@ -760,3 +760,72 @@ fn an_interface_of_another_namespace_becomes_a_port() {
         common::tail(&site.switchd.log(), 40)
     );
 }
+
+/// Small frames a container sends back to back wait in switchd's batch for the host
+/// port and go with one `sendmmsg`: every one of them reaches the LAN, in order, and the
+/// port counts each as sent.
+#[test]
+#[ignore = "needs root: namespaces, veths, switchd; run by make test"]
+fn a_burst_of_small_frames_reaches_the_lan_whole_and_in_order() {
+    const FRAMES: u32 = 400;
+    const MARK: &[u8; 8] = b"sybatch:";
+    let site = Lan::new();
+    site.plain_lan();
+    let (a, a_ip) = site.container("a", "lan");
+    assert!(reaches(&a, LAN_HOST, 5), "a cannot reach the LAN host");
+    let a_mac = parse_mac(&mac_of(&a, "eth0"));
+    let lan_host_mac = parse_mac(&mac_of(&site.lan_host, "eth0"));
+    let sender = VlanHost::open(&a.path(), "eth0", a_mac);
+    let watcher = VlanHost::open(&site.lan_host.path(), "eth0", lan_host_mac);
+    let before = site.host_port_counters();
+
+    let seen = std::thread::scope(|s| {
+        let watching = s.spawn(|| {
+            let mut seen = Vec::new();
+            while seen.len() < FRAMES as usize {
+                // Frames to the LAN host only: its ICMP errors back quote the payload.
+                let Some(frame) = watcher.recv_matching(Duration::from_secs(3), |r| {
+                    r.untagged.starts_with(&lan_host_mac)
+                        && r.untagged.windows(MARK.len()).any(|w| w == MARK)
+                }) else {
+                    break;
+                };
+                let at = frame
+                    .untagged
+                    .windows(MARK.len())
+                    .position(|w| w == MARK)
+                    .unwrap()
+                    + MARK.len();
+                let seq = u32::from_be_bytes(frame.untagged[at..at + 4].try_into().unwrap());
+                seen.push(seq);
+            }
+            seen
+        });
+        let src: Ipv4Addr = a_ip.parse().unwrap();
+        let dst: Ipv4Addr = LAN_HOST.parse().unwrap();
+        for seq in 0..FRAMES {
+            let mut payload = MARK.to_vec();
+            payload.extend_from_slice(&seq.to_be_bytes());
+            let mut frame = Vec::new();
+            etherparse::PacketBuilder::ethernet2(a_mac, lan_host_mac)
+                .ipv4(src.octets(), dst.octets(), 64)
+                .udp(40000, 9)
+                .write(&mut frame, &payload)
+                .expect("build UDP");
+            sender.send(&frame);
+        }
+        watching.join().expect("watcher")
+    });
+    let expected: Vec<u32> = (0..FRAMES).collect();
+    assert_eq!(
+        seen, expected,
+        "the LAN host saw the burst incomplete or out of order"
+    );
+    let after = site.host_port_counters();
+    let delta = |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+    assert!(
+        delta("tx_packets") >= u64::from(FRAMES),
+        "the host port counted {} frames sent for a burst of {FRAMES}: {after}",
+        delta("tx_packets")
+    );
+}

@@ -256,6 +256,15 @@ impl Counters {
         self.drops.0[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Takes back a frame of `bytes` that [`Counters::count_tx`] counted and the device
+    /// refused after all (a driver that sends in batches learns it later): it is a
+    /// `TxError` drop instead.
+    pub fn refuse_tx(&self, bytes: usize) {
+        self.tx.packets.fetch_sub(1, Ordering::Relaxed);
+        self.tx.bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+        self.count_drop(DropReason::TxError);
+    }
+
     pub fn snapshot(&self) -> PortCounters {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         PortCounters {
@@ -1250,6 +1259,15 @@ impl Switch {
     #[inline]
     pub fn record_tx_drop(&self, view: &View, port: PortId, reason: DropReason) {
         self.count_drop(view, port, reason);
+    }
+
+    /// A frame of `bytes` that [`Switch::record_tx`] counted as sent on `port` and that
+    /// the driver's later (batched) send failed: counted as a `TxError` drop instead. A
+    /// capture on the port has seen it go out already.
+    pub fn record_tx_refused(&self, port: PortId, bytes: usize) {
+        if let Some(port) = self.topology.load().ports.get(&port) {
+            port.counters.refuse_tx(bytes);
+        }
     }
 
     /// Reclaims aged FDB entries; returns how many. Call at [`Switch::next_timeout`].

@@ -344,3 +344,23 @@ fn the_router_gets_its_own_copy_of_a_flood() {
         "delivery to the router's port is counted"
     );
 }
+
+#[test]
+fn a_transmit_the_device_refused_later_becomes_a_drop() {
+    // A driver that sends in batches (switchd's host ports) learns only after the
+    // datapath counted a frame as sent that the kernel refused it.
+    let mut net = Network::new();
+    let sw = net.add_switch(FdbConfig::default());
+    let a = net.add_host(sw, access(10));
+    let b = net.add_host(sw, access(10));
+    let (_, b_port) = net.host_port(b);
+    let mac = |last| MacAddr([0x02, 0, 0, 0, 0, last]);
+    let sent = frame(mac(2), mac(1), None, b"hello");
+    net.send(a, &sent);
+    let before = net.switch(sw).counters(b_port).unwrap();
+    assert_eq!((before.tx_packets, before.tx_bytes), (1, sent.len() as u64));
+    net.switch(sw).record_tx_refused(b_port, sent.len());
+    let after = net.switch(sw).counters(b_port).unwrap();
+    assert_eq!((after.tx_packets, after.tx_bytes), (0, 0));
+    assert_eq!(after.drops.get(&DropReason::TxError), Some(&1));
+}

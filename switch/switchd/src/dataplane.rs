@@ -5,9 +5,10 @@
 //! eventfd, so an idle switch uses no CPU, and several ports are served at once. A
 //! thread reads into its [`Worker`]'s buffer, calls the worker with the time and where
 //! the frame came from, and carries out what the worker transmits ([`Outputs`]): a
-//! write to a TAP, a VXLAN send, a write to the uplink. Everything in between (the
-//! decision, tagging, the router, encapsulation, segmentation, merging) is the core's
-//! `switchyard::datapath`, the same code the simulator drives.
+//! write to a TAP or a host port (small frames to a host port in batches of one
+//! `sendmmsg`, see [`HostBatch`]), a VXLAN send, a write to the uplink. Everything in
+//! between (the decision, tagging, the router, encapsulation, segmentation, merging) is
+//! the core's `switchyard::datapath`, the same code the simulator drives.
 //!
 //! Nothing here takes a lock per frame: the datapath's read paths are lock-free, and the
 //! table of TAPs is a published snapshot each thread refreshes with one atomic load.
@@ -24,6 +25,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use switchyard::datapath::{Datapath, Io, Transmit, Worker};
 use switchyard::published::{Published, Snapshot};
+use switchyard::wire::VNET_HDR_LEN;
 use switchyard::{DropReason, PortId, Time};
 use switchyard_os::packet::{is_link_down, PacketPort};
 use switchyard_os::tap::Tap;
@@ -154,6 +156,101 @@ impl Shared {
 struct Driver<'a> {
     outputs: Option<Snapshot<Outputs>>,
     shared: &'a Shared,
+    /// Small frames for a host port, sent together with one `sendmmsg`.
+    batch: Batching,
+    /// Whether the frame being forwarded came right after another (the thread's input
+    /// did not run dry in between): only then do small frames wait in the batch, so a
+    /// lone frame (a request, an answer) goes at once.
+    burst: bool,
+}
+
+/// Frames up to this size (a full-sized 1500-byte frame with a tag and the vnet header,
+/// with room to spare) wait in a [`HostBatch`]; larger ones, super-frames above all, are
+/// written at once (copying them into a batch would cost more than the call it saves).
+const BATCHED_FRAME: usize = 2048;
+/// Frames a [`HostBatch`] holds before it is sent.
+const HOST_BATCH: usize = 32;
+
+/// Small frames the datapath sent to one host port and the driver has not yet handed to
+/// the kernel: they go with one `sendmmsg` when the thread's input runs dry, when the
+/// batch is full, before the thread sleeps, and before any other frame to the same port
+/// (so frames to a port keep their order).
+struct HostBatch {
+    port: PortId,
+    device: Arc<PacketPort>,
+    /// The wire images, end to end; `ends[i]` is where frame `i` ends.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// A thread's [`HostBatch`], if it has one.
+#[derive(Default)]
+struct Batching(Option<HostBatch>);
+
+impl Batching {
+    /// Queues `wire` for host port `port`, the device `device`. A batch for another
+    /// port is sent first, and a full one at once.
+    fn queue(&mut self, shared: &Shared, port: PortId, device: &Arc<PacketPort>, wire: &[u8]) {
+        if self.0.as_ref().is_some_and(|b| b.port != port) {
+            self.flush(shared);
+            self.0 = None;
+        }
+        let batch = self.0.get_or_insert_with(|| HostBatch {
+            port,
+            device: Arc::clone(device),
+            bytes: Vec::with_capacity(HOST_BATCH * BATCHED_FRAME),
+            ends: Vec::with_capacity(HOST_BATCH),
+        });
+        batch.bytes.extend_from_slice(wire);
+        batch.ends.push(batch.bytes.len());
+        if batch.ends.len() >= HOST_BATCH {
+            self.flush(shared);
+        }
+    }
+
+    /// Sends what waits for `port` (a larger frame to it is about to go).
+    fn flush_port(&mut self, shared: &Shared, port: PortId) {
+        if self.0.as_ref().is_some_and(|b| b.port == port) {
+            self.flush(shared);
+        }
+    }
+
+    /// Sends what waits; a frame the kernel refused is the port's drop, not a transmit.
+    fn flush(&mut self, shared: &Shared) {
+        if let Some(batch) = self.0.as_mut() {
+            batch.send(|port, bytes| shared.dp.switch().record_tx_refused(port, bytes));
+        }
+    }
+}
+
+impl HostBatch {
+    /// Hands every frame to the kernel. A frame it refuses (its queue full, the link
+    /// down) is given to `refused` (the port and the frame's length without the vnet
+    /// header), and the frames after it still go.
+    fn send(&mut self, mut refused: impl FnMut(PortId, usize)) {
+        if self.ends.is_empty() {
+            return;
+        }
+        let mut wires: [&[u8]; HOST_BATCH] = [&[]; HOST_BATCH];
+        let mut start = 0;
+        for (wire, &end) in wires.iter_mut().zip(&self.ends) {
+            *wire = &self.bytes[start..end];
+            start = end;
+        }
+        let wires = &wires[..self.ends.len()];
+        let mut next = 0;
+        while next < wires.len() {
+            match self.device.write_batch(&wires[next..]) {
+                Ok(sent) if sent > 0 => next += sent,
+                _ => {
+                    refused(self.port, wires[next].len().saturating_sub(VNET_HDR_LEN));
+                    next += 1;
+                }
+            }
+        }
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
 impl<'a> Driver<'a> {
@@ -161,7 +258,21 @@ impl<'a> Driver<'a> {
         Driver {
             outputs: None,
             shared,
+            batch: Batching::default(),
+            burst: false,
         }
+    }
+
+    /// Sends the frames waiting for a host port, if any.
+    fn flush(&mut self) {
+        self.batch.flush(self.shared);
+    }
+
+    /// The thread's input ran dry: sends what waits, then says whether to keep trying
+    /// to read (see [`Reading::keep_trying`]).
+    fn dry(&mut self, reading: &mut Reading) -> bool {
+        self.flush();
+        reading.keep_trying()
     }
 
     /// Catches up with added and removed ports (one atomic load when there are none).
@@ -181,6 +292,8 @@ impl<'a> Driver<'a> {
     /// Sleeps until `fd` is readable (true) or `stop` is signalled (false), holding no
     /// snapshot meanwhile.
     fn sleep(&mut self, fd: BorrowedFd<'_>, stop: &EventFd) -> bool {
+        self.flush();
+        self.batch.0 = None;
         self.outputs = None;
         wait_readable(fd, stop)
     }
@@ -190,11 +303,21 @@ impl Io for Driver<'_> {
     fn transmit(&mut self, transmit: Transmit<'_>) -> Result<(), DropReason> {
         match transmit {
             Transmit::Port { port, wire } => {
+                let shared = self.shared;
                 let device = self
-                    .outputs()
+                    .outputs
+                    .get_or_insert_with(|| shared.outputs.snapshot())
+                    .get()
                     .devices
                     .get(&port)
                     .ok_or(DropReason::TxError)?;
+                if let Device::Host(host) = device {
+                    if self.burst && wire.len() <= BATCHED_FRAME {
+                        self.batch.queue(shared, port, host, wire);
+                        return Ok(());
+                    }
+                    self.batch.flush_port(shared, port);
+                }
                 device
                     .write(wire)
                     .map(drop)
@@ -274,6 +397,8 @@ pub struct BusyPoll(pub Duration);
 /// descriptor is dry, whether to keep trying.
 struct Reading {
     budget: usize,
+    /// Frames read since the descriptor was last found dry (or the thread woke).
+    streak: usize,
     busy_poll: Duration,
     dry_since: Option<Instant>,
 }
@@ -282,6 +407,7 @@ impl Reading {
     fn new(busy_poll: BusyPoll) -> Reading {
         Reading {
             budget: BATCH,
+            streak: 0,
             busy_poll: busy_poll.0,
             dry_since: None,
         }
@@ -292,14 +418,19 @@ impl Reading {
         self.budget > 0
     }
 
-    fn got_one(&mut self) {
+    /// A frame was read: returns whether it came right after another (see
+    /// [`Driver::burst`]).
+    fn got_one(&mut self) -> bool {
         self.budget = self.budget.saturating_sub(1);
         self.dry_since = None;
+        self.streak += 1;
+        self.streak > 1
     }
 
     /// Nothing to read: true to try again (still within the busy-poll time), false to
     /// go back to sleep.
     fn keep_trying(&mut self) -> bool {
+        self.streak = 0;
         let since = *self.dry_since.get_or_insert_with(Instant::now);
         if since.elapsed() < self.busy_poll {
             // Let anything else runnable on this CPU go first (a container answering
@@ -346,11 +477,11 @@ pub fn spawn_port(shared: Arc<Shared>, id: PortId, device: Device) -> io::Result
                 driver.refresh();
                 let len = match device.read(worker.frame_buffer(&mut driver)) {
                     Ok(len) => {
-                        reading.got_one();
+                        driver.burst = reading.got_one();
                         len
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        if reading.keep_trying() {
+                        if driver.dry(&mut reading) {
                             continue;
                         }
                         break;
@@ -402,7 +533,7 @@ fn spawn_vxlan_receiver(shared: Arc<Shared>, vtep: Arc<Vtep>, index: usize) -> i
                 driver.refresh();
                 match vtep.recv_batch(index, worker.datagram_buffer()) {
                     Ok(Some(batch)) => {
-                        reading.got_one();
+                        driver.burst = reading.got_one();
                         let from: SocketAddr = batch.from;
                         worker.handle_datagrams(
                             shared.now(),
@@ -415,7 +546,7 @@ fn spawn_vxlan_receiver(shared: Arc<Shared>, vtep: Arc<Vtep>, index: usize) -> i
                     Ok(None) => {
                         // Nothing more now: a held frame goes without waiting.
                         worker.flush(&mut driver);
-                        if !reading.keep_trying() {
+                        if !driver.dry(&mut reading) {
                             break;
                         }
                     }
@@ -497,11 +628,11 @@ pub fn spawn_uplink(shared: Arc<Shared>, tun: Arc<Tap>) -> io::Result<Thread> {
                 driver.refresh();
                 let len = match tun.read(worker.frame_buffer(&mut driver)) {
                     Ok(len) => {
-                        reading.got_one();
+                        driver.burst = reading.got_one();
                         len
                     }
                     Err(err)
-                        if err.kind() == io::ErrorKind::WouldBlock && reading.keep_trying() =>
+                        if err.kind() == io::ErrorKind::WouldBlock && driver.dry(&mut reading) =>
                     {
                         continue
                     }
