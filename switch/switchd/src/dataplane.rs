@@ -157,7 +157,7 @@ struct Driver<'a> {
     outputs: Option<Snapshot<Outputs>>,
     shared: &'a Shared,
     /// Small frames for a host port, sent together with one `sendmmsg`.
-    batch: Batching,
+    batch: HostBatch,
     /// Whether the frame being forwarded came right after another (the thread's input
     /// did not run dry in between): only then do small frames wait in the batch, so a
     /// lone frame (a request, an answer) goes at once.
@@ -174,63 +174,45 @@ const HOST_BATCH: usize = 32;
 /// Small frames the datapath sent to one host port and the driver has not yet handed to
 /// the kernel: they go with one `sendmmsg` when the thread's input runs dry, when the
 /// batch is full, before the thread sleeps, and before any other frame to the same port
-/// (so frames to a port keep their order).
+/// (so frames to a port keep their order). The buffers stay with the thread; the port's
+/// socket is held only while frames wait.
+#[derive(Default)]
 struct HostBatch {
-    port: PortId,
-    device: Arc<PacketPort>,
+    /// The port the waiting frames are for, and its socket; `None` when none wait.
+    to: Option<(PortId, Arc<PacketPort>)>,
     /// The wire images, end to end; `ends[i]` is where frame `i` ends.
     bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
-/// A thread's [`HostBatch`], if it has one.
-#[derive(Default)]
-struct Batching(Option<HostBatch>);
-
-impl Batching {
-    /// Queues `wire` for host port `port`, the device `device`. A batch for another
-    /// port is sent first, and a full one at once.
+impl HostBatch {
+    /// Queues `wire` for host port `port`, whose socket is `device`. Frames waiting for
+    /// another port are sent first, and a full batch at once.
     fn queue(&mut self, shared: &Shared, port: PortId, device: &Arc<PacketPort>, wire: &[u8]) {
-        if self.0.as_ref().is_some_and(|b| b.port != port) {
+        if self.to.as_ref().is_some_and(|(to, _)| *to != port) {
             self.flush(shared);
-            self.0 = None;
         }
-        let batch = self.0.get_or_insert_with(|| HostBatch {
-            port,
-            device: Arc::clone(device),
-            bytes: Vec::with_capacity(HOST_BATCH * BATCHED_FRAME),
-            ends: Vec::with_capacity(HOST_BATCH),
-        });
-        batch.bytes.extend_from_slice(wire);
-        batch.ends.push(batch.bytes.len());
-        if batch.ends.len() >= HOST_BATCH {
+        self.to.get_or_insert_with(|| (port, Arc::clone(device)));
+        self.bytes.extend_from_slice(wire);
+        self.ends.push(self.bytes.len());
+        if self.ends.len() >= HOST_BATCH {
             self.flush(shared);
         }
     }
 
     /// Sends what waits for `port` (a larger frame to it is about to go).
     fn flush_port(&mut self, shared: &Shared, port: PortId) {
-        if self.0.as_ref().is_some_and(|b| b.port == port) {
+        if self.to.as_ref().is_some_and(|(to, _)| *to == port) {
             self.flush(shared);
         }
     }
 
-    /// Sends what waits; a frame the kernel refused is the port's drop, not a transmit.
+    /// Hands every waiting frame to the kernel. A frame it refuses (its queue full, the
+    /// link down) is the port's drop, not a transmit, and the frames after it still go.
     fn flush(&mut self, shared: &Shared) {
-        if let Some(batch) = self.0.as_mut() {
-            batch.send(|port, bytes| shared.dp.switch().record_tx_refused(port, bytes));
-        }
-    }
-}
-
-impl HostBatch {
-    /// Hands every frame to the kernel. A frame it refuses (its queue full, the link
-    /// down) is given to `refused` (the port and the frame's length without the vnet
-    /// header), and the frames after it still go.
-    fn send(&mut self, mut refused: impl FnMut(PortId, usize)) {
-        if self.ends.is_empty() {
+        let Some((port, device)) = self.to.take() else {
             return;
-        }
+        };
         let mut wires: [&[u8]; HOST_BATCH] = [&[]; HOST_BATCH];
         let mut start = 0;
         for (wire, &end) in wires.iter_mut().zip(&self.ends) {
@@ -240,10 +222,11 @@ impl HostBatch {
         let wires = &wires[..self.ends.len()];
         let mut next = 0;
         while next < wires.len() {
-            match self.device.write_batch(&wires[next..]) {
+            match device.write_batch(&wires[next..]) {
                 Ok(sent) if sent > 0 => next += sent,
                 _ => {
-                    refused(self.port, wires[next].len().saturating_sub(VNET_HDR_LEN));
+                    let bytes = wires[next].len().saturating_sub(VNET_HDR_LEN);
+                    shared.dp.switch().record_tx_refused(port, bytes);
                     next += 1;
                 }
             }
@@ -258,7 +241,7 @@ impl<'a> Driver<'a> {
         Driver {
             outputs: None,
             shared,
-            batch: Batching::default(),
+            batch: HostBatch::default(),
             burst: false,
         }
     }
@@ -293,7 +276,6 @@ impl<'a> Driver<'a> {
     /// snapshot meanwhile.
     fn sleep(&mut self, fd: BorrowedFd<'_>, stop: &EventFd) -> bool {
         self.flush();
-        self.batch.0 = None;
         self.outputs = None;
         wait_readable(fd, stop)
     }
