@@ -22,6 +22,7 @@ use switchyard::control::{
     PortAddRequest, PortInfo, PortStats, Request, RouterInfo, Stats, Status, VxlanInfo,
     DEFAULT_SOCKET, SOCKET_ENV,
 };
+use switchyard::controller::OWN_NETNS;
 use switchyard::network::{NetworkConfig, Scope};
 use switchyard::port::{PortId, PortMode};
 use switchyard::portmap::PortMapping;
@@ -1107,10 +1108,16 @@ fn format_ports(ports: &[PortInfo]) -> String {
     let mut ports: Vec<&PortInfo> = ports.iter().collect();
     ports.sort_by_key(|port| port.id);
     for port in ports {
+        // A host or internal port of switchd's own namespace.
+        let netns = if port.netns == Path::new(OWN_NETNS) {
+            "(switchd's)".to_string()
+        } else {
+            port.netns.display().to_string()
+        };
         table.push(vec![
             port.id.to_string(),
             port.name.clone(),
-            port.netns.display().to_string(),
+            netns,
             port.ifname.clone(),
             port.kind.to_string(),
             mode_name(&port.mode).to_string(),

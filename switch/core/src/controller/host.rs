@@ -418,7 +418,9 @@ impl Controller {
             .model
             .ports
             .values()
-            .find(|p| p.id != id && p.mode.is_member(vlan))
+            // An internal port may be there first: the host joins the LAN as its
+            // containers do (see `check_vlans_free`).
+            .find(|p| p.id != id && p.kind != SavedPortKind::Internal && p.mode.is_member(vlan))
         {
             return Err(ControlError::conflict(format!(
                 "VLAN {vlan} is also carried by port {}; a LAN network's VLAN is its parent's and its endpoints' alone",

@@ -2334,3 +2334,37 @@ fn an_internal_port_whose_tap_went_with_a_reboot_is_made_again() {
     assert_eq!(fx.saved.as_ref().unwrap().ports[0].ifindex, tap.ifindex);
     assert_consistent(&c, &fx);
 }
+
+#[test]
+fn an_internal_port_joins_a_lan_networks_vlan_before_or_after_the_network() {
+    // The host's own interface on the LAN (what a macvlan "shim" device is for with
+    // Docker): allowed on a LAN network's VLAN whichever comes first.
+    for internal_first in [false, true] {
+        let mut fx = FakeSystem::new();
+        fx.add_link(None, "eth1", 1500, None);
+        let mut c = start(&mut fx);
+        call::<PortInfo>(&mut c, &mut fx, port_add("eth1", Some(trunk("10", None)))).unwrap();
+        let lan = lan_network("lan", "eth1", Some(10), "192.168.0.0/24", "192.168.0.1");
+        let internal = internal_add("host0", Some(access(10)));
+        if internal_first {
+            call::<PortInfo>(&mut c, &mut fx, internal).unwrap();
+            call::<NetworkInfo>(&mut c, &mut fx, Request::NetworkCreate(lan)).unwrap();
+        } else {
+            call::<NetworkInfo>(&mut c, &mut fx, Request::NetworkCreate(lan)).unwrap();
+            call::<PortInfo>(&mut c, &mut fx, internal).unwrap();
+        }
+        assert_consistent(&c, &fx);
+    }
+    // A container's port on the VLAN by hand is no endpoint of the network: refused.
+    let mut fx = FakeSystem::new();
+    fx.add_link(None, "eth1", 1500, None);
+    let web = fx.add_namespace("web");
+    let mut c = start(&mut fx);
+    call::<PortInfo>(&mut c, &mut fx, port_add("eth1", Some(trunk("10", None)))).unwrap();
+    // attach_request's port is on VLAN 10.
+    call::<Attached>(&mut c, &mut fx, attach_request(&web, None)).unwrap();
+    let lan = lan_network("lan", "eth1", Some(10), "192.168.0.0/24", "192.168.0.1");
+    let err = call::<NetworkInfo>(&mut c, &mut fx, Request::NetworkCreate(lan)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err:?}");
+    assert_consistent(&c, &fx);
+}
