@@ -260,8 +260,15 @@ impl Counters {
     /// refused after all (a driver that sends in batches learns it later): it is a
     /// `TxError` drop instead.
     pub fn refuse_tx(&self, bytes: usize) {
-        self.tx.packets.fetch_sub(1, Ordering::Relaxed);
-        self.tx.bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+        // Saturating: a port removed and made again under the same id in between has
+        // new counters that never counted the frame.
+        let take = |counter: &AtomicU64, n: u64| {
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        take(&self.tx.packets, 1);
+        take(&self.tx.bytes, bytes as u64);
         self.count_drop(DropReason::TxError);
     }
 
