@@ -251,6 +251,11 @@ impl Lan {
     }
 }
 
+/// How much counter `key` of a port's `swctl --json stats` grew from `before` to `after`.
+fn grew(before: &Value, after: &Value, key: &str) -> u64 {
+    after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0)
+}
+
 /// `ip -d link show IFNAME` in `ns`: its promiscuity count.
 fn promiscuity(ns: &Netns, ifname: &str) -> u32 {
     let out = ns.exec_ok(&["ip", "-d", "link", "show", ifname]);
@@ -377,9 +382,8 @@ fn lan_containers_get_lan_addresses_and_reach_the_lan_and_its_router() {
     let bps = iperf3(&a, &site.lan_host, LAN_HOST, 2, &[]);
     assert!(bps > 0.0);
     let after = site.host_port_counters();
-    let delta =
-        |key: &str| after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0);
-    let tx_avg = delta("tx_bytes") / delta("tx_packets").max(1.0);
+    let tx_avg = grew(&before, &after, "tx_bytes") as f64
+        / grew(&before, &after, "tx_packets").max(1) as f64;
     assert!(
         tx_avg > 4000.0,
         "the host port sent {tx_avg:.0} bytes per frame to the LAN: no super-frames"
@@ -388,9 +392,8 @@ fn lan_containers_get_lan_addresses_and_reach_the_lan_and_its_router() {
     let bps = iperf3(&a, &site.lan_host, LAN_HOST, 2, &["-R"]);
     assert!(bps > 0.0);
     let after = site.host_port_counters();
-    let delta =
-        |key: &str| after[key].as_f64().unwrap_or(0.0) - before[key].as_f64().unwrap_or(0.0);
-    let rx_avg = delta("rx_bytes") / delta("rx_packets").max(1.0);
+    let rx_avg = grew(&before, &after, "rx_bytes") as f64
+        / grew(&before, &after, "rx_packets").max(1) as f64;
     assert!(
         rx_avg > 4000.0,
         "the host port read {rx_avg:.0} bytes per frame from the LAN: no super-frames"
@@ -821,11 +824,10 @@ fn a_burst_of_small_frames_reaches_the_lan_whole_and_in_order() {
         "the LAN host saw the bursts incomplete or out of order"
     );
     let after = site.host_port_counters();
-    let delta = |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+    let sent = grew(&before, &after, "tx_packets");
     assert!(
-        delta("tx_packets") >= u64::from(BURSTS * PER_BURST),
-        "the host port counted {} frames sent for {} in bursts: {after}",
-        delta("tx_packets"),
+        sent >= u64::from(BURSTS * PER_BURST),
+        "the host port counted {sent} frames sent for {} in bursts: {after}",
         BURSTS * PER_BURST
     );
 }
