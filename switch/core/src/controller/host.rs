@@ -122,7 +122,7 @@ impl Controller {
             }
             SavedPortKind::Host
         };
-        self.check_vlans_free(None, kind == SavedPortKind::Internal, &mode)?;
+        self.check_vlans_free(None, kind, &mode)?;
         let mut new = self.model.clone();
         let id = new.allocate_port_id().ok_or_else(super::no_port_ids_left)?;
         new.ports.insert(
@@ -164,18 +164,18 @@ impl Controller {
         Ok(self.port_info(fx, id))
     }
 
-    /// Refuses a mode for port `port` (or a new port) that carries a network's VLAN, but
-    /// those of the LAN networks `port` is the parent of (and, for an `internal` port,
-    /// the host's own interface on the switch, those of any LAN network: the host joins
-    /// the LAN as its containers do); and one that no longer carries those.
+    /// Refuses a mode for port `port` (or a new port) of `kind` that carries a network's
+    /// VLAN, but those of the LAN networks `port` is the parent of (and those of any LAN
+    /// network for a kind that [joins any LAN](SavedPortKind::joins_any_lan)); and one
+    /// that no longer carries those.
     pub(super) fn check_vlans_free(
         &self,
         port: Option<PortId>,
-        internal: bool,
+        kind: SavedPortKind,
         mode: &PortMode,
     ) -> Outcome<()> {
         for network in self.model.networks.iter() {
-            if internal && network.is_lan() {
+            if kind.joins_any_lan() && network.is_lan() {
                 continue;
             }
             let parent = port.is_some() && network.parent == port;
@@ -418,9 +418,8 @@ impl Controller {
             .model
             .ports
             .values()
-            // An internal port may be there first: the host joins the LAN as its
-            // containers do (see `check_vlans_free`).
-            .find(|p| p.id != id && p.kind != SavedPortKind::Internal && p.mode.is_member(vlan))
+            // An internal port may be there first.
+            .find(|p| p.id != id && !p.kind.joins_any_lan() && p.mode.is_member(vlan))
         {
             return Err(ControlError::conflict(format!(
                 "VLAN {vlan} is also carried by port {}; a LAN network's VLAN is its parent's and its endpoints' alone",

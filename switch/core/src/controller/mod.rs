@@ -1187,8 +1187,7 @@ impl Controller {
             if record.kind == SavedPortKind::Tap {
                 self.check_not_reserved(&mode)?;
             } else {
-                let internal = record.kind == SavedPortKind::Internal;
-                self.check_vlans_free(Some(id), internal, &mode)?;
+                self.check_vlans_free(Some(id), record.kind, &mode)?;
             }
             record.mode = mode;
         }

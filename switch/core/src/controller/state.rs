@@ -88,6 +88,13 @@ impl SavedPortKind {
         *self == SavedPortKind::Tap
     }
 
+    /// Whether a port of this kind may carry any LAN network's VLAN, beside the
+    /// network's parent and endpoints: an internal port is the host's own interface on
+    /// the switch, and the host joins the LAN as its containers do.
+    pub fn joins_any_lan(self) -> bool {
+        self == SavedPortKind::Internal
+    }
+
     /// `tap`, `host` or `internal`, as `swctl port ls` shows it.
     pub fn as_str(self) -> &'static str {
         match self {
