@@ -378,20 +378,15 @@ impl HostPorts for System {
         ifname: &str,
     ) -> Result<u32, ControlError> {
         self.close_host_port(port);
-        let socket = match netns {
-            None => PacketPort::open(ifname),
-            Some(path) => {
-                let namespace = Netns::open_path(path).map_err(|err| netns_error(path, err))?;
-                PacketPort::open_in(&namespace, ifname)
-            }
-        }
-        .map_err(|err| {
-            let code = match err {
-                PacketError::NoSuchInterface(_) => ErrorCode::NoSuchEntry,
-                PacketError::Netns(_) => ErrorCode::NamespaceUnavailable,
-                _ => ErrorCode::SystemError,
-            };
-            ControlError::new(code, format!("cannot open {ifname} as a port: {err}"))
+        // The socket keeps working from switchd's namespace once opened.
+        let socket = in_netns(netns, || {
+            PacketPort::open(ifname).map_err(|err| {
+                let code = match err {
+                    PacketError::NoSuchInterface(_) => ErrorCode::NoSuchEntry,
+                    _ => ErrorCode::SystemError,
+                };
+                ControlError::new(code, format!("cannot open {ifname} as a port: {err}"))
+            })
         })?;
         let ifindex = socket.ifindex();
         self.start_device(port, Device::Host(Arc::new(socket)))
