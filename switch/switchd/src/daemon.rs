@@ -263,7 +263,7 @@ impl Daemon {
         system
             .start_vxlan()
             .context("cannot start the VXLAN receiving threads")?;
-        Ok(Daemon {
+        let mut daemon = Daemon {
             poll,
             shared,
             failures,
@@ -286,8 +286,9 @@ impl Daemon {
             started_unix,
             captures: Captures::default(),
             links,
-        }
-        .watching_host_namespaces())
+        };
+        daemon.watch_host_namespaces();
+        Ok(daemon)
     }
 
     pub fn now(&self) -> Time {
@@ -461,7 +462,6 @@ impl Daemon {
         link.publish(own);
     }
 
-    /// Marks down the ports whose forwarding threads found their TAP broken.
     /// Tells the controller what host ports' interfaces did.
     fn take_link_events(&mut self) {
         let mut changed = false;
@@ -498,11 +498,7 @@ impl Daemon {
         }
     }
 
-    fn watching_host_namespaces(mut self) -> Daemon {
-        self.watch_host_namespaces();
-        self
-    }
-
+    /// Marks down the ports whose forwarding threads found their TAP broken.
     fn take_failures(&mut self) {
         while let Ok((id, problem)) = self.failures.try_recv() {
             let name = self
